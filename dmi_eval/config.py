@@ -1,0 +1,388 @@
+"""Read ``study.toml`` into validated, frozen :class:`Study` and :class:`Site` objects.
+
+Every problem raises :class:`~dmi_eval.errors.ConfigError` naming the file, the
+key (and the site) and what is allowed. Unknown keys are errors, so that a typo
+never passes silently. Paths in the file are relative to the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from dmi_eval.errors import ConfigError
+
+Frequency = Literal["month", "week", "quarter"]
+Transition = Literal["exclude", "post"]
+
+FREQUENCIES: tuple[str, ...] = get_args(Frequency)
+TRANSITIONS: tuple[str, ...] = get_args(Transition)
+SITE_ID_PATTERN = re.compile(r"^[a-z0-9_-]+$")
+
+
+@dataclass(frozen=True)
+class VerdictRules:
+    """Thresholds of the market-closure rule (``[verdict]`` in study.toml).
+
+    The default rule is stated in DESIGN.md: *closed* when the primary outcome's
+    post-period reduction is significant (one-sided ``p < alpha``), at least
+    ``min_reduction``, still present in the last ``persistence_periods`` post
+    periods and not offset by a significant rise in the catchment area.
+    """
+
+    alpha: float = 0.05
+    min_reduction: float = 0.25
+    persistence_periods: int = 6
+    min_pre_periods: int = 12
+    min_expected_count: float = 5.0
+    max_pre_rmspe_ratio: float = 0.5
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """``[report]`` options: small-cell suppression in published tables."""
+
+    suppress_below: int = 0
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """``[data]``: where the inputs are, resolved to absolute paths."""
+
+    incidents: Path | None
+    counts: Path | None
+    areas: Path | None
+    offense_map: str | Path
+    max_reject_share: float = 0.05
+
+
+@dataclass(frozen=True)
+class Site:
+    """One DMI site (one ``[[sites]]`` table)."""
+
+    id: str
+    name: str
+    intervention: dt.date
+    treated_areas: tuple[str, ...]
+    catchment_areas: tuple[str, ...]
+    donor_areas: tuple[str, ...]
+    outcomes: tuple[str, ...]
+    primary_outcome: str
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study: options, inputs and sites."""
+
+    name: str
+    frequency: Frequency
+    transition: Transition
+    seed: int
+    start: dt.date | None
+    end: dt.date | None
+    data: DataSpec
+    sites: tuple[Site, ...]
+    verdict: VerdictRules
+    report: ReportOptions
+    path: Path
+    text: str = field(repr=False, default="")
+
+    def site(self, site_id: str) -> Site:
+        """Return the site with id ``site_id``."""
+        for site in self.sites:
+            if site.id == site_id:
+                return site
+        known = ", ".join(s.id for s in self.sites)
+        raise ConfigError(f"{self.path.name}: no site with id {site_id!r}; the study has: {known}")
+
+    @property
+    def intervention_areas(self) -> frozenset[str]:
+        """Areas treated or in the catchment of any site (never default donors)."""
+        areas: set[str] = set()
+        for site in self.sites:
+            areas.update(site.treated_areas)
+            areas.update(site.catchment_areas)
+        return frozenset(areas)
+
+
+_STUDY_KEYS = {"name", "frequency", "transition", "seed", "start", "end"}
+_DATA_KEYS = {"incidents", "counts", "areas", "offense_map", "max_reject_share"}
+_SITE_KEYS = {
+    "id",
+    "name",
+    "intervention",
+    "treated_areas",
+    "catchment_areas",
+    "donor_areas",
+    "outcomes",
+    "primary_outcome",
+}
+_TOP_KEYS = {"study", "data", "sites", "verdict", "report"}
+
+
+class _Reader:
+    """Typed access to one TOML table with errors that name file and key."""
+
+    def __init__(self, file: Path, table: dict[str, Any], where: str, allowed: set[str]):
+        self.file = file
+        self.table = table
+        self.where = where
+        unknown = sorted(set(table) - allowed)
+        if unknown:
+            raise self.error(
+                unknown[0], f"unknown key; allowed keys are: {', '.join(sorted(allowed))}"
+            )
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.file}: {self.where}.{key}: {message}")
+
+    def has(self, key: str) -> bool:
+        return key in self.table
+
+    def str(self, key: str, default: str | None = None, *, required: bool = False) -> str | None:
+        if key not in self.table:
+            if required:
+                raise self.error(key, "is required (a string)")
+            return default
+        value = self.table[key]
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(key, f"must be a non-empty string, got {value!r}")
+        return value
+
+    def choice(self, key: str, allowed: tuple[str, ...], default: str) -> str:
+        value = self.str(key, default)
+        if value not in allowed:
+            raise self.error(key, f"must be one of {', '.join(allowed)}; got {value!r}")
+        return value
+
+    def number(self, key: str, default: float, *, low: float, high: float) -> float:
+        value = self.table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.error(key, f"must be a number, got {value!r}")
+        if not low <= value <= high:
+            raise self.error(key, f"must be between {low} and {high}, got {value}")
+        return float(value)
+
+    def integer(self, key: str, default: int, *, low: int, high: int) -> int:
+        value = self.table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(key, f"must be an integer, got {value!r}")
+        if not low <= value <= high:
+            raise self.error(key, f"must be between {low} and {high}, got {value}")
+        return value
+
+    def date(self, key: str, *, required: bool = False) -> dt.date | None:
+        if key not in self.table:
+            if required:
+                raise self.error(key, "is required (an ISO date such as 2019-06-15)")
+            return None
+        value = self.table[key]
+        if isinstance(value, dt.datetime):
+            return value.date()
+        if isinstance(value, dt.date):
+            return value
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value)
+            except ValueError:
+                pass
+        raise self.error(key, f"must be an ISO date such as 2019-06-15, got {value!r}")
+
+    def str_list(self, key: str, *, required: bool = False) -> tuple[str, ...]:
+        if key not in self.table:
+            if required:
+                raise self.error(key, "is required (a list of strings)")
+            return ()
+        value = self.table[key]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.error(key, f"must be a list of non-empty strings, got {value!r}")
+        duplicates = sorted({v for v in value if value.count(v) > 1})
+        if duplicates:
+            raise self.error(key, f"lists {', '.join(duplicates)} more than once")
+        return tuple(value)
+
+    def path(self, key: str) -> Path | None:
+        value = self.str(key)
+        return None if value is None else (self.file.parent / value).resolve()
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a ``study.toml``.
+
+    Parameters
+    ----------
+    path
+        The study file. Data paths inside it are relative to its folder.
+
+    Returns
+    -------
+    Study
+        A frozen, validated study.
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing, is not valid TOML, or any key is missing,
+        unknown, of the wrong type or inconsistent. The message names the key.
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: study file not found; pass the path to a study.toml") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read the study file ({exc})") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    return parse_study(raw, file=file.resolve(), text=text)
+
+
+def parse_study(raw: dict[str, Any], *, file: Path, text: str = "") -> Study:
+    """Validate an already-parsed study mapping (see :func:`load_study`)."""
+    top = _Reader(file, raw, "study.toml", _TOP_KEYS)
+    for section in ("study", "data", "sites"):
+        if section not in raw:
+            raise top.error(section, "section is required")
+
+    if not isinstance(raw["study"], dict):
+        raise top.error("study", "must be a table: [study]")
+    s = _Reader(file, raw["study"], "[study]", _STUDY_KEYS)
+    name = s.str("name", required=True)
+    frequency = s.choice("frequency", FREQUENCIES, "month")
+    transition = s.choice("transition", TRANSITIONS, "exclude")
+    seed = s.integer("seed", 20070501, low=0, high=2**32 - 1)
+    start, end = s.date("start"), s.date("end")
+    if start and end and start >= end:
+        raise s.error("end", f"must be after start ({start}), got {end}")
+
+    if not isinstance(raw["data"], dict):
+        raise top.error("data", "must be a table: [data]")
+    d = _Reader(file, raw["data"], "[data]", _DATA_KEYS)
+    if d.has("incidents") == d.has("counts"):
+        raise d.error("incidents", "give exactly one of 'incidents' (raw rows) or 'counts'")
+    offense_map: str | Path = d.str("offense_map", "nibrs")
+    if offense_map != "nibrs":
+        offense_map = (file.parent / offense_map).resolve()
+    data = DataSpec(
+        incidents=d.path("incidents"),
+        counts=d.path("counts"),
+        areas=d.path("areas"),
+        offense_map=offense_map,
+        max_reject_share=d.number("max_reject_share", 0.05, low=0.0, high=1.0),
+    )
+
+    sites_raw = raw["sites"]
+    if not isinstance(sites_raw, list) or not sites_raw:
+        raise top.error("sites", "must be one or more [[sites]] tables")
+    sites = tuple(_parse_site(file, i, t) for i, t in enumerate(sites_raw))
+    _check_sites(file, sites)
+
+    verdict = _parse_dataclass(file, raw.get("verdict", {}), "[verdict]", VerdictRules)
+    report = _parse_dataclass(file, raw.get("report", {}), "[report]", ReportOptions)
+    return Study(
+        name=name,
+        frequency=frequency,  # type: ignore[arg-type]
+        transition=transition,  # type: ignore[arg-type]
+        seed=seed,
+        start=start,
+        end=end,
+        data=data,
+        sites=sites,
+        verdict=verdict,
+        report=report,
+        path=file,
+        text=text,
+    )
+
+
+def _parse_site(file: Path, index: int, table: Any) -> Site:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{file}: [[sites]] #{index + 1} must be a table")
+    label = f"[[sites]] #{index + 1}"
+    if isinstance(table.get("id"), str):
+        label = f"[[sites]] id={table['id']!r}"
+    r = _Reader(file, table, label, _SITE_KEYS)
+    site_id = r.str("id", required=True)
+    if not SITE_ID_PATTERN.match(site_id):
+        raise r.error(
+            "id", f"{site_id!r} is not a safe file name: use lower-case letters, digits, _ and -"
+        )
+    treated = r.str_list("treated_areas", required=True)
+    if not treated:
+        raise r.error("treated_areas", "must name at least one area")
+    outcomes = r.str_list("outcomes", required=True)
+    if not outcomes:
+        raise r.error("outcomes", "must name at least one outcome")
+    primary = r.str("primary_outcome", outcomes[0])
+    if primary not in outcomes:
+        raise r.error(
+            "primary_outcome", f"{primary!r} is not among outcomes ({', '.join(outcomes)})"
+        )
+    catchment = r.str_list("catchment_areas")
+    donors = r.str_list("donor_areas")
+    for key, other in (("catchment_areas", catchment), ("donor_areas", donors)):
+        overlap = sorted(set(treated) & set(other))
+        if overlap:
+            raise r.error(
+                key, f"{', '.join(overlap)} also listed in treated_areas; an area has one role"
+            )
+    overlap = sorted(set(catchment) & set(donors))
+    if overlap:
+        raise r.error("donor_areas", f"{', '.join(overlap)} also listed in catchment_areas")
+    return Site(
+        id=site_id,
+        name=r.str("name", site_id),
+        intervention=r.date("intervention", required=True),
+        treated_areas=treated,
+        catchment_areas=catchment,
+        donor_areas=donors,
+        outcomes=outcomes,
+        primary_outcome=primary,
+    )
+
+
+def _check_sites(file: Path, sites: tuple[Site, ...]) -> None:
+    seen: set[str] = set()
+    for site in sites:
+        if site.id in seen:
+            raise ConfigError(
+                f"{file}: [[sites]] id={site.id!r}: duplicate site id; ids must be unique"
+            )
+        seen.add(site.id)
+    owner: dict[str, str] = {}
+    for site in sites:
+        for area in site.treated_areas:
+            if area in owner:
+                raise ConfigError(
+                    f"{file}: [[sites]] id={site.id!r}.treated_areas: {area} is already treated "
+                    f"by site {owner[area]!r}; a treated area belongs to one site"
+                )
+            owner[area] = site.id
+    for site in sites:
+        donors_treated = sorted(a for a in site.donor_areas if a in owner)
+        if donors_treated:
+            raise ConfigError(
+                f"{file}: [[sites]] id={site.id!r}.donor_areas: {', '.join(donors_treated)} "
+                "is treated by a site and cannot be a donor"
+            )
+
+
+def _parse_dataclass(file: Path, table: Any, where: str, cls: type) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{file}: {where} must be a table")
+    defaults = cls()
+    fields = {name: getattr(defaults, name) for name in cls.__dataclass_fields__}
+    r = _Reader(file, table, where, set(fields))
+    values: dict[str, Any] = {}
+    for name, default in fields.items():
+        if isinstance(default, int) and not isinstance(default, bool):
+            values[name] = r.integer(name, default, low=0, high=10_000)
+        else:
+            values[name] = r.number(name, default, low=0.0, high=1e6)
+    return cls(**values)

@@ -1,0 +1,506 @@
+"""Read the study's inputs, validate them and aggregate them into a :class:`Panel`.
+
+Every input row is accounted for: it is either counted into exactly one
+``area x period x outcome`` cell or written to the reject log with a reason.
+``rows_read == rows_counted + rows_rejected`` is checked on every run, not assumed.
+
+Reject reasons (``REJECT_REASONS``) come in two kinds. *Quality* rejects
+(unparseable date, unknown area, missing value, duplicate id, bad period,
+duplicate cell) point at a broken extract: when their share exceeds
+``[data].max_reject_share`` (default 5%) the run stops with
+:class:`RejectThresholdError`. *Scope* rejects (a date outside the study range,
+an offense the map leaves out) are expected in a real extract; they are logged
+and reported but do not count toward the threshold.
+
+Privacy: the reject log holds the file name, the row number, the reason, the
+field and, for area / offense / outcome / period fields only, the offending
+value. Incident ids, dates, addresses and any other column never leave this
+module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dmi_eval.config import Study
+from dmi_eval.errors import DataError, RejectThresholdError
+from dmi_eval.offenses import load_offense_map, normalise_code
+from dmi_eval.panel import PANDAS_FREQ, Panel
+
+INCIDENT_COLUMNS: tuple[str, ...] = ("incident_id", "date", "offense", "area_id")
+COUNT_COLUMNS: tuple[str, ...] = ("area_id", "period", "outcome", "count")
+REJECT_COLUMNS: tuple[str, ...] = ("file", "row", "reason", "field", "value")
+
+REJECT_REASONS: dict[str, str] = {
+    "missing_value": "a required field is empty",
+    "bad_date": "date is not an ISO date (YYYY-MM-DD)",
+    "unknown_area": "area_id is not in the areas file",
+    "duplicate_id": "incident_id already seen in an earlier row",
+    "bad_period": "period cannot be read at the study frequency",
+    "duplicate_cell": "area_id, period and outcome repeat an earlier row",
+    "outside_range": "date is outside the study range ([study].start to [study].end)",
+    "unmapped_offense": "offense code is not in the offense map",
+}
+QUALITY_REASONS: frozenset[str] = frozenset(
+    {"missing_value", "bad_date", "unknown_area", "duplicate_id", "bad_period", "duplicate_cell"}
+)
+CHUNK_ROWS = 500_000
+
+
+@dataclass(frozen=True)
+class Ingest:
+    """The outcome of reading a study's data.
+
+    Attributes
+    ----------
+    panel
+        Zero-filled counts over the observed (or configured) range.
+    rejects
+        One row per unused input row: ``file, row, reason, field, value``.
+    file
+        Name (not path) of the data file read.
+    rows_read, rows_counted
+        Input rows read and counted into the panel. For ``counts.csv`` a row is
+        one cell; the panel total equals the sum of the counted rows' ``count``.
+    """
+
+    panel: Panel
+    rejects: pd.DataFrame
+    file: str
+    rows_read: int
+    rows_counted: int
+    counted_total: int = field(default=0)
+
+    @property
+    def rows_rejected(self) -> int:
+        return len(self.rejects)
+
+    def reject_summary(self) -> pd.DataFrame:
+        """Rejected rows per reason, with the reason in words and its kind."""
+        counts = self.rejects["reason"].value_counts()
+        return pd.DataFrame(
+            {
+                "reason": list(counts.index),
+                "description": [REJECT_REASONS[r] for r in counts.index],
+                "kind": ["quality" if r in QUALITY_REASONS else "scope" for r in counts.index],
+                "rows": counts.to_numpy(dtype="int64"),
+            }
+        )
+
+
+def load_study_data(study: Study) -> Ingest:
+    """Read ``study``'s incidents or counts (and areas) into an :class:`Ingest`.
+
+    Raises
+    ------
+    DataError
+        A file is missing, empty or lacks a required column; counts are negative
+        or not integers; the areas file is malformed.
+    RejectThresholdError
+        More than ``[data].max_reject_share`` of the rows were rejected for
+        data-quality reasons.
+    """
+    covariates = read_areas(study.data.areas) if study.data.areas else None
+    known = None if covariates is None else frozenset(covariates.index)
+    if study.data.incidents is not None:
+        ingest = read_incidents(
+            study.data.incidents,
+            frequency=study.frequency,
+            offense_map=load_offense_map(study.data.offense_map),
+            known_areas=known,
+            start=study.start,
+            end=study.end,
+            covariates=covariates,
+        )
+    else:
+        assert study.data.counts is not None
+        ingest = read_counts(
+            study.data.counts,
+            frequency=study.frequency,
+            known_areas=known,
+            start=study.start,
+            end=study.end,
+            covariates=covariates,
+        )
+    check_reject_share(ingest, study.data.max_reject_share)
+    return ingest
+
+
+def check_reject_share(ingest: Ingest, max_share: float) -> None:
+    """Raise :class:`RejectThresholdError` when quality rejects exceed ``max_share``."""
+    if ingest.rows_read == 0:
+        return
+    quality = ingest.rejects["reason"].isin(QUALITY_REASONS)
+    share = quality.sum() / ingest.rows_read
+    if share > max_share:
+        top = ingest.rejects.loc[quality, "reason"].value_counts().head(3)
+        reasons = "; ".join(f"{n} {REJECT_REASONS[r]}" for r, n in top.items())
+        raise RejectThresholdError(
+            f"{ingest.file}: {share:.1%} of {ingest.rows_read} rows rejected for data quality "
+            f"({reasons}), above the {max_share:.0%} limit. Fix the file, or raise "
+            "[data].max_reject_share in study.toml if these rows are expected to be unusable."
+        )
+
+
+# --- readers -----------------------------------------------------------------
+
+
+def _check_columns(path: Path, required: tuple[str, ...]) -> None:
+    if not path.exists():
+        raise DataError(f"{path.name}: file not found at {path}; fix the path in study.toml [data]")
+    try:
+        header = pd.read_csv(path, nrows=0, encoding="utf-8", encoding_errors="replace")
+    except pd.errors.EmptyDataError:
+        raise DataError(
+            f"{path.name}: the file is empty; it needs a header line "
+            f"'{','.join(required)}' and data rows"
+        ) from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path.name}: cannot read the header ({exc})") from None
+    columns = [str(c).strip() for c in header.columns]
+    missing = [c for c in required if c not in columns]
+    if missing:
+        hints = []
+        for col in missing:
+            close = difflib.get_close_matches(col, columns, n=1)
+            hints.append(f"{col} (did you mean {close[0]!r}?)" if close else col)
+        raise DataError(
+            f"{path.name}: missing column(s) {', '.join(hints)}; found: {', '.join(columns)}. "
+            f"Required: {', '.join(required)}"
+        )
+
+
+def _chunks(path: Path, columns: tuple[str, ...]) -> Iterator[pd.DataFrame]:
+    """Stream the required columns as strings, never materialising the whole file."""
+    reader = pd.read_csv(
+        path,
+        usecols=lambda c: str(c).strip() in columns,
+        dtype=str,
+        keep_default_na=False,
+        encoding="utf-8",
+        encoding_errors="replace",
+        chunksize=CHUNK_ROWS,
+    )
+    with reader:
+        try:
+            for chunk in reader:
+                chunk.columns = [str(c).strip() for c in chunk.columns]
+                yield chunk.fillna("")
+        except pd.errors.ParserError as exc:
+            raise DataError(
+                f"{path.name}: malformed CSV ({exc}); fix that row and re-run"
+            ) from None
+
+
+def _parse_dates(values: pd.Series) -> pd.Series:
+    """ISO dates (``YYYY-MM-DD``, optionally followed by a time) -> datetime64; else NaT."""
+    text = values.str.strip()
+    head = text.str.slice(0, 10)
+    tail = text.str.slice(10, 11)
+    parsed = pd.to_datetime(head, format="%Y-%m-%d", errors="coerce")
+    ok_tail = tail.isin(["", "T", " "])
+    return parsed.where(ok_tail)
+
+
+class _ChunkFilter:
+    """The rows of one chunk still in play; each check moves failures to the reject log."""
+
+    def __init__(self, rows: np.ndarray, rejects: _Rejects):
+        self.rows = rows
+        self.rejects = rejects
+        self.keep = np.ones(len(rows), dtype=bool)
+
+    def reject(self, mask: np.ndarray, reason: str, field_name: str, values=None) -> None:
+        """Reject rows in ``mask`` that are still kept, with ``reason``."""
+        mask = np.asarray(mask, dtype=bool) & self.keep
+        shown = None if values is None else np.asarray(values)[mask]
+        self.rejects.add(self.rows[mask], reason, field_name, shown)
+        self.keep &= ~mask
+
+
+class _Rejects:
+    """Collects rejected rows as small arrays (file, row, reason, field, value)."""
+
+    def __init__(self, file: str):
+        self.file = file
+        self.parts: list[pd.DataFrame] = []
+
+    def add(self, rows: np.ndarray, reason: str, field_name: str, values=None) -> None:
+        if len(rows) == 0:
+            return
+        self.parts.append(
+            pd.DataFrame(
+                {
+                    "file": self.file,
+                    "row": rows.astype("int64"),
+                    "reason": reason,
+                    "field": field_name,
+                    "value": "" if values is None else np.asarray(values, dtype=object),
+                }
+            )
+        )
+
+    def frame(self) -> pd.DataFrame:
+        if not self.parts:
+            return pd.DataFrame(
+                {c: pd.Series(dtype="int64" if c == "row" else object) for c in REJECT_COLUMNS}
+            )
+        out = pd.concat(self.parts, ignore_index=True)
+        out = out.sort_values("row", kind="stable").reset_index(drop=True)
+        out["value"] = out["value"].astype(object)
+        return out[list(REJECT_COLUMNS)]
+
+
+def _range_periods(
+    frequency: str, start: dt.date | None, end: dt.date | None
+) -> tuple[pd.Period | None, pd.Period | None]:
+    freq = PANDAS_FREQ[frequency]
+    return (
+        None if start is None else pd.Period(start, freq=freq),
+        None if end is None else pd.Period(end, freq=freq),
+    )
+
+
+def read_incidents(
+    path: Path,
+    *,
+    frequency: str,
+    offense_map: dict[str, str],
+    known_areas: frozenset[str] | None = None,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    covariates: pd.DataFrame | None = None,
+) -> Ingest:
+    """Read ``incidents.csv`` (``incident_id, date, offense, area_id``) into a Panel.
+
+    Rows are streamed in chunks; only the four required columns are read, so
+    other columns (addresses, narratives) never enter memory. Duplicate
+    ``incident_id`` values are detected with 64-bit hashes; the first
+    occurrence is counted, later ones are rejected.
+    """
+    path = Path(path)
+    _check_columns(path, INCIDENT_COLUMNS)
+    freq = PANDAS_FREQ[frequency]
+    rejects = _Rejects(path.name)
+    seen_ids = np.empty(0, dtype=np.uint64)
+    cells: Counter = Counter()
+    rows_read = 0
+    d_start = None if start is None else pd.Timestamp(start)
+    d_end = None if end is None else pd.Timestamp(end)
+    for chunk in _chunks(path, INCIDENT_COLUMNS):
+        n = len(chunk)
+        rows = np.arange(rows_read + 1, rows_read + n + 1)
+        rows_read += n
+        chunk_filter = _ChunkFilter(rows, rejects)
+        reject = chunk_filter.reject
+        keep = chunk_filter.keep  # the same array, narrowed in place by reject()
+
+        for col in INCIDENT_COLUMNS:
+            reject((chunk[col].str.strip() == "").to_numpy(), "missing_value", col)
+        dates = _parse_dates(chunk["date"])
+        reject(dates.isna().to_numpy(), "bad_date", "date")
+        area = chunk["area_id"].str.strip().to_numpy(dtype=object)
+        if known_areas is not None:
+            reject(~np.isin(area, list(known_areas)), "unknown_area", "area_id", area)
+        in_range = np.ones(n, dtype=bool)
+        if d_start is not None:
+            in_range &= (dates >= d_start).fillna(False).to_numpy()
+        if d_end is not None:
+            in_range &= (dates <= d_end).fillna(False).to_numpy()
+        reject(~in_range, "outside_range", "date")
+        codes = normalise_code(chunk["offense"])
+        outcome = codes.map(offense_map).to_numpy(dtype=object)
+        reject(pd.isna(outcome), "unmapped_offense", "offense", codes.to_numpy(dtype=object))
+        # Last check: an id counts as seen only once its row is counted.
+        ids = pd.util.hash_array(chunk["incident_id"].str.strip().to_numpy(dtype=object))
+        dup_within = pd.Series(np.where(keep, ids, 0)).duplicated().to_numpy() & keep
+        dup_before = np.isin(ids, seen_ids)
+        reject(dup_within | dup_before, "duplicate_id", "incident_id")
+        seen_ids = np.concatenate([seen_ids, ids[keep]])
+
+        periods = dates[keep].dt.to_period(freq)
+        grouped = pd.DataFrame(
+            {"area": area[keep], "period": periods.to_numpy(), "outcome": outcome[keep]}
+        ).value_counts()
+        cells.update({k: int(v) for k, v in grouped.items()})
+
+    rejected = rejects.frame()
+    counted = sum(cells.values())
+    _check_conservation(path.name, rows_read, counted, len(rejected))
+    panel = _build_panel(cells, frequency, known_areas, start, end, covariates, path.name)
+    return Ingest(
+        panel=panel,
+        rejects=rejected,
+        file=path.name,
+        rows_read=rows_read,
+        rows_counted=counted,
+        counted_total=counted,
+    )
+
+
+def read_counts(
+    path: Path,
+    *,
+    frequency: str,
+    known_areas: frozenset[str] | None = None,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    covariates: pd.DataFrame | None = None,
+) -> Ingest:
+    """Read an already-aggregated ``counts.csv`` (``area_id, period, outcome, count``).
+
+    ``period`` is any string pandas reads as a period at the study frequency
+    (``2019-06`` for months, ``2019Q2`` for quarters, a date inside the week for
+    weeks). Counts must be non-negative integers: anything else is an error
+    naming the row, because a wrong count cannot be rejected without biasing
+    the totals.
+    """
+    path = Path(path)
+    _check_columns(path, COUNT_COLUMNS)
+    freq = PANDAS_FREQ[frequency]
+    rejects = _Rejects(path.name)
+    cells: Counter = Counter()
+    seen_cells: set[tuple[str, pd.Period, str]] = set()
+    rows_read = 0
+    rows_counted = 0
+    p_start, p_end = _range_periods(frequency, start, end)
+    period_cache: dict[str, pd.Period | None] = {}
+    for chunk in _chunks(path, COUNT_COLUMNS):
+        n = len(chunk)
+        rows = np.arange(rows_read + 1, rows_read + n + 1)
+        rows_read += n
+        chunk_filter = _ChunkFilter(rows, rejects)
+        reject = chunk_filter.reject
+        keep = chunk_filter.keep  # the same array, narrowed in place by reject()
+
+        for col in COUNT_COLUMNS:
+            reject((chunk[col].str.strip() == "").to_numpy(), "missing_value", col)
+        raw_count = chunk["count"].str.strip()
+        numeric = pd.to_numeric(raw_count, errors="coerce")
+        bad = keep & (numeric.isna() | (numeric < 0) | (numeric % 1 != 0)).to_numpy()
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"{path.name}: row {rows[i]}: count {raw_count.iloc[i]!r} is not a non-negative "
+                "integer; counts.csv needs whole numbers of incidents"
+            )
+        area = chunk["area_id"].str.strip().to_numpy(dtype=object)
+        if known_areas is not None:
+            reject(~np.isin(area, list(known_areas)), "unknown_area", "area_id", area)
+        raw_period = chunk["period"].str.strip()
+        for value in raw_period.unique():
+            if value not in period_cache:
+                try:
+                    period_cache[value] = pd.Period(value, freq=freq)
+                except (ValueError, TypeError):
+                    period_cache[value] = None
+        periods = raw_period.map(period_cache)
+        reject(periods.isna().to_numpy(), "bad_period", "period", raw_period.to_numpy(dtype=object))
+        if p_start is not None or p_end is not None:
+            outside = np.array(
+                [
+                    p is not None
+                    and ((p_start is not None and p < p_start) or (p_end is not None and p > p_end))
+                    for p in periods
+                ],
+                dtype=bool,
+            )
+            reject(outside, "outside_range", "period", raw_period.to_numpy(dtype=object))
+        outcome = chunk["outcome"].str.strip().to_numpy(dtype=object)
+        dup = np.zeros(n, dtype=bool)
+        for i in np.flatnonzero(keep):
+            key = (area[i], periods.iloc[i], outcome[i])
+            if key in seen_cells:
+                dup[i] = True
+            else:
+                seen_cells.add(key)
+        reject(dup, "duplicate_cell", "area_id,period,outcome")
+        for i in np.flatnonzero(keep):
+            cells[(area[i], periods.iloc[i], outcome[i])] += int(numeric.iloc[i])
+        rows_counted += int(keep.sum())
+
+    rejected = rejects.frame()
+    _check_conservation(path.name, rows_read, rows_counted, len(rejected))
+    panel = _build_panel(cells, frequency, known_areas, start, end, covariates, path.name)
+    return Ingest(
+        panel=panel,
+        rejects=rejected,
+        file=path.name,
+        rows_read=rows_read,
+        rows_counted=rows_counted,
+        counted_total=int(sum(cells.values())),
+    )
+
+
+def _check_conservation(file: str, read: int, counted: int, rejected: int) -> None:
+    if read != counted + rejected:
+        raise AssertionError(
+            f"{file}: {read} rows read but {counted} counted + {rejected} rejected; "
+            "this is a bug in dmi_eval, please report it"
+        )
+
+
+def _build_panel(
+    cells: Counter,
+    frequency: str,
+    known_areas: frozenset[str] | None,
+    start: dt.date | None,
+    end: dt.date | None,
+    covariates: pd.DataFrame | None,
+    file: str,
+) -> Panel:
+    if not cells:
+        raise DataError(f"{file}: no usable rows; every row was rejected (see rejects.csv)")
+    keys = list(cells)
+    seen_periods = [k[1] for k in keys]
+    p_start, p_end = _range_periods(frequency, start, end)
+    first = p_start if p_start is not None else min(seen_periods)
+    last = p_end if p_end is not None else max(seen_periods)
+    periods = pd.period_range(first, last, freq=PANDAS_FREQ[frequency])
+    area_ids = set(known_areas) if known_areas is not None else {k[0] for k in keys}
+    areas = pd.Index(sorted(area_ids), dtype=object, name="area_id")
+    outcomes = sorted({k[2] for k in keys})
+    a_idx = {a: i for i, a in enumerate(areas)}
+    p_idx = {p: i for i, p in enumerate(periods)}
+    counts = {o: np.zeros((len(areas), len(periods)), dtype=np.int64) for o in outcomes}
+    for (area, period, outcome), n in cells.items():
+        counts[outcome][a_idx[area], p_idx[period]] += n
+    return Panel(
+        frequency=frequency, periods=periods, areas=areas, counts=counts, covariates=covariates
+    )
+
+
+def read_areas(path: Path) -> pd.DataFrame:
+    """Read ``areas.csv``: ``area_id`` plus numeric covariates, indexed by ``area_id``."""
+    path = Path(path)
+    _check_columns(path, ("area_id",))
+    frame = pd.read_csv(path, dtype={"area_id": str}, keep_default_na=True)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    frame["area_id"] = frame["area_id"].astype(str).str.strip()
+    dup = frame["area_id"].duplicated()
+    if dup.any():
+        row = int(np.flatnonzero(dup.to_numpy())[0]) + 1
+        raise DataError(
+            f"{path.name}: row {row}: area_id {frame['area_id'].iloc[row - 1]!r} "
+            "appears twice; each area needs one row"
+        )
+    frame = frame.set_index("area_id")
+    for col in frame.columns:
+        values = pd.to_numeric(frame[col], errors="coerce")
+        bad = values.isna()
+        if bad.any():
+            area = frame.index[bad.to_numpy()][0]
+            raise DataError(
+                f"{path.name}: column {col!r}, area {area}: {frame.loc[area, col]!r} is not a "
+                "number; covariates must be numeric and complete (drop the column or fill it)"
+            )
+        frame[col] = values.astype("float64")
+    return frame.sort_index()

@@ -1,0 +1,62 @@
+"""Sessions: tests, lint, evaluate, data, validate, benchmark.
+
+Quick start on a fresh machine::
+
+    python -m pip install nox && nox -s evaluate
+    python -m pip install nox && nox -s tests
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+nox.options.reuse_venv = "yes"
+nox.options.default_venv_backend = "venv"
+
+ROOT = Path(__file__).parent
+PYTHON = "3.11"
+CONSTRAINTS = ("-c", "constraints.txt")
+SYNTHETIC = "data/synthetic/study.toml"
+
+
+def install(session: nox.Session, *extra: str) -> None:
+    """Install the package with the pinned versions of constraints.txt."""
+    session.install(*CONSTRAINTS, *(extra or (".",)))
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the test suite (reference-data tests skip when ../shared/reference is absent)."""
+    install(session, ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install(*CONSTRAINTS, "ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def data(session: nox.Session) -> None:
+    """Regenerate the synthetic study in data/synthetic/ (seeded, byte-identical)."""
+    install(session)
+    session.run("dmi-eval", "simulate", "data/synthetic")
+
+
+@nox.session(python=PYTHON)
+def evaluate(session: nox.Session) -> None:
+    """Evaluate a study into reports/ (default: the shipped synthetic study).
+
+    ``nox -s evaluate -- path/to/study.toml`` evaluates another study.
+    """
+    install(session)
+    study = session.posargs[0] if session.posargs else SYNTHETIC
+    if study == SYNTHETIC and not (ROOT / SYNTHETIC).exists():
+        session.run("dmi-eval", "simulate", "data/synthetic")
+    session.run("dmi-eval", "evaluate", study, "--out", "reports")
