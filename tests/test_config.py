@@ -1,0 +1,109 @@
+"""study.toml validation: every error names the file, the key and what is allowed."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from dmi_eval.config import load_study
+from dmi_eval.errors import ConfigError, DmiEvalError
+from tests.helpers import BASE_TOML, write_toml
+
+
+def test_valid_study_is_read_into_frozen_objects(tmp_path):
+    study = load_study(write_toml(tmp_path))
+    assert study.name == "Test study"
+    assert study.frequency == "month"
+    assert study.transition == "exclude"
+    assert study.data.incidents == (tmp_path / "incidents.csv").resolve()
+    assert study.data.offense_map == "nibrs"
+    site = study.site("east")
+    assert site.intervention == dt.date(2019, 6, 15)
+    assert site.treated_areas == ("A1",)
+    assert site.name == "east"
+    assert study.intervention_areas == frozenset({"A1", "A2"})
+    with pytest.raises(AttributeError):
+        site.id = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ('frequency = "month"', 'frequency = "monthly"', r"\[study\]\.frequency: must be one of"),
+        (
+            'name = "Test study"',
+            'name = "Test study"\nfreqency = "month"',
+            r"\[study\]\.freqency: unknown key",
+        ),
+        ('id = "east"', 'id = "East Side"', r"id: 'East Side' is not a safe file name"),
+        (
+            'primary_outcome = "drug"',
+            'primary_outcome = "weapons"',
+            r"primary_outcome: 'weapons' is not among outcomes",
+        ),
+        (
+            'intervention = "2019-06-15"',
+            'intervention = "15/06/2019"',
+            r"intervention: must be an ISO date",
+        ),
+        (
+            'catchment_areas = ["A2"]',
+            'catchment_areas = ["A1"]',
+            r"catchment_areas: A1 also listed in treated_areas",
+        ),
+        (
+            'incidents = "incidents.csv"',
+            'incidents = "incidents.csv"\ncounts = "c.csv"',
+            r"give exactly one of 'incidents'",
+        ),
+        ('treated_areas = ["A1"]', "treated_areas = []", r"treated_areas: must name at least one"),
+        ('treated_areas = ["A1"]', 'treated_areas = "A1"', r"treated_areas: must be a list"),
+    ],
+)
+def test_config_errors_name_the_key(tmp_path, old, new, expected):
+    assert old in BASE_TOML
+    path = write_toml(tmp_path, BASE_TOML.replace(old, new))
+    with pytest.raises(ConfigError, match=expected) as info:
+        load_study(path)
+    assert str(path) in str(info.value)
+    assert isinstance(info.value, DmiEvalError)
+
+
+def test_syntax_error_reports_the_line(tmp_path):
+    path = write_toml(tmp_path, BASE_TOML.replace('frequency = "month"', "frequency = month"))
+    with pytest.raises(ConfigError, match=r"not valid TOML: .*line 4"):
+        load_study(path)
+
+
+def test_missing_file_and_missing_section(tmp_path):
+    with pytest.raises(ConfigError, match="study file not found"):
+        load_study(tmp_path / "nope.toml")
+    text = BASE_TOML.split("[[sites]]")[0]
+    with pytest.raises(ConfigError, match=r"sites: section is required"):
+        load_study(write_toml(tmp_path, text))
+
+
+def test_duplicate_site_ids_and_shared_treated_areas(tmp_path):
+    second = BASE_TOML.split("[[sites]]")[1]
+    with pytest.raises(ConfigError, match="duplicate site id"):
+        load_study(write_toml(tmp_path, BASE_TOML + "[[sites]]" + second))
+    other = second.replace('id = "east"', 'id = "west"').replace('["A2"]', '["A3"]')
+    with pytest.raises(ConfigError, match="A1 is already treated by site 'east'"):
+        load_study(write_toml(tmp_path, BASE_TOML + "[[sites]]" + other))
+
+
+def test_unknown_site_lists_the_known_ones(tmp_path):
+    study = load_study(write_toml(tmp_path))
+    with pytest.raises(ConfigError, match="no site with id 'west'; the study has: east"):
+        study.site("west")
+
+
+def test_verdict_and_report_tables(tmp_path):
+    text = BASE_TOML + "\n[verdict]\nmin_reduction = 0.3\n\n[report]\nsuppress_below = 5\n"
+    study = load_study(write_toml(tmp_path, text))
+    assert study.verdict.min_reduction == 0.3
+    assert study.verdict.alpha == 0.05
+    assert study.report.suppress_below == 5
+    with pytest.raises(ConfigError, match=r"\[verdict\]\.min_reductoin: unknown key"):
+        load_study(write_toml(tmp_path, BASE_TOML + "\n[verdict]\nmin_reductoin = 0.3\n"))

@@ -1,0 +1,236 @@
+"""Readers, aggregation and the reject log: every input row is counted or rejected."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dmi_eval.config import load_study
+from dmi_eval.data import (
+    QUALITY_REASONS,
+    REJECT_REASONS,
+    load_study_data,
+    read_counts,
+    read_incidents,
+)
+from dmi_eval.errors import DataError, RejectThresholdError
+from dmi_eval.offenses import load_offense_map, nibrs_map
+from tests.helpers import BASE_TOML, write_csv, write_toml
+
+NIBRS = load_offense_map("nibrs")
+
+INCIDENTS = """
+incident_id,date,offense,area_id,narrative
+1,2019-01-03,35A,A1,"sold at the corner, see report"
+2,2019-01-20T13:45:00,13A,A1,
+3,2019-02-11,35b,A2,
+4,2019-02-30,35A,A1,bad date
+5,2019-03-01,35A,A9,unknown area
+3,2019-03-02,35A,A2,duplicate id
+6,2019-03-05,90Z,A1,unmapped offense
+7,,35A,A1,missing date
+8,2019-04-02,35A,A2,
+"""
+
+
+def test_incidents_are_counted_or_rejected_with_a_reason(tmp_path):
+    path = write_csv(tmp_path, "incidents.csv", INCIDENTS)
+    ingest = read_incidents(
+        path, frequency="month", offense_map=NIBRS, known_areas=frozenset({"A1", "A2", "A3"})
+    )
+    assert ingest.rows_read == 9
+    assert ingest.rows_counted == 4
+    assert ingest.rows_counted + ingest.rows_rejected == ingest.rows_read
+    rejects = ingest.rejects.set_index("row")["reason"].to_dict()
+    assert rejects == {
+        4: "bad_date",
+        5: "unknown_area",
+        6: "duplicate_id",
+        7: "unmapped_offense",
+        8: "missing_value",
+    }
+    assert set(ingest.rejects.columns) == {"file", "row", "reason", "field", "value"}
+    panel = ingest.panel
+    assert [str(p) for p in panel.periods] == ["2019-01", "2019-02", "2019-03", "2019-04"]
+    assert list(panel.areas) == ["A1", "A2", "A3"]
+    drug = panel.matrix("drug")
+    assert drug.loc["A1"].tolist() == [1, 0, 0, 0]
+    assert drug.loc["A2"].tolist() == [0, 1, 0, 1]  # "35b" normalised to 35B
+    assert drug.loc["A3"].tolist() == [0, 0, 0, 0]  # zero-filled
+    assert panel.matrix("violent").to_numpy().sum() == 1
+
+
+def test_private_columns_never_reach_the_reject_log(tmp_path):
+    path = write_csv(tmp_path, "incidents.csv", INCIDENTS)
+    ingest = read_incidents(
+        path, frequency="month", offense_map=NIBRS, known_areas=frozenset({"A1", "A2"})
+    )
+    text = ingest.rejects.to_csv(index=False)
+    for secret in ("corner", "bad date", "2019-02-30", "narrative"):
+        assert secret not in text
+    assert str(tmp_path) not in text
+
+
+def test_study_range_rejects_are_scope_not_quality(tmp_path):
+    path = write_csv(tmp_path, "incidents.csv", INCIDENTS)
+    ingest = read_incidents(
+        path,
+        frequency="month",
+        offense_map=NIBRS,
+        start=dt.date(2019, 2, 1),
+        end=dt.date(2019, 3, 31),
+    )
+    reasons = ingest.rejects["reason"].tolist()
+    assert reasons.count("outside_range") == 3  # Jan x2 and Apr
+    assert "outside_range" not in QUALITY_REASONS
+    assert [str(p) for p in ingest.panel.periods] == ["2019-02", "2019-03"]
+
+
+@pytest.mark.parametrize(("frequency", "n_periods"), [("week", 14), ("quarter", 2)])
+def test_other_frequencies(tmp_path, frequency, n_periods):
+    path = write_csv(tmp_path, "incidents.csv", INCIDENTS)
+    ingest = read_incidents(path, frequency=frequency, offense_map=NIBRS)
+    assert len(ingest.panel.periods) == n_periods
+    assert ingest.panel.totals().sum() == ingest.rows_counted
+
+
+def test_missing_column_suggests_the_right_name(tmp_path):
+    path = write_csv(
+        tmp_path, "incidents.csv", "incident_id,date,offence,area_id\n1,2019-01-01,35A,A1\n"
+    )
+    with pytest.raises(
+        DataError, match=r"incidents.csv: missing column\(s\) offense \(did you mean 'offence'\?\)"
+    ):
+        read_incidents(path, frequency="month", offense_map=NIBRS)
+
+
+def test_empty_and_missing_files(tmp_path):
+    empty = write_csv(tmp_path, "incidents.csv", "")
+    with pytest.raises(DataError, match="the file is empty"):
+        read_incidents(empty, frequency="month", offense_map=NIBRS)
+    with pytest.raises(DataError, match="file not found"):
+        read_incidents(tmp_path / "nope.csv", frequency="month", offense_map=NIBRS)
+    header_only = write_csv(tmp_path, "h.csv", "incident_id,date,offense,area_id\n")
+    with pytest.raises(DataError, match="no usable rows"):
+        read_incidents(header_only, frequency="month", offense_map=NIBRS)
+
+
+def test_reject_threshold_is_a_clear_error(tmp_path):
+    write_csv(tmp_path, "incidents.csv", INCIDENTS)
+    study = load_study(write_toml(tmp_path))
+    with pytest.raises(
+        RejectThresholdError,
+        match=r"incidents.csv: .* rows rejected for data quality .*max_reject_share",
+    ):
+        load_study_data(study)
+    relaxed = BASE_TOML.replace(
+        'incidents = "incidents.csv"', 'incidents = "incidents.csv"\nmax_reject_share = 0.6'
+    )
+    ingest = load_study_data(load_study(write_toml(tmp_path, relaxed)))
+    assert ingest.rows_counted == 5  # no areas file: A9 is a real area
+
+
+def test_counts_reader(tmp_path):
+    path = write_csv(
+        tmp_path,
+        "counts.csv",
+        """
+        area_id,period,outcome,count
+        A1,2019-01,drug,3
+        A1,2019-03,drug,2
+        A2,2019-02,drug,0
+        A2,2019-02,drug,4
+        A2,2019-13,drug,1
+        A2,2019-02,violent,5
+    """,
+    )
+    ingest = read_counts(path, frequency="month")
+    assert ingest.rows_read == 6 and ingest.rows_counted == 4
+    assert ingest.rejects["reason"].tolist() == ["duplicate_cell", "bad_period"]
+    assert ingest.panel.matrix("drug").loc["A1"].tolist() == [3, 0, 2]
+    assert ingest.panel.totals().to_dict() == {"drug": 5, "violent": 5}
+
+
+@pytest.mark.parametrize("bad", ["-1", "2.5", "many"])
+def test_bad_counts_are_errors_naming_the_row(tmp_path, bad):
+    path = write_csv(
+        tmp_path,
+        "counts.csv",
+        f"area_id,period,outcome,count\nA1,2019-01,drug,1\nA1,2019-02,drug,{bad}\n",
+    )
+    with pytest.raises(
+        DataError, match=rf"counts.csv: row 2: count '{bad}' is not a non-negative integer"
+    ):
+        read_counts(path, frequency="month")
+
+
+def test_nibrs_map_covers_five_outcomes_and_user_maps(tmp_path):
+    table = nibrs_map()
+    assert set(table["outcome"]) == {"drug", "violent", "property", "disorder", "weapons"}
+    assert NIBRS["35A"] == "drug" and NIBRS["13A"] == "violent" and NIBRS["520"] == "weapons"
+    assert "90Z" not in NIBRS and "09C" not in NIBRS
+    custom = write_csv(tmp_path, "map.csv", "offense,outcome\nSALE,drug\nsale,drug\n")
+    assert load_offense_map(custom) == {"SALE": "drug"}
+    clash = write_csv(tmp_path, "clash.csv", "offense,outcome\nX,drug\nX,violent\n")
+    with pytest.raises(DataError, match="mapped to both"):
+        load_offense_map(clash)
+
+
+def test_every_reason_is_described():
+    assert QUALITY_REASONS <= set(REJECT_REASONS)
+
+
+rows = st.lists(
+    st.tuples(
+        st.integers(0, 30),  # incident id (duplicates likely)
+        st.one_of(
+            st.dates(dt.date(2018, 1, 1), dt.date(2019, 12, 31)).map(str),
+            st.sampled_from(["", "2019-02-30", "yesterday"]),
+        ),
+        st.sampled_from(["35A", "13A", "23H", "90Z", "", "xx"]),
+        st.sampled_from(["A1", "A2", "A3", "B9", ""]),
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rows=rows)
+def test_conservation_property(tmp_path, rows):
+    frame = pd.DataFrame(rows, columns=["incident_id", "date", "offense", "area_id"])
+    path = tmp_path / "incidents.csv"
+    frame.to_csv(path, index=False)
+    known = frozenset({"A1", "A2", "A3"})
+    try:
+        ingest = read_incidents(path, frequency="month", offense_map=NIBRS, known_areas=known)
+    except DataError as exc:
+        assert "no usable rows" in str(exc)
+        return
+    assert ingest.rows_read == len(frame)
+    assert ingest.rows_counted + ingest.rows_rejected == len(frame)
+    assert ingest.panel.totals().sum() == ingest.rows_counted
+    assert ingest.rejects["row"].is_unique
+    # The counted rows are exactly the valid, first-seen, mapped, known-area rows.
+    valid = frame.copy()
+    valid["parsed"] = pd.to_datetime(valid["date"], format="%Y-%m-%d", errors="coerce")
+    ok = (
+        valid["parsed"].notna()
+        & valid["area_id"].isin(known)
+        & valid["offense"].isin(NIBRS.keys())
+        & (valid["incident_id"].astype(str) != "")
+    )
+    expected = valid[ok]
+    expected = expected[~expected["incident_id"].astype(str).duplicated()]
+    assert ingest.rows_counted == len(expected)
+    by_outcome = expected["offense"].map(NIBRS).value_counts().to_dict()
+    totals = {k: int(v) for k, v in ingest.panel.totals().items()}
+    assert totals == by_outcome
+    assert np.all(ingest.panel.totals().to_numpy() >= 0)
