@@ -1,0 +1,1 @@
+"""Benchmarks (``nox -s benchmark``): speed, memory and statistical performance."""
