@@ -309,7 +309,7 @@ def read_incidents(
         reject(dates.isna().to_numpy(), "bad_date", "date")
         area = chunk["area_id"].str.strip().to_numpy(dtype=object)
         if known_areas is not None:
-            reject(~np.isin(area, list(known_areas)), "unknown_area", "area_id", area)
+            reject(~pd.Index(area).isin(list(known_areas)), "unknown_area", "area_id", area)
         in_range = np.ones(n, dtype=bool)
         if d_start is not None:
             in_range &= (dates >= d_start).fillna(False).to_numpy()
@@ -394,7 +394,7 @@ def read_counts(
             )
         area = chunk["area_id"].str.strip().to_numpy(dtype=object)
         if known_areas is not None:
-            reject(~np.isin(area, list(known_areas)), "unknown_area", "area_id", area)
+            reject(~pd.Index(area).isin(list(known_areas)), "unknown_area", "area_id", area)
         raw_period = chunk["period"].str.strip()
         for value in raw_period.unique():
             if value not in period_cache:
@@ -482,7 +482,18 @@ def read_areas(path: Path) -> pd.DataFrame:
     """Read ``areas.csv``: ``area_id`` plus numeric covariates, indexed by ``area_id``."""
     path = Path(path)
     _check_columns(path, ("area_id",))
-    frame = pd.read_csv(path, dtype={"area_id": str}, keep_default_na=True)
+    try:
+        frame = pd.read_csv(
+            path,
+            dtype={"area_id": str},
+            keep_default_na=True,
+            encoding="utf-8",
+            encoding_errors="replace",
+        )
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path.name}: malformed CSV ({exc}); fix that row and re-run") from None
+    if frame.empty:
+        raise DataError(f"{path.name}: no area rows; list one row per area after the header")
     frame.columns = [str(c).strip() for c in frame.columns]
     frame["area_id"] = frame["area_id"].astype(str).str.strip()
     dup = frame["area_id"].duplicated()
@@ -498,9 +509,11 @@ def read_areas(path: Path) -> pd.DataFrame:
         bad = values.isna()
         if bad.any():
             area = frame.index[bad.to_numpy()][0]
+            raw = frame[col].to_numpy()[bad.to_numpy()][0]
+            shown = "is empty" if pd.isna(raw) else f"{str(raw)!r} is not a number"
             raise DataError(
-                f"{path.name}: column {col!r}, area {area}: {frame.loc[area, col]!r} is not a "
-                "number; covariates must be numeric and complete (drop the column or fill it)"
+                f"{path.name}: column {col!r}, area {area}: {shown}; covariates must be "
+                "numeric and complete (drop the column or fill it)"
             )
         frame[col] = values.astype("float64")
     return frame.sort_index()
