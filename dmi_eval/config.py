@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+import pandas as pd
+
 from dmi_eval.errors import ConfigError
 
 Frequency = Literal["month", "week", "quarter"]
@@ -21,6 +23,7 @@ Transition = Literal["exclude", "post"]
 
 FREQUENCIES: tuple[str, ...] = get_args(Frequency)
 TRANSITIONS: tuple[str, ...] = get_args(Transition)
+PANDAS_FREQ_OF: dict[str, str] = {"month": "M", "week": "W-SUN", "quarter": "Q"}
 SITE_ID_PATTERN = re.compile(r"^[a-z0-9_-]+$")
 
 
@@ -49,6 +52,28 @@ class ReportOptions:
     suppress_below: int = 0
 
 
+Layout = Literal["long", "wide"]
+
+
+@dataclass(frozen=True)
+class CountsLayout:
+    """How a counts file is laid out (keys in ``[data]``, used with ``counts`` only).
+
+    ``long`` (default): ``area_id, period, outcome, count``. ``wide``: one row
+    per area and period, one column per outcome (``outcome_columns``); the
+    ``covariate_columns`` of each area's first row become its covariates.
+    ``first_period``: the period column holds integers 1, 2, ... counted from
+    this period (e.g. ``"2010Q1"``).
+    """
+
+    layout: Layout = "long"
+    area_column: str = "area_id"
+    period_column: str = "period"
+    first_period: str | None = None
+    outcome_columns: tuple[str, ...] = ()
+    covariate_columns: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """``[data]``: where the inputs are, resolved to absolute paths."""
@@ -58,6 +83,7 @@ class DataSpec:
     areas: Path | None
     offense_map: str | Path
     max_reject_share: float = 0.05
+    layout: CountsLayout = field(default_factory=CountsLayout)
 
 
 @dataclass(frozen=True)
@@ -110,7 +136,15 @@ class Study:
 
 
 _STUDY_KEYS = {"name", "frequency", "transition", "seed", "start", "end"}
-_DATA_KEYS = {"incidents", "counts", "areas", "offense_map", "max_reject_share"}
+_LAYOUT_KEYS = {
+    "layout",
+    "area_column",
+    "period_column",
+    "first_period",
+    "outcome_columns",
+    "covariate_columns",
+}
+_DATA_KEYS = {"incidents", "counts", "areas", "offense_map", "max_reject_share", *_LAYOUT_KEYS}
 _SITE_KEYS = {
     "id",
     "name",
@@ -269,7 +303,32 @@ def parse_study(raw: dict[str, Any], *, file: Path, text: str = "") -> Study:
     offense_map: str | Path = d.str("offense_map", "nibrs")
     if offense_map != "nibrs":
         offense_map = (file.parent / offense_map).resolve()
+    if d.has("incidents"):
+        used = sorted(k for k in _LAYOUT_KEYS if d.has(k))
+        if used:
+            raise d.error(used[0], "applies to a counts file only (give counts = ...)")
+    layout_name = d.choice("layout", ("long", "wide"), "long")
+    outcome_columns = d.str_list("outcome_columns")
+    if layout_name == "wide" and not outcome_columns:
+        raise d.error("outcome_columns", 'is required with layout = "wide"')
+    if layout_name == "long" and (outcome_columns or d.has("covariate_columns")):
+        raise d.error("layout", 'set layout = "wide" to use outcome_columns / covariate_columns')
+    first_period = d.str("first_period")
+    if first_period is not None:
+        try:
+            pd.Period(first_period, freq=PANDAS_FREQ_OF[frequency])
+        except (ValueError, TypeError):
+            raise d.error("first_period", f"{first_period!r} is not a {frequency}") from None
+    layout = CountsLayout(
+        layout=layout_name,  # type: ignore[arg-type]
+        area_column=d.str("area_column", "area_id"),
+        period_column=d.str("period_column", "period"),
+        first_period=first_period,
+        outcome_columns=outcome_columns,
+        covariate_columns=d.str_list("covariate_columns"),
+    )
     data = DataSpec(
+        layout=layout,
         incidents=d.path("incidents"),
         counts=d.path("counts"),
         areas=d.path("areas"),

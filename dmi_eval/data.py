@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dmi_eval.config import Study
+from dmi_eval.config import CountsLayout, Study
 from dmi_eval.errors import DataError, RejectThresholdError
 from dmi_eval.offenses import load_offense_map, normalise_code
 from dmi_eval.panel import PANDAS_FREQ, Panel
@@ -125,6 +125,7 @@ def load_study_data(study: Study) -> Ingest:
         ingest = read_counts(
             study.data.counts,
             frequency=study.frequency,
+            layout=study.data.layout,
             known_areas=known,
             start=study.start,
             end=study.end,
@@ -350,85 +351,120 @@ def read_counts(
     path: Path,
     *,
     frequency: str,
+    layout: CountsLayout | None = None,
     known_areas: frozenset[str] | None = None,
     start: dt.date | None = None,
     end: dt.date | None = None,
     covariates: pd.DataFrame | None = None,
 ) -> Ingest:
-    """Read an already-aggregated ``counts.csv`` (``area_id, period, outcome, count``).
+    """Read an already-aggregated counts file into a Panel.
 
-    ``period`` is any string pandas reads as a period at the study frequency
-    (``2019-06`` for months, ``2019Q2`` for quarters, a date inside the week for
-    weeks). Counts must be non-negative integers: anything else is an error
-    naming the row, because a wrong count cannot be rejected without biasing
-    the totals.
+    The default *long* layout is ``area_id, period, outcome, count``: one row per
+    cell. The *wide* layout has one row per area and period and one column per
+    outcome (as in R's microsynth data); its covariate columns, if named, become
+    the area covariates (taken from each area's first row). ``period`` is any
+    string pandas reads as a period at the study frequency (``2019-06``,
+    ``2019Q2``, a date inside the week), or, with ``first_period``, an integer
+    1, 2, ... counted from that period. Counts must be non-negative integers:
+    anything else is an error naming the row, because a wrong count cannot be
+    rejected without biasing the totals. In the wide layout a row is one input
+    record (all its outcomes are counted or rejected together).
     """
     path = Path(path)
-    _check_columns(path, COUNT_COLUMNS)
+    layout = layout or CountsLayout()
+    wide = layout.layout == "wide"
+    value_columns = layout.outcome_columns if wide else ("count",)
+    key_columns = (layout.area_column, layout.period_column)
+    required = (
+        *key_columns,
+        *(value_columns if wide else ("outcome", "count")),
+        *layout.covariate_columns,
+    )
+    _check_columns(path, required)
     freq = PANDAS_FREQ[frequency]
+    first = None if layout.first_period is None else pd.Period(layout.first_period, freq=freq)
     rejects = _Rejects(path.name)
     cells: Counter = Counter()
-    seen_cells: set[tuple[str, pd.Period, str]] = set()
-    rows_read = 0
-    rows_counted = 0
+    seen: set[tuple] = set()
+    cov_rows: list[pd.DataFrame] = []
+    rows_read = rows_counted = 0
     p_start, p_end = _range_periods(frequency, start, end)
-    period_cache: dict[str, pd.Period | None] = {}
-    for chunk in _chunks(path, COUNT_COLUMNS):
+    for chunk in _chunks(path, required):
         n = len(chunk)
         rows = np.arange(rows_read + 1, rows_read + n + 1)
         rows_read += n
         chunk_filter = _ChunkFilter(rows, rejects)
         reject = chunk_filter.reject
         keep = chunk_filter.keep  # the same array, narrowed in place by reject()
-
-        for col in COUNT_COLUMNS:
+        for col in required:
             reject((chunk[col].str.strip() == "").to_numpy(), "missing_value", col)
-        raw_count = chunk["count"].str.strip()
-        numeric = pd.to_numeric(raw_count, errors="coerce")
-        bad = keep & (numeric.isna() | (numeric < 0) | (numeric % 1 != 0)).to_numpy()
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise DataError(
-                f"{path.name}: row {rows[i]}: count {raw_count.iloc[i]!r} is not a non-negative "
-                "integer; counts.csv needs whole numbers of incidents"
-            )
-        area = chunk["area_id"].str.strip().to_numpy(dtype=object)
+        values = {}
+        for col in value_columns:
+            raw = chunk[col].str.strip()
+            numeric = pd.to_numeric(raw, errors="coerce")
+            bad = keep & (numeric.isna() | (numeric < 0) | (numeric % 1 != 0)).to_numpy()
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise DataError(
+                    f"{path.name}: row {rows[i]}, column {col!r}: count {raw.iloc[i]!r} is not a "
+                    "non-negative integer; counts need whole numbers of incidents"
+                )
+            values[col] = numeric.fillna(0).to_numpy(dtype=np.int64)
+        area = chunk[layout.area_column].str.strip().to_numpy(dtype=object)
         if known_areas is not None:
             reject(~pd.Index(area).isin(list(known_areas)), "unknown_area", "area_id", area)
-        raw_period = chunk["period"].str.strip()
-        for value in raw_period.unique():
-            if value not in period_cache:
-                try:
-                    period_cache[value] = pd.Period(value, freq=freq)
-                except (ValueError, TypeError):
-                    period_cache[value] = None
-        periods = raw_period.map(period_cache)
-        reject(periods.isna().to_numpy(), "bad_period", "period", raw_period.to_numpy(dtype=object))
-        if p_start is not None or p_end is not None:
-            outside = np.array(
-                [
-                    p is not None
-                    and ((p_start is not None and p < p_start) or (p_end is not None and p > p_end))
-                    for p in periods
-                ],
-                dtype=bool,
+        raw_period = chunk[layout.period_column].str.strip()
+        periods = _parse_periods(raw_period, freq, first)
+        shown_period = raw_period.to_numpy(dtype=object)
+        reject(periods.isna().to_numpy(), "bad_period", "period", shown_period)
+        ordinal = np.array([-1 if pd.isna(p) else p.ordinal for p in periods], dtype=np.int64)
+        if p_start is not None:
+            reject(
+                (ordinal < p_start.ordinal) & (ordinal >= 0),
+                "outside_range",
+                "period",
+                shown_period,
             )
-            reject(outside, "outside_range", "period", raw_period.to_numpy(dtype=object))
-        outcome = chunk["outcome"].str.strip().to_numpy(dtype=object)
+        if p_end is not None:
+            reject(ordinal > p_end.ordinal, "outside_range", "period", shown_period)
+        outcome = None if wide else chunk["outcome"].str.strip().to_numpy(dtype=object)
+        keys = (
+            list(zip(area, ordinal, strict=True))
+            if wide
+            else list(zip(area, ordinal, outcome, strict=True))
+        )
         dup = np.zeros(n, dtype=bool)
         for i in np.flatnonzero(keep):
-            key = (area[i], periods.iloc[i], outcome[i])
-            if key in seen_cells:
+            if keys[i] in seen:
                 dup[i] = True
             else:
-                seen_cells.add(key)
-        reject(dup, "duplicate_cell", "area_id,period,outcome")
-        for i in np.flatnonzero(keep):
-            cells[(area[i], periods.iloc[i], outcome[i])] += int(numeric.iloc[i])
-        rows_counted += int(keep.sum())
+                seen.add(keys[i])
+        reject(dup, "duplicate_cell", "area_id,period" if wide else "area_id,period,outcome")
+        idx = np.flatnonzero(keep)
+        kept_periods = periods.iloc[idx].to_numpy()
+        if wide:
+            for col in value_columns:
+                frame = pd.DataFrame({"a": area[idx], "p": kept_periods, "v": values[col][idx]})
+                for (a, p), v in frame.groupby(["a", "p"], sort=False)["v"].sum().items():
+                    cells[(a, p, col)] += int(v)
+            if layout.covariate_columns:
+                cov = chunk.iloc[idx][[layout.area_column, *layout.covariate_columns]].copy()
+                cov["_ordinal"] = ordinal[idx]
+                cov_rows.append(cov)
+        else:
+            frame = pd.DataFrame(
+                {"a": area[idx], "p": kept_periods, "o": outcome[idx], "v": values["count"][idx]}
+            )
+            for (a, p, o), v in frame.groupby(["a", "p", "o"], sort=False)["v"].sum().items():
+                cells[(a, p, o)] += int(v)
+        rows_counted += len(idx)
 
     rejected = rejects.frame()
     _check_conservation(path.name, rows_read, rows_counted, len(rejected))
+    if layout.covariate_columns:
+        covariates = _first_period_covariates(path.name, cov_rows, layout)
+        if known_areas is None:
+            known_areas = frozenset(covariates.index)
     panel = _build_panel(cells, frequency, known_areas, start, end, covariates, path.name)
     return Ingest(
         panel=panel,
@@ -438,6 +474,41 @@ def read_counts(
         rows_counted=rows_counted,
         counted_total=int(sum(cells.values())),
     )
+
+
+def _parse_periods(raw: pd.Series, freq: str, first: pd.Period | None) -> pd.Series:
+    """Period strings, or integers 1, 2, ... counted from ``first``; unreadable -> NaN."""
+    if first is not None:
+        k = pd.to_numeric(raw, errors="coerce")
+        ok = k.notna() & (k >= 1) & (k % 1 == 0)
+        return pd.Series(
+            [first + int(v) - 1 if good else np.nan for v, good in zip(k, ok, strict=True)],
+            index=raw.index,
+            dtype=object,
+        )
+    cache: dict[str, pd.Period | float] = {}
+    for value in raw.unique():
+        try:
+            cache[value] = pd.Period(value, freq=freq)
+        except (ValueError, TypeError):
+            cache[value] = np.nan
+    return raw.map(cache).astype(object)
+
+
+def _first_period_covariates(
+    file: str, parts: list[pd.DataFrame], layout: CountsLayout
+) -> pd.DataFrame:
+    """Area covariates from a wide counts file: each area's row in its first period."""
+    frame = pd.concat(parts, ignore_index=True).sort_values("_ordinal", kind="stable")
+    frame = frame.drop_duplicates(layout.area_column).drop(columns="_ordinal")
+    frame = frame.rename(columns={layout.area_column: "area_id"}).set_index("area_id")
+    for col in layout.covariate_columns:
+        values = pd.to_numeric(frame[col], errors="coerce")
+        if values.isna().any():
+            area = frame.index[values.isna().to_numpy()][0]
+            raise DataError(f"{file}: covariate column {col!r} is not numeric for area {area}")
+        frame[col] = values.astype("float64")
+    return frame.sort_index()
 
 
 def _check_conservation(file: str, read: int, counted: int, rejected: int) -> None:

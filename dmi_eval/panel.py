@@ -17,10 +17,10 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
-from dmi_eval.config import Frequency, Site, Study, Transition
+from dmi_eval.config import PANDAS_FREQ_OF, Frequency, Site, Study, Transition
 from dmi_eval.errors import ConfigError, DesignError
 
-PANDAS_FREQ: dict[str, str] = {"month": "M", "week": "W-SUN", "quarter": "Q"}
+PANDAS_FREQ: dict[str, str] = PANDAS_FREQ_OF
 """pandas period frequency of each study frequency (weeks run Monday to Sunday)."""
 
 PERIODS_PER_YEAR: dict[str, int] = {"month": 12, "week": 52, "quarter": 4}

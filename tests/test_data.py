@@ -18,7 +18,7 @@ from dmi_eval.data import (
     read_counts,
     read_incidents,
 )
-from dmi_eval.errors import DataError, RejectThresholdError
+from dmi_eval.errors import ConfigError, DataError, RejectThresholdError
 from dmi_eval.offenses import load_offense_map, nibrs_map
 from tests.helpers import BASE_TOML, write_csv, write_toml
 
@@ -164,7 +164,8 @@ def test_bad_counts_are_errors_naming_the_row(tmp_path, bad):
         f"area_id,period,outcome,count\nA1,2019-01,drug,1\nA1,2019-02,drug,{bad}\n",
     )
     with pytest.raises(
-        DataError, match=rf"counts.csv: row 2: count '{bad}' is not a non-negative integer"
+        DataError,
+        match=rf"counts.csv: row 2, column 'count': count '{bad}' is not a non-negative integer",
     ):
         read_counts(path, frequency="month")
 
@@ -234,3 +235,48 @@ def test_conservation_property(tmp_path, rows):
     totals = {k: int(v) for k, v in ingest.panel.totals().items()}
     assert totals == by_outcome
     assert np.all(ingest.panel.totals().to_numpy() >= 0)
+
+
+def test_wide_counts_with_integer_periods_and_covariates(tmp_path):
+    write_csv(
+        tmp_path,
+        "wide.csv",
+        """
+        ID,time,drugs,felony,pop
+        b1,1,2,0,100
+        b1,2,0,1,100
+        b2,1,1,1,50
+        b2,2,3,0,55
+        b2,2,9,9,55
+        b3,x,1,1,10
+    """,
+    )
+    text = BASE_TOML.replace(
+        'incidents = "incidents.csv"',
+        """counts = "wide.csv"
+layout = "wide"
+area_column = "ID"
+period_column = "time"
+first_period = "2019Q1"
+outcome_columns = ["drugs", "felony"]
+covariate_columns = ["pop"]
+max_reject_share = 0.5""",
+    ).replace('frequency = "month"', 'frequency = "quarter"')
+    study = load_study(write_toml(tmp_path, text))
+    ingest = load_study_data(study)
+    assert ingest.rows_read == 6 and ingest.rows_counted == 4
+    assert ingest.rejects["reason"].tolist() == ["duplicate_cell", "bad_period"]
+    panel = ingest.panel
+    assert [str(p) for p in panel.periods] == ["2019Q1", "2019Q2"]
+    assert panel.matrix("drugs").loc["b2"].tolist() == [1, 3]
+    assert panel.totals().to_dict() == {"drugs": 6, "felony": 2}
+    assert panel.covariates.loc["b2", "pop"] == 50.0  # first period's row
+    with pytest.raises(ConfigError, match=r"\[data\]\.layout: applies to a counts file only"):
+        load_study(
+            write_toml(
+                tmp_path,
+                BASE_TOML.replace(
+                    'incidents = "incidents.csv"', 'incidents = "incidents.csv"\nlayout = "wide"'
+                ),
+            )
+        )
