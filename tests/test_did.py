@@ -1,0 +1,348 @@
+"""DID / event study / stacked event study: simulations with known truth, Prop 99."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dmi_eval.config import parse_study
+from dmi_eval.designs.did import DID, fit_fe, stacked_event_study
+from dmi_eval.errors import DesignError
+from dmi_eval.panel import Panel
+from dmi_eval.results import EFFECT_COLUMNS
+
+
+# ---------------------------------------------------------------------------
+# builders
+# ---------------------------------------------------------------------------
+def build(counts: np.ndarray, sites: list[dict], *, start: str = "2016-01", transition="exclude"):
+    """Panel and Study from an areas x periods count array (areas A000, A001, ...)."""
+    n_areas, n_periods = counts.shape
+    areas = pd.Index([f"A{i:03d}" for i in range(n_areas)])
+    periods = pd.period_range(start, periods=n_periods, freq="M")
+    panel = Panel(frequency="month", periods=periods, areas=areas, counts={"drug": counts})
+    raw = {
+        "study": {"name": "test", "frequency": "month", "transition": transition},
+        "data": {"counts": "counts.csv"},
+        "sites": [
+            {
+                "id": s["id"],
+                "name": s["id"],
+                "intervention": s["intervention"],
+                "treated_areas": [areas[i] for i in s["treated"]],
+                "catchment_areas": [areas[i] for i in s.get("catchment", [])],
+                "outcomes": ["drug"],
+                "primary_outcome": "drug",
+            }
+            for s in sites
+        ],
+    }
+    return panel, parse_study(raw, file=Path("study.toml"))
+
+
+def simulate_site(
+    seed: int,
+    *,
+    effect: float = 0.0,
+    n_areas: int = 80,
+    n_treated: int = 6,
+    n_periods: int = 48,
+    call_in: int = 30,
+    pretrend: float = 0.0,
+    base: float = 4.0,
+    catchment: tuple[int, ...] = (),
+):
+    """Poisson counts with area and period effects and log-normal noise.
+
+    Treated areas are 0..n_treated-1; their post-period mean is multiplied by
+    ``1 + effect``; ``pretrend`` adds a treated-only linear trend in log rate
+    (per period, before and after the call-in).
+    """
+    rng = np.random.default_rng(seed)
+    a = rng.normal(np.log(base), 0.4, n_areas)
+    g = np.cumsum(rng.normal(0, 0.03, n_periods)) + 0.1 * np.sin(np.arange(n_periods) / 2)
+    log_mu = a[:, None] + g[None, :] + rng.normal(0, 0.05, (n_areas, n_periods))
+    t = np.arange(n_periods)
+    log_mu[:n_treated] += pretrend * (t - call_in)[None, :]
+    post = t > call_in
+    log_mu[:n_treated, post] += np.log1p(effect)
+    counts = rng.poisson(np.exp(log_mu))
+    start = pd.Period("2016-01", freq="M")
+    date = (start + call_in).start_time.date() + pd.Timedelta(days=14)
+    sites = [
+        {
+            "id": "site",
+            "intervention": date.isoformat(),
+            "treated": list(range(n_treated)),
+            "catchment": list(catchment),
+        }
+    ]
+    panel, study = build(counts, sites)
+    return panel.site_data(study, "site"), counts
+
+
+# ---------------------------------------------------------------------------
+# numeric core
+# ---------------------------------------------------------------------------
+def test_poisson_fe_matches_statsmodels_glm_with_dummies():
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(1)
+    n, T = 25, 10
+    a = rng.normal(0, 0.5, n)
+    g = rng.normal(0, 0.2, T)
+    d = (np.arange(n) < 5)[:, None] & (np.arange(T) >= 6)[None, :]
+    y = rng.poisson(np.exp(1 + a[:, None] + g[None, :] - 0.4 * d) * rng.gamma(2, 0.5, (n, T)))
+    ent = np.repeat(np.arange(n), T)
+    tim = np.tile(np.arange(T), n)
+    X = pd.DataFrame({"d": d.ravel().astype(float)})
+    ours = fit_fe(y.ravel(), ent, tim, X)
+    dummies = pd.get_dummies(
+        pd.DataFrame({"e": ent.astype(str), "t": tim.astype(str)}), drop_first=True
+    ).astype(float)
+    glm = sm.GLM(
+        y.ravel(), sm.add_constant(pd.concat([X, dummies], axis=1)), family=sm.families.Poisson()
+    ).fit(cov_type="cluster", cov_kwds={"groups": ent, "use_correction": False})
+    assert ours.converged
+    assert ours.params[0] == pytest.approx(glm.params["d"], abs=1e-8)
+    # our sandwich carries the G/(G-1) small-sample factor
+    assert np.sqrt(ours.cov[0, 0]) == pytest.approx(glm.bse["d"] * np.sqrt(n / (n - 1)), rel=1e-6)
+
+
+def test_prop99_twfe_did_matches_arkhangelsky(reference_dir):
+    df = pd.read_csv(reference_dir / "prop99.csv")
+    treated = (df["state_name"] == "California") & (df["year"] >= 1989)
+    fit = fit_fe(
+        df["cigsale"].to_numpy(),
+        df["state_name"],
+        df["year"],
+        pd.DataFrame({"d": treated.astype(float).to_numpy()}),
+        model="level",
+    )
+    # Arkhangelsky et al. (2021) Table 1: DID -27.3 (synthdid: -27.35)
+    assert fit.params[0] == pytest.approx(-27.35, abs=0.005)
+
+
+# ---------------------------------------------------------------------------
+# site design
+# ---------------------------------------------------------------------------
+def test_known_percent_effect_recovered():
+    sd, counts = simulate_site(11, effect=-0.4)
+    res = DID(sd, seed=3).fit()
+    eff = res.effects()
+    assert list(eff.columns) == list(EFFECT_COLUMNS)
+    assert set(eff["window"]) == {"post", "last6"}
+    assert (eff["design"] == "did").all()
+    for _, row in eff.iterrows():
+        assert row["ci_low"] < -0.4 < row["ci_high"]
+        assert row["pct_change"] == pytest.approx(-0.4, abs=0.08)
+        assert row["p_value"] < 0.01
+        assert row["effect"] == pytest.approx(row["observed"] - row["counterfactual"])
+        assert row["pct_change"] == pytest.approx(row["observed"] / row["counterfactual"] - 1)
+        assert "two-sided" in row["method"] and "95%" in row["method"]
+    post = eff.set_index("window").loc["post"]
+    assert post["observed"] == counts[:6, 31:].sum()  # treated areas, periods after the call-in
+    assert res.p_value_lower("drug") < 0.01
+    # event study: post coefficients near log(0.6), leads near 0, no pre-trend flagged
+    es = res.event_study()
+    lags = es[(es["event_time"] >= 1) & (es["event_time"] < 12)]["estimate"].mean()
+    leads = es[(es["event_time"] > -12) & (es["event_time"] <= -1)]["estimate"].mean()
+    assert lags - leads == pytest.approx(np.log(0.6), abs=0.2)
+    assert res.pretrend_test()["p_value"] > 0.05
+
+
+def test_pretrend_detected_and_cluster_inference():
+    sd, _ = simulate_site(5, effect=0.0, pretrend=0.03)
+    for inference in ("placebo", "cluster"):
+        res = DID(sd, inference=inference, seed=1).fit()
+        assert res.pretrend_test()["p_value"] < 0.01, inference
+
+
+def test_no_effect_coverage_sanity():
+    covered = []
+    for seed in range(6):
+        sd, _ = simulate_site(100 + seed, effect=0.0, n_areas=60, n_periods=36, call_in=20)
+        row = DID(sd, seed=seed, event_study=False).fit().effects().iloc[0]
+        covered.append(row["ci_low"] <= 0.0 <= row["ci_high"])
+    assert sum(covered) >= 5
+
+
+def test_transition_period_and_catchment_are_left_out():
+    sd, counts = simulate_site(7, effect=-0.3, catchment=(6, 7))
+    spiked = counts.copy()
+    spiked[:, 30] *= 50  # the call-in month (transition, excluded)
+    spiked[6:8, :] = spiked[6:8, :] * np.arange(48)  # catchment areas: wild, never compared
+    panel2 = Panel(
+        frequency="month", periods=sd.periods, areas=sd.panel.areas, counts={"drug": spiked}
+    )
+    study = sd.site
+    a = DID(sd, seed=0, event_study=False).fit().effects()
+    sd2 = dataclasses.replace(sd, panel=panel2)
+    assert sd2.site is study
+    b = DID(sd2, seed=0, event_study=False).fit().effects()
+    np.testing.assert_allclose(a["pct_change"], b["pct_change"], rtol=1e-8)
+    np.testing.assert_allclose(a["ci_low"], b["ci_low"], rtol=1e-8)
+
+
+def test_window_without_events_is_minus_100_percent():
+    sd, counts = simulate_site(12, effect=-0.5)
+    zeroed = counts.copy()
+    zeroed[:6, -6:] = 0  # the market is gone in the last six months
+    panel = Panel(
+        frequency="month", periods=sd.periods, areas=sd.panel.areas, counts={"drug": zeroed}
+    )
+    sd0 = dataclasses.replace(sd, panel=panel)
+    res = DID(sd0, seed=0).fit()
+    last = res.window_effect("drug", "last6")
+    assert last.observed == 0 and last.pct_change == -1.0
+    assert last.ci_low == -1.0 < last.ci_high < 0 and last.p_value < 0.01
+    post = res.window_effect("drug", "post")
+    assert -1.0 < post.pct_change < -0.5
+    cluster = DID(sd0, inference="cluster", event_study=False).fit()
+    assert np.isnan(cluster.window_effect("drug", "last6").p_value)
+
+
+def test_linear_models_and_last_k():
+    sd, _ = simulate_site(21, effect=-0.4, base=20.0)
+    for model in ("level", "log1p"):
+        res = DID(sd, model=model, last_k=3).fit()
+        eff = res.effects().set_index("window")
+        assert res.inference == "cluster"
+        assert list(eff.index) == ["post", "last3"]
+        assert eff.loc["post", "pct_change"] == pytest.approx(-0.4, abs=0.08)
+        assert (
+            eff.loc["post", "ci_low"] < eff.loc["post", "pct_change"] < eff.loc["post", "ci_high"]
+        )
+
+
+def test_same_seed_same_numbers_and_read_only():
+    sd, _ = simulate_site(3, effect=-0.2)
+    a = DID(sd, seed=9).fit()
+    b = DID(sd, seed=9).fit()
+    pd.testing.assert_frame_equal(a.effects(), b.effects())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.alpha = 0.1  # type: ignore[misc]
+
+
+def test_bad_options_and_too_few_pre_periods():
+    sd, _ = simulate_site(3)
+    with pytest.raises(ValueError, match="model"):
+        DID(sd, model="ols")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="placebo"):
+        DID(sd, model="level", inference="placebo")
+    with pytest.raises(ValueError, match="last_k"):
+        DID(sd, last_k=0)
+    sd1, _ = simulate_site(3, call_in=1)
+    with pytest.raises(DesignError, match="at least 2"):
+        DID(sd1)
+
+
+def test_plot_event_study():
+    from dmi_eval.plots.did import plot_event_study
+
+    sd, _ = simulate_site(2, effect=-0.3)
+    res = DID(sd, seed=0).fit()
+    data = res.get_plot_data()
+    assert {"event_time", "estimate", "ci_low", "ci_high", "reference"} <= set(data.columns)
+    assert data.loc[data["event_time"] == -1, "estimate"].item() == 0.0
+    fig, ax = plot_event_study(res)
+    assert ax.get_title().startswith("site: drug")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------
+# cross-site stacked event study vs naive TWFE
+# ---------------------------------------------------------------------------
+def _staggered(seed: int):
+    """Three cohorts (sites) with effects that grow with event time at different speeds.
+
+    Log effect of cohort c at event time k > 0: ``-slope_c * k``.
+    """
+    rng = np.random.default_rng(seed)
+    n_per, n_ctrl, T = 8, 24, 72
+    calls = (12, 30, 48)
+    slopes = (0.05, 0.03, 0.01)
+    n = 3 * n_per + n_ctrl
+    a = rng.normal(np.log(30), 0.3, n)
+    g = np.cumsum(rng.normal(0, 0.02, T))
+    log_mu = a[:, None] + g[None, :]
+    truth_cells = []
+    for c, (call, slope) in enumerate(zip(calls, slopes, strict=True)):
+        rows = slice(c * n_per, (c + 1) * n_per)
+        k = np.arange(T) - call
+        eff = np.where(k > 0, -slope * k, 0.0)
+        log_mu[rows] += eff[None, :]
+        truth_cells.append(eff[k > 0])
+    counts = rng.poisson(np.exp(log_mu))
+    sites = [
+        {
+            "id": f"c{c}",
+            "intervention": (pd.Period("2016-01", freq="M") + call).start_time.date().isoformat(),
+            "treated": list(range(c * n_per, (c + 1) * n_per)),
+        }
+        for c, call in enumerate(calls)
+    ]
+    panel, study = build(counts, sites)
+    # truths: stacked average over k = 1..12 (equal-sized cohorts); ATT over all treated post cells
+    stacked_truth = -np.mean(slopes) * np.mean(np.arange(1, 13))
+    att = float(np.mean(np.concatenate(truth_cells)))
+    return panel, study, counts, calls, n_per, stacked_truth, att, slopes
+
+
+def test_stacked_recovers_truth_where_naive_twfe_is_biased():
+    panel, study, counts, calls, n_per, stacked_truth, att, slopes = _staggered(4)
+    res = stacked_event_study(panel, study, window=(-6, 12))
+    avg = res.average_post["estimate"]
+    assert avg == pytest.approx(stacked_truth, abs=0.03)
+    es = res.event_study().set_index("event_time")
+    ks = np.arange(1, 13)
+    slope = np.polyfit(ks, es.loc[ks, "estimate"].to_numpy(), 1)[0]
+    assert slope == pytest.approx(-np.mean(slopes), abs=0.01)
+    assert res.pretrend_test()["p_value"] > 0.01
+    assert "already-treated" in res.describe()
+    # naive static TWFE on every area with already-treated areas as controls
+    n, T = counts.shape
+    treated_post = np.zeros((n, T), dtype=bool)
+    for c, call in enumerate(calls):
+        treated_post[c * n_per : (c + 1) * n_per, call + 1 :] = True
+    keep = np.ones((n, T), dtype=bool)
+    for call in calls:
+        keep[:, call] = False  # transition periods, as in the stacked fit
+    naive = fit_fe(
+        counts[keep],
+        np.repeat(np.arange(n), T).reshape(n, T)[keep],
+        np.tile(np.arange(T), n).reshape(n, T)[keep],
+        pd.DataFrame({"d": treated_post[keep].astype(float)}),
+    )
+    # the naive coefficient is far from the ATT it claims to estimate
+    assert abs(naive.params[0] - att) > 0.25
+
+
+def test_stacked_controls_exclude_catchments_and_other_sites():
+    sd, counts = simulate_site(8, effect=-0.3, catchment=(6, 7, 8))
+    res = stacked_event_study(sd.panel, _study_of(sd), window=(-4, 4))
+    assert res.n_controls == 80 - 6 - 3
+    assert dict(res.sites) == {"site": "drug"}
+
+
+def _study_of(site_data):
+    raw = {
+        "study": {"name": "t", "frequency": "month"},
+        "data": {"counts": "counts.csv"},
+        "sites": [
+            {
+                "id": site_data.site.id,
+                "intervention": site_data.site.intervention.isoformat(),
+                "treated_areas": list(site_data.treated_areas),
+                "catchment_areas": list(site_data.catchment_areas),
+                "outcomes": ["drug"],
+            }
+        ],
+    }
+    return parse_study(raw, file=Path("study.toml"))

@@ -1,0 +1,172 @@
+"""Random-effects pooling: a published meta-analysis (BCG vaccine trials) and hand computations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import optimize, stats
+
+from dmi_eval.errors import DesignError
+from dmi_eval.pooling import ci_level_from_method, log_ratio_inputs, pool_effects
+from dmi_eval.results import effects_frame
+
+# BCG vaccine trials (Colditz et al. 1994; metafor's dat.bcg): tpos, tneg, cpos, cneg
+BCG = np.array(
+    [
+        [4, 119, 11, 128],
+        [6, 300, 29, 274],
+        [3, 228, 11, 209],
+        [62, 13536, 248, 12619],
+        [33, 5036, 47, 5761],
+        [180, 1361, 372, 1079],
+        [8, 2537, 10, 619],
+        [505, 87886, 499, 87892],
+        [29, 7470, 45, 7232],
+        [17, 1699, 65, 1600],
+        [186, 50448, 141, 27197],
+        [5, 2493, 3, 2338],
+        [27, 16886, 29, 17825],
+    ],
+    dtype=float,
+)
+
+
+def bcg_log_rr():
+    tp, tn, cp, cn = BCG.T
+    yi = np.log((tp / (tp + tn)) / (cp / (cp + cn)))
+    vi = 1 / tp - 1 / (tp + tn) + 1 / cp - 1 / (cp + cn)
+    return yi, vi
+
+
+def frame_from(yi, vi, *, level=0.95, design="its", outcome="drug", window="post"):
+    z = stats.norm.isf((1 - level) / 2)
+    se = np.sqrt(vi)
+    return effects_frame(
+        {
+            "site": f"s{i + 1:02d}",
+            "outcome": outcome,
+            "design": design,
+            "window": window,
+            "observed": np.nan,
+            "counterfactual": np.nan,
+            "effect": np.nan,
+            "pct_change": math.expm1(y),
+            "ci_low": math.expm1(y - z * s),
+            "ci_high": math.expm1(y + z * s),
+            "p_value": np.nan,
+            "method": f"test delta {100 * level:g}%, two-sided",
+        }
+        for i, (y, s) in enumerate(zip(yi, se, strict=True))
+    )
+
+
+def test_bcg_dersimonian_laird_matches_metafor():
+    # metafor: rma(measure="RR", ai=tpos, bi=tneg, ci=cpos, di=cneg, data=dat.bcg, method="DL")
+    # estimate -0.7141 (se 0.1787), tau^2 0.3088, I^2 92.12%, Q(df=12) = 152.2330
+    yi, vi = bcg_log_rr()
+    res = pool_effects(frame_from(yi, vi), method_re="dl")
+    assert res.k == 13
+    assert res.pooled_log == pytest.approx(-0.7141, abs=5e-5)
+    assert res.pooled_se == pytest.approx(0.1787, abs=5e-5)
+    assert res.tau2 == pytest.approx(0.3088, abs=5e-5)
+    assert res.i2 == pytest.approx(0.9212, abs=5e-5)
+    assert res.q == pytest.approx(152.2330, abs=5e-5)
+    assert res.q_df == 12
+    assert res.pct_change == pytest.approx(math.expm1(-0.7141), abs=1e-4)
+
+
+def test_dl_and_pm_match_hand_computation():
+    yi, vi = bcg_log_rr()
+    yi, vi = yi[:6], vi[:6]
+    w = 1 / vi
+    q = np.sum(w * (yi - np.sum(w * yi) / w.sum()) ** 2)
+    tau2_dl = max(0.0, (q - 5) / (w.sum() - np.sum(w**2) / w.sum()))
+
+    def pm_eq(t2):
+        ws = 1 / (vi + t2)
+        mu = np.sum(ws * yi) / ws.sum()
+        return np.sum(ws * (yi - mu) ** 2) - 5
+
+    tau2_pm = optimize.brentq(pm_eq, 0, 10)
+    for method, tau2 in (("dl", tau2_dl), ("pm", tau2_pm)):
+        res = pool_effects(frame_from(yi, vi), method_re=method)
+        ws = 1 / (vi + tau2)
+        mu = np.sum(ws * yi) / ws.sum()
+        se = 1 / math.sqrt(ws.sum())
+        assert res.tau2 == pytest.approx(tau2, rel=1e-3), method
+        assert res.pooled_log == pytest.approx(mu, abs=1e-4), method
+        assert res.pooled_se == pytest.approx(se, rel=1e-3), method
+        np.testing.assert_allclose(res.weights, ws / ws.sum(), rtol=1e-3)
+        half = stats.t.isf(0.025, 4) * math.sqrt(tau2 + se**2)  # Higgins et al. 2009
+        assert res.pi_low_log == pytest.approx(mu - half, abs=1e-3)
+        assert res.pi_high_log == pytest.approx(mu + half, abs=1e-3)
+        assert res.q == pytest.approx(q)
+        assert res.q_p_value == pytest.approx(stats.chi2.sf(q, 5))
+
+
+def test_dl_negative_tau2_truncated_and_homogeneous_sites():
+    yi = np.array([-0.30, -0.31, -0.29, -0.30])
+    vi = np.array([0.04, 0.05, 0.03, 0.06])
+    res = pool_effects(frame_from(yi, vi), method_re="dl")
+    assert res.tau2 == 0.0
+    assert res.i2 == 0.0
+    assert res.pooled_log == pytest.approx(res.fixed_log)
+
+
+def test_ci_level_read_from_method_and_se_recovered():
+    yi, vi = bcg_log_rr()
+    eff = frame_from(yi[:4], vi[:4], level=0.90)
+    inputs = log_ratio_inputs(eff)
+    np.testing.assert_allclose(inputs["se"], np.sqrt(vi[:4]), rtol=1e-10)
+    np.testing.assert_allclose(inputs["asymmetry"], 0.0, atol=1e-9)
+    assert ci_level_from_method("quasi-Poisson delta 95%, two-sided") == 0.95
+    with pytest.raises(ValueError, match="confidence level"):
+        ci_level_from_method("no level here")
+    # an explicit level overrides: wrong level -> different SE
+    wrong = log_ratio_inputs(eff, ci_level=0.95)
+    assert (wrong["se"] < inputs["se"]).all()
+
+
+def test_filtering_exclusions_and_errors():
+    yi, vi = bcg_log_rr()
+    a = frame_from(yi[:5], vi[:5], design="its")
+    b = frame_from(yi[5:10], vi[5:10], design="synth")
+    bad = a.iloc[[0]].copy()
+    bad["site"] = "broken"
+    bad["ci_low"] = -1.0
+    both = pd.concat([a, b, bad], ignore_index=True)
+    with pytest.raises(ValueError, match="design"):
+        pool_effects(both)
+    res = pool_effects(both, design="its")
+    assert res.sites == tuple(a["site"])
+    assert "broken" in res.excluded
+    assert "broken" in res.sentence()
+    with pytest.raises(ValueError, match="method_re"):
+        pool_effects(a, method_re="reml")  # type: ignore[arg-type]
+    with pytest.raises(DesignError, match="pooling needs 2"):
+        pool_effects(a.iloc[[0]])
+    with pytest.raises(ValueError, match="several rows"):
+        pool_effects(pd.concat([a, a]))
+
+
+def test_summary_sentence_read_only_and_forest_plot():
+    yi, vi = bcg_log_rr()
+    res = pool_effects(frame_from(yi, vi))
+    summ = res.summary()
+    assert len(summ) == 13 + 3
+    assert summ["weight"].iloc[:13].sum() == pytest.approx(1.0)
+    assert summ.iloc[13]["pct_change"] == pytest.approx(res.pct_change)
+    text = res.sentence()
+    assert f"{res.pct_change:+.0%}" in text and "prediction interval" in text
+    with pytest.raises(ValueError):
+        res.weights[0] = 1.0
+    from dmi_eval.plots.pooling import plot_forest
+
+    fig, ax = plot_forest(res)
+    assert len(ax.get_yticklabels()) == 15
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
