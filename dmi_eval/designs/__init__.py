@@ -1,0 +1,1 @@
+"""Designs: one module per design, each ``Model(data, *, options).fit() -> Results``."""

@@ -1,0 +1,249 @@
+"""Placebo and permutation inference shared by the designs.
+
+The functions here know nothing about a particular estimator: they take a
+callable that returns the gap path (observed minus counterfactual) of one unit
+when that unit is treated as if it had been treated, and turn the collection
+of gaps into rank p-values and effect intervals.
+
+Parallel loops use joblib with child work split deterministically up front, so
+results do not depend on the number of cores.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+
+Alternative = Literal["lower", "greater", "two-sided"]
+
+
+def _run_chunk(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    return [fn(item) for item in items]
+
+
+def parallel_map(
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    *,
+    n_jobs: int = 2,
+    min_items: int = 8,
+    min_seconds: float = 1.0,
+) -> list[Any]:
+    """``[fn(x) for x in items]``, in order, over ``n_jobs`` joblib workers.
+
+    The first item runs in this process and is timed: when the whole loop
+    would take less than ``min_seconds`` in this process (or there are fewer
+    than ``min_items`` items, or ``n_jobs == 1``) the rest runs here too, since
+    starting workers would cost more than it saves. Otherwise the remaining
+    items are split into contiguous chunks up front (about four per worker).
+    Each item's result depends only on the item, so the output is identical
+    whatever ``n_jobs`` is and whichever path is taken.
+    """
+    items = list(items)
+    if n_jobs == 1 or len(items) < min_items:
+        return _run_chunk(fn, items)
+    start = time.perf_counter()
+    first = fn(items[0])
+    if (time.perf_counter() - start) * len(items) < min_seconds:
+        return [first, *_run_chunk(fn, items[1:])]
+    rest = items[1:]
+    n_chunks = min(len(rest), 4 * max(n_jobs, 1))
+    bounds = np.linspace(0, len(rest), n_chunks + 1).round().astype(int)
+    chunks = [rest[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    out = Parallel(n_jobs=n_jobs)(delayed(_run_chunk)(fn, c) for c in chunks)
+    return [first, *(x for part in out for x in part)]
+
+
+def select_placebos(n: int, max_placebos: int | None, seed: int) -> np.ndarray:
+    """Indices ``0..n-1`` of the placebo units to use (all, or a seeded sample, sorted)."""
+    if max_placebos is None or max_placebos >= n:
+        return np.arange(n)
+    if max_placebos < 1:
+        raise ValueError(f"max_placebos must be at least 1, got {max_placebos}")
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=max_placebos, replace=False))
+
+
+@dataclass(frozen=True)
+class PlaceboTest:
+    """Placebo-in-space gaps of the treated unit and its placebos.
+
+    Attributes
+    ----------
+    treated
+        Label of the treated unit (first row of ``gaps``).
+    gaps
+        Units x periods gaps (observed minus synthetic), treated first, in a
+        common scale (per area for DMI sites).
+    pre, post
+        Boolean masks of the fit (pre) and effect (post) periods.
+    scale
+        Optional per-unit divisor of the effect statistic (e.g. each unit's
+        pre-period mean level, making the statistic a relative effect);
+        ``None``: the pre-period RMSPE.
+
+    Notes
+    -----
+    For unit ``j`` with gaps ``g_jt``: ``pre_mspe_j = mean_{t in pre} g_jt^2``,
+    ``ratio_j = post_mspe_j / pre_mspe_j`` and, for a window ``W`` of post
+    periods, the standardised effect ``z_j = mean_{t in W} g_jt / s_j`` with
+    ``s_j = sqrt(pre_mspe_j)`` (or the given ``scale``).
+    Rank p-values count the treated unit itself:
+    ``p_ratio = #{j: ratio_j >= ratio_1} / n``;
+    ``p_lower = #{j: z_j <= z_1} / n``; ``p_greater = #{j: z_j >= z_1} / n``;
+    two-sided: ``#{j: |z_j| >= |z_1|} / n``. Placebos whose pre-period MSPE
+    exceeds ``m`` times the treated unit's can be left out (Abadie et al. 2010).
+    """
+
+    treated: str
+    gaps: pd.DataFrame
+    pre: np.ndarray
+    post: np.ndarray
+    scale: np.ndarray | None = None
+
+    def _scale(self) -> np.ndarray:
+        if self.scale is not None:
+            return np.asarray(self.scale, dtype=float)
+        g = self.gaps.to_numpy()
+        return np.sqrt((g[:, self.pre] ** 2).mean(axis=1))
+
+    @property
+    def n_placebos(self) -> int:
+        return self.gaps.shape[0] - 1
+
+    def pre_mspe(self) -> pd.Series:
+        g = self.gaps.to_numpy()[:, self.pre]
+        return pd.Series((g**2).mean(axis=1), index=self.gaps.index, name="pre_mspe")
+
+    def post_mspe(self) -> pd.Series:
+        g = self.gaps.to_numpy()[:, self.post]
+        return pd.Series((g**2).mean(axis=1), index=self.gaps.index, name="post_mspe")
+
+    def ratios(self) -> pd.Series:
+        """Post/pre MSPE ratio of every unit (treated first)."""
+        pre = self.pre_mspe().to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(pre > 0, self.post_mspe().to_numpy() / pre, np.inf)
+        return pd.Series(r, index=self.gaps.index, name="mspe_ratio")
+
+    def _keep(self, max_pre_mspe_multiple: float | None) -> np.ndarray:
+        keep = np.ones(self.gaps.shape[0], dtype=bool)
+        if max_pre_mspe_multiple is not None:
+            pre = self.pre_mspe().to_numpy()
+            keep = pre <= max_pre_mspe_multiple * pre[0] + 1e-300
+            keep[0] = True
+        return keep
+
+    def standardised_effects(self, window: np.ndarray | None = None) -> pd.Series:
+        """Mean gap over ``window`` (default: post) divided by the pre-period RMSPE or scale."""
+        window = self.post if window is None else window
+        g = self.gaps.to_numpy()
+        rmspe = self._scale()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = g[:, window].mean(axis=1) / np.where(rmspe > 0, rmspe, np.nan)
+        return pd.Series(z, index=self.gaps.index, name="z")
+
+    def p_ratio(self, *, max_pre_mspe_multiple: float | None = None) -> float:
+        """Rank p-value of the treated unit's post/pre MSPE ratio (Abadie et al. 2010)."""
+        keep = self._keep(max_pre_mspe_multiple)
+        r = self.ratios().to_numpy()[keep]
+        return float(np.mean(r >= r[0] * (1 - 1e-12)))
+
+    def p_value(
+        self,
+        window: np.ndarray | None = None,
+        *,
+        alternative: Alternative = "lower",
+        max_pre_mspe_multiple: float | None = None,
+    ) -> float:
+        """Rank p-value of the standardised mean gap over ``window``."""
+        keep = self._keep(max_pre_mspe_multiple)
+        z = self.standardised_effects(window).to_numpy()[keep]
+        z = np.nan_to_num(z, nan=0.0)
+        tol = 1e-12 * max(1.0, abs(z[0]))
+        if alternative == "lower":
+            return float(np.mean(z <= z[0] + tol))
+        if alternative == "greater":
+            return float(np.mean(z >= z[0] - tol))
+        if alternative == "two-sided":
+            return float(np.mean(np.abs(z) >= abs(z[0]) - tol))
+        raise ValueError(f"alternative must be lower, greater or two-sided, got {alternative!r}")
+
+    def interval(
+        self,
+        window: np.ndarray | None = None,
+        *,
+        level: float = 0.9,
+        max_pre_mspe_multiple: float | None = None,
+    ) -> tuple[float, float]:
+        """Interval for the treated unit's mean gap over ``window`` (gap scale).
+
+        ``mean gap - q * RMSPE_1`` for ``q`` the upper and lower ``(1 -
+        level) / 2`` quantiles of the placebos' standardised effects: the
+        placebo distribution, rescaled to the treated unit's pre-period noise,
+        stands in for the estimation error. ``(nan, nan)`` without placebos.
+        """
+        window = self.post if window is None else window
+        keep = self._keep(max_pre_mspe_multiple)
+        z = self.standardised_effects(window).to_numpy()[keep][1:]
+        z = z[np.isfinite(z)]
+        if z.size == 0:
+            return float("nan"), float("nan")
+        g = self.gaps.to_numpy()[0]
+        est = float(g[window].mean())
+        rmspe = float(self._scale()[0])
+        a = (1 - level) / 2
+        q_lo, q_hi = np.quantile(z, [a, 1 - a])
+        return est - q_hi * rmspe, est - q_lo * rmspe
+
+    def summary(self) -> pd.DataFrame:
+        """One row per unit: pre/post MSPE, ratio and standardised post effect."""
+        return pd.concat(
+            [self.pre_mspe(), self.post_mspe(), self.ratios(), self.standardised_effects()], axis=1
+        )
+
+
+def placebo_in_space(
+    gap_fn: Callable[[int], np.ndarray],
+    placebos: Sequence[int],
+    *,
+    treated_gap: np.ndarray,
+    treated: str,
+    labels: Sequence[str],
+    periods: pd.Index,
+    pre: np.ndarray,
+    post: np.ndarray,
+    n_jobs: int = 2,
+    scale: np.ndarray | None = None,
+) -> PlaceboTest:
+    """Run ``gap_fn`` for every placebo unit and collect a :class:`PlaceboTest`.
+
+    Parameters
+    ----------
+    gap_fn
+        ``gap_fn(i)`` returns the gap path of placebo unit ``i`` treated as if
+        treated, fitted on the other donors (the real treated unit excluded).
+    placebos
+        Indices passed to ``gap_fn``; ``labels[i]`` names placebo ``i``.
+    treated_gap, treated
+        The real treated unit's gap path and label.
+    periods, pre, post
+        Columns of the gap frame and the fit / effect masks.
+    n_jobs
+        joblib workers (results do not depend on it).
+    scale
+        Optional divisor of the effect statistic per unit (treated first).
+    """
+    gaps = parallel_map(gap_fn, list(placebos), n_jobs=n_jobs)
+    rows = [np.asarray(treated_gap, dtype=float)] + [np.asarray(g, dtype=float) for g in gaps]
+    index = [treated] + [labels[i] for i in placebos]
+    frame = pd.DataFrame(np.vstack(rows), index=pd.Index(index, name="unit"), columns=periods)
+    return PlaceboTest(
+        treated=treated, gaps=frame, pre=np.asarray(pre), post=np.asarray(post), scale=scale
+    )

@@ -1,0 +1,103 @@
+"""Figures of the synthetic-control family.
+
+Every function takes a results object with ``get_plot_data(outcome)`` (and,
+for the placebo figures, ``placebo_gaps(outcome)`` / ``rmspe_ratios(outcome)``):
+:class:`~dmi_eval.designs.synth.SyntheticControlResults` or
+:class:`~dmi_eval.designs.synth.SynthFit`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from dmi_eval.plots.common import new_axes
+
+__all__ = ["plot_synth_path", "plot_synth_gaps", "plot_rmspe_ratios", "plot_synth_weights"]
+
+
+def _x(index: pd.Index) -> np.ndarray:
+    if isinstance(index, pd.PeriodIndex):
+        return index.to_timestamp().to_numpy()
+    return np.asarray(index)
+
+
+def _start_of_post(data: pd.DataFrame) -> Any | None:
+    mask = data["role"].to_numpy() == "post"
+    if not mask.any():
+        return None
+    return _x(data.index)[mask][0]
+
+
+def plot_synth_path(
+    results: Any, *, outcome: str | None = None, ax: Axes | None = None
+) -> tuple[Figure, Axes]:
+    """Treated vs synthetic outcome path, with the start of the post period marked."""
+    fig, ax = new_axes(ax)
+    data = results.get_plot_data(outcome)
+    x = _x(data.index)
+    ax.plot(x, data["observed"], color="black", lw=1.6, label="treated")
+    ax.plot(x, data["synthetic"], color="tab:blue", lw=1.4, ls="--", label="synthetic")
+    start = _start_of_post(data)
+    if start is not None:
+        ax.axvline(start, color="grey", lw=0.8, ls=":")
+    ax.set_ylabel(outcome or getattr(results, "primary_outcome", None) or "outcome")
+    ax.legend(frameon=False)
+    return fig, ax
+
+
+def plot_synth_gaps(
+    results: Any, *, outcome: str | None = None, ax: Axes | None = None
+) -> tuple[Figure, Axes]:
+    """Gap (treated minus synthetic) with every placebo's gap in grey."""
+    fig, ax = new_axes(ax)
+    data = results.get_plot_data(outcome)
+    col = "gap_per_area" if "gap_per_area" in data.columns else "gap"
+    placebo = results.placebo_gaps(outcome)
+    x = _x(data.index)
+    for name in placebo.columns:
+        ax.plot(x, placebo[name].to_numpy(), color="0.8", lw=0.6)
+    ax.plot(x, data[col], color="black", lw=1.6, label="treated")
+    ax.axhline(0, color="grey", lw=0.8)
+    start = _start_of_post(data)
+    if start is not None:
+        ax.axvline(start, color="grey", lw=0.8, ls=":")
+    ax.set_ylabel("gap" + (" per area" if col == "gap_per_area" else ""))
+    return fig, ax
+
+
+def plot_rmspe_ratios(
+    results: Any, *, outcome: str | None = None, ax: Axes | None = None
+) -> tuple[Figure, Axes]:
+    """Distribution of post/pre RMSPE ratios of the placebos, with the treated unit marked."""
+    fig, ax = new_axes(ax)
+    ratios = results.rmspe_ratios(outcome)
+    if len(ratios) == 0:
+        ax.text(0.5, 0.5, "no placebo test", ha="center", transform=ax.transAxes)
+        return fig, ax
+    values = np.sort(ratios.to_numpy()[1:][np.isfinite(ratios.to_numpy()[1:])])
+    bins = min(30, max(5, len(values) // 3))
+    ax.hist(values, bins=bins, color="0.7")
+    ax.axvline(float(ratios.iloc[0]), color="tab:red", lw=1.6, label=str(ratios.index[0]))
+    ax.set_xlabel("post/pre RMSPE ratio")
+    ax.set_ylabel("placebo units")
+    ax.legend(frameon=False)
+    return fig, ax
+
+
+def plot_synth_weights(
+    results: Any, *, outcome: str | None = None, top: int = 20, ax: Axes | None = None
+) -> tuple[Figure, Axes]:
+    """Bar chart of the largest donor weights."""
+    fig, ax = new_axes(ax)
+    outcome = outcome or getattr(results, "primary_outcome", None)
+    table = results.weights_table(outcome)
+    label = "area" if "area" in table.columns else "unit"
+    table = table.sort_values("weight", ascending=False, kind="stable").head(top)
+    ax.barh(table[label].astype(str).to_numpy()[::-1], table["weight"].to_numpy()[::-1])
+    ax.set_xlabel("donor weight")
+    return fig, ax
