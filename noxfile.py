@@ -60,3 +60,26 @@ def evaluate(session: nox.Session) -> None:
     if study == SYNTHETIC and not (ROOT / SYNTHETIC).exists():
         session.run("dmi-eval", "simulate", "data/synthetic")
     session.run("dmi-eval", "evaluate", study, "--out", "reports")
+
+
+@nox.session(python=PYTHON)
+def validate(session: nox.Session) -> None:
+    """Reproduce the published results (default reference: ../shared/reference).
+
+    ``nox -s validate -- --reference DIR`` reads another folder. Writes
+    reports/results/validation.csv and reports/appendix/validation.md.
+    """
+    install(session)
+    session.run("dmi-eval", "validate", "--out", "reports", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def benchmark(session: nox.Session) -> None:
+    """Speed, memory and statistical performance, side by side with peer packages.
+
+    Writes reports/results/*benchmark*.csv and reports/appendix/benchmarks.md.
+    ``nox -s benchmark -- --only ingest its`` runs a subset.
+    """
+    install(session, ".[test]")
+    session.install(*CONSTRAINTS, "pysyncon")  # the peer package, in this session only
+    session.run("python", "tests/benchmarks/run.py", "--out", "reports", *session.posargs)

@@ -16,6 +16,7 @@ CASE_MODULES: tuple[str, ...] = (
     "dmi_eval.validation.its_cases",
     "dmi_eval.validation.synth_cases",
     "dmi_eval.validation.microsynth_cases",
+    "dmi_eval.validation.did_cases",
 )
 VALIDATION_COLUMNS = ("case", "quantity", "value", "published", "tolerance", "passed")
 

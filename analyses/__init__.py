@@ -1,0 +1,1 @@
+"""Analysis scripts (percent format), run by ``dmi_eval.report`` through jupytext and nbclient."""

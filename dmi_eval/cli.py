@@ -1,0 +1,170 @@
+"""The ``dmi-eval`` command.
+
+Sub-commands: ``evaluate`` (a study -> a report folder), ``check`` (one site's
+plain answer), ``validate-data`` (read and account for every input row,
+nothing else), ``simulate`` (write a synthetic study). A user's mistake prints
+one or two lines naming what to fix and exits with status 2; ``--debug`` shows
+the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dmi_eval.errors import DmiEvalError
+
+
+def _progress(enabled: bool):
+    def show(message: str) -> None:
+        if enabled:
+            print(f"dmi-eval: {message}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _shown(path: str) -> str:
+    """A path as it may appear in a report: relative as typed, or just its name."""
+    return Path(path).name if Path(path).is_absolute() else Path(path).as_posix()
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from dmi_eval.report import evaluate_study
+
+    command = f"dmi-eval evaluate {_shown(args.study)} --out {_shown(args.out)}"
+    summary = evaluate_study(
+        args.study, args.out, command=command, on_progress=_progress(not args.quiet)
+    )
+    print(
+        f"Evaluated {len(summary.sites)} site(s); {summary.rows_read:,} rows read, "
+        f"{summary.rows_rejected:,} rejected (see results/rejects.csv). "
+        f"Report: {Path(args.out) / 'README.md'}"
+    )
+    return 0
+
+
+def cmd_validate_data(args: argparse.Namespace) -> int:
+    from dmi_eval.config import load_study
+    from dmi_eval.data import load_study_data
+
+    study = load_study(args.study)
+    ingest = load_study_data(study)
+    print(
+        f"{ingest.file}: {ingest.rows_read:,} rows read, {ingest.rows_counted:,} counted, "
+        f"{ingest.rows_rejected:,} rejected"
+    )
+    for r in ingest.reject_summary().itertuples(index=False):
+        print(f"  {r.rows:>8,}  {r.reason} ({r.kind}): {r.description}")
+    panel = ingest.panel
+    print(
+        f"Panel: {len(panel.areas):,} areas x {len(panel.periods)} {study.frequency}s "
+        f"({panel.periods[0]} to {panel.periods[-1]}), outcomes: {', '.join(panel.outcomes)}"
+    )
+    for site in study.sites:
+        panel.site_data(study, site.id)
+    print(f"All {len(study.sites)} site(s) match the data.")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from dmi_eval.config import load_study
+    from dmi_eval.data import load_study_data
+    from dmi_eval.evaluation import evaluate_site
+    from dmi_eval.tables import fmt_interval, fmt_size
+
+    study = load_study(args.study)
+    site = study.site(args.site)
+    ingest = load_study_data(study)
+    evaluation = evaluate_site(ingest.panel, study, site.id)
+    effects = evaluation.effects()
+    row = effects[(effects.outcome == site.primary_outcome) & (effects.window == "post")].iloc[0]
+    direction = "lower" if row["pct_change"] < 0 else "higher"
+    print(
+        f"{site.name}: since the call-in on {site.intervention}, {site.primary_outcome} offences "
+        f"in the market were {fmt_size(row['pct_change'])} {direction} than the "
+        f"{row['design'].upper()} counterfactual predicts "
+        f"(interval {fmt_interval(row['ci_low'], row['ci_high'])}; p = {row['p_value']:.3g})."
+    )
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from dmi_eval.synthetic import simulate_study, write_study
+
+    path = write_study(simulate_study(args.seed), args.out)
+    print(f"Wrote a synthetic study: {path}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from dmi_eval.validation.runner import run_validation, write_validation
+
+    checks = run_validation(
+        Path(args.reference), only=args.case or None, on_progress=_progress(not args.quiet)
+    )
+    write_validation(checks, Path(args.out), Path(args.reference).name)
+    failed = [c for c in checks if c.passed is False]
+    passed = sum(c.passed is True for c in checks)
+    print(
+        f"Validation: {passed} passed, {len(failed)} failed, "
+        f"{sum(c.passed is None for c in checks)} for the record. "
+        f"Written: {Path(args.out) / 'appendix' / 'validation.md'}"
+    )
+    for c in failed:
+        print(f"  FAILED {c.case} {c.quantity}: {c.value:.6g} vs published {c.published:.6g}")
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dmi-eval", description="Evaluate Drug Market Intervention sites."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("evaluate", help="evaluate every site of a study and write the report")
+    p.add_argument("study", help="path to study.toml")
+    p.add_argument("--out", default="reports", help="report folder (default: reports)")
+    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("check", help="one site's answer: did the market close?")
+    p.add_argument("study", help="path to study.toml")
+    p.add_argument("--site", required=True, help="site id")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("validate-data", help="read the inputs and account for every row")
+    p.add_argument("study", help="path to study.toml")
+    p.set_defaults(func=cmd_validate_data)
+
+    p = sub.add_parser("validate", help="reproduce published results on the reference datasets")
+    p.add_argument("--reference", default="../shared/reference", help="reference folder")
+    p.add_argument("--out", default="reports", help="report folder (default: reports)")
+    p.add_argument("--case", action="append", help="run only this case (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("simulate", help="write a synthetic study with known truth")
+    p.add_argument("out", help="folder to write study.toml, incidents.csv, areas.csv, truth.json")
+    p.add_argument("--seed", type=int, default=20070501)
+    p.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dmi-eval`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except DmiEvalError as exc:
+        if args.debug:
+            raise
+        print(f"dmi-eval: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""Fit every design to one site, choose the primary design and apply the verdict.
+
+This is the one place that knows which designs a site gets; the analysis
+scripts and the CLI call :func:`evaluate_site` and read its frames.
+
+Primary design rule (stated in every site report by :func:`primary_rule_text`):
+the first available of micro-level synthetic control (when the study has area
+covariates and at least ``MIN_MICRO_DONORS`` donor areas), synthetic control,
+and controlled ITS; plain ITS when none of those can be fitted. The other
+designs are shown as robustness checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from dmi_eval.config import Study
+from dmi_eval.designs.did import DID
+from dmi_eval.designs.its import ITS
+from dmi_eval.designs.microsynth import MicroSynth
+from dmi_eval.designs.synth import SyntheticControl
+from dmi_eval.displacement import catchment_view
+from dmi_eval.errors import DesignError
+from dmi_eval.panel import Panel, SiteData
+from dmi_eval.results import EFFECT_COLUMNS
+from dmi_eval.verdict import Evidence, Verdict, WindowEvidence, decide
+
+MIN_MICRO_DONORS = 50
+MICRO_PERMUTATIONS = 200
+PRIMARY_ORDER: tuple[str, ...] = ("microsynth", "sc", "cits", "its")
+CATCHMENT_SUFFIX = "-catchment"
+"""Designs fitted to the catchment areas carry this suffix in the ``design`` column."""
+
+
+@dataclass(frozen=True)
+class SiteEvaluation:
+    """Every design fitted to one site, the primary design, the evidence and the verdict.
+
+    Attributes
+    ----------
+    data
+        The site's view of the panel.
+    results
+        Design name -> results object for the market (treated areas).
+    catchment_results
+        Design name -> results object for the catchment areas (empty without one).
+    primary
+        Name of the primary design.
+    evidence, verdict
+        What the closure rule read, and its answer.
+    """
+
+    data: SiteData
+    results: dict[str, Any]
+    catchment_results: dict[str, Any]
+    primary: str
+    evidence: Evidence
+    verdict: Verdict
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def site_id(self) -> str:
+        return self.data.site_id
+
+    def effects(self) -> pd.DataFrame:
+        """All designs' effects for this site (catchment designs suffixed), tidy contract."""
+        frames = [r.effects() for r in self.results.values()]
+        for name, r in self.catchment_results.items():
+            frame = r.effects()
+            frame["design"] = name + CATCHMENT_SUFFIX
+            frames.append(frame)
+        if not frames:
+            return pd.DataFrame(columns=list(EFFECT_COLUMNS))
+        return pd.concat(frames, ignore_index=True)[list(EFFECT_COLUMNS)]
+
+
+def fit_designs(data: SiteData, study: Study) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Fit every design available for ``data``.
+
+    Returns the results by design name and notes on designs that could not be
+    used (a :class:`DesignError` is reported, not hidden, and does not stop the
+    other designs).
+    """
+    results: dict[str, Any] = {}
+    notes: list[str] = []
+    for name, fitter in DESIGNS.items():
+        try:
+            fitted = fitter(data, study)
+        except DesignError as exc:
+            notes.append(f"{name}: not fitted — {exc}")
+            continue
+        if isinstance(fitted, str):
+            notes.append(f"{name}: not used — {fitted}")
+            continue
+        results[name] = fitted
+    return results, tuple(notes)
+
+
+def _fit_its(data: SiteData, study: Study) -> Any:
+    return ITS(data).fit()
+
+
+def _fit_cits(data: SiteData, study: Study) -> Any:
+    return ITS(data, comparison="donor_mean").fit()
+
+
+def _fit_microsynth(data: SiteData, study: Study) -> Any:
+    """Microsynth, when covariates exist, the pool is large and exact balance is reachable."""
+    if data.panel.covariates is None:
+        return "the study has no area covariates (areas.csv)"
+    if len(data.donor_areas) < MIN_MICRO_DONORS:
+        return f"only {len(data.donor_areas)} comparison areas (needs {MIN_MICRO_DONORS})"
+    first = MicroSynth(data, match_periods="blocks").fit()
+    if first.calibration["method"] != "exact":
+        misfit = first.calibration["max_misfit"]
+        return (
+            "no exact synthetic control exists for this market (the calibration's largest "
+            f"relative misfit is {misfit:.0%}); micro-level synthetic control needs the market's "
+            "totals to lie within what weighted comparison areas can reproduce"
+        )
+    return MicroSynth(
+        data,
+        match_periods="blocks",
+        n_permutations=MICRO_PERMUTATIONS,
+        seed=study.seed,
+        n_jobs=2,
+    ).fit()
+
+
+def _fit_sc(data: SiteData, study: Study) -> Any:
+    return SyntheticControl(data, method="sc", level="ratio", seed=study.seed).fit()
+
+
+def _fit_sdid(data: SiteData, study: Study) -> Any:
+    return SyntheticControl(
+        data, method="sdid", seed=study.seed, placebo_time=False, leave_one_out=False
+    ).fit()
+
+
+def _fit_did(data: SiteData, study: Study) -> Any:
+    return DID(data, seed=study.seed).fit()
+
+
+DESIGNS: dict[str, Any] = {
+    "microsynth": _fit_microsynth,
+    "sc": _fit_sc,
+    "sdid": _fit_sdid,
+    "did": _fit_did,
+    "cits": _fit_cits,
+    "its": _fit_its,
+}
+"""Design name -> ``fit(data, study)``; returns results, or a string saying why not used."""
+
+
+def p_value_lower(results: Any, outcome: str, window: str) -> float:
+    """One-sided p-value of a reduction, whatever the design's accessor is called."""
+    if hasattr(results, "p_value_lower"):
+        return float(results.p_value_lower(outcome, window))
+    if hasattr(results, "p_lower"):
+        return float(results.p_lower(outcome, window))
+    return float(results.p_value(outcome, window=window, alternative="lower"))
+
+
+def pre_fit_ratio(results: Any, outcome: str) -> float:
+    """Pre-period fit error as a share of the pre-period mean (NaN if the design has none)."""
+    diag = getattr(results, "diagnostics", None)
+    frame = diag() if callable(diag) else diag
+    if isinstance(frame, pd.DataFrame) and "pre_rmse_ratio" in frame:
+        rows = frame[frame["outcome"] == outcome] if "outcome" in frame else frame
+        return float(rows["pre_rmse_ratio"].iloc[0])
+    if isinstance(frame, pd.DataFrame) and "pre_rmspe_ratio" in frame:
+        rows = frame[frame["outcome"] == outcome] if "outcome" in frame else frame
+        return float(rows["pre_rmspe_ratio"].iloc[0])
+    return float("nan")
+
+
+def choose_primary(results: dict[str, Any]) -> str:
+    """The first fitted design in :data:`PRIMARY_ORDER`."""
+    for name in PRIMARY_ORDER:
+        if name in results:
+            return name
+    raise ValueError("no design was fitted")
+
+
+def primary_rule_text() -> str:
+    return (
+        "**Primary design.** The first that can be fitted of: micro-level synthetic control "
+        f"(area covariates and at least {MIN_MICRO_DONORS} comparison areas), synthetic "
+        "control, controlled interrupted time series (against the comparison areas' mean), "
+        "interrupted time series. The others are shown as robustness checks."
+    )
+
+
+def window_evidence(results: Any, outcome: str, window: str) -> WindowEvidence:
+    """One effects row of a design, with its one-sided p-value of a reduction."""
+    effects = results.effects()
+    row = effects[(effects["outcome"] == outcome) & (effects["window"] == window)].iloc[0]
+    level = _level(str(row["method"]))
+    return WindowEvidence(
+        design=str(row["design"]),
+        window=window,
+        pct_change=float(row["pct_change"]),
+        ci_low=float(row["ci_low"]),
+        ci_high=float(row["ci_high"]),
+        p_lower=p_value_lower(results, outcome, window),
+        level=level,
+    )
+
+
+def _level(method: str) -> str:
+    for token in method.replace(",", " ").split():
+        if token.endswith("%") and token[:-1].replace(".", "").isdigit():
+            return token
+    return "95%"
+
+
+def build_evidence(
+    data: SiteData,
+    results: dict[str, Any],
+    catchment_results: dict[str, Any],
+    primary: str,
+    last_window: str,
+) -> Evidence:
+    """Collect what the closure rule reads for the site's primary outcome."""
+    outcome = data.primary_outcome
+    main = results[primary]
+    pre_mean = float(data.treated_series(outcome).to_numpy()[data.pre_mask].mean())
+    others, others_p = [], []
+    for name, r in results.items():
+        if name == primary:
+            continue
+        others.append(window_evidence(r, outcome, "post"))
+        eff = r.effects()
+        others_p.append(
+            float(eff[(eff["outcome"] == outcome) & (eff["window"] == "post")]["p_value"].iloc[0])
+        )
+    catchment = None
+    if primary in catchment_results:
+        catchment = window_evidence(catchment_results[primary], outcome, "post")
+    return Evidence(
+        site=data.site_id,
+        outcome=outcome,
+        post=window_evidence(main, outcome, "post"),
+        last=window_evidence(main, outcome, last_window),
+        n_pre=data.n_pre,
+        pre_mean=pre_mean,
+        pre_fit_ratio=pre_fit_ratio(main, outcome),
+        catchment=catchment,
+        others=tuple(others),
+        others_p_two_sided=tuple(others_p),
+    )
+
+
+def evaluate_site(panel: Panel, study: Study, site_id: str) -> SiteEvaluation:
+    """Fit the site's designs, choose the primary one and apply the closure rule.
+
+    Parameters
+    ----------
+    panel
+        The study's panel (from :func:`dmi_eval.data.load_study_data`).
+    study
+        The validated study (its ``[verdict]`` thresholds are used).
+    site_id
+        Which site.
+    """
+    data = panel.site_data(study, site_id)
+    results, notes = fit_designs(data, study)
+    primary = choose_primary(results)
+    catchment_results: dict[str, Any] = {}
+    if data.catchment_areas:
+        catchment_results[primary] = DESIGNS[primary](catchment_view(data), study)
+    last_window = f"last{study.verdict.persistence_periods}"
+    evidence = build_evidence(data, results, catchment_results, primary, last_window)
+    verdict = decide(evidence, study.verdict)
+    return SiteEvaluation(
+        data=data,
+        results=results,
+        catchment_results=catchment_results,
+        primary=primary,
+        evidence=evidence,
+        verdict=verdict,
+        notes=notes,
+    )

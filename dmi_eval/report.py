@@ -1,0 +1,253 @@
+"""Run the analysis scripts and write the evaluation report.
+
+The scripts in ``analyses/`` are percent-format Python files (they also run as
+plain scripts). Each is read with jupytext, given its parameters with
+papermill's parameter injection, executed with nbclient and exported to
+Markdown with nbconvert, code hidden. Figures are saved by the scripts as
+deterministic PNGs; the Markdown links them relatively, so the report folder
+can be moved or published as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jupytext
+import pandas as pd
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+from nbconvert import MarkdownExporter
+from papermill.parameterize import parameterize_notebook
+
+from dmi_eval import errors
+from dmi_eval.config import Study, load_study
+from dmi_eval.data import Ingest, load_study_data
+from dmi_eval.errors import DmiEvalError
+from dmi_eval.results import EFFECT_COLUMNS
+
+SITE_SCRIPT = "site_report.py"
+SUMMARY_SCRIPT = "study_summary.py"
+REPRODUCIBILITY_SCRIPT = "appendix_reproducibility.py"
+METHODS_SCRIPT = "appendix_methods.py"
+FLOAT_FORMAT = "%.10g"
+"""Every CSV we write uses this float format, so that re-runs give the same bytes."""
+
+
+class AnalysisError(DmiEvalError):
+    """An analysis script stopped on a user-fixable error (the message is the script's)."""
+
+
+@dataclass(frozen=True)
+class EvaluationSummary:
+    """What :func:`evaluate_study` wrote."""
+
+    out_dir: Path
+    sites: tuple[str, ...]
+    rows_read: int
+    rows_rejected: int
+
+
+def analyses_dir() -> Path:
+    """The folder holding the analysis scripts shipped with the package."""
+    return Path(str(resources.files("dmi_eval.analyses")))
+
+
+def script_label(name: str) -> str:
+    """How reports name an analysis script: its path in the repository."""
+    return f"analyses/{name}"
+
+
+def run_analysis(
+    script: Path,
+    parameters: Mapping[str, Any],
+    markdown_path: Path,
+    *,
+    timeout: int = 3600,
+) -> Path:
+    """Execute one analysis script with ``parameters`` and write its Markdown.
+
+    Raises
+    ------
+    AnalysisError
+        When the script raised a :class:`~dmi_eval.errors.DmiEvalError`; its
+        message is passed on. Any other exception is a bug and propagates.
+    """
+    notebook = jupytext.read(script)
+    # papermill's own loader adds these; jupytext's notebooks lack them.
+    notebook.metadata.setdefault("papermill", {})
+    for cell in notebook.cells:
+        cell.metadata.setdefault("tags", [])
+    notebook = parameterize_notebook(
+        notebook, dict(parameters), kernel_name="python3", language="python"
+    )
+    markdown_path.parent.mkdir(parents=True, exist_ok=True)
+    client = NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        # The kernel's own start-up log (transport notices) is not part of any report.
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
+        resources={"metadata": {"path": str(markdown_path.parent)}},
+    )
+    try:
+        client.execute()
+    except CellExecutionError as exc:
+        if _is_user_error(exc.ename):
+            raise AnalysisError(f"{script.name}: {exc.evalue}") from None
+        raise
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.get("outputs", []) if o.get("name") != "stderr"]
+    exporter = MarkdownExporter()
+    exporter.exclude_input = True
+    exporter.exclude_input_prompt = True
+    exporter.exclude_output_prompt = True
+    body, res = exporter.from_notebook_node(notebook)
+    if res.get("outputs"):
+        names = ", ".join(sorted(res["outputs"]))
+        raise RuntimeError(
+            f"{script.name} displayed inline images ({names}); analyses must save figures with "
+            "dmi_eval.plots.save_figure and link them"
+        )
+    markdown_path.parent.mkdir(parents=True, exist_ok=True)
+    markdown_path.write_text(_tidy_markdown(body), encoding="utf-8")
+    return markdown_path
+
+
+def _is_user_error(ename: str) -> bool:
+    return (
+        any(
+            isinstance(obj, type) and issubclass(obj, DmiEvalError) and obj.__name__ == ename
+            for obj in vars(errors).values()
+        )
+        or ename == "AnalysisError"
+    )
+
+
+def _tidy_markdown(body: str) -> str:
+    lines = [line.rstrip() for line in body.splitlines()]
+    out: list[str] = []
+    for line in lines:
+        if line == "" and out and out[-1] == "":
+            continue
+        out.append(line)
+    return "\n".join(out).strip() + "\n"
+
+
+def sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def input_files(study: Study) -> list[Path]:
+    """Every file the study reads: the study file, data files, a custom offense map."""
+    files = [study.path]
+    for p in (study.data.incidents, study.data.counts, study.data.areas):
+        if p is not None:
+            files.append(p)
+    if isinstance(study.data.offense_map, Path):
+        files.append(study.data.offense_map)
+    return files
+
+
+def write_ingest_results(ingest: Ingest, results_dir: Path) -> None:
+    """Write ``rejects.csv`` (one row per unused input row) and ``ingest.csv`` (totals)."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    ingest.rejects.to_csv(results_dir / "rejects.csv", index=False, lineterminator="\n")
+    summary = ingest.reject_summary()
+    rows = [
+        {"file": ingest.file, "quantity": "rows_read", "rows": ingest.rows_read},
+        {"file": ingest.file, "quantity": "rows_counted", "rows": ingest.rows_counted},
+        {"file": ingest.file, "quantity": "rows_rejected", "rows": ingest.rows_rejected},
+    ] + [
+        {"file": ingest.file, "quantity": f"rejected:{r}", "rows": int(n)}
+        for r, n in zip(summary["reason"], summary["rows"], strict=True)
+    ]
+    pd.DataFrame(rows).to_csv(results_dir / "ingest.csv", index=False, lineterminator="\n")
+
+
+def evaluate_study(
+    study_path: str | Path,
+    out_dir: str | Path,
+    *,
+    command: str | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> EvaluationSummary:
+    """Evaluate every site of a study and write the report under ``out_dir``.
+
+    Parameters
+    ----------
+    study_path
+        The study's ``study.toml``.
+    out_dir
+        Report folder. Generated sub-folders (``sites/``, ``figures/``,
+        ``results/sites/``) are replaced; ``appendix/validation.md`` and other
+        files written by other commands are kept.
+    command
+        The command line to print in the reproducibility appendix (default:
+        ``dmi-eval evaluate <study file name> --out <out folder name>``).
+    on_progress
+        Called with a short message before each step (the CLI shows it).
+    """
+    progress = on_progress or (lambda _msg: None)
+    study = load_study(study_path)
+    out = Path(out_dir).resolve()
+    progress("reading data")
+    ingest = load_study_data(study)
+    for sub in ("sites", "figures", "results/sites"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+    results_dir = out / "results"
+    write_ingest_results(ingest, results_dir)
+    scripts = analyses_dir()
+    params = {"study_path": str(study.path), "out_dir": str(out)}
+    for site in study.sites:
+        progress(f"site {site.id}")
+        run_analysis(
+            scripts / SITE_SCRIPT,
+            {**params, "site_id": site.id},
+            out / "sites" / f"{site.id}.md",
+        )
+    effects = collect_site_results(study, results_dir, "effects.csv")[list(EFFECT_COLUMNS)]
+    effects.to_csv(
+        results_dir / "effects.csv", index=False, float_format=FLOAT_FORMAT, lineterminator="\n"
+    )
+    verdicts = collect_site_results(study, results_dir, "verdict.csv")
+    verdicts.to_csv(results_dir / "verdicts.csv", index=False, lineterminator="\n")
+    progress("cross-site summary")
+    run_analysis(scripts / SUMMARY_SCRIPT, params, out / "README.md")
+    progress("methods appendix")
+    run_analysis(scripts / METHODS_SCRIPT, params, out / "appendix" / "methods.md")
+    progress("reproducibility appendix")
+    shown = command or f"dmi-eval evaluate {study.path.name} --out {out.name}"
+    run_analysis(
+        scripts / REPRODUCIBILITY_SCRIPT,
+        {**params, "command": shown},
+        out / "appendix" / "reproducibility.md",
+    )
+    return EvaluationSummary(
+        out_dir=out,
+        sites=tuple(s.id for s in study.sites),
+        rows_read=ingest.rows_read,
+        rows_rejected=ingest.rows_rejected,
+    )
+
+
+def collect_site_results(study: Study, results_dir: Path, name: str) -> pd.DataFrame:
+    """Concatenate one per-site results file (``results/sites/<id>/<name>``), in study order."""
+    frames = []
+    for site in study.sites:
+        path = results_dir / "sites" / site.id / name
+        if not path.exists():
+            raise RuntimeError(f"{SITE_SCRIPT} did not write {name} for site {site.id}")
+        frames.append(pd.read_csv(path, keep_default_na=False, na_values=[""]))
+    return pd.concat(frames, ignore_index=True)
