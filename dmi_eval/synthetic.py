@@ -43,7 +43,7 @@ _CODES: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {
     "disorder": (("290", "90C", "90J", "40A"), (0.4, 0.3, 0.2, 0.1)),
     "weapons": (("520",), (1.0,)),
 }
-_BASE_MEDIAN = {"drug": 0.35, "violent": 0.8, "property": 2.0, "disorder": 0.8, "weapons": 0.15}
+_BASE_MEDIAN = {"drug": 0.6, "violent": 0.8, "property": 2.0, "disorder": 0.8, "weapons": 0.15}
 _SEASON_AMP = {"drug": 0.06, "violent": 0.15, "property": 0.08, "disorder": 0.12, "weapons": 0.1}
 
 
@@ -77,7 +77,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         treated_drug=0.55,
         treated_other=0.85,
     ),
-    Scenario("northgate", "Northgate", "no effect", "not_closed", "2018-07-19", factor_trend=1.6),
+    Scenario("northgate", "Northgate", "no effect", "not_closed", "2018-07-19", factor_trend=1.35),
     Scenario(
         "riverside",
         "Riverside",
