@@ -77,6 +77,11 @@ def test_evaluate_writes_the_report_and_is_byte_identical(small_study):
     assert (effects["ci_low"] <= effects["pct_change"]).all()
     assert (effects["pct_change"] <= effects["ci_high"]).all()
 
+    html = (out / "README.html").read_text()
+    assert html.startswith("<!DOCTYPE html>")
+    assert 'href="sites/' in html and '.md"' not in html
+    for site in site_ids:
+        assert (out / "sites" / f"{site}.html").is_file()
     readme = (out / "README.md").read_text()
     for site in site_ids:
         assert f"(sites/{site}.md)" in readme

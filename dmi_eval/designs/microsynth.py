@@ -649,6 +649,7 @@ def fit_microsynth(
         if perm_futs:
             parts = [f.result() for f in perm_futs]
             perm = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        ex.shutdown(wait=True)
     w = main.weights
     notes: list[str] = []
     if main.method != "exact":
@@ -940,10 +941,14 @@ _SINGLE_THREAD_ENV = {
 
 
 def _executor(n_jobs: int):
-    """Reusable loky process pool whose workers use single-threaded BLAS."""
-    from joblib.externals.loky import get_reusable_executor
+    """A private loky process pool whose workers use single-threaded BLAS.
 
-    return get_reusable_executor(max_workers=n_jobs, env=_SINGLE_THREAD_ENV)
+    Not loky's reusable singleton: joblib's ``Parallel`` shares that one and
+    breaks when it was created with other settings. The caller shuts it down.
+    """
+    from joblib.externals.loky.process_executor import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=n_jobs, env=_SINGLE_THREAD_ENV)
 
 
 def _draw_placebo_sets(rng: np.random.Generator, n: int, treat: np.ndarray, b: int) -> np.ndarray:

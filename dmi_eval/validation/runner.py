@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from dmi_eval.errors import ReferenceDataMissing
+from dmi_eval.report import markdown_to_html
 from dmi_eval.validation.check import Check
 
 CASE_MODULES: tuple[str, ...] = (
@@ -130,6 +131,6 @@ def write_validation(checks: list[Check], out_dir: Path, reference_name: str) ->
         float_format="%.10g",
         lineterminator="\n",
     )
-    (out_dir / "appendix" / "validation.md").write_text(
-        validation_markdown(checks, reference_name), encoding="utf-8"
-    )
+    markdown = out_dir / "appendix" / "validation.md"
+    markdown.write_text(validation_markdown(checks, reference_name), encoding="utf-8")
+    markdown_to_html(markdown)

@@ -43,13 +43,17 @@ def write_extract(path: Path, n_rows: int, seed: int = 1) -> None:
         for start in range(0, n_rows, block):
             n = min(block, n_rows - start)
             days = rng.integers(0, 365 * 8, n)
-            frame = pd.DataFrame({
-                "incident_id": np.arange(start, start + n),
-                "date": (np.datetime64("2015-01-01") + days.astype("timedelta64[D]")).astype(str),
-                "offense": codes[rng.integers(0, len(codes), n)],
-                "area_id": np.char.add("A", rng.integers(0, 2000, n).astype(str)),
-                "narrative": "suspect seen near the corner store, see report",
-            })
+            frame = pd.DataFrame(
+                {
+                    "incident_id": np.arange(start, start + n),
+                    "date": (np.datetime64("2015-01-01") + days.astype("timedelta64[D]")).astype(
+                        str
+                    ),
+                    "offense": codes[rng.integers(0, len(codes), n)],
+                    "area_id": np.char.add("A", rng.integers(0, 2000, n).astype(str)),
+                    "narrative": "suspect seen near the corner store, see report",
+                }
+            )
             frame.to_csv(fh, header=False, index=False, lineterminator="\n")
 
 
@@ -59,13 +63,20 @@ def measure(n_rows: int = N_ROWS) -> dict[str, float]:
         write_extract(path, n_rows)
         size_mb = path.stat().st_size / 1e6
         start = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True,
-                             text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=True
+        )
         wall = time.perf_counter() - start
     read, counted, rejected, elapsed, peak = out.stdout.split()
-    return {"rows": int(read), "counted": int(counted), "rejected": int(rejected),
-            "file_mb": round(size_mb, 1), "read_s": float(elapsed), "process_s": round(wall, 2),
-            "peak_mb": float(peak)}
+    return {
+        "rows": int(read),
+        "counted": int(counted),
+        "rejected": int(rejected),
+        "file_mb": round(size_mb, 1),
+        "read_s": float(elapsed),
+        "process_s": round(wall, 2),
+        "peak_mb": float(peak),
+    }
 
 
 def run(out: Path) -> str:

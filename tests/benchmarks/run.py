@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     path = args.out / "appendix" / "benchmarks.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(header) + "\n\n".join(s.strip() for s in sections) + "\n")
+    from dmi_eval.report import markdown_to_html
+
+    markdown_to_html(path)
     print(f"wrote {path}")
     return 0
 
