@@ -10,6 +10,7 @@ the traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,9 @@ from dmi_eval.errors import DmiEvalError
 
 
 def _progress(enabled: bool):
+    """Progress lines on stderr, shown on a terminal only (quiet in CI logs and pipes)."""
+    enabled = enabled and sys.stderr.isatty() and not os.environ.get("CI")
+
     def show(message: str) -> None:
         if enabled:
             print(f"dmi-eval: {message}", file=sys.stderr, flush=True)
@@ -72,21 +76,30 @@ def cmd_check(args: argparse.Namespace) -> int:
     from dmi_eval.config import load_study
     from dmi_eval.data import load_study_data
     from dmi_eval.evaluation import evaluate_site
-    from dmi_eval.tables import fmt_interval, fmt_size
+    from dmi_eval.verdict import headline, rule_text
 
     study = load_study(args.study)
     site = study.site(args.site)
     ingest = load_study_data(study)
     evaluation = evaluate_site(ingest.panel, study, site.id)
-    effects = evaluation.effects()
-    row = effects[(effects.outcome == site.primary_outcome) & (effects.window == "post")].iloc[0]
-    direction = "lower" if row["pct_change"] < 0 else "higher"
-    print(
-        f"{site.name}: since the call-in on {site.intervention}, {site.primary_outcome} offences "
-        f"in the market were {fmt_size(row['pct_change'])} {direction} than the "
-        f"{row['design'].upper()} counterfactual predicts "
-        f"(interval {fmt_interval(row['ci_low'], row['ci_high'])}; p = {row['p_value']:.3g})."
-    )
+    verdict = evaluation.verdict
+    text = headline(evaluation.evidence, verdict, site.name, study.frequency).replace("**", "")
+    print(f"{site.name} (call-in {site.intervention}): {verdict.label.replace('_', ' ').upper()}")
+    print(text)
+    print("Why:")
+    for reason in verdict.reasons:
+        print(f"  - {reason}")
+    print(f"Primary design: {evaluation.primary}. " + rule_text(study.verdict).replace("*", ""))
+    if args.out:
+        from dmi_eval.report import SITE_SCRIPT, analyses_dir, run_analysis
+
+        out = Path(args.out).resolve()
+        page = run_analysis(
+            analyses_dir() / SITE_SCRIPT,
+            {"study_path": str(study.path), "out_dir": str(out), "site_id": site.id},
+            out / "sites" / f"{site.id}.md",
+        )
+        print(f"One-page report with figures: {Path(args.out) / page.relative_to(out)}")
     return 0
 
 
@@ -133,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="one site's answer: did the market close?")
     p.add_argument("study", help="path to study.toml")
     p.add_argument("--site", required=True, help="site id")
+    p.add_argument("--out", help="also write the site's report page (with figures) here")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("validate-data", help="read the inputs and account for every row")

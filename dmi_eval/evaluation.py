@@ -268,6 +268,8 @@ def evaluate_site(panel: Panel, study: Study, site_id: str) -> SiteEvaluation:
     """
     data = panel.site_data(study, site_id)
     results, notes = fit_designs(data, study)
+    if "its" not in results:
+        raise DesignError(f"site {site_id!r}: the designs cannot be fitted: " + "; ".join(notes))
     primary = choose_primary(results)
     catchment_results: dict[str, Any] = {}
     if data.catchment_areas:

@@ -144,4 +144,4 @@ def test_validate_data_and_check(small_study):
     site = next(iter(sim.truth["sites"]))
     check = run_cli("check", "study/study.toml", "--site", site, cwd=root)
     assert check.returncode == 0, check.stderr
-    assert "drug offences in the market were" in check.stdout
+    assert "Why:" in check.stdout and "Primary design:" in check.stdout
