@@ -78,7 +78,7 @@ def checks_frame(checks: list[Check]) -> pd.DataFrame:
 def _num(x: float | None) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return ""
-    return f"{x:.6g}"
+    return f"{x:.10g}"
 
 
 def validation_markdown(checks: list[Check], reference_name: str) -> str:
@@ -113,8 +113,11 @@ def validation_markdown(checks: list[Check], reference_name: str) -> str:
             )
         lines.append(pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True))
         lines.append("")
+        by_note: dict[str, list[str]] = {}
         for quantity, note in notes.items():
-            lines.append(f"- `{quantity}`: {note}")
+            by_note.setdefault(note, []).append(f"`{quantity}`")
+        for note, quantities in by_note.items():
+            lines.append(f"- {', '.join(quantities)}: {note}")
         if notes:
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
