@@ -53,13 +53,17 @@ def data(session: nox.Session) -> None:
 def evaluate(session: nox.Session) -> None:
     """Evaluate a study into reports/ (default: the shipped synthetic study).
 
-    ``nox -s evaluate -- path/to/study.toml`` evaluates another study.
+    ``nox -s evaluate -- path/to/study.toml [--out DIR]`` evaluates another study
+    (e.g. ``analyses/seattle/study.toml --out reports/seattle``).
     """
     install(session)
-    study = session.posargs[0] if session.posargs else SYNTHETIC
+    args = list(session.posargs)
+    study = args.pop(0) if args and not args[0].startswith("-") else SYNTHETIC
     if study == SYNTHETIC and not (ROOT / SYNTHETIC).exists():
         session.run("dmi-eval", "simulate", "data/synthetic")
-    session.run("dmi-eval", "evaluate", study, "--out", "reports")
+    if "--out" not in args:
+        args += ["--out", "reports"]
+    session.run("dmi-eval", "evaluate", study, *args)
 
 
 @nox.session(python=PYTHON)

@@ -19,9 +19,11 @@ from dmi_eval.plots import (
     plot_counterfactual,
     plot_design_comparison,
     plot_event_study,
+    plot_its,
     plot_placebo_in_time,
     plot_rmspe_ratios,
     plot_synth_gaps,
+    plot_synth_weights,
     save_figure,
 )
 from dmi_eval.report import FLOAT_FORMAT, script_label
@@ -194,6 +196,15 @@ if "sc" in results:
             "post/pre RMSPE ratio of the market among all placebo areas.",
         )
     )
+    fig, _ = plot_synth_weights(sc, outcome=primary)
+    parts.append(
+        figure(
+            fig,
+            f"sc_weights_{primary}",
+            "donor weights",
+            "the comparison areas that make up the synthetic control, by weight.",
+        )
+    )
     loo = sc.leave_one_out
     loo = loo[loo["outcome"] == primary]
     if not loo.empty:
@@ -235,9 +246,19 @@ cols = [
 shown = diag[[c for c in cols if c in diag.columns]].copy()
 for c in shown.columns[3:]:
     shown[c] = shown[c].map(lambda v: f"{v:.3g}")
+fig, _ = plot_its(its, primary)
+its_figure = figure(
+    fig,
+    f"its_{primary}",
+    "interrupted time series",
+    "observed counts, the fitted segmented regression and the counterfactual trend with its "
+    "95% band; the dotted line is the call-in.",
+)
 fig, _ = plot_placebo_in_time(its, primary)
 parts.append(
     "### Interrupted time series\n\n"
+    + its_figure
+    + "\n"
     + markdown_table(shown)
     + "\n\n*Table: pre-period fit error as a share of the pre-period mean, dispersion, residual "
     "autocorrelation tests (Ljung–Box, Breusch–Godfrey, Durbin–Watson) and the placebo-in-time "

@@ -30,6 +30,8 @@ from dmi_eval.verdict import Evidence, Verdict, WindowEvidence, decide
 
 MIN_MICRO_DONORS = 50
 MICRO_PERMUTATIONS = 200
+MAX_PLACEBOS = 300
+"""Placebo areas drawn (seeded) for the synthetic-control tests when the pool is larger."""
 PRIMARY_ORDER: tuple[str, ...] = ("microsynth", "sc", "cits", "its")
 CATCHMENT_SUFFIX = "-catchment"
 """Designs fitted to the catchment areas carry this suffix in the ``design`` column."""
@@ -131,12 +133,19 @@ def _fit_microsynth(data: SiteData, study: Study) -> Any:
 
 
 def _fit_sc(data: SiteData, study: Study) -> Any:
-    return SyntheticControl(data, method="sc", level="ratio", seed=study.seed).fit()
+    return SyntheticControl(
+        data, method="sc", level="ratio", seed=study.seed, max_placebos=MAX_PLACEBOS
+    ).fit()
 
 
 def _fit_sdid(data: SiteData, study: Study) -> Any:
     return SyntheticControl(
-        data, method="sdid", seed=study.seed, placebo_time=False, leave_one_out=False
+        data,
+        method="sdid",
+        seed=study.seed,
+        placebo_time=False,
+        leave_one_out=False,
+        max_placebos=MAX_PLACEBOS,
     ).fit()
 
 

@@ -11,6 +11,8 @@ results do not depend on the number of cores.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
+from tqdm import tqdm
 
 Alternative = Literal["lower", "greater", "two-sided"]
 
@@ -56,8 +59,21 @@ def parallel_map(
     n_chunks = min(len(rest), 4 * max(n_jobs, 1))
     bounds = np.linspace(0, len(rest), n_chunks + 1).round().astype(int)
     chunks = [rest[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
-    out = Parallel(n_jobs=n_jobs)(delayed(_run_chunk)(fn, c) for c in chunks)
-    return [first, *(x for part in out for x in part)]
+    parts = Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(_run_chunk)(fn, c) for c in chunks
+    )
+    out = []
+    with progress_bar(len(rest), "placebo fits") as bar:
+        for part in parts:
+            out.extend(part)
+            bar.update(len(part))
+    return [first, *out]
+
+
+def progress_bar(total: int, desc: str) -> tqdm:
+    """A progress bar on a terminal; silent in CI logs, pipes and notebooks."""
+    quiet = not sys.stderr.isatty() or bool(os.environ.get("CI"))
+    return tqdm(total=total, desc=desc, disable=quiet, leave=False, file=sys.stderr)
 
 
 def select_placebos(n: int, max_placebos: int | None, seed: int) -> np.ndarray:

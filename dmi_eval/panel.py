@@ -23,6 +23,9 @@ from dmi_eval.errors import ConfigError, DesignError
 PANDAS_FREQ: dict[str, str] = PANDAS_FREQ_OF
 """pandas period frequency of each study frequency (weeks run Monday to Sunday)."""
 
+MIN_PRE_PERIODS = 8
+"""Fewest pre periods any design is fitted with (segmented regression needs a trend)."""
+
 PERIODS_PER_YEAR: dict[str, int] = {"month": 12, "week": 52, "quarter": 4}
 
 
@@ -179,6 +182,13 @@ class SiteData:
             role = np.where(role == "transition", "post", role)
         roles = pd.Series(role, index=periods, name="role")
         object.__setattr__(self, "roles", roles)
+        n_pre = int((role == "pre").sum())
+        if n_pre < MIN_PRE_PERIODS:
+            raise DesignError(
+                f"site {self.site.id!r}: call-in date {self.site.intervention} leaves {n_pre} "
+                f"pre period(s) in the data; the designs need at least {MIN_PRE_PERIODS} "
+                "(and the closure rule 12 by default): use data that start earlier"
+            )
         if not self.donor_areas:
             raise DesignError(f"site {self.site.id!r}: the donor pool is empty")
         if self.n_post == 0:

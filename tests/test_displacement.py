@@ -104,9 +104,9 @@ def test_catchment_summary_labels_and_sentence():
 
 
 def test_catchment_view_puts_catchment_in_treated_role():
-    periods = pd.period_range("2019-01", periods=12, freq="M")
+    periods = pd.period_range("2018-09", periods=16, freq="M")
     areas = pd.Index([f"A{i}" for i in range(6)])
-    counts = {"drug": np.arange(72).reshape(6, 12)}
+    counts = {"drug": np.arange(96).reshape(6, 16)}
     panel = Panel(frequency="month", periods=periods, areas=areas, counts=counts)
     raw = {
         "study": {"name": "s", "frequency": "month"},

@@ -374,7 +374,7 @@ def test_site_level_option_checks(site):
         ITS(site, outcomes=["burglary"])
     with pytest.raises(ValueError, match="last_k"):
         ITS(site, last_k=0)
-    short = make_site(start="2019-01", n_periods=24)
+    short = make_site(start="2018-10", n_periods=24)  # 8 pre periods: too few for 11 dummies
     with pytest.raises(DesignError, match="pre-intervention periods are too few"):
         ITS(short, seasonality="dummies").fit()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -115,3 +117,39 @@ def test_named_data_errors(tmp_path, capsys, filename, content, expected):
     (tmp_path / filename).write_text(content)
     assert main(["validate-data", str(tmp_path / "study.toml")]) == 2
     assert expected in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory):
+    from dmi_eval.synthetic import simulate_study, write_study
+
+    folder = tmp_path_factory.mktemp("small")
+    write_study(simulate_study(seed=2, n_rows=8, n_cols=14, n_months=48, n_sites=1), folder)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (r'intervention = "[0-9-]+"', 'intervention = "2031-01-10"', "is outside the data"),
+        (r'intervention = "[0-9-]+"', 'intervention = "2015-03-10"', "the designs need at least 8"),
+        (r'treated_areas = \["A', 'treated_areas = ["Z99", "A', "area(s) Z99 have no data"),
+        (r'primary_outcome = "drug"', 'primary_outcome = "arson"', "'arson' is not among outcomes"),
+        (
+            r'catchment_areas = \["A',
+            'donor_areas = ["A016"]\ncatchment_areas = ["A',
+            "an area has one role",
+        ),
+    ],
+)
+def test_site_errors_name_the_site_and_the_fix(small_study, tmp_path, capsys, old, new, expected):
+    text = (small_study / "study.toml").read_text()
+    changed = re.sub(old, new.replace("\\", "\\\\"), text, count=1)
+    assert changed != text, old
+    for name in ("incidents.csv", "areas.csv"):
+        (tmp_path / name).write_bytes((small_study / name).read_bytes())
+    (tmp_path / "study.toml").write_text(changed)
+    assert main(["validate-data", str(tmp_path / "study.toml")]) == 2
+    err = capsys.readouterr().err
+    assert expected in err
+    assert "Traceback" not in err
