@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dmi_eval.config import Study
@@ -93,6 +94,9 @@ def fit_designs(data: SiteData, study: Study) -> tuple[dict[str, Any], tuple[str
             fitted = fitter(data, study)
         except DesignError as exc:
             notes.append(f"{name}: not fitted — {exc}")
+            continue
+        except np.linalg.LinAlgError as exc:
+            notes.append(f"{name}: not fitted — numerical failure in the estimator ({exc})")
             continue
         if isinstance(fitted, str):
             notes.append(f"{name}: not used — {fitted}")

@@ -391,3 +391,11 @@ def test_plots(results):
     assert any("real call-in" in t.get_text() for t in ax2.get_legend().get_texts())
     plt.close(fig)
     plt.close(fig2)
+
+
+def test_quarterly_fourier_drops_the_zero_nyquist_sine():
+    from dmi_eval.designs.its import _seasonal_columns
+
+    cols = _seasonal_columns(np.arange(12.0), "fourier", 2, 4, None)
+    assert sorted(cols) == ["cos1", "cos2", "sin1"]
+    assert all(np.any(np.abs(v) > 1e-9) for v in cols.values())

@@ -152,7 +152,8 @@ def _seasonal_columns(
             raise ValueError(f"n_harmonics must be between 1 and {period_length // 2}")
         for k in range(1, n_harmonics + 1):
             angle = 2.0 * np.pi * k * s / period_length
-            out[f"sin{k}"] = np.sin(angle)
+            if 2 * k != period_length:  # at the Nyquist frequency the sine is identically 0
+                out[f"sin{k}"] = np.sin(angle)
             out[f"cos{k}"] = np.cos(angle)
     elif seasonality == "dummies":
         pos = np.mod(np.round(s).astype(int), period_length)
