@@ -24,7 +24,7 @@ import datetime as dt
 import difflib
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +77,6 @@ class Ingest:
     file: str
     rows_read: int
     rows_counted: int
-    counted_total: int = field(default=0)
 
     @property
     def rows_rejected(self) -> int:
@@ -343,7 +342,6 @@ def read_incidents(
         file=path.name,
         rows_read=rows_read,
         rows_counted=counted,
-        counted_total=counted,
     )
 
 
@@ -472,7 +470,6 @@ def read_counts(
         file=path.name,
         rows_read=rows_read,
         rows_counted=rows_counted,
-        counted_total=int(sum(cells.values())),
     )
 
 

@@ -45,6 +45,7 @@ from scipy.sparse.csgraph import connected_components
 
 from dmi_eval.config import Study
 from dmi_eval.errors import DesignError
+from dmi_eval.options import check_choice
 from dmi_eval.panel import Panel, SiteData
 from dmi_eval.results import effects_frame
 
@@ -67,11 +68,6 @@ __all__ = [
     "fit_fe",
     "stacked_event_study",
 ]
-
-
-def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
 
 
 def _check_alpha(alpha: float) -> None:
@@ -248,7 +244,7 @@ def fit_fe(
     (within transformation), cluster-robust covariance with linearmodels'
     defaults.
     """
-    _check_choice("model", model, FE_MODELS)
+    check_choice("model", model, FE_MODELS)
     _check_alpha(alpha)
     y = np.asarray(y, dtype=float)
     if not isinstance(X, pd.DataFrame):
@@ -1014,8 +1010,8 @@ class DID:
     ) -> None:
         if not isinstance(site_data, SiteData):
             raise TypeError("site_data must be a dmi_eval.panel.SiteData")
-        _check_choice("model", model, FE_MODELS)
-        _check_choice("inference", inference, get_args(Inference))
+        check_choice("model", model, FE_MODELS)
+        check_choice("inference", inference, get_args(Inference))
         if inference == "placebo" and model != "poisson":
             raise ValueError("inference='placebo' is available for model='poisson' only")
         if not isinstance(n_placebo, int) or n_placebo < 19:
@@ -1385,7 +1381,7 @@ def stacked_event_study(
     average post effect is :math:`\\bar\\delta = \\frac{1}{K}\\sum_{k > 0}
     \\delta_k` (reported as :math:`e^{\\bar\\delta} - 1` for the log models).
     """
-    _check_choice("model", model, FE_MODELS)
+    check_choice("model", model, FE_MODELS)
     _check_alpha(alpha)
     lo, hi = _check_window(window)
     site_ids = [s.id for s in study.sites] if sites is None else list(sites)

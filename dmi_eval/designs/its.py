@@ -33,6 +33,7 @@ from statsmodels.stats.diagnostic import acorr_ljungbox
 from statsmodels.stats.stattools import durbin_watson
 
 from dmi_eval.errors import DesignError
+from dmi_eval.options import check_choice
 from dmi_eval.panel import PERIODS_PER_YEAR, SiteData
 from dmi_eval.results import effects_frame
 
@@ -69,11 +70,6 @@ __all__ = [
 def default_hac_lags(n: int) -> int:
     """Newey-West lag from the series length: ``floor(4 (n/100)^(2/9))``."""
     return int(math.floor(4.0 * (n / 100.0) ** (2.0 / 9.0)))
-
-
-def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
 
 
 # ---------------------------------------------------------------------------
@@ -144,7 +140,7 @@ def _seasonal_columns(
     period_length: int,
     season: np.ndarray | None,
 ) -> dict[str, np.ndarray]:
-    _check_choice("seasonality", seasonality, SEASONALITIES)
+    check_choice("seasonality", seasonality, SEASONALITIES)
     s = np.asarray(time if season is None else season, dtype=float)
     out: dict[str, np.ndarray] = {}
     if seasonality == "fourier":
@@ -641,9 +637,9 @@ def _validate_core(
     exposure: Any,
     count_cov: str,
 ) -> None:
-    _check_choice("family", family, FAMILIES)
-    _check_choice("seasonality", seasonality, SEASONALITIES)
-    _check_choice("count_cov", count_cov, ("model", "hac", "ar1"))
+    check_choice("family", family, FAMILIES)
+    check_choice("seasonality", seasonality, SEASONALITIES)
+    check_choice("count_cov", count_cov, ("model", "hac", "ar1"))
     if count_cov != "model" and family not in ("poisson", "quasipoisson"):
         raise ValueError(
             f"count_cov={count_cov!r} is available for the poisson and quasipoisson families only"
@@ -911,7 +907,7 @@ def fit_multigroup(
     differences in level and slope change (Linden 2015, Stata Journal 15:480-500).
     """
     _validate_core(family, seasonality, alpha, None, count_cov)
-    _check_choice("hac_panel", hac_panel, get_args(HacPanel))
+    check_choice("hac_panel", hac_panel, get_args(HacPanel))
     if family == "sarimax":
         raise ValueError("family 'sarimax' is not available for the multiple-group ITS")
     yv = np.asarray(y, dtype=float)
@@ -1456,10 +1452,10 @@ class ITS:
     ) -> None:
         if not isinstance(site_data, SiteData):
             raise TypeError("site_data must be a dmi_eval.panel.SiteData")
-        _check_choice("family", family, ("auto", *FAMILIES))
-        _check_choice("seasonality", seasonality, ("auto", *SEASONALITIES))
-        _check_choice("comparison", comparison, get_args(Comparison))
-        _check_choice("count_cov", count_cov, ("auto", "model", "hac", "ar1"))
+        check_choice("family", family, ("auto", *FAMILIES))
+        check_choice("seasonality", seasonality, ("auto", *SEASONALITIES))
+        check_choice("comparison", comparison, get_args(Comparison))
+        check_choice("count_cov", count_cov, ("auto", "model", "hac", "ar1"))
         if count_cov == "ar1" and family not in ("auto", "poisson", "quasipoisson"):
             raise ValueError(
                 "count_cov='ar1' is available for the poisson and quasipoisson families"

@@ -19,7 +19,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from types import MappingProxyType
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -44,6 +44,7 @@ from dmi_eval.inference import (
     placebo_in_space,
     select_placebos,
 )
+from dmi_eval.options import check_choice
 from dmi_eval.panel import SiteData
 from dmi_eval.results import effects_frame
 
@@ -62,12 +63,6 @@ Level = Literal["auto", "match", "demean", "ratio"]
 Standardisation = Literal["sd", "none"]
 PlaceboSearch = Literal["fast", "full"]
 PlaceboStatistic = Literal["rmspe", "pct"]
-
-
-def _check_choice(name: str, value: Any, literal: Any) -> None:
-    allowed = get_args(literal)
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
 
 
 # ---------------------------------------------------------------------------
@@ -280,9 +275,9 @@ class Synth:
         n_jobs: int = 2,
         solver: Solver = "nnls",
     ) -> None:
-        _check_choice("standardise", standardise, Standardisation)
-        _check_choice("placebo_search", placebo_search, PlaceboSearch)
-        _check_choice("solver", solver, Solver)
+        check_choice("standardise", standardise, Standardisation)
+        check_choice("placebo_search", placebo_search, PlaceboSearch)
+        check_choice("solver", solver, Solver)
         if treated not in outcome.index:
             raise ValueError(f"treated unit {treated!r} not in the outcome table")
         donors = [u for u in outcome.index if u != treated] if donors is None else list(donors)
@@ -822,12 +817,12 @@ class SyntheticControl:
         n_jobs: int = 2,
         seed: int = 0,
     ) -> None:
-        _check_choice("method", method, Method)
-        _check_choice("target", target, Target)
-        _check_choice("scale", scale, Scale)
-        _check_choice("level", level, Level)
-        _check_choice("alternative", alternative, Alternative)
-        _check_choice("algorithm", algorithm, Algorithm)
+        check_choice("method", method, Method)
+        check_choice("target", target, Target)
+        check_choice("scale", scale, Scale)
+        check_choice("level", level, Level)
+        check_choice("alternative", alternative, Alternative)
+        check_choice("algorithm", algorithm, Algorithm)
         if not isinstance(site_data, SiteData):
             raise TypeError("site_data must be a dmi_eval.panel.SiteData")
         outcomes = tuple(site_data.outcomes if outcomes is None else outcomes)
@@ -879,7 +874,7 @@ class SyntheticControl:
         if sc_ridge < 0:
             raise ValueError(f"sc_ridge must be >= 0, got {sc_ridge}")
         self.sc_ridge = float(sc_ridge)
-        _check_choice("placebo_statistic", placebo_statistic, PlaceboStatistic)
+        check_choice("placebo_statistic", placebo_statistic, PlaceboStatistic)
         self.placebo_statistic: PlaceboStatistic = placebo_statistic
         self.algorithm: Algorithm = algorithm
         self.n_jobs = int(n_jobs)
