@@ -38,6 +38,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from dmi_eval.report import evaluate_study
 
     command = f"dmi-eval evaluate {_shown(args.study)} --out {_shown(args.out)}"
+    if not args.quiet and sys.stderr.isatty() and not os.environ.get("CI"):
+        from dmi_eval.inference import PROGRESS_ENV
+
+        os.environ[PROGRESS_ENV] = "1"  # the analysis kernels inherit it
     summary = evaluate_study(
         args.study, args.out, command=command, on_progress=_progress(not args.quiet)
     )

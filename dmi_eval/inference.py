@@ -70,10 +70,20 @@ def parallel_map(
     return [first, *out]
 
 
+PROGRESS_ENV = "DMI_EVAL_PROGRESS"
+"""Set to 1 by ``dmi-eval evaluate`` on a terminal: analysis kernels then show progress."""
+
+
 def progress_bar(total: int, desc: str) -> tqdm:
-    """A progress bar on a terminal; silent in CI logs, pipes and notebooks."""
-    quiet = not sys.stderr.isatty() or bool(os.environ.get("CI"))
-    return tqdm(total=total, desc=desc, disable=quiet, leave=False, file=sys.stderr)
+    """A progress bar on a terminal; silent in CI logs and pipes.
+
+    Inside an analysis kernel stderr is not a terminal; the bar is shown there
+    when the CLI asked for progress (:data:`PROGRESS_ENV`), and the kernel
+    echoes its stderr to the terminal.
+    """
+    wanted = sys.stderr.isatty() or os.environ.get(PROGRESS_ENV) == "1"
+    quiet = not wanted or bool(os.environ.get("CI"))
+    return tqdm(total=total, desc=desc, disable=quiet, leave=False, file=sys.stderr, ncols=80)
 
 
 def select_placebos(n: int, max_placebos: int | None, seed: int) -> np.ndarray:

@@ -11,6 +11,7 @@ can be moved or published as it is.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 from collections.abc import Callable, Mapping
@@ -30,6 +31,7 @@ from dmi_eval import errors
 from dmi_eval.config import Study, load_study
 from dmi_eval.data import Ingest, load_study_data
 from dmi_eval.errors import DmiEvalError
+from dmi_eval.inference import PROGRESS_ENV
 from dmi_eval.results import EFFECT_COLUMNS
 
 SITE_SCRIPT = "site_report.py"
@@ -90,12 +92,18 @@ def run_analysis(
     for number, cell in enumerate(notebook.cells):
         cell.id = f"cell-{number}"  # nbformat draws random ids; reports must not change
     markdown_path.parent.mkdir(parents=True, exist_ok=True)
+    # debugpy, loaded by every kernel, warns on the terminal about frozen modules.
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     client = NotebookClient(
         notebook,
         timeout=timeout,
         kernel_name="python3",
-        # The kernel's own start-up log (transport notices) is not part of any report.
-        extra_arguments=["--IPKernelApp.log_level=ERROR"],
+        # The kernel's own start-up log (transport notices) is not part of any report;
+        # with progress on, the kernel also echoes its stderr (progress bars) to ours.
+        extra_arguments=[
+            "--IPKernelApp.log_level=ERROR",
+            *(["--IPKernelApp.quiet=False"] if os.environ.get(PROGRESS_ENV) == "1" else []),
+        ],
         resources={"metadata": {"path": str(markdown_path.parent)}},
     )
     try:

@@ -44,6 +44,7 @@ from dmi_eval.designs._calibration import (
     pre_period_blocks,
 )
 from dmi_eval.errors import DesignError
+from dmi_eval.inference import progress_bar
 from dmi_eval.panel import SiteData
 from dmi_eval.results import effects_frame
 
@@ -635,7 +636,9 @@ def fit_microsynth(
         perm_futs = []
         if sets is not None:
             n_chunks = min(len(sets), 4 * int(n_jobs))
-            for chunk in np.array_split(np.arange(len(sets)), n_chunks):
+            chunks = np.array_split(np.arange(len(sets)), n_chunks)
+            chunk_sizes = [len(c) for c in chunks]
+            for chunk in chunks:
                 perm_futs.append(
                     ex.submit(_placebo_chunk, constraints, y_windows, sets[chunk], *calib)
                 )
@@ -647,7 +650,11 @@ def fit_microsynth(
                 sum(p[1] for p in parts),
             )
         if perm_futs:
-            parts = [f.result() for f in perm_futs]
+            parts = []
+            with progress_bar(len(sets), "permutations") as bar:
+                for f, chunk_size in zip(perm_futs, chunk_sizes, strict=True):
+                    parts.append(f.result())
+                    bar.update(chunk_size)
             perm = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
         ex.shutdown(wait=True)
     w = main.weights
