@@ -168,15 +168,6 @@ DESIGNS: dict[str, Any] = {
 """Design name -> ``fit(data, study)``; returns results, or a string saying why not used."""
 
 
-def p_value_lower(results: Any, outcome: str, window: str) -> float:
-    """One-sided p-value of a reduction, whatever the design's accessor is called."""
-    if hasattr(results, "p_value_lower"):
-        return float(results.p_value_lower(outcome, window))
-    if hasattr(results, "p_lower"):
-        return float(results.p_lower(outcome, window))
-    return float(results.p_value(outcome, window=window, alternative="lower"))
-
-
 def pre_fit_ratio(results: Any, outcome: str) -> float:
     """Pre-period fit error as a share of the pre-period mean (NaN if the design has none)."""
     diag = getattr(results, "diagnostics", None)
@@ -218,7 +209,7 @@ def window_evidence(results: Any, outcome: str, window: str) -> WindowEvidence:
         pct_change=float(row["pct_change"]),
         ci_low=float(row["ci_low"]),
         ci_high=float(row["ci_high"]),
-        p_lower=p_value_lower(results, outcome, window),
+        p_lower=float(results.p_value_lower(outcome, window)),
         level=level,
     )
 

@@ -131,7 +131,7 @@ def test_site_fit_recovers_known_reduction_and_balances_pre_period():
     assert drug["counterfactual"] == pytest.approx(expected, rel=0.12)
     assert drug["pct_change"] == pytest.approx(-0.4, abs=0.1)
     assert drug["ci_low"] < -0.4 < drug["ci_high"] < 0  # interval covers the truth
-    assert res.p_lower("drug") < 0.01
+    assert res.p_value_lower("drug") < 0.01
     # exact balance on the pre-period blocks and the covariate
     bal = res.balance[res.balance["used"]]
     np.testing.assert_allclose(bal["synthetic"], bal["target"], rtol=1e-3)
@@ -180,7 +180,7 @@ def test_permutation_and_jackknife_on_site_null_effect():
     assert drug["p_value"] > 0.05 and drug["ci_low"] < 0 < drug["ci_high"]
     perm = res.get_permutation_data("drug")
     assert (perm["kind"] == "placebo").sum() == 30
-    p = res.p_lower("drug", method="permutation")
+    p = res.p_value_lower("drug", method="permutation")
     obs = perm["statistic"].iloc[0]
     usable = res.placebos.query("outcome == 'drug' and window == 'post'")["exact"].to_numpy()
     assert p == pytest.approx(np.mean(perm["statistic"].iloc[1:][usable] < obs))
@@ -236,7 +236,7 @@ def test_seattle_example1_matches_published(seattle):
     assert est.loc["i_felony", "synthetic"] == pytest.approx(68.22, abs=0.005)
     assert est.loc["any_crime", "synthetic"] == pytest.approx(986.44, abs=0.005)
     assert res.calibration["n_constraints"] == 58
-    assert res.p_lower("i_misdemea") == pytest.approx(0.0019, abs=5e-5)
+    assert res.p_value_lower("i_misdemea") == pytest.approx(0.0019, abs=5e-5)
     eff = res.effects().set_index("outcome")
     assert eff.loc["i_drugs", "ci_low"] == pytest.approx(-0.464, abs=5e-4)
     assert eff.loc["i_drugs", "ci_high"] == pytest.approx(0.321, abs=5e-4)
@@ -290,7 +290,7 @@ def test_site_level_model_reproduces_seattle(seattle):
     assert eff.loc[("i_misdemea", "post"), "counterfactual"] == pytest.approx(71.80, abs=0.005)
     assert eff.loc[("any_crime", "post"), "p_value"] == pytest.approx(0.0146, abs=5e-5)
     assert eff.loc[("i_felony", "post"), "ci_high"] == pytest.approx(-0.084, abs=5e-4)
-    assert res.p_lower("i_drugs") == pytest.approx(0.2559, abs=5e-5)
+    assert res.p_value_lower("i_drugs") == pytest.approx(0.2559, abs=5e-5)
 
 
 # ---------------------------------------------------------------------------

@@ -372,7 +372,7 @@ class MicroSynthResults:
             )
         return effects_frame(rows)
 
-    def p_lower(
+    def p_value_lower(
         self, outcome: str, window: str = "post", method: InferenceMethod | None = None
     ) -> float:
         """One-sided p-value of a *reduction* (lower test), whatever ``sided`` was.

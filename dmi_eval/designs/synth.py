@@ -604,6 +604,10 @@ class SyntheticControlResults:
             mask, alternative=alternative, max_pre_mspe_multiple=self.max_pre_mspe_multiple
         )
 
+    def p_value_lower(self, outcome: str, window: str = "post") -> float:
+        """One-sided p-value of a reduction (the verdict's test), whatever ``alternative`` was."""
+        return self.p_value(outcome, window=window, alternative="lower")
+
     def p_ratio(self, outcome: str) -> float:
         """Rank p-value of the post/pre MSPE ratio (Abadie et al. 2010, two-sided in effect)."""
         test = self.placebos.get(outcome)

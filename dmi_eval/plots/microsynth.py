@@ -68,7 +68,7 @@ def plot_microsynth_permutation(
     bins = min(40, max(10, placebo.size // 5))
     ax.hist(placebo, bins=bins, color="0.7", edgecolor="white", label="placebo sets")
     ax.axvline(observed, color="tab:red", lw=2, label=f"observed ({observed:.2f})")
-    p = results.p_lower(outcome, window, "permutation")
+    p = results.p_value_lower(outcome, window, "permutation")
     ax.set_xlabel("standardised effect (z)")
     ax.set_ylabel("placebo sets")
     ax.set_title(f"{outcome}: permutation test, one-sided lower p = {p:.3f}")
