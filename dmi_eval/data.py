@@ -210,6 +210,27 @@ def _parse_dates(values: pd.Series) -> pd.Series:
     return parsed.where(ok_tail)
 
 
+class _RowStream:
+    """A CSV's chunks, each with its 1-based row numbers and a :class:`_ChunkFilter`
+    in which rows with an empty required field are already rejected."""
+
+    def __init__(self, path: Path, columns: tuple[str, ...], rejects: _Rejects):
+        self.path = path
+        self.columns = columns
+        self.rejects = rejects
+        self.rows_read = 0
+
+    def __iter__(self) -> Iterator[tuple[pd.DataFrame, _ChunkFilter]]:
+        for chunk in _chunks(self.path, self.columns):
+            rows = np.arange(self.rows_read + 1, self.rows_read + len(chunk) + 1)
+            self.rows_read += len(chunk)
+            chunk_filter = _ChunkFilter(rows, self.rejects)
+            for col in self.columns:
+                empty = (chunk[col].str.strip() == "").to_numpy()
+                chunk_filter.reject(empty, "missing_value", col)
+            yield chunk, chunk_filter
+
+
 class _ChunkFilter:
     """The rows of one chunk still in play; each check moves failures to the reject log."""
 
@@ -292,19 +313,13 @@ def read_incidents(
     rejects = _Rejects(path.name)
     seen_ids = np.empty(0, dtype=np.uint64)
     cells: Counter = Counter()
-    rows_read = 0
     d_start = None if start is None else pd.Timestamp(start)
     d_end = None if end is None else pd.Timestamp(end)
-    for chunk in _chunks(path, INCIDENT_COLUMNS):
+    stream = _RowStream(path, INCIDENT_COLUMNS, rejects)
+    for chunk, chunk_filter in stream:
         n = len(chunk)
-        rows = np.arange(rows_read + 1, rows_read + n + 1)
-        rows_read += n
-        chunk_filter = _ChunkFilter(rows, rejects)
         reject = chunk_filter.reject
         keep = chunk_filter.keep  # the same array, narrowed in place by reject()
-
-        for col in INCIDENT_COLUMNS:
-            reject((chunk[col].str.strip() == "").to_numpy(), "missing_value", col)
         dates = _parse_dates(chunk["date"])
         reject(dates.isna().to_numpy(), "bad_date", "date")
         area = chunk["area_id"].str.strip().to_numpy(dtype=object)
@@ -334,6 +349,7 @@ def read_incidents(
 
     rejected = rejects.frame()
     counted = sum(cells.values())
+    rows_read = stream.rows_read
     _check_conservation(path.name, rows_read, counted, len(rejected))
     panel = _build_panel(cells, frequency, known_areas, start, end, covariates, path.name)
     return Ingest(
@@ -385,17 +401,14 @@ def read_counts(
     cells: Counter = Counter()
     seen: set[tuple] = set()
     cov_rows: list[pd.DataFrame] = []
-    rows_read = rows_counted = 0
+    rows_counted = 0
     p_start, p_end = _range_periods(frequency, start, end)
-    for chunk in _chunks(path, required):
+    stream = _RowStream(path, required, rejects)
+    for chunk, chunk_filter in stream:
         n = len(chunk)
-        rows = np.arange(rows_read + 1, rows_read + n + 1)
-        rows_read += n
-        chunk_filter = _ChunkFilter(rows, rejects)
+        rows = chunk_filter.rows
         reject = chunk_filter.reject
         keep = chunk_filter.keep  # the same array, narrowed in place by reject()
-        for col in required:
-            reject((chunk[col].str.strip() == "").to_numpy(), "missing_value", col)
         values = {}
         for col in value_columns:
             raw = chunk[col].str.strip()
@@ -458,6 +471,7 @@ def read_counts(
         rows_counted += len(idx)
 
     rejected = rejects.frame()
+    rows_read = stream.rows_read
     _check_conservation(path.name, rows_read, rows_counted, len(rejected))
     if layout.covariate_columns:
         covariates = _first_period_covariates(path.name, cov_rows, layout)

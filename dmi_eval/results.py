@@ -69,6 +69,33 @@ def effects_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+def window_rows(
+    site: str, outcome: str, design: str, windows: Mapping[str, Any], method: str
+) -> list[dict[str, Any]]:
+    """Effects rows of one outcome from window objects with the contract's attributes.
+
+    ``windows`` maps a window name (``"post"``, ``"last6"``) to an object with
+    ``observed, counterfactual, effect, pct_change, ci_low, ci_high, p_value``.
+    """
+    return [
+        {
+            "site": site,
+            "outcome": outcome,
+            "design": design,
+            "window": name,
+            "observed": w.observed,
+            "counterfactual": w.counterfactual,
+            "effect": w.effect,
+            "pct_change": w.pct_change,
+            "ci_low": w.ci_low,
+            "ci_high": w.ci_high,
+            "p_value": w.p_value,
+            "method": method,
+        }
+        for name, w in windows.items()
+    ]
+
+
 def empty_effects() -> pd.DataFrame:
     """An effects frame with no rows (correct columns and dtypes)."""
     return effects_frame([])

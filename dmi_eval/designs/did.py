@@ -47,7 +47,7 @@ from dmi_eval.config import Study
 from dmi_eval.errors import DesignError
 from dmi_eval.options import check_choice
 from dmi_eval.panel import Panel, SiteData
-from dmi_eval.results import effects_frame
+from dmi_eval.results import effects_frame, window_rows
 
 FEModel = Literal["poisson", "log1p", "level"]
 FE_MODELS: tuple[str, ...] = get_args(FEModel)
@@ -798,25 +798,9 @@ class DIDResults:
         """
         rows = []
         for outcome in self.outcomes:
-            o = self.by_outcome[outcome]
-            for window in self.windows:
-                e = o.windows[window]
-                rows.append(
-                    {
-                        "site": self.site_id,
-                        "outcome": outcome,
-                        "design": self.design,
-                        "window": window,
-                        "observed": e.observed,
-                        "counterfactual": e.counterfactual,
-                        "effect": e.effect,
-                        "pct_change": e.pct_change,
-                        "ci_low": e.ci_low,
-                        "ci_high": e.ci_high,
-                        "p_value": e.p_value,
-                        "method": self.method(outcome),
-                    }
-                )
+            windows = self.by_outcome[outcome].windows
+            ordered = {w: windows[w] for w in self.windows}
+            rows += window_rows(self.site_id, outcome, self.design, ordered, self.method(outcome))
         return effects_frame(rows)
 
     def window_effect(self, outcome: str, window: str) -> WindowEffect:

@@ -35,7 +35,7 @@ from statsmodels.stats.stattools import durbin_watson
 from dmi_eval.errors import DesignError
 from dmi_eval.options import check_choice
 from dmi_eval.panel import PERIODS_PER_YEAR, SiteData
-from dmi_eval.results import effects_frame
+from dmi_eval.results import effects_frame, window_rows
 
 Family = Literal["ols", "poisson", "quasipoisson", "negbin", "sarimax"]
 Seasonality = Literal["none", "fourier", "dummies"]
@@ -1206,25 +1206,9 @@ class ITSResults:
         """
         rows = []
         for outcome in self.outcomes:
-            o = self.by_outcome[outcome]
-            for window in self.windows:
-                e = o.windows[window]
-                rows.append(
-                    {
-                        "site": self.site_id,
-                        "outcome": outcome,
-                        "design": self.design,
-                        "window": window,
-                        "observed": e.observed,
-                        "counterfactual": e.counterfactual,
-                        "effect": e.effect,
-                        "pct_change": e.pct_change,
-                        "ci_low": e.ci_low,
-                        "ci_high": e.ci_high,
-                        "p_value": e.p_value,
-                        "method": self.method(outcome),
-                    }
-                )
+            windows = self.by_outcome[outcome].windows
+            ordered = {w: windows[w] for w in self.windows}
+            rows += window_rows(self.site_id, outcome, self.design, ordered, self.method(outcome))
         return effects_frame(rows)
 
     def window_effect(self, outcome: str, window: str) -> WindowEffect:
