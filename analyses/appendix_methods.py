@@ -14,7 +14,7 @@
 #
 # Segmented regression of the market's count $y_t$ on time:
 # $\log \mu_t = \beta_0 + \beta_1 t + \beta_2 D_t + \beta_3 (t - T_0) D_t + s(t)$, with $D_t = 1$
-# after the call-in and $s(t)$ two Fourier pairs when there are at least two years of pre-period
+# after the call-in and $s(t)$ Fourier pairs (see *Settings*) when there are at least two years of pre-period
 # data. The default family for counts is quasi-Poisson (variance $\phi\mu$, $\phi$ from Pearson
 # $\chi^2$/df) with an AR(1) sandwich covariance (Zeger 1988). The counterfactual sets
 # $\beta_2 = \beta_3 = 0$; the window effect is $\log(\sum y / \sum \hat\mu^{cf})$ with a delta-method
@@ -52,8 +52,8 @@
 # Poisson fixed-effects regression of area-period counts on area and period effects and the
 # treatment indicator, $\log \mu_{it} = \alpha_i + \gamma_t + \delta D_{it}$, over the market's
 # areas and the comparison areas. With two to four treated areas, cluster-robust standard errors
-# are far too narrow, so the interval, p-value and pre-trend test come from 500 placebo groups of
-# comparison areas of the same size. The event study replaces $D_{it}$ by event-time indicators
+# are far too narrow, so the interval, p-value and pre-trend test come from placebo groups of
+# comparison areas of the same size (how many: see *Settings* below). The event study replaces $D_{it}$ by event-time indicators
 # (reference: the period before the call-in) and tests that all leads are zero. Across sites the
 # staggered event study is *stacked* (Cengiz et al. 2019): each site is a sub-experiment with its
 # own clean controls (areas never treated and outside every catchment), with site-specific area
@@ -85,15 +85,63 @@ study_path = "data/synthetic/study.toml"
 out_dir = "reports"
 
 # %%
+import inspect
+
+import pandas as pd
 from IPython.display import Markdown, display
 
 from dmi_eval.config import load_study
-from dmi_eval.evaluation import primary_rule_text
+from dmi_eval.designs.did import DID
+from dmi_eval.designs.its import ITS
+from dmi_eval.designs.synth import SyntheticControl
+from dmi_eval.evaluation import (
+    MAX_PLACEBOS,
+    MICRO_PERMUTATIONS,
+    MIN_MICRO_DONORS,
+    primary_rule_text,
+)
+from dmi_eval.tables import markdown_table
 from dmi_eval.verdict import rule_text
 
 study = load_study(study_path)
+
+
+def default(cls, name):
+    return inspect.signature(cls).parameters[name].default
+
+
+settings = pd.DataFrame(
+    [
+        ("did", "placebo groups of comparison areas", default(DID, "n_placebo")),
+        ("sc, sdid", "placebo areas at most (seeded sample when the pool is larger)", MAX_PLACEBOS),
+        (
+            "sc",
+            "ridge on donor weights (units of synthdid's penalty)",
+            default(SyntheticControl, "sc_ridge"),
+        ),
+        (
+            "sc",
+            "fewest pre-period incidents of a donor under ratio scaling",
+            default(SyntheticControl, "min_donor_pre_count"),
+        ),
+        ("microsynth", "placebo sets in the permutation test", MICRO_PERMUTATIONS),
+        ("microsynth", "fewest comparison areas", MIN_MICRO_DONORS),
+        (
+            "its",
+            "Fourier pairs (with at least two years of pre-period data)",
+            default(ITS, "n_harmonics"),
+        ),
+        ("all", "last-k window (periods)", default(ITS, "last_k")),
+    ],
+    columns=["design", "setting", "value"],
+)
+settings["value"] = [f"{v:g}" for v in settings["value"]]
 display(
     Markdown(
+        "## Settings\n\n"
+        + markdown_table(settings)
+        + "\n\n*Table: read from the code that produced these reports "
+        "(`dmi_eval/evaluation.py` and the designs' defaults).*\n\n"
         "## The primary design and the verdict\n\n"
         + primary_rule_text()
         + "\n\n"
