@@ -275,6 +275,32 @@ class SiteData:
         """Counts of ``outcome`` for the given areas (areas x periods)."""
         return self.panel.matrix(outcome, areas)
 
+    def change_by_area(self, outcome: str, areas: Sequence[str]) -> pd.Series:
+        """Mean count per post period minus mean per pre period, for each of ``areas``."""
+        matrix = self.panel.matrix(outcome, areas).to_numpy(dtype=float)
+        change = matrix[:, self.post_mask].mean(axis=1) - matrix[:, self.pre_mask].mean(axis=1)
+        return pd.Series(change, index=pd.Index(list(areas), name="area_id"), name=outcome)
+
+    def roles_frame(self) -> pd.DataFrame:
+        """``site, role, area_id`` for the treated, catchment and donor areas."""
+        parts = [
+            (role, area)
+            for role, areas in (
+                ("treated", self.treated_areas),
+                ("catchment", self.catchment_areas),
+                ("donor", self.donor_areas),
+            )
+            for area in areas
+        ]
+        return pd.DataFrame(
+            {
+                "site": self.site_id,
+                "role": [r for r, _ in parts],
+                "area_id": [a for _, a in parts],
+            },
+            columns=["site", "role", "area_id"],
+        )
+
     def covariates(self, areas: Sequence[str]) -> pd.DataFrame | None:
         """Area covariates for ``areas`` (``None`` when the study has none)."""
         cov = self.panel.covariates

@@ -116,7 +116,7 @@ def test_empty_and_missing_files(tmp_path):
     with pytest.raises(DataError, match="file not found"):
         read_incidents(tmp_path / "nope.csv", frequency="month", offense_map=NIBRS)
     header_only = write_csv(tmp_path, "h.csv", "incident_id,date,offense,area_id\n")
-    with pytest.raises(DataError, match="no usable rows"):
+    with pytest.raises(DataError, match="h.csv: the file has a header but no data rows"):
         read_incidents(header_only, frequency="month", offense_map=NIBRS)
 
 
