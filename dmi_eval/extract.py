@@ -174,16 +174,20 @@ def parse_dates(
     has_offset = offset.notna()
     if not has_offset.any():
         return _parse_local(text, date_format)
-    local = _parse_local(text.str.replace(_OFFSET_AT_END, "", regex=True), _strip_z(date_format))
+    stripped = text.str.replace(_OFFSET_AT_END, "", regex=True)
+    local = _parse_local(stripped, _strip_z(date_format))
     if timezone is None:
         return local
+    # The time of day matters here: parse the rows with an offset in full.
+    full_format = "ISO8601" if date_format is None else _strip_z(date_format)
+    timed = pd.to_datetime(stripped[has_offset], format=full_format, errors="coerce")
     sign = offset.str.slice(0, 1).map({"+": 1, "-": -1}).fillna(0)
     digits = offset.str.replace(":", "", regex=False).str.slice(1)
     minutes = sign * (
         pd.to_numeric(digits.str.slice(0, 2), errors="coerce").fillna(0) * 60
         + pd.to_numeric(digits.str.slice(2, 4), errors="coerce").fillna(0)
     )
-    utc = local[has_offset] - pd.to_timedelta(minutes[has_offset], unit="min")
+    utc = timed.astype("datetime64[ns]") - pd.to_timedelta(minutes[has_offset], unit="min")
     converted = utc.dt.tz_localize("UTC").dt.tz_convert(timezone).dt.tz_localize(None)
     local[has_offset] = converted.astype("datetime64[ns]")
     return local

@@ -110,6 +110,14 @@ class Panel:
                 f"outcome {outcome!r} not in panel; it has {', '.join(self.outcomes)}"
             ) from None
 
+    def donor_pool(self, study: Study, site: Site) -> tuple[str, ...]:
+        """The site's donors: its ``donor_areas``, or every area outside all sites'
+        treated and catchment areas."""
+        if site.donor_areas:
+            return tuple(site.donor_areas)
+        excluded = study.intervention_areas
+        return tuple(a for a in self.areas if a not in excluded)
+
     def site_data(self, study: Study, site_id: str) -> SiteData:
         """The view of this panel that the designs fit for one site.
 
@@ -134,15 +142,10 @@ class Panel:
                 f"{where}.outcomes: {', '.join(missing_outcomes)} not in the data; "
                 f"available: {', '.join(self.outcomes)}"
             )
-        if site.donor_areas:
-            donors = tuple(site.donor_areas)
-        else:
-            excluded = study.intervention_areas
-            donors = tuple(a for a in self.areas if a not in excluded)
         return SiteData(
             panel=self,
             site=site,
-            donor_areas=donors,
+            donor_areas=self.donor_pool(study, site),
             transition=study.transition,
         )
 
@@ -281,26 +284,6 @@ class SiteData:
         change = matrix[:, self.post_mask].mean(axis=1) - matrix[:, self.pre_mask].mean(axis=1)
         return pd.Series(change, index=pd.Index(list(areas), name="area_id"), name=outcome)
 
-    def roles_frame(self) -> pd.DataFrame:
-        """``site, role, area_id`` for the treated, catchment and donor areas."""
-        parts = [
-            (role, area)
-            for role, areas in (
-                ("treated", self.treated_areas),
-                ("catchment", self.catchment_areas),
-                ("donor", self.donor_areas),
-            )
-            for area in areas
-        ]
-        return pd.DataFrame(
-            {
-                "site": self.site_id,
-                "role": [r for r, _ in parts],
-                "area_id": [a for _, a in parts],
-            },
-            columns=["site", "role", "area_id"],
-        )
-
     def covariates(self, areas: Sequence[str]) -> pd.DataFrame | None:
         """Area covariates for ``areas`` (``None`` when the study has none)."""
         cov = self.panel.covariates
@@ -313,3 +296,22 @@ class SiteData:
                 "add them to areas.csv"
             )
         return cov.loc[list(areas)].copy()
+
+
+def site_roles(panel: Panel, study: Study) -> pd.DataFrame:
+    """``site, role, area_id`` of every site: what ``results/sites.csv`` records.
+
+    Roles are ``treated``, ``catchment`` and ``donor`` (the resolved donor pool),
+    so a reviewer sees exactly which blocks each site used.
+    """
+    rows = [
+        (site.id, role, area)
+        for site in study.sites
+        for role, areas in (
+            ("treated", site.treated_areas),
+            ("catchment", site.catchment_areas),
+            ("donor", panel.donor_pool(study, site)),
+        )
+        for area in areas
+    ]
+    return pd.DataFrame(rows, columns=["site", "role", "area_id"])

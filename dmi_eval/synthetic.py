@@ -288,8 +288,12 @@ def simulate_study(
 
     incidents = _expand_incidents(rng, counts, area_ids, months)
     incidents = _add_junk(rng, incidents, junk_share, n_areas)
-    incidents = _as_extract(rng, incidents, n_cols)
     areas = _covariates(rng, area_ids, log_base, loadings)
+    # Points, times and failed geocodes come from their own stream: the counts,
+    # covariates and truth above are those of the area-id generator this replaced.
+    geo_rng = np.random.default_rng([seed, 11])
+    incidents = _add_failed_geocodes(geo_rng, incidents, junk_share)
+    incidents = _as_extract(geo_rng, incidents, n_cols)
     truth = _truth(seed, roles, expected_cf, multiplier, counts, months, area_ids)
     first = months[0].start_time.date()
     last = months[-1].end_time.date()
@@ -372,30 +376,41 @@ def _expand_incidents(rng, counts, area_ids, months) -> pd.DataFrame:
 
 
 def _add_junk(rng, incidents: pd.DataFrame, share: float, n_areas: int) -> pd.DataFrame:
-    """Append malformed rows of six kinds; none of them may be counted.
+    """Append malformed rows of four kinds; none of them may be counted.
 
-    Bad dates, points outside the city, unmapped offense codes, exact duplicates,
-    and two kinds of geocoding failure (empty / (0, 0) / text coordinates, marked
-    by ``cell = -2``; outside the city: ``cell = -1``).
+    Bad dates, points geocoded outside the city (``cell = -1``), unmapped offense
+    codes and exact duplicates. (The draws are those of the area-id generator
+    this one replaced, so the covariates drawn next are unchanged.)
     """
     n = int(round(share * len(incidents) / 4))
     if n == 0:
         return incidents
-    take = incidents.iloc[rng.choice(len(incidents), size=5 * n, replace=False)].copy()
+    take = incidents.iloc[rng.choice(len(incidents), size=4 * n, replace=False)].copy()
     take = take.reset_index(drop=True)
     base = len(incidents)
-    take["incident_id"] = [f"INC{base + i + 1:07d}" for i in range(5 * n)]
+    take["incident_id"] = [f"INC{base + i + 1:07d}" for i in range(4 * n)]
     take.loc[: n - 1, "date"] = take.loc[: n - 1, "date"].str.slice(0, 8) + "32"  # bad date
     take.loc[n : 2 * n - 1, "cell"] = -1  # geocoded outside the city
     take.loc[2 * n : 3 * n - 1, "offense"] = rng.choice(["90Z", "90D", "09C"], size=n)
-    take.loc[4 * n :, "cell"] = -2  # geocoding failed: empty, (0, 0) or text
     dup_source = incidents.iloc[rng.choice(len(incidents), size=n, replace=False)]
-    take.loc[3 * n : 4 * n - 1, :] = dup_source.to_numpy()  # exact duplicates of counted rows
+    take.loc[3 * n :, :] = dup_source.to_numpy()  # exact duplicates of counted rows
     out = pd.concat([incidents, take], ignore_index=True)
     order = rng.permutation(len(out))
     # Keep the file roughly chronological: shuffle only the junk into place by date.
     out = out.iloc[order].sort_values("date", kind="stable").reset_index(drop=True)
     return out
+
+
+def _add_failed_geocodes(rng, incidents: pd.DataFrame, share: float) -> pd.DataFrame:
+    """Append rows whose geocoding failed (``cell = -2``: empty, (0, 0) or text x/y)."""
+    n = int(round(share * len(incidents) / 4.004))
+    if n == 0:
+        return incidents
+    take = incidents.iloc[rng.choice(len(incidents), size=n, replace=False)].copy()
+    take["incident_id"] = [f"INC{len(incidents) + i + 1:07d}" for i in range(n)]
+    take["cell"] = -2
+    out = pd.concat([incidents, take], ignore_index=True)
+    return out.sort_values("date", kind="stable").reset_index(drop=True)
 
 
 def _as_extract(rng, frame: pd.DataFrame, n_cols: int) -> pd.DataFrame:

@@ -435,3 +435,20 @@ def test_grid_cells_over_the_incidents(city):
     assert ingest.rows_counted == 13
     totals = ingest.panel.matrix("drug").sum(axis=1)
     assert sorted(totals[totals > 0].tolist()) == [3, 10]
+
+
+def test_sites_csv_rows_list_every_role(city):
+    from dmi_eval.panel import site_roles
+
+    x, y = lonlat(150, 150)
+    write_extract(city, [(i, "2019-01-10", "35A", f"{x:.6f}", f"{y:.6f}") for i in range(1, 5)])
+    study = load_study(geo_toml(city, buffer=100))
+    roles = site_roles(load_study_data(study).panel, study)
+    assert list(roles.columns) == ["site", "role", "area_id"]
+    got = roles.groupby("role")["area_id"].apply(tuple).to_dict()
+    # Orthogonal neighbours' centroids are 80 m from the market, diagonal ones 113 m.
+    assert got == {
+        "treated": ("b11",),
+        "catchment": ("b01", "b10", "b12", "b21"),
+        "donor": ("b00", "b02", "b20", "b22"),
+    }

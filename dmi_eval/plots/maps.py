@@ -136,7 +136,7 @@ def plot_site_map(
         handles.append(Patch(facecolor="0.93", edgecolor=EDGE, label="comparison areas"))
     _frame(ax)
     _scale_bar(ax, layer.unit_m)
-    ax.legend(handles=handles, loc="upper left", fontsize=8, frameon=True)
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=8)
     ax.set_title(f"{site_id}: market, catchment and comparison areas")
     return fig, ax
 
