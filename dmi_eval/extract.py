@@ -158,7 +158,8 @@ def parse_dates(
       a time. Without ``timezone`` the date is taken as written (an offset or ``Z``
       is ignored); with it, a time carrying an offset or ``Z`` is converted to
       that zone first, a time without one is taken as local already.
-    - strftime codes: the same rule for ``%z`` offsets.
+    - strftime codes: the same rule, for values that carry an offset; the format
+      must then end in ``%z`` unless ``timezone`` is given (``Z`` is accepted).
     - ``"epoch_ms"``: milliseconds since 1970-01-01 UTC, converted to ``timezone``
       (UTC when none is given).
     """
@@ -170,6 +171,10 @@ def parse_dates(
         if timezone is not None:
             stamps = stamps.dt.tz_convert(timezone)
         return stamps.dt.tz_localize(None).astype("datetime64[ns]")
+    if timezone is None and (date_format is None or "%z" not in date_format):
+        # Offsets change nothing here: ISO dates are read up to the day, and a format
+        # without %z does not match a value that carries one (bad_date).
+        return _parse_local(text, date_format)
     offset = text.str.extract(_OFFSET_GROUP, expand=False)
     has_offset = offset.notna()
     if not has_offset.any():

@@ -299,8 +299,8 @@ def parse_xy(
 
     Bad: empty, non-numeric, not finite, exactly ``(0, 0)``, or outside ``valid``.
     """
-    x = pd.to_numeric(x_text.str.strip(), errors="coerce").to_numpy(dtype="float64")
-    y = pd.to_numeric(y_text.str.strip(), errors="coerce").to_numpy(dtype="float64")
+    x = pd.to_numeric(x_text, errors="coerce").to_numpy(dtype="float64")  # blanks: NaN
+    y = pd.to_numeric(y_text, errors="coerce").to_numpy(dtype="float64")
     with np.errstate(invalid="ignore"):
         bad = ~(np.isfinite(x) & np.isfinite(y)) | ((x == 0) & (y == 0))
         if valid is not None:
