@@ -13,11 +13,11 @@ from IPython.display import Markdown, display
 
 from dmi_eval.config import load_study
 from dmi_eval.data import load_study_data
-from dmi_eval.designs.did import stacked_event_study
 from dmi_eval.errors import DesignError
 from dmi_eval.plots import plot_event_study, plot_forest, save_figure
 from dmi_eval.pooling import pool_effects
 from dmi_eval.report import script_label
+from dmi_eval.stacked import stacked_event_study
 from dmi_eval.tables import fmt_interval, fmt_p, fmt_pct, markdown_table
 
 SCRIPT = script_label("study_summary.py")

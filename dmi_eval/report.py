@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import jupytext
 import pandas as pd
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
-from nbconvert import HTMLExporter, MarkdownExporter
+from nbconvert import MarkdownExporter
 from papermill.parameterize import parameterize_notebook
 
 from dmi_eval import errors
@@ -32,6 +31,7 @@ from dmi_eval.config import Study, load_study
 from dmi_eval.data import Ingest, load_study_data
 from dmi_eval.errors import DmiEvalError
 from dmi_eval.inference import PROGRESS_ENV
+from dmi_eval.render import write_html
 from dmi_eval.results import EFFECT_COLUMNS
 
 SITE_SCRIPT = "site_report.py"
@@ -130,58 +130,6 @@ def run_analysis(
     markdown_path.write_text(_tidy_markdown(body), encoding="utf-8")
     write_html(notebook, markdown_path.with_suffix(".html"))
     return markdown_path
-
-
-HTML_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{title}</title>
-<style>
-body {{ font-family: sans-serif; max-width: 60em; margin: 2em auto; padding: 0 1em;
-       line-height: 1.45; }}
-table {{ border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }}
-th, td {{ border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: left; }}
-img {{ max-width: 100%; }}
-pre {{ background: #f6f6f6; padding: 0.5em; overflow-x: auto; }}
-</style>
-</head>
-<body>
-{body}
-</body>
-</html>
-"""
-
-
-def write_html(notebook, path: Path) -> Path:
-    """The HTML rendering of an executed analysis (nbconvert's basic template, code hidden).
-
-    Links between report pages point at the ``.html`` pages instead of the
-    ``.md`` ones, so the HTML folder reads on its own.
-    """
-    exporter = HTMLExporter(template_name="basic")
-    exporter.exclude_input = True
-    exporter.exclude_input_prompt = True
-    exporter.exclude_output_prompt = True
-    body, _ = exporter.from_notebook_node(notebook)
-    body = re.sub(r'href="([^":]+)\.md(#[^"]*)?"', r'href="\1.html\2"', body)
-    title = path.stem if path.stem != "README" else "Evaluation report"
-    lines = [line.rstrip() for line in body.strip().splitlines()]
-    path.write_text(HTML_PAGE.format(title=title, body="\n".join(lines)), encoding="utf-8")
-    return path
-
-
-def markdown_to_html(markdown_path: Path) -> Path:
-    """HTML page of a Markdown file written outside the notebooks (validation, benchmarks)."""
-    import mistune
-
-    text = markdown_path.read_text(encoding="utf-8")
-    body = mistune.html(text)
-    body = re.sub(r'href="([^":]+)\.md(#[^"]*)?"', r'href="\1.html\2"', body)
-    path = markdown_path.with_suffix(".html")
-    lines = [line.rstrip() for line in body.strip().splitlines()]
-    path.write_text(HTML_PAGE.format(title=path.stem, body="\n".join(lines)), encoding="utf-8")
-    return path
 
 
 def _is_user_error(ename: str) -> bool:

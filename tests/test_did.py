@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 
 from dmi_eval.config import parse_study
-from dmi_eval.designs.did import DID, fit_fe, stacked_event_study
+from dmi_eval.designs.did import DID, fit_fe
 from dmi_eval.errors import DesignError
 from dmi_eval.panel import Panel
 from dmi_eval.results import EFFECT_COLUMNS
+from dmi_eval.stacked import stacked_event_study
 
 
 # ---------------------------------------------------------------------------

@@ -394,7 +394,7 @@ def test_plots(results):
 
 
 def test_quarterly_fourier_drops_the_zero_nyquist_sine():
-    from dmi_eval.designs.its import _seasonal_columns
+    from dmi_eval.designs.its.model import _seasonal_columns
 
     cols = _seasonal_columns(np.arange(12.0), "fourier", 2, 4, None)
     assert sorted(cols) == ["cos1", "cos2", "sin1"]

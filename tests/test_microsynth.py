@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 
 from dmi_eval.config import parse_study
-from dmi_eval.designs._calibration import (
+from dmi_eval.designs.microsynth import MicroSynth, fit_microsynth
+from dmi_eval.designs.microsynth.calibration import (
     calibrate,
     grake_linear,
     independent_columns,
     pre_period_blocks,
 )
-from dmi_eval.designs.microsynth import MicroSynth, fit_microsynth
 from dmi_eval.errors import DesignError
 from dmi_eval.panel import Panel
 from dmi_eval.results import EFFECT_COLUMNS

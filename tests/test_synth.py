@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 
 from dmi_eval.config import parse_study
-from dmi_eval.designs._synth_core import (
+from dmi_eval.designs.synth import Synth, SyntheticControl, predictor_table
+from dmi_eval.designs.synth.core import (
     fit_path,
     search_v,
     simplex_ls,
     standardise,
     w_given_v,
 )
-from dmi_eval.designs.synth import Synth, SyntheticControl, predictor_table
 from dmi_eval.errors import DesignError
 from dmi_eval.inference import PlaceboTest, parallel_map, select_placebos
 from dmi_eval.panel import Panel

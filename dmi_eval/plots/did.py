@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from dmi_eval.designs.did import DIDResults, StackedEventStudyResults
+    from dmi_eval.designs.did import DIDResults
+    from dmi_eval.stacked import StackedEventStudyResults
 
 __all__ = ["plot_event_study"]
 
