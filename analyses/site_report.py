@@ -231,7 +231,7 @@ if "did" in results:
         )
     )
 its = results["its"]
-diag = its.diagnostics()
+diag = its.diagnostics
 cols = [
     "outcome",
     "family",

@@ -72,7 +72,7 @@ class StackedEventStudyResults:
     def pretrend_test(self) -> dict[str, float]:
         return dict(self.pretrend)
 
-    def get_plot_data(self, outcome: str | None = None) -> pd.DataFrame:
+    def event_plot_data(self, outcome: str | None = None) -> pd.DataFrame:
         """Series behind :func:`dmi_eval.plots.did.plot_event_study`."""
         return _event_plot_data(self.event_frame, self.model)
 

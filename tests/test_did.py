@@ -247,7 +247,7 @@ def test_plot_event_study():
 
     sd, _ = simulate_site(2, effect=-0.3)
     res = DID(sd, seed=0).fit()
-    data = res.get_plot_data()
+    data = res.event_plot_data()
     assert {"event_time", "estimate", "ci_low", "ci_high", "reference"} <= set(data.columns)
     assert data.loc[data["event_time"] == -1, "estimate"].item() == 0.0
     fig, ax = plot_event_study(res)

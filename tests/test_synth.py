@@ -306,7 +306,7 @@ def test_plots_return_figure_and_axes(city):
         fig, ax = fn(res)
         assert ax.has_data()
         plt.close(fig)
-    data = res.get_plot_data("drug")
+    data = res.path_data("drug")
     assert {"observed", "synthetic", "gap", "gap_per_area", "role"} <= set(data.columns)
     assert res.placebo_gaps("drug").shape == (len(site.periods), 10)
 

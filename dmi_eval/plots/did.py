@@ -40,7 +40,7 @@ def plot_event_study(
     -------
     (Figure, Axes)
     """
-    data = results.get_plot_data(outcome)
+    data = results.event_plot_data(outcome)
     fig, ax = new_axes(ax)
     pct = bool((data["scale"] == "pct_change").all())
     scale = 100.0 if pct else 1.0

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dmi_eval.designs.did.inference import WindowEffect, _event_plot_data
 from dmi_eval.designs.did.model import MODEL_LABEL, FEFit
-from dmi_eval.results import effects_frame, window_rows
+from dmi_eval.results import (
+    DesignResults,
+    diagnostics_frame,
+    effects_frame,
+    table_frame,
+    window_rows,
+)
 
 
 # ---------------------------------------------------------------------------
@@ -30,7 +38,7 @@ class OutcomeDID:
 
 
 @dataclass(frozen=True)
-class DIDResults:
+class DIDResults(DesignResults):
     """Results of :class:`DID` for one site (read-only).
 
     Attributes
@@ -88,6 +96,62 @@ class DIDResults:
             f"{scale}) {conf}, two-sided"
         )
 
+    # --- the shared DesignResults members ------------------------------------
+    @property
+    def level(self) -> float:  # type: ignore[override]
+        return 1 - self.alpha
+
+    @property
+    def choices(self) -> dict[str, Any]:  # type: ignore[override]
+        """Outcome -> every modelling choice of that outcome's model."""
+        return {o: dict(self.by_outcome[o].choices) for o in self.outcomes}
+
+    @property
+    def notes(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ()
+
+    @cached_property
+    def table(self) -> pd.DataFrame:  # type: ignore[override]
+        """Effects plus ``level`` and the tails of each window's test (normal reference)."""
+        tails = []
+        for outcome in self.outcomes:
+            for w in self.windows:
+                e = self.by_outcome[outcome].windows[w]
+                tails.append((e.p_lower, 1 - e.p_lower, e.p_value))
+        return table_frame(self.effects(), self.level, tails)
+
+    @cached_property
+    def series(self) -> pd.DataFrame:  # type: ignore[override]
+        """Per event time (``period`` is the event time): treated total and its counterfactual."""
+        frames = []
+        for outcome in self.outcomes:
+            ev = self.by_outcome[outcome].event_frame
+            obs = ev["treated_count"].to_numpy(dtype=float)
+            est = ev[["estimate", "ci_low", "ci_high"]].to_numpy(dtype=float)
+            if self.model in ("poisson", "log1p"):
+                cf, hi, lo = (obs * np.exp(-est[:, i]) for i in range(3))
+            else:
+                cf, hi, lo = (obs - est[:, i] for i in range(3))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "outcome": outcome,
+                        "period": ev["event_time"].to_numpy(),
+                        "role": np.where(ev["event_time"].to_numpy() < 0, "pre", "post"),
+                        "observed": obs,
+                        "counterfactual": cf,
+                        "low": lo,
+                        "high": hi,
+                    }
+                )
+            )
+        return pd.concat(frames, ignore_index=True)
+
+    @cached_property
+    def checks(self) -> dict[str, pd.DataFrame]:  # type: ignore[override]
+        rows = [{"outcome": o, **self.by_outcome[o].pretrend} for o in self.outcomes]
+        return {"pretrend": pd.DataFrame(rows)}
+
     def effects(self) -> pd.DataFrame:
         """Tidy effects (design ``"did"``): one row per outcome and window.
 
@@ -131,8 +195,8 @@ class DIDResults:
         """
         return dict(self._get(outcome).pretrend)
 
-    def get_plot_data(self, outcome: str | None = None) -> pd.DataFrame:
-        """Series behind :func:`dmi_eval.plots.did.plot_event_study`.
+    def event_plot_data(self, outcome: str | None = None) -> pd.DataFrame:
+        """Event-study series behind :func:`dmi_eval.plots.did.plot_event_study`.
 
         ``event_time, estimate, ci_low, ci_high, scale, reference``; for the
         log models the estimates are percent changes (fractions).
@@ -143,11 +207,12 @@ class DIDResults:
         o = self._get(outcome)
         return f"{self.site_id}: {o.outcome}, event study ({MODEL_LABEL[self.model]})"
 
-    def choices(self, outcome: str | None = None) -> dict[str, Any]:
+    def outcome_choices(self, outcome: str | None = None) -> dict[str, Any]:
         return dict(self._get(outcome).choices)
 
-    def diagnostics(self) -> pd.DataFrame:
-        """One row per outcome: sample sizes and the pre-trend test."""
+    @cached_property
+    def diagnostics(self) -> pd.DataFrame:  # type: ignore[override]
+        """One row per outcome: shared columns, then sample sizes and the pre-trend test."""
         rows = []
         for outcome in self.outcomes:
             o = self.by_outcome[outcome]
@@ -167,7 +232,16 @@ class DIDResults:
                     "pretrend_p": o.pretrend["p_value"],
                 }
             )
-        return pd.DataFrame(rows)
+        frame = pd.DataFrame(rows)
+        shared = pd.DataFrame(
+            {
+                "outcome": frame["outcome"],
+                "n_pre": frame["n_pre"],
+                "pre_fit_ratio": np.nan,
+                "poor_fit": np.nan,
+            }
+        )
+        return diagnostics_frame(shared, frame)
 
     def describe(self) -> str:
         """Plain-text account of the choices, one paragraph per outcome."""

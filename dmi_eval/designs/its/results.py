@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from dmi_eval.designs.its.model import FAMILY_LABEL, SegmentedFit, WindowEffect
-from dmi_eval.results import effects_frame, window_rows
+from dmi_eval.results import (
+    DesignResults,
+    diagnostics_frame,
+    effects_frame,
+    table_frame,
+    window_rows,
+)
 
 
 # ---------------------------------------------------------------------------
@@ -34,7 +41,7 @@ class OutcomeITS:
 
 
 @dataclass(frozen=True)
-class ITSResults:
+class ITSResults(DesignResults):
     """Results of :class:`ITS` for one site (read-only).
 
     Attributes
@@ -83,6 +90,55 @@ class ITSResults:
             "test of log(observed/counterfactual) over the window"
         )
 
+    # --- the shared DesignResults members ------------------------------------
+    @property
+    def level(self) -> float:  # type: ignore[override]
+        return 1 - self.alpha
+
+    @property
+    def choices(self) -> dict[str, Any]:  # type: ignore[override]
+        """Outcome -> every modelling choice of that outcome's model."""
+        return {o: dict(self.by_outcome[o].choices) for o in self.outcomes}
+
+    @property
+    def notes(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(n for o in self.outcomes for n in self.by_outcome[o].fit.notes)
+
+    @cached_property
+    def table(self) -> pd.DataFrame:  # type: ignore[override]
+        """Effects plus ``level`` and the tails of the delta-method test of each window."""
+        tails = []
+        for outcome in self.outcomes:
+            for w in self.windows:
+                e = self.by_outcome[outcome].windows[w]
+                tails.append((e.p_lower, 1 - e.p_lower, e.p_value))
+        return table_frame(self.effects(), self.level, tails)
+
+    @cached_property
+    def series(self) -> pd.DataFrame:  # type: ignore[override]
+        frames = []
+        for outcome in self.outcomes:
+            d = self.get_plot_data(outcome)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "outcome": outcome,
+                        "period": d["period"],
+                        "role": d["role"],
+                        "observed": d["observed"],
+                        "counterfactual": d["counterfactual"],
+                        "low": d["low"],
+                        "high": d["high"],
+                    }
+                )
+            )
+        return pd.concat(frames, ignore_index=True)
+
+    @cached_property
+    def checks(self) -> dict[str, pd.DataFrame]:  # type: ignore[override]
+        frames = [self.placebo(o).assign(outcome=o) for o in self.outcomes]
+        return {"placebo_time": pd.concat(frames, ignore_index=True)}
+
     def effects(self) -> pd.DataFrame:
         """Tidy effects: one row per outcome and window (``post``, ``last{k}``).
 
@@ -116,7 +172,7 @@ class ITSResults:
         """Coefficient table of an outcome's model (see :meth:`SegmentedFit.coefficients`)."""
         return self._get(outcome).fit.coefficients()
 
-    def choices(self, outcome: str) -> dict[str, Any]:
+    def outcome_choices(self, outcome: str) -> dict[str, Any]:
         """Every modelling choice for an outcome, with the reasons for data-driven ones."""
         return dict(self._get(outcome).choices)
 
@@ -128,8 +184,9 @@ class ITSResults:
         """Real estimate over the placebo window length, its rank and placebo p-values."""
         return dict(self._get(outcome).placebo_summary)
 
-    def diagnostics(self) -> pd.DataFrame:
-        """One row per outcome: model, residual tests, pre-period fit, placebo rank."""
+    @cached_property
+    def diagnostics(self) -> pd.DataFrame:  # type: ignore[override]
+        """One row per outcome: shared columns, then model, residual tests, placebo rank."""
         rows = []
         for outcome in self.outcomes:
             o = self.by_outcome[outcome]
@@ -156,12 +213,21 @@ class ITSResults:
             row["placebo_rank_p"] = float(o.placebo_summary.get("p_two_sided", float("nan")))
             row["notes"] = "; ".join(o.fit.notes)
             rows.append(row)
-        return pd.DataFrame(rows)
+        frame = pd.DataFrame(rows)
+        shared = pd.DataFrame(
+            {
+                "outcome": frame["outcome"],
+                "n_pre": frame["n_pre"],
+                "pre_fit_ratio": frame["pre_rmse_ratio"],
+                "poor_fit": np.nan,
+            }
+        )
+        return diagnostics_frame(shared, frame)
 
     def get_plot_data(self, outcome: str) -> pd.DataFrame:
         """Series behind :func:`dmi_eval.plots.its.plot_its`.
 
-        Columns ``period, observed, fitted, counterfactual, cf_low, cf_high, role``
+        Columns ``period, observed, fitted, counterfactual, low, high, role``
         (plus ``comparison``, the donor mean, for ``"cits"``); the excluded
         transition period has an observed value but no fitted ones.
         """
@@ -184,8 +250,8 @@ class ITSResults:
                 "observed": o.observed.astype(float),
                 "fitted": fitted,
                 "counterfactual": cf,
-                "cf_low": lo,
-                "cf_high": hi,
+                "low": lo,
+                "high": hi,
                 "role": list(o.roles),
             }
         )

@@ -392,9 +392,9 @@ def fit_microsynth(
         if primary_m not in set(inference["method"]):
             raise ValueError(f"primary={primary!r} but that inference was not requested")
     return MicroSynthResults(
-        site=site,
+        site_id=site,
         outcomes=outcomes,
-        windows={k: tuple(periods[v]) for k, v in win_idx.items()},
+        window_periods={k: tuple(periods[v]) for k, v in win_idx.items()},
         alpha=alpha,
         sided=sided,
         primary=primary_m,
@@ -412,7 +412,7 @@ def fit_microsynth(
         },
         estimates=estimates,
         inference=inference,
-        series=series,
+        paths=series,
         placebos=placebos,
         n_permutations=int(n_permutations),
         n_jackknife_groups=n_groups,

@@ -4,29 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from dmi_eval.designs.microsynth.inference import DESIGN, InferenceMethod, Sided
-from dmi_eval.results import effects_frame
+from dmi_eval.results import DesignResults, diagnostics_frame, effects_frame, table_frame
 
 # ---------------------------------------------------------------------------
 # results
 
 
 @dataclass(frozen=True)
-class MicroSynthResults:
+class MicroSynthResults(DesignResults):
     """Read-only results of a micro-level synthetic control fit.
 
     Attributes
     ----------
-    site
+    site_id
         Site id ("" for reference data).
     outcomes
         Outcomes reported (all were matched, unless ``match_outcomes`` said otherwise).
-    windows
+    window_periods
         Window name -> post periods it covers (``"post"`` and ``"last{k}"``).
     weights
         Weight of every unit (treated units 1, control units their calibration
@@ -48,8 +49,8 @@ class MicroSynthResults:
         ``statistic`` (z or omnibus statistic), ``log_ratio``, ``se``
         (of the log ratio), ``p_lower``, ``p_upper``, ``p_two_sided``,
         ``p_value`` (for the ``sided`` option), ``ci_low``, ``ci_high``.
-    series
-        ``outcome, period, treated, synthetic, all_scaled`` for every period.
+    paths
+        ``outcome, period, treated, synthetic, all_scaled, post`` for every period.
     placebos
         Permutation statistics: ``placebo, window, outcome, statistic,
         log_ratio, se, exact`` (``outcome == "omnibus"`` for the omnibus
@@ -59,9 +60,9 @@ class MicroSynthResults:
         Warnings for the report (fallback used, few treated units...).
     """
 
-    site: str
+    site_id: str
     outcomes: tuple[str, ...]
-    windows: Mapping[str, tuple[Any, ...]]
+    window_periods: Mapping[str, tuple[Any, ...]]
     alpha: float
     sided: Sided
     primary: InferenceMethod
@@ -71,12 +72,95 @@ class MicroSynthResults:
     calibration: Mapping[str, Any]
     estimates: pd.DataFrame
     inference: pd.DataFrame
-    series: pd.DataFrame
+    paths: pd.DataFrame
     placebos: pd.DataFrame
     n_permutations: int
     n_jackknife_groups: int
     seed: int | None
     notes: tuple[str, ...] = field(default=())
+
+    # -- the shared DesignResults members --------------------------------------
+    @property
+    def design(self) -> str:  # type: ignore[override]
+        return DESIGN
+
+    @property
+    def level(self) -> float:  # type: ignore[override]
+        return 1 - self.alpha
+
+    @property
+    def windows(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(self.window_periods)
+
+    @property
+    def choices(self) -> dict[str, Any]:  # type: ignore[override]
+        return {
+            "level": self.level,
+            "sided": self.sided,
+            "primary": self.primary,
+            "n_permutations": self.n_permutations,
+            "n_jackknife_groups": self.n_jackknife_groups,
+            "seed": self.seed,
+            "calibration": self.calibration["method"],
+        }
+
+    @cached_property
+    def table(self) -> pd.DataFrame:  # type: ignore[override]
+        """Effects of the primary inference plus ``level`` and its three tails."""
+        inf = self.inference[self.inference["method"] == self.primary].set_index(
+            ["outcome", "window"]
+        )
+        effects = self.effects()
+        tails = [
+            tuple(inf.loc[(o, w), ["p_lower", "p_upper", "p_two_sided"]])
+            for o, w in zip(effects["outcome"], effects["window"], strict=True)
+        ]
+        return table_frame(effects, self.level, tails)
+
+    @cached_property
+    def series(self) -> pd.DataFrame:  # type: ignore[override]
+        p = self.paths
+        return pd.DataFrame(
+            {
+                "outcome": p["outcome"].to_numpy(),
+                "period": p["period"].to_numpy(),
+                "role": np.where(p["post"].to_numpy(dtype=bool), "post", "pre"),
+                "observed": p["treated"].to_numpy(dtype=float),
+                "counterfactual": p["synthetic"].to_numpy(dtype=float),
+                "low": np.nan,
+                "high": np.nan,
+            }
+        )
+
+    @cached_property
+    def diagnostics(self) -> pd.DataFrame:  # type: ignore[override]
+        """Shared columns (the pre-period fit of the synthetic control), then calibration."""
+        rows = []
+        for outcome in self.outcomes:
+            p = self.paths[self.paths["outcome"] == outcome]
+            pre = ~p["post"].to_numpy(dtype=bool)
+            t = p["treated"].to_numpy(dtype=float)[pre]
+            s = p["synthetic"].to_numpy(dtype=float)[pre]
+            mean = float(t.mean()) if len(t) else float("nan")
+            rmse = float(np.sqrt(np.mean((t - s) ** 2))) if len(t) else float("nan")
+            rows.append(
+                {
+                    "outcome": outcome,
+                    "n_pre": int(pre.sum()),
+                    # not used by the verdict yet (it read no pre-period fit of microsynth)
+                    "pre_fit_ratio": float("nan"),
+                    "poor_fit": self.calibration["method"] != "exact",
+                    "pre_rmse_ratio": rmse / mean if mean > 0 else float("nan"),
+                    "calibration": self.calibration["method"],
+                    "max_misfit": self.calibration.get("max_misfit", float("nan")),
+                }
+            )
+        frame = pd.DataFrame(rows)
+        return diagnostics_frame(frame, frame)
+
+    @cached_property
+    def checks(self) -> dict[str, pd.DataFrame]:  # type: ignore[override]
+        return {"placebo_space": self.placebos.copy()}
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -110,7 +194,7 @@ class MicroSynthResults:
             row = inf.loc[(est.outcome, est.window)]
             rows.append(
                 {
-                    "site": self.site,
+                    "site": self.site_id,
                     "outcome": est.outcome,
                     "design": DESIGN,
                     "window": est.window,
@@ -145,13 +229,6 @@ class MicroSynthResults:
         if sel.empty:
             raise KeyError(f"no {method} result for outcome {outcome!r}, window {window!r}")
         return float(sel["p_lower"].iloc[0])
-
-    def get_plot_data(self, outcome: str) -> pd.DataFrame:
-        """``period, treated, synthetic, all_scaled, post`` for one outcome."""
-        if outcome not in self.outcomes:
-            raise KeyError(f"outcome {outcome!r} not fitted; fitted: {', '.join(self.outcomes)}")
-        frame = self.series[self.series["outcome"] == outcome].drop(columns="outcome")
-        return frame.reset_index(drop=True)
 
     def get_permutation_data(self, outcome: str, window: str = "post") -> pd.DataFrame:
         """Standardised statistics ``statistic, kind`` (``"observed"`` row first, then placebos)."""

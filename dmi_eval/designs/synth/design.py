@@ -410,7 +410,7 @@ class SyntheticControl:
                 if time_rows
                 else pd.DataFrame(columns=["outcome", "period", "weight"])
             ),
-            diagnostics=diagnostics,
+            fit_diagnostics=diagnostics,
             placebos=MappingProxyType(placebos),
             leave_one_out=pd.DataFrame(
                 loo_rows, columns=["outcome", "dropped", "weight", "effect", "pct_change"]

@@ -167,7 +167,7 @@ class SynthFit:
             f"mean post effect from {lo:.4g} to {hi:.4g}"
         )
 
-    def get_plot_data(self, outcome: str | None = None) -> pd.DataFrame:
+    def path_data(self, outcome: str | None = None) -> pd.DataFrame:
         """``observed``, ``synthetic``, ``gap`` and ``role`` per period."""
         frame = self.path.copy()
         role = pd.Series("other", index=frame.index)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,7 +15,7 @@ from dmi_eval.inference import (
     Alternative,
     PlaceboTest,
 )
-from dmi_eval.results import effects_frame
+from dmi_eval.results import DesignResults, diagnostics_frame, effects_frame, table_frame
 
 # ---------------------------------------------------------------------------
 # Site-level model
@@ -22,7 +24,7 @@ _DESIGN_LABEL = {"sc": "synthetic control", "sdid": "synthetic DID", "did": "DID
 
 
 @dataclass(frozen=True)
-class SyntheticControlResults:
+class SyntheticControlResults(DesignResults):
     """Results of :meth:`SyntheticControl.fit` (read-only).
 
     Accessors return copies. The one-sided "lower" p-value the verdict needs
@@ -69,11 +71,95 @@ class SyntheticControlResults:
     paths: Mapping[str, pd.DataFrame]
     weights: pd.DataFrame
     time_weights: pd.DataFrame
-    diagnostics: pd.DataFrame
+    fit_diagnostics: pd.DataFrame
     placebos: Mapping[str, PlaceboTest]
     leave_one_out: pd.DataFrame
     placebo_in_time: pd.DataFrame
     balance_tables: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+
+    # -- the shared DesignResults members --------------------------------------
+    @property
+    def design(self) -> str:  # type: ignore[override]
+        return self.method
+
+    @property
+    def level(self) -> float:  # type: ignore[override]
+        return self.ci_level
+
+    @property
+    def windows(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("post", f"last{self.last_k}")
+
+    @property
+    def choices(self) -> dict[str, Any]:  # type: ignore[override]
+        return {
+            "method": self.method,
+            "sided": self.alternative,
+            "level": self.ci_level,
+            "last_k": self.last_k,
+            "max_pre_mspe_multiple": self.max_pre_mspe_multiple,
+        }
+
+    @property
+    def notes(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ()
+
+    @cached_property
+    def table(self) -> pd.DataFrame:  # type: ignore[override]
+        """Effects plus ``level`` and the three rank-test tails, each counted on its own."""
+        tails = []
+        for outcome in self.outcomes:
+            for window in self.windows:
+                tails.append(
+                    tuple(
+                        self.p_value(outcome, window=window, alternative=a)
+                        for a in ("lower", "greater", "two-sided")
+                    )
+                )
+        return table_frame(self.effects(), self.level, tails)
+
+    @cached_property
+    def series(self) -> pd.DataFrame:  # type: ignore[override]
+        frames = []
+        for outcome in self.outcomes:
+            path = self.paths[outcome]
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "outcome": outcome,
+                        "period": path.index,
+                        "role": path["role"].to_numpy(),
+                        "observed": path["observed"].to_numpy(dtype=float),
+                        "counterfactual": path["synthetic"].to_numpy(dtype=float),
+                        "low": np.nan,
+                        "high": np.nan,
+                    }
+                )
+            )
+        return pd.concat(frames, ignore_index=True)
+
+    @cached_property
+    def diagnostics(self) -> pd.DataFrame:  # type: ignore[override]
+        """One row per outcome (indexed by outcome): shared columns, then the fit's own."""
+        d = self.fit_diagnostics
+        shared = pd.DataFrame(
+            {
+                "outcome": d["outcome"].to_numpy(),
+                "n_pre": int((self.roles == "pre").sum()),
+                "pre_fit_ratio": d["pre_rmspe_ratio"].to_numpy(dtype=float),
+                "poor_fit": d["poor_fit"].to_numpy(),
+            }
+        )
+        frame = diagnostics_frame(shared, d)
+        frame.index = pd.Index(frame["outcome"].to_numpy())
+        return frame
+
+    @cached_property
+    def checks(self) -> dict[str, pd.DataFrame]:  # type: ignore[override]
+        return {
+            "placebo_time": self.placebo_in_time.copy(),
+            "leave_one_out": self.leave_one_out.copy(),
+        }
 
     # -- windows --------------------------------------------------------------
     def _windows(self) -> dict[str, np.ndarray]:
@@ -160,7 +246,7 @@ class SyntheticControlResults:
 
     @property
     def _per_area(self) -> bool:
-        return bool(self.diagnostics["scale"].iloc[0] == "per_area")
+        return bool(self.fit_diagnostics["scale"].iloc[0] == "per_area")
 
     # -- diagnostics ----------------------------------------------------------
     def pre_rmspe(self, outcome: str | None = None) -> float:
@@ -179,7 +265,7 @@ class SyntheticControlResults:
             w = w[w["outcome"] == outcome]
         return w[w["weight"] > 0].reset_index(drop=True).copy()
 
-    def get_plot_data(self, outcome: str | None = None) -> pd.DataFrame:
+    def path_data(self, outcome: str | None = None) -> pd.DataFrame:
         """Per period: observed, synthetic, gap (totals), per-area versions and role."""
         return self.paths[outcome or self.primary_outcome].copy()
 
