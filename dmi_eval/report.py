@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -28,9 +29,10 @@ from papermill.parameterize import parameterize_notebook
 
 from dmi_eval import errors
 from dmi_eval.config import Study, load_study
-from dmi_eval.data import Ingest, load_study_data
+from dmi_eval.data import Ingest
 from dmi_eval.errors import DmiEvalError
 from dmi_eval.inference import PROGRESS_ENV
+from dmi_eval.pipeline import evaluate_study_sites, save
 from dmi_eval.render import write_html
 from dmi_eval.results import EFFECT_COLUMNS
 
@@ -214,16 +216,36 @@ def evaluate_study(
     progress = on_progress or (lambda _msg: None)
     study = load_study(study_path)
     out = Path(out_dir).resolve()
-    progress("reading data")
-    ingest = load_study_data(study)
+    evaluation = evaluate_study_sites(study, on_progress=progress)
+    ingest = evaluation.ingest
     for sub in ("sites", "figures", "results/sites"):
         shutil.rmtree(out / sub, ignore_errors=True)
     results_dir = out / "results"
     write_ingest_results(ingest, results_dir)
+    with tempfile.TemporaryDirectory(prefix="dmi-eval-") as tmp:
+        fitted = save(evaluation, Path(tmp) / "evaluation.pickle")
+        _render_study(study, out, results_dir, str(fitted), command, progress)
+    return EvaluationSummary(
+        out_dir=out,
+        sites=tuple(s.id for s in study.sites),
+        rows_read=ingest.rows_read,
+        rows_rejected=ingest.rows_rejected,
+    )
+
+
+def _render_study(
+    study: Study,
+    out: Path,
+    results_dir: Path,
+    results_path: str,
+    command: str | None,
+    progress: Callable[[str], None],
+) -> None:
+    """Run every analysis script on the fitted results and collect the site results."""
     scripts = analyses_dir()
-    params = {"study_path": str(study.path), "out_dir": str(out)}
+    params = {"study_path": str(study.path), "out_dir": str(out), "results_path": results_path}
     for site in study.sites:
-        progress(f"site {site.id}")
+        progress(f"report {site.id}")
         run_analysis(
             scripts / SITE_SCRIPT,
             {**params, "site_id": site.id},
@@ -238,19 +260,14 @@ def evaluate_study(
     progress("cross-site summary")
     run_analysis(scripts / SUMMARY_SCRIPT, params, out / "README.md")
     progress("methods appendix")
-    run_analysis(scripts / METHODS_SCRIPT, params, out / "appendix" / "methods.md")
+    methods = {k: v for k, v in params.items() if k != "results_path"}
+    run_analysis(scripts / METHODS_SCRIPT, methods, out / "appendix" / "methods.md")
     progress("reproducibility appendix")
     shown = command or f"dmi-eval evaluate {study.path.name} --out {out.name}"
     run_analysis(
         scripts / REPRODUCIBILITY_SCRIPT,
-        {**params, "command": shown},
+        {**methods, "command": shown},
         out / "appendix" / "reproducibility.md",
-    )
-    return EvaluationSummary(
-        out_dir=out,
-        sites=tuple(s.id for s in study.sites),
-        rows_read=ingest.rows_read,
-        rows_rejected=ingest.rows_rejected,
     )
 
 
