@@ -8,6 +8,8 @@ Everything downstream (verdict, pooling, tables, plots) reads those frames.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -232,3 +234,100 @@ def diagnostics_frame(shared: pd.DataFrame, extra: pd.DataFrame | None = None) -
         rest = rest[[c for c in rest.columns if c not in DIAGNOSTIC_COLUMNS]]
         frame = pd.concat([frame, rest], axis=1)
     return frame
+
+
+@dataclass(frozen=True)
+class WindowEffect:
+    """Effect of the intervention over a set of periods (one window), for every design.
+
+    ``observed`` and ``counterfactual`` are sums; ``effect = observed - counterfactual``;
+    ``pct_change = observed / counterfactual - 1`` with its interval ``ci_low, ci_high``;
+    ``log_ratio_se`` is the standard error of ``log(observed / counterfactual)`` (NaN for a
+    model on the count scale, whose ``effect_se`` is the SE of the effect instead);
+    ``p_value`` is the two-sided and ``p_lower`` the one-sided (reduction) p-value.
+    ``effect_low/effect_high`` bound the cumulative effect, ``rate_ratio`` is the model's
+    fitted/counterfactual ratio and ``reference`` names the log ratio tested (ITS).
+    """
+
+    n_periods: int
+    observed: float
+    counterfactual: float
+    effect: float
+    pct_change: float
+    ci_low: float
+    ci_high: float
+    log_ratio_se: float
+    p_value: float
+    p_lower: float
+    effect_se: float = float("nan")
+    effect_low: float = float("nan")
+    effect_high: float = float("nan")
+    rate_ratio: float = float("nan")
+    reference: str = "log(observed/counterfactual)"
+
+
+class WindowResults(DesignResults):
+    """Shared members of the designs whose results hold one :class:`WindowEffect` per window.
+
+    Subclasses (ITS, DID: frozen dataclasses) have ``site_id, design, alpha, last_k,
+    outcomes`` and ``by_outcome`` (outcome -> an object with ``windows`` and ``choices``)
+    and define ``method(outcome)``. The tests are delta-method (normal or t) tests, so
+    ``p_upper = 1 - p_lower``.
+    """
+
+    alpha: float
+    last_k: int
+    outcomes: tuple[str, ...]
+    by_outcome: Mapping[str, Any]
+
+    @property
+    def windows(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("post", f"last{self.last_k}")
+
+    @property
+    def level(self) -> float:  # type: ignore[override]
+        return 1 - self.alpha
+
+    @property
+    def choices(self) -> dict[str, Any]:  # type: ignore[override]
+        """Outcome -> every modelling choice of that outcome's model."""
+        return {o: dict(self.by_outcome[o].choices) for o in self.outcomes}
+
+    def method(self, outcome: str) -> str:
+        raise NotImplementedError
+
+    def _get(self, outcome: str | None) -> Any:
+        if outcome is None:
+            outcome = self.outcomes[0]
+        try:
+            return self.by_outcome[outcome]
+        except KeyError:
+            raise KeyError(
+                f"outcome {outcome!r} not fitted; fitted: {', '.join(self.outcomes)}"
+            ) from None
+
+    def effects(self) -> pd.DataFrame:
+        """Tidy effects: one row per outcome and window (``post``, ``last{k}``)."""
+        rows = []
+        for outcome in self.outcomes:
+            windows = self.by_outcome[outcome].windows
+            ordered = {w: windows[w] for w in self.windows}
+            rows += window_rows(self.site_id, outcome, self.design, ordered, self.method(outcome))
+        return effects_frame(rows)
+
+    @cached_property
+    def table(self) -> pd.DataFrame:  # type: ignore[override]
+        """Effects plus ``level`` and the tails of each window's delta-method test."""
+        tails = []
+        for outcome in self.outcomes:
+            for w in self.windows:
+                e = self.by_outcome[outcome].windows[w]
+                tails.append((e.p_lower, 1 - e.p_lower, e.p_value))
+        return table_frame(self.effects(), self.level, tails)
+
+    def window_effect(self, outcome: str, window: str) -> WindowEffect:
+        """The full :class:`WindowEffect` of an outcome and window."""
+        o = self._get(outcome)
+        if window not in o.windows:
+            raise KeyError(f"window {window!r}; available: {', '.join(o.windows)}")
+        return o.windows[window]

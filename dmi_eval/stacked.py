@@ -19,12 +19,11 @@ from dmi_eval.designs.did.model import (
     MODEL_LABEL,
     FEFit,
     FEModel,
-    _check_alpha,
     _check_window,
     fit_fe,
 )
 from dmi_eval.errors import DesignError
-from dmi_eval.options import check_choice
+from dmi_eval.options import check_alpha, check_choice
 from dmi_eval.panel import Panel
 
 
@@ -180,7 +179,7 @@ def stacked_event_study(
     \\delta_k` (reported as :math:`e^{\\bar\\delta} - 1` for the log models).
     """
     check_choice("model", model, FE_MODELS)
-    _check_alpha(alpha)
+    check_alpha(alpha)
     lo, hi = _check_window(window)
     site_ids = [s.id for s in study.sites] if sites is None else list(sites)
     if not site_ids:

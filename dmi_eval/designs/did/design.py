@@ -27,13 +27,12 @@ from dmi_eval.designs.did.model import (
     FE_MODELS,
     LOG_MODELS,
     FEModel,
-    _check_alpha,
     _check_window,
     fit_fe,
 )
 from dmi_eval.designs.did.results import DIDResults, OutcomeDID
 from dmi_eval.errors import DesignError
-from dmi_eval.options import check_choice
+from dmi_eval.options import check_alpha, check_choice, check_last_k, check_outcomes
 from dmi_eval.panel import SiteData
 
 
@@ -138,17 +137,10 @@ class DID:
         )
         self.n_placebo = n_placebo
         self.seed = int(seed)
-        if not isinstance(last_k, int) or isinstance(last_k, bool) or last_k < 1:
-            raise ValueError(f"last_k must be a positive integer; got {last_k!r}")
-        _check_alpha(alpha)
+        check_last_k(last_k)
+        check_alpha(alpha)
         self.window = _check_window(window)
-        chosen = tuple(site_data.outcomes if outcomes is None else outcomes)
-        unknown = [o for o in chosen if o not in site_data.outcomes]
-        if unknown or not chosen:
-            raise ValueError(
-                f"outcomes {unknown or chosen!r} not among the site's outcomes "
-                f"({', '.join(site_data.outcomes)})"
-            )
+        chosen = check_outcomes(site_data.outcomes, outcomes)
         self.site_id = site_data.site_id
         if site_data.n_pre < 2:
             raise DesignError(

@@ -13,36 +13,13 @@ from scipy import sparse, stats
 
 from dmi_eval.designs.did.model import LOG_MODELS, FEFit
 from dmi_eval.errors import DesignError
+from dmi_eval.inference.delta import log_ratio_interval, normal_tails
+from dmi_eval.results import WindowEffect
 
 
 # ---------------------------------------------------------------------------
 # window effects and event-time bins
 # ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class WindowEffect:
-    """Effect over a window of post periods in the treated areas.
-
-    ``observed`` is the treated areas' total over the window, ``counterfactual``
-    the total expected without the intervention, ``effect = observed -
-    counterfactual``; ``pct_change = observed/counterfactual - 1`` with its
-    interval; ``log_ratio_se`` is the delta-method SE of ``log(O/C)`` (log
-    models) and ``effect_se`` the SE of the effect in counts (level model).
-    ``p_value`` is two-sided, ``p_lower`` one-sided for a reduction.
-    """
-
-    n_periods: int
-    observed: float
-    counterfactual: float
-    effect: float
-    pct_change: float
-    ci_low: float
-    ci_high: float
-    log_ratio_se: float
-    effect_se: float
-    p_value: float
-    p_lower: float
-
-
 def _window_effect(
     fit: FEFit,
     terms: Sequence[str],
@@ -81,7 +58,7 @@ def _window_effect(
             g = parts / c_tot
             se = math.sqrt(max(float(g @ V @ g), 0.0))
             stat = log_ratio / se if se > 0 else float("nan")
-            lo, hi = math.expm1(log_ratio - z * se), math.expm1(log_ratio + z * se)
+            lo, hi = log_ratio_interval(log_ratio, se, z)
         eff_se = float("nan")
     else:
         w = np.asarray(cells, dtype=float)
@@ -110,8 +87,8 @@ def _window_effect(
         ci_high=hi,
         log_ratio_se=se,
         effect_se=eff_se,
-        p_value=float(2 * stats.norm.sf(abs(stat))) if math.isfinite(stat) else float("nan"),
-        p_lower=float(stats.norm.cdf(stat)) if math.isfinite(stat) else float("nan"),
+        p_value=normal_tails(stat)[2],
+        p_lower=normal_tails(stat)[0],
     )
 
 

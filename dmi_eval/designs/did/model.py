@@ -13,7 +13,7 @@ from scipy import sparse, stats
 from scipy.sparse.csgraph import connected_components
 
 from dmi_eval.errors import DesignError
-from dmi_eval.options import check_choice
+from dmi_eval.options import check_alpha, check_choice
 
 FEModel = Literal["poisson", "log1p", "level"]
 
@@ -29,11 +29,6 @@ MODEL_LABEL = {
 
 
 LOG_MODELS = frozenset({"poisson", "log1p"})
-
-
-def _check_alpha(alpha: float) -> None:
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1); got {alpha}")
 
 
 def _check_window(window: tuple[int, int]) -> tuple[int, int]:
@@ -206,7 +201,7 @@ def fit_fe(
     defaults.
     """
     check_choice("model", model, FE_MODELS)
-    _check_alpha(alpha)
+    check_alpha(alpha)
     y = np.asarray(y, dtype=float)
     if not isinstance(X, pd.DataFrame):
         raise TypeError("X must be a DataFrame (its columns name the coefficients)")

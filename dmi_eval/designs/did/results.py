@@ -12,13 +12,7 @@ import pandas as pd
 
 from dmi_eval.designs.did.inference import WindowEffect, _event_plot_data
 from dmi_eval.designs.did.model import MODEL_LABEL, FEFit
-from dmi_eval.results import (
-    DesignResults,
-    diagnostics_frame,
-    effects_frame,
-    table_frame,
-    window_rows,
-)
+from dmi_eval.results import WindowResults, diagnostics_frame
 
 
 # ---------------------------------------------------------------------------
@@ -38,7 +32,7 @@ class OutcomeDID:
 
 
 @dataclass(frozen=True)
-class DIDResults(DesignResults):
+class DIDResults(WindowResults):
     """Results of :class:`DID` for one site (read-only).
 
     Attributes
@@ -64,19 +58,6 @@ class DIDResults(DesignResults):
     by_outcome: Mapping[str, OutcomeDID]
     design: str = "did"
 
-    @property
-    def windows(self) -> tuple[str, str]:
-        return ("post", f"last{self.last_k}")
-
-    def _get(self, outcome: str | None) -> OutcomeDID:
-        outcome = self.outcomes[0] if outcome is None else outcome
-        try:
-            return self.by_outcome[outcome]
-        except KeyError:
-            raise KeyError(
-                f"outcome {outcome!r} not fitted; fitted: {', '.join(self.outcomes)}"
-            ) from None
-
     def method(self, outcome: str | None = None) -> str:
         """The ``method`` text of the effects rows."""
         conf = f"{100 * (1 - self.alpha):g}%"
@@ -98,27 +79,8 @@ class DIDResults(DesignResults):
 
     # --- the shared DesignResults members ------------------------------------
     @property
-    def level(self) -> float:  # type: ignore[override]
-        return 1 - self.alpha
-
-    @property
-    def choices(self) -> dict[str, Any]:  # type: ignore[override]
-        """Outcome -> every modelling choice of that outcome's model."""
-        return {o: dict(self.by_outcome[o].choices) for o in self.outcomes}
-
-    @property
     def notes(self) -> tuple[str, ...]:  # type: ignore[override]
         return ()
-
-    @cached_property
-    def table(self) -> pd.DataFrame:  # type: ignore[override]
-        """Effects plus ``level`` and the tails of each window's test (normal reference)."""
-        tails = []
-        for outcome in self.outcomes:
-            for w in self.windows:
-                e = self.by_outcome[outcome].windows[w]
-                tails.append((e.p_lower, 1 - e.p_lower, e.p_value))
-        return table_frame(self.effects(), self.level, tails)
 
     @cached_property
     def series(self) -> pd.DataFrame:  # type: ignore[override]
@@ -151,31 +113,6 @@ class DIDResults(DesignResults):
     def checks(self) -> dict[str, pd.DataFrame]:  # type: ignore[override]
         rows = [{"outcome": o, **self.by_outcome[o].pretrend} for o in self.outcomes]
         return {"pretrend": pd.DataFrame(rows)}
-
-    def effects(self) -> pd.DataFrame:
-        """Tidy effects (design ``"did"``): one row per outcome and window.
-
-        ``observed`` is the treated areas' total over the window,
-        ``counterfactual`` the total without the intervention implied by the
-        DID coefficients; ``p_value`` is two-sided (normal reference).
-        """
-        rows = []
-        for outcome in self.outcomes:
-            windows = self.by_outcome[outcome].windows
-            ordered = {w: windows[w] for w in self.windows}
-            rows += window_rows(self.site_id, outcome, self.design, ordered, self.method(outcome))
-        return effects_frame(rows)
-
-    def window_effect(self, outcome: str, window: str) -> WindowEffect:
-        """The full :class:`WindowEffect` of an outcome and window."""
-        o = self._get(outcome)
-        if window not in o.windows:
-            raise KeyError(f"window {window!r}; available: {', '.join(o.windows)}")
-        return o.windows[window]
-
-    def p_value_lower(self, outcome: str, window: str = "post") -> float:
-        """One-sided p-value of a reduction (same statistic as ``effects()['p_value']``)."""
-        return self.window_effect(outcome, window).p_lower
 
     def event_study(self, outcome: str | None = None) -> pd.DataFrame:
         """Event-time coefficients (reference period -1 fixed at 0).

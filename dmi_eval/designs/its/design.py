@@ -21,7 +21,7 @@ from dmi_eval.designs.its.model import (
 )
 from dmi_eval.designs.its.results import ITSResults, OutcomeITS
 from dmi_eval.errors import DesignError
-from dmi_eval.options import check_choice
+from dmi_eval.options import check_alpha, check_choice, check_last_k, check_outcomes
 from dmi_eval.panel import PERIODS_PER_YEAR, SiteData
 
 
@@ -241,19 +241,11 @@ class ITS:
             )
         if comparison == "donor_mean" and family == "sarimax":
             raise ValueError("family 'sarimax' is not available with comparison='donor_mean'")
-        if not isinstance(last_k, int) or last_k < 1:
-            raise ValueError(f"last_k must be a positive integer; got {last_k!r}")
-        if not 0 < alpha < 1:
-            raise ValueError(f"alpha must be in (0, 1); got {alpha}")
+        check_last_k(last_k)
+        check_alpha(alpha)
         if not isinstance(max_placebos, int) or max_placebos < 0:
             raise ValueError("max_placebos must be a non-negative integer")
-        chosen = tuple(site_data.outcomes if outcomes is None else outcomes)
-        unknown = [o for o in chosen if o not in site_data.outcomes]
-        if unknown or not chosen:
-            raise ValueError(
-                f"outcomes {unknown or chosen!r} not among the site's outcomes "
-                f"({', '.join(site_data.outcomes)})"
-            )
+        chosen = check_outcomes(site_data.outcomes, outcomes)
         self.site_id = site_data.site_id
         self.frequency = site_data.frequency
         self.periods = site_data.periods.copy()

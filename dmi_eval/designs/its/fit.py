@@ -23,7 +23,7 @@ from dmi_eval.designs.its.model import (
     segmented_design,
 )
 from dmi_eval.errors import DesignError
-from dmi_eval.options import check_choice
+from dmi_eval.options import check_alpha, check_choice
 
 
 # ---------------------------------------------------------------------------
@@ -228,8 +228,7 @@ def _validate_core(
         raise ValueError(
             f"count_cov={count_cov!r} is available for the poisson and quasipoisson families only"
         )
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1); got {alpha}")
+    check_alpha(alpha)
     if exposure is not None and family not in COUNT_FAMILIES:
         raise ValueError(
             "exposure is only used by the count families (poisson, quasipoisson, negbin)"

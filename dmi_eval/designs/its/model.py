@@ -14,7 +14,9 @@ from statsmodels.stats.diagnostic import acorr_ljungbox
 from statsmodels.stats.stattools import durbin_watson
 
 from dmi_eval.errors import DesignError
+from dmi_eval.inference.delta import log_ratio_interval
 from dmi_eval.options import check_choice
+from dmi_eval.results import WindowEffect
 
 Family = Literal["ols", "poisson", "quasipoisson", "negbin", "sarimax"]
 
@@ -143,32 +145,6 @@ def _seasonal_columns(
 # ---------------------------------------------------------------------------
 # fitted model
 # ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class WindowEffect:
-    """Effect of the intervention over a set of periods.
-
-    ``observed`` and ``counterfactual`` are sums; ``ratio = observed/counterfactual``;
-    ``log_ratio_se`` is the delta-method standard error of the model-based log
-    ratio ``log(sum fitted / sum counterfactual)``; the interval and the
-    p-values are for ``log(observed/counterfactual)`` with that standard error.
-    """
-
-    n_periods: int
-    observed: float
-    counterfactual: float
-    effect: float
-    pct_change: float
-    ci_low: float
-    ci_high: float
-    effect_low: float
-    effect_high: float
-    rate_ratio: float
-    log_ratio_se: float
-    p_value: float
-    p_lower: float
-    reference: str
-
-
 @dataclass(frozen=True)
 class SegmentedFit:
     """A fitted segmented regression (read-only).
@@ -348,7 +324,7 @@ class SegmentedFit:
             z = center / se
             p_two = 2 * (1 - self._cdf(abs(z)))
             p_lower = self._cdf(z)
-            lo, hi = math.expm1(center - q * se), math.expm1(center + q * se)
+            lo, hi = log_ratio_interval(center, se, q)
         else:
             p_two = p_lower = lo = hi = nan
         pct = obs / sum_cf - 1 if sum_cf > 0 else nan

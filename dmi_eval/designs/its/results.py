@@ -11,13 +11,7 @@ import numpy as np
 import pandas as pd
 
 from dmi_eval.designs.its.model import FAMILY_LABEL, SegmentedFit, WindowEffect
-from dmi_eval.results import (
-    DesignResults,
-    diagnostics_frame,
-    effects_frame,
-    table_frame,
-    window_rows,
-)
+from dmi_eval.results import WindowResults, diagnostics_frame
 
 
 # ---------------------------------------------------------------------------
@@ -41,7 +35,7 @@ class OutcomeITS:
 
 
 @dataclass(frozen=True)
-class ITSResults(DesignResults):
+class ITSResults(WindowResults):
     """Results of :class:`ITS` for one site (read-only).
 
     Attributes
@@ -63,18 +57,6 @@ class ITSResults(DesignResults):
     outcomes: tuple[str, ...]
     by_outcome: Mapping[str, OutcomeITS]
 
-    @property
-    def windows(self) -> tuple[str, str]:
-        return ("post", f"last{self.last_k}")
-
-    def _get(self, outcome: str) -> OutcomeITS:
-        try:
-            return self.by_outcome[outcome]
-        except KeyError:
-            raise KeyError(
-                f"outcome {outcome!r} not fitted; fitted: {', '.join(self.outcomes)}"
-            ) from None
-
     def method(self, outcome: str) -> str:
         """The ``method`` text of an outcome's effects rows."""
         o = self._get(outcome)
@@ -92,27 +74,8 @@ class ITSResults(DesignResults):
 
     # --- the shared DesignResults members ------------------------------------
     @property
-    def level(self) -> float:  # type: ignore[override]
-        return 1 - self.alpha
-
-    @property
-    def choices(self) -> dict[str, Any]:  # type: ignore[override]
-        """Outcome -> every modelling choice of that outcome's model."""
-        return {o: dict(self.by_outcome[o].choices) for o in self.outcomes}
-
-    @property
     def notes(self) -> tuple[str, ...]:  # type: ignore[override]
         return tuple(n for o in self.outcomes for n in self.by_outcome[o].fit.notes)
-
-    @cached_property
-    def table(self) -> pd.DataFrame:  # type: ignore[override]
-        """Effects plus ``level`` and the tails of the delta-method test of each window."""
-        tails = []
-        for outcome in self.outcomes:
-            for w in self.windows:
-                e = self.by_outcome[outcome].windows[w]
-                tails.append((e.p_lower, 1 - e.p_lower, e.p_value))
-        return table_frame(self.effects(), self.level, tails)
 
     @cached_property
     def series(self) -> pd.DataFrame:  # type: ignore[override]
@@ -138,35 +101,6 @@ class ITSResults(DesignResults):
     def checks(self) -> dict[str, pd.DataFrame]:  # type: ignore[override]
         frames = [self.placebo(o).assign(outcome=o) for o in self.outcomes]
         return {"placebo_time": pd.concat(frames, ignore_index=True)}
-
-    def effects(self) -> pd.DataFrame:
-        """Tidy effects: one row per outcome and window (``post``, ``last{k}``).
-
-        ``p_value`` is the two-sided test of the window's log ratio
-        ``log(observed/counterfactual)`` (delta-method SE); the interval bounds
-        the percent change (fractions).
-        """
-        rows = []
-        for outcome in self.outcomes:
-            windows = self.by_outcome[outcome].windows
-            ordered = {w: windows[w] for w in self.windows}
-            rows += window_rows(self.site_id, outcome, self.design, ordered, self.method(outcome))
-        return effects_frame(rows)
-
-    def window_effect(self, outcome: str, window: str) -> WindowEffect:
-        """The full :class:`WindowEffect` (rate ratio, cumulative effect interval...)."""
-        o = self._get(outcome)
-        if window not in o.windows:
-            raise KeyError(f"window {window!r}; available: {', '.join(o.windows)}")
-        return o.windows[window]
-
-    def p_value_lower(self, outcome: str, window: str = "post") -> float:
-        """One-sided p-value of a reduction (H1: observed below counterfactual).
-
-        Same statistic as ``effects()['p_value']``: ``Phi(log(O/C)/se)`` (``t``
-        distribution for OLS).
-        """
-        return self.window_effect(outcome, window).p_lower
 
     def coefficients(self, outcome: str) -> pd.DataFrame:
         """Coefficient table of an outcome's model (see :meth:`SegmentedFit.coefficients`)."""

@@ -16,6 +16,7 @@ from dmi_eval.designs.microsynth.calibration import (
     MatchPeriods,
     calibrate,
 )
+from dmi_eval.inference.delta import normal_tails
 
 Sided = Literal["lower", "two-sided", "upper"]
 
@@ -218,9 +219,7 @@ def _p_values(z: float, sided: str) -> tuple[float, float, float, float]:
     """Normal p-values: lower, upper, two-sided, and the one for ``sided``."""
     if not np.isfinite(z):
         return (math.nan,) * 4
-    lower = float(stats.norm.cdf(z))
-    upper = float(stats.norm.sf(z))
-    two = float(2 * stats.norm.sf(abs(z)))
+    lower, upper, two = normal_tails(float(z))
     chosen = {"lower": lower, "upper": upper, "two-sided": two}[sided]
     return lower, upper, two, chosen
 

@@ -37,6 +37,7 @@ from dmi_eval.designs.microsynth.inference import (
 from dmi_eval.designs.microsynth.results import MicroSynthResults
 from dmi_eval.errors import DesignError
 from dmi_eval.inference import progress_bar
+from dmi_eval.options import check_alpha
 
 # ---------------------------------------------------------------------------
 # numeric core on DataFrames
@@ -144,8 +145,7 @@ def fit_microsynth(
         raise ValueError(f"match_periods must be one of {', '.join(MATCH_PERIODS)}")
     if primary not in PRIMARY:
         raise ValueError(f"primary must be one of {', '.join(PRIMARY)}; got {primary!r}")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1); got {alpha}")
+    check_alpha(alpha)
     if (
         isinstance(n_permutations, bool)
         or int(n_permutations) != n_permutations
