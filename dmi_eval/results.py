@@ -180,7 +180,11 @@ class DesignResults:
     diagnostics: pd.DataFrame
     checks: Mapping[str, pd.DataFrame]
     choices: Mapping[str, Any]
-    notes: tuple[str, ...]
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Warnings and remarks of the fit (none unless the design has some)."""
+        return ()
 
     def effects(self) -> pd.DataFrame:
         """Tidy effects (:data:`EFFECT_COLUMNS`), one row per outcome and window (a copy)."""

@@ -78,10 +78,6 @@ class DIDResults(WindowResults):
         )
 
     # --- the shared DesignResults members ------------------------------------
-    @property
-    def notes(self) -> tuple[str, ...]:  # type: ignore[override]
-        return ()
-
     @cached_property
     def series(self) -> pd.DataFrame:  # type: ignore[override]
         """Per event time (``period`` is the event time): treated total and its counterfactual."""

@@ -100,10 +100,6 @@ class SyntheticControlResults(DesignResults):
             "max_pre_mspe_multiple": self.max_pre_mspe_multiple,
         }
 
-    @property
-    def notes(self) -> tuple[str, ...]:  # type: ignore[override]
-        return ()
-
     @cached_property
     def table(self) -> pd.DataFrame:  # type: ignore[override]
         """Effects plus ``level`` and the three rank-test tails, each counted on its own."""
