@@ -218,6 +218,29 @@ class DesignResults:
         return s[s["outcome"] == outcome].drop(columns="outcome").reset_index(drop=True)
 
 
+def series_frame(
+    outcome: Any,
+    period: Any,
+    role: Any,
+    observed: Any,
+    counterfactual: Any,
+    low: Any = np.nan,
+    high: Any = np.nan,
+) -> pd.DataFrame:
+    """A :attr:`DesignResults.series` frame (:data:`SERIES_COLUMNS`) from its columns."""
+    return pd.DataFrame(
+        {
+            "outcome": outcome,
+            "period": period,
+            "role": role,
+            "observed": observed,
+            "counterfactual": counterfactual,
+            "low": low,
+            "high": high,
+        }
+    )
+
+
 def table_frame(
     effects: pd.DataFrame, level: float, tails: Iterable[Sequence[float]]
 ) -> pd.DataFrame:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from dmi_eval.designs.did.inference import WindowEffect, _event_plot_data
 from dmi_eval.designs.did.model import MODEL_LABEL, FEFit
-from dmi_eval.results import WindowResults, diagnostics_frame
+from dmi_eval.results import WindowResults, diagnostics_frame, series_frame
 
 
 # ---------------------------------------------------------------------------
@@ -90,19 +90,9 @@ class DIDResults(WindowResults):
                 cf, hi, lo = (obs * np.exp(-est[:, i]) for i in range(3))
             else:
                 cf, hi, lo = (obs - est[:, i] for i in range(3))
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "outcome": outcome,
-                        "period": ev["event_time"].to_numpy(),
-                        "role": np.where(ev["event_time"].to_numpy() < 0, "pre", "post"),
-                        "observed": obs,
-                        "counterfactual": cf,
-                        "low": lo,
-                        "high": hi,
-                    }
-                )
-            )
+            times = ev["event_time"].to_numpy()
+            role = np.where(times < 0, "pre", "post")
+            frames.append(series_frame(outcome, times, role, obs, cf, lo, hi))
         return pd.concat(frames, ignore_index=True)
 
     @cached_property

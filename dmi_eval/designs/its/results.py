@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from dmi_eval.designs.its.model import FAMILY_LABEL, SegmentedFit, WindowEffect
-from dmi_eval.results import WindowResults, diagnostics_frame
+from dmi_eval.results import WindowResults, diagnostics_frame, series_frame
 
 
 # ---------------------------------------------------------------------------
@@ -83,16 +83,14 @@ class ITSResults(WindowResults):
         for outcome in self.outcomes:
             d = self.get_plot_data(outcome)
             frames.append(
-                pd.DataFrame(
-                    {
-                        "outcome": outcome,
-                        "period": d["period"],
-                        "role": d["role"],
-                        "observed": d["observed"],
-                        "counterfactual": d["counterfactual"],
-                        "low": d["low"],
-                        "high": d["high"],
-                    }
+                series_frame(
+                    outcome,
+                    d["period"],
+                    d["role"],
+                    d["observed"],
+                    d["counterfactual"],
+                    d["low"],
+                    d["high"],
                 )
             )
         return pd.concat(frames, ignore_index=True)

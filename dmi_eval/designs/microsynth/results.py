@@ -11,7 +11,13 @@ import numpy as np
 import pandas as pd
 
 from dmi_eval.designs.microsynth.inference import DESIGN, InferenceMethod, Sided
-from dmi_eval.results import DesignResults, diagnostics_frame, effects_frame, table_frame
+from dmi_eval.results import (
+    DesignResults,
+    diagnostics_frame,
+    effects_frame,
+    series_frame,
+    table_frame,
+)
 
 # ---------------------------------------------------------------------------
 # results
@@ -120,16 +126,12 @@ class MicroSynthResults(DesignResults):
     @cached_property
     def series(self) -> pd.DataFrame:  # type: ignore[override]
         p = self.paths
-        return pd.DataFrame(
-            {
-                "outcome": p["outcome"].to_numpy(),
-                "period": p["period"].to_numpy(),
-                "role": np.where(p["post"].to_numpy(dtype=bool), "post", "pre"),
-                "observed": p["treated"].to_numpy(dtype=float),
-                "counterfactual": p["synthetic"].to_numpy(dtype=float),
-                "low": np.nan,
-                "high": np.nan,
-            }
+        return series_frame(
+            p["outcome"].to_numpy(),
+            p["period"].to_numpy(),
+            np.where(p["post"].to_numpy(dtype=bool), "post", "pre"),
+            p["treated"].to_numpy(dtype=float),
+            p["synthetic"].to_numpy(dtype=float),
         )
 
     @cached_property

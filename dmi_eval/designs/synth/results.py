@@ -15,7 +15,13 @@ from dmi_eval.inference import (
     Alternative,
     PlaceboTest,
 )
-from dmi_eval.results import DesignResults, diagnostics_frame, effects_frame, table_frame
+from dmi_eval.results import (
+    DesignResults,
+    diagnostics_frame,
+    effects_frame,
+    series_frame,
+    table_frame,
+)
 
 # ---------------------------------------------------------------------------
 # Site-level model
@@ -120,16 +126,12 @@ class SyntheticControlResults(DesignResults):
         for outcome in self.outcomes:
             path = self.paths[outcome]
             frames.append(
-                pd.DataFrame(
-                    {
-                        "outcome": outcome,
-                        "period": path.index,
-                        "role": path["role"].to_numpy(),
-                        "observed": path["observed"].to_numpy(dtype=float),
-                        "counterfactual": path["synthetic"].to_numpy(dtype=float),
-                        "low": np.nan,
-                        "high": np.nan,
-                    }
+                series_frame(
+                    outcome,
+                    path.index,
+                    path["role"].to_numpy(),
+                    path["observed"].to_numpy(dtype=float),
+                    path["synthetic"].to_numpy(dtype=float),
                 )
             )
         return pd.concat(frames, ignore_index=True)
