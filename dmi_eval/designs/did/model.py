@@ -353,6 +353,12 @@ def _fit_poisson_fe(y, ent, tim, clu, Xv, names, alpha, *, tol=1e-10, max_iter=1
     S = np.asarray((C @ sparse.diags(yk - mu) @ Z).todense())
     B = S.T @ S
     V = Hinv @ B @ Hinv * (n_clu / (n_clu - 1) if n_clu > 1 else np.nan)
+    if np.any(np.diag(V) < 0):
+        # H^-1 B H^-1 is positive semi-definite; a negative variance means H was singular
+        # to working precision even though solve/cond did not catch it on this machine.
+        raise DesignError(
+            "the Poisson fixed-effects model is not identified (collinear regressors)"
+        )
     nt = t_keep.size
     params[cols] = theta[nt:]
     cov[np.ix_(cols, cols)] = V[nt:, nt:]
