@@ -5,6 +5,7 @@
 study_path = "data/synthetic/study.toml"
 site_id = "eastside"
 out_dir = "reports"
+results_path = ""  # fitted results from dmi_eval.pipeline.save (empty: fit here)
 
 # %%
 from pathlib import Path
@@ -12,9 +13,8 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from dmi_eval.config import load_study
-from dmi_eval.data import load_study_data
-from dmi_eval.evaluation import CATCHMENT_SUFFIX, evaluate_site, primary_rule_text
+from dmi_eval.evaluation import CATCHMENT_SUFFIX, primary_rule_text
+from dmi_eval.pipeline import evaluate_study_sites, load
 from dmi_eval.plots import (
     plot_counterfactual,
     plot_design_comparison,
@@ -31,10 +31,10 @@ from dmi_eval.tables import effects_table, markdown_table
 from dmi_eval.verdict import headline, rule_text
 
 SCRIPT = script_label("site_report.py")
-study = load_study(study_path)
+fitted = load(results_path) if results_path else evaluate_study_sites(study_path, sites=[site_id])
+study = fitted.study
 site = study.site(site_id)
-ingest = load_study_data(study)
-evaluation = evaluate_site(ingest.panel, study, site_id)
+evaluation = fitted.site(site_id)
 data = evaluation.data
 effects = evaluation.effects()
 verdict = evaluation.verdict
@@ -102,6 +102,46 @@ call-in is {"left out" if study.transition == "exclude" else "counted as post"})
 {rule_text(study.verdict)}
 """)
 )
+
+# %%
+# The map: market, catchment ring, comparison areas by synthetic-control weight, and the
+# change per area (areas only; no incident is ever drawn as a point).
+if fitted.geo is not None:
+    from dmi_eval.plots.maps import plot_site_map
+
+    sc_weights = None
+    if "sc" in results:
+        w = results["sc"].weights
+        sc_weights = w[w["outcome"] == primary].set_index("area")["weight"]
+    focus = (*data.treated_areas, *data.catchment_areas)
+    fig, _ = plot_site_map(
+        fitted.geo,
+        site_id,
+        treated=data.treated_areas,
+        catchment=data.catchment_areas,
+        donors=data.donor_areas,
+        weights=sc_weights,
+        change=data.change_by_area(primary, focus),
+        outcome=primary,
+    )
+    ring = fitted.geo.catchment_m.get(site_id, 0.0)
+    display(
+        Markdown(
+            "## Where\n\n"
+            + figure(
+                fig,
+                "map",
+                f"map of {site.name}: market, catchment and comparison areas",
+                "the market as drawn (black outline)"
+                + (f", its {ring:g} m catchment ring (dashed)" if ring else "")
+                + ", the treated areas (red outline) and nearby areas coloured by the change in "
+                f"{primary} incidents per {unit} (post mean minus pre mean; blue: fewer), and "
+                "the comparison areas shaded by their synthetic-control weight. Counts are "
+                "aggregated to areas; no incident location is shown. Distances in "
+                f"{fitted.geo.layer.crs_label}.",
+            )
+        )
+    )
 
 # %%
 post_primary = market[(market["outcome"] == primary) & (market["window"] == "post")]
@@ -231,7 +271,7 @@ if "did" in results:
         )
     )
 its = results["its"]
-diag = its.diagnostics()
+diag = its.diagnostics
 cols = [
     "outcome",
     "family",

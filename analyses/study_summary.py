@@ -4,6 +4,7 @@
 # %% tags=["parameters"]
 study_path = "data/synthetic/study.toml"
 out_dir = "reports"
+results_path = ""  # fitted results from dmi_eval.pipeline.save (empty: read the data here)
 
 # %%
 from pathlib import Path
@@ -13,11 +14,13 @@ from IPython.display import Markdown, display
 
 from dmi_eval.config import load_study
 from dmi_eval.data import load_study_data
-from dmi_eval.designs.did import stacked_event_study
 from dmi_eval.errors import DesignError
+from dmi_eval.geo import load_study_geo
+from dmi_eval.pipeline import load
 from dmi_eval.plots import plot_event_study, plot_forest, save_figure
 from dmi_eval.pooling import pool_effects
 from dmi_eval.report import script_label
+from dmi_eval.stacked import stacked_event_study
 from dmi_eval.tables import fmt_interval, fmt_p, fmt_pct, markdown_table
 
 SCRIPT = script_label("study_summary.py")
@@ -76,6 +79,38 @@ display(
 )
 
 # %%
+# The study map: every site's market, treated and catchment areas (areas only, never points).
+geo = load(results_path).geo if results_path else load_study_geo(study)
+if geo is not None:
+    from dmi_eval.plots.maps import plot_study_map
+
+    roles = pd.read_csv(out / "results" / "sites.csv", dtype=str)
+
+    def role_areas(role: str) -> dict[str, tuple[str, ...]]:
+        chosen = roles[roles.role == role]
+        return {s.id: tuple(chosen.loc[chosen.site == s.id, "area_id"]) for s in study.sites}
+
+    labels = {
+        s.id: f"{s.name}: {verdicts.loc[s.id, 'verdict'].replace('_', ' ')}" for s in study.sites
+    }
+    fig, _ = plot_study_map(
+        geo, role_areas("treated"), labels=labels, catchments=role_areas("catchment")
+    )
+    display(
+        Markdown(
+            "## Where the sites are\n\n"
+            + figure(
+                fig,
+                "map",
+                "map of every site",
+                "each site's treated areas (filled), catchment areas (light) and market as drawn "
+                "(outline), labelled with its verdict; the areas each site used are listed in "
+                f"`results/sites.csv`. Distances in {geo.layer.crs_label}.",
+            )
+        )
+    )
+
+# %%
 designs = [d for d in ("sc", "sdid", "did", "its", "microsynth") if d in set(effects.design)]
 main_design = pd.Series(primary_design).mode().iloc[0]
 pooled_rows, pooled = [], {}
@@ -126,7 +161,8 @@ display(Markdown(text))
 # %%
 text = "## Staggered event study\n\n"
 try:
-    stacked = stacked_event_study(load_study_data(study).panel, study)
+    panel = load(results_path).ingest.panel if results_path else load_study_data(study).panel
+    stacked = stacked_event_study(panel, study)
 except DesignError as exc:
     text += f"Not estimated: {exc}\n"
 else:

@@ -395,7 +395,8 @@ def _no_usable_rows(file: str, rejected: pd.DataFrame, rows_read: int, date_form
     reasons = "; ".join(f"{n:,} {r} ({describe_reason(r, date_format)})" for r, n in top.items())
     raise NoUsableRowsError(
         f"{file}: no usable rows: all {rows_read:,} rows were rejected — {reasons}. "
-        "The reject log is written to results/rejects.csv; fix the most common reason first "
+        "`dmi-eval evaluate` writes the reject log to results/rejects.csv; fix the most common "
+        "reason first "
         "(for bad_date: [data].date_format; for missing columns: [data.columns])",
         rejected,
     )

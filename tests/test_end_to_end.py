@@ -75,6 +75,8 @@ def test_evaluate_writes_the_report_and_is_byte_identical(small_study):
         headline = f"{site}_{primary}_drug.png"
         assert f"(../figures/{headline})" in report
         assert (out / "figures" / headline).stat().st_size > 5000
+        assert f"(../figures/{site}_map.png)" in report  # every site page has its map
+        assert (out / "figures" / f"{site}_map.png").stat().st_size > 5000
         for link in re.findall(r"\(\.\./figures/([^)]+)\)", report):
             assert (out / "figures" / link).is_file(), link
 
@@ -91,6 +93,7 @@ def test_evaluate_writes_the_report_and_is_byte_identical(small_study):
     for site in site_ids:
         assert (out / "sites" / f"{site}.html").is_file()
     readme = (out / "README.md").read_text()
+    assert "(figures/study_map.png)" in readme and (out / "figures/study_map.png").is_file()
     for site in site_ids:
         assert f"(sites/{site}.md)" in readme
     # Every number in the summary table comes from effects.csv and verdicts.csv.
