@@ -44,6 +44,8 @@ def _frame(ax: Axes) -> None:
     ax.set_aspect("equal")
     ax.set_xticks([])
     ax.set_yticks([])
+    ax.set_xlabel("")  # the scale bar gives the distances
+    ax.set_ylabel("")
     for spine in ax.spines.values():
         spine.set_visible(False)
 
