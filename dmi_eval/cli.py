@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from dmi_eval import __version__
 from dmi_eval.errors import DmiEvalError
 
 
@@ -35,21 +36,29 @@ def _shown(path: str) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from dmi_eval.outputs import default_out_dir
     from dmi_eval.report import evaluate_study
 
-    command = f"dmi-eval evaluate {_shown(args.study)} --out {_shown(args.out)}"
+    out = args.out or default_out_dir(args.study).as_posix()
+    # The command as run, without the options that do not change any result.
+    command = f"dmi-eval evaluate {_shown(args.study)} --out {_shown(out)}"
     if not args.quiet and sys.stderr.isatty() and not os.environ.get("CI"):
         from dmi_eval.inference import PROGRESS_ENV
 
         os.environ[PROGRESS_ENV] = "1"  # the analysis kernels inherit it
     summary = evaluate_study(
-        args.study, args.out, command=command, on_progress=_progress(not args.quiet)
+        args.study,
+        out,
+        command=command,
+        force=args.force,
+        on_progress=_progress(not args.quiet),
     )
-    print(
-        f"Evaluated {len(summary.sites)} site(s); {summary.rows_read:,} rows read, "
-        f"{summary.rows_rejected:,} rejected (see results/rejects.csv). "
-        f"Report: {Path(args.out) / 'README.md'}"
-    )
+    if not args.quiet:
+        print(
+            f"Evaluated {len(summary.sites)} site(s); {summary.rows_read:,} rows read, "
+            f"{summary.rows_rejected:,} rejected (see results/rejects.csv). "
+            f"Report: {Path(out) / 'README.md'}"
+        )
     return 0
 
 
@@ -95,14 +104,18 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  - {reason}")
     print(f"Primary design: {evaluation.primary}. " + rule_text(study.verdict).replace("*", ""))
     if args.out:
+        from dmi_eval.html import add_navigation
+        from dmi_eval.outputs import OutputFolder
         from dmi_eval.report import SITE_SCRIPT, analyses_dir, run_analysis
 
         out = Path(args.out).resolve()
-        page = run_analysis(
-            analyses_dir() / SITE_SCRIPT,
-            {"study_path": str(study.path), "out_dir": str(out), "site_id": site.id},
-            out / "sites" / f"{site.id}.md",
-        )
+        with OutputFolder(out, command="check", force=args.force):
+            page = run_analysis(
+                analyses_dir() / SITE_SCRIPT,
+                {"study_path": str(study.path), "out_dir": str(out), "site_id": site.id},
+                out / "sites" / f"{site.id}.md",
+            )
+            add_navigation(out)
         print(f"One-page report with figures: {Path(args.out) / page.relative_to(out)}")
     return 0
 
@@ -116,12 +129,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from dmi_eval.outputs import OutputFolder
     from dmi_eval.validation.runner import run_validation, write_validation
 
     checks = run_validation(
         Path(args.reference), only=args.case or None, on_progress=_progress(not args.quiet)
     )
-    write_validation(checks, Path(args.out), Path(args.reference).name)
+    with OutputFolder(Path(args.out), command="validate", force=args.force):
+        write_validation(checks, Path(args.out), Path(args.reference).name)
     failed = [c for c in checks if c.passed is False]
     passed = sum(c.passed is True for c in checks)
     print(
@@ -139,18 +154,33 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dmi-eval", description="Evaluate Drug Market Intervention sites."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("evaluate", help="evaluate every site of a study and write the report")
     p.add_argument("study", help="path to study.toml")
-    p.add_argument("--out", default="reports", help="report folder (default: reports)")
-    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    p.add_argument(
+        "--out",
+        help="report folder (default: reports/ for the shipped synthetic study, "
+        "reports/<study-id>/ for any other, <study-id> being the study file's folder name)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress and no summary line")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty folder that dmi-eval did not write (nothing there is removed)",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("check", help="one site's answer: did the market close?")
     p.add_argument("study", help="path to study.toml")
     p.add_argument("--site", required=True, help="site id")
     p.add_argument("--out", help="also write the site's report page (with figures) here")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty folder that dmi-eval did not write (nothing there is removed)",
+    )
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("validate-data", help="read the inputs and account for every row")
@@ -162,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports", help="report folder (default: reports)")
     p.add_argument("--case", action="append", help="run only this case (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty folder that dmi-eval did not write (nothing there is removed)",
+    )
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("simulate", help="write a synthetic study with known truth")

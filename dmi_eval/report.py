@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
-import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -31,13 +29,16 @@ from dmi_eval import errors
 from dmi_eval.config import Study, load_study
 from dmi_eval.data import Ingest, load_study_data
 from dmi_eval.errors import DmiEvalError
+from dmi_eval.html import add_navigation, html_page
 from dmi_eval.inference import PROGRESS_ENV
+from dmi_eval.outputs import OutputFolder, git_commit
 from dmi_eval.results import EFFECT_COLUMNS
 
 SITE_SCRIPT = "site_report.py"
 SUMMARY_SCRIPT = "study_summary.py"
 REPRODUCIBILITY_SCRIPT = "appendix_reproducibility.py"
 METHODS_SCRIPT = "appendix_methods.py"
+GLOSSARY_SCRIPT = "appendix_glossary.py"
 FLOAT_FORMAT = "%.10g"
 """Every CSV we write uses this float format, so that re-runs give the same bytes."""
 
@@ -132,55 +133,20 @@ def run_analysis(
     return markdown_path
 
 
-HTML_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{title}</title>
-<style>
-body {{ font-family: sans-serif; max-width: 60em; margin: 2em auto; padding: 0 1em;
-       line-height: 1.45; }}
-table {{ border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }}
-th, td {{ border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: left; }}
-img {{ max-width: 100%; }}
-pre {{ background: #f6f6f6; padding: 0.5em; overflow-x: auto; }}
-</style>
-</head>
-<body>
-{body}
-</body>
-</html>
-"""
-
-
 def write_html(notebook, path: Path) -> Path:
     """The HTML rendering of an executed analysis (nbconvert's basic template, code hidden).
 
-    Links between report pages point at the ``.html`` pages instead of the
-    ``.md`` ones, so the HTML folder reads on its own.
+    The body goes into the report's page template (:func:`dmi_eval.html.html_page`):
+    styled, math as MathML, links to ``.md`` pages pointing at the ``.html`` ones.
     """
     exporter = HTMLExporter(template_name="basic")
     exporter.exclude_input = True
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
+    exporter.anchor_link_text = ""
     body, _ = exporter.from_notebook_node(notebook)
-    body = re.sub(r'href="([^":]+)\.md(#[^"]*)?"', r'href="\1.html\2"', body)
-    title = path.stem if path.stem != "README" else "Evaluation report"
-    lines = [line.rstrip() for line in body.strip().splitlines()]
-    path.write_text(HTML_PAGE.format(title=title, body="\n".join(lines)), encoding="utf-8")
-    return path
-
-
-def markdown_to_html(markdown_path: Path) -> Path:
-    """HTML page of a Markdown file written outside the notebooks (validation, benchmarks)."""
-    import mistune
-
-    text = markdown_path.read_text(encoding="utf-8")
-    body = mistune.html(text)
-    body = re.sub(r'href="([^":]+)\.md(#[^"]*)?"', r'href="\1.html\2"', body)
-    path = markdown_path.with_suffix(".html")
-    lines = [line.rstrip() for line in body.strip().splitlines()]
-    path.write_text(HTML_PAGE.format(title=path.stem, body="\n".join(lines)), encoding="utf-8")
+    fallback = path.stem if path.stem != "README" else "Evaluation report"
+    path.write_text(html_page(body, fallback_title=fallback), encoding="utf-8")
     return path
 
 
@@ -245,6 +211,7 @@ def evaluate_study(
     out_dir: str | Path,
     *,
     command: str | None = None,
+    force: bool = False,
     on_progress: Callable[[str], None] | None = None,
 ) -> EvaluationSummary:
     """Evaluate every site of a study and write the report under ``out_dir``.
@@ -254,12 +221,15 @@ def evaluate_study(
     study_path
         The study's ``study.toml``.
     out_dir
-        Report folder. Generated sub-folders (``sites/``, ``figures/``,
-        ``results/sites/``) are replaced; ``appendix/validation.md`` and other
-        files written by other commands are kept.
+        Report folder. Only files a previous ``evaluate`` wrote there (listed in
+        its manifest, :mod:`dmi_eval.outputs`) are replaced or removed; a
+        non-empty folder that is not a dmi_eval output is refused.
     command
         The command line to print in the reproducibility appendix (default:
         ``dmi-eval evaluate <study file name> --out <out folder name>``).
+    force
+        Write into a non-empty folder that is not a dmi_eval output (its files
+        are still kept).
     on_progress
         Called with a short message before each step (the CLI shows it).
     """
@@ -268,36 +238,40 @@ def evaluate_study(
     out = Path(out_dir).resolve()
     progress("reading data")
     ingest = load_study_data(study)
-    for sub in ("sites", "figures", "results/sites"):
-        shutil.rmtree(out / sub, ignore_errors=True)
-    results_dir = out / "results"
-    write_ingest_results(ingest, results_dir)
-    scripts = analyses_dir()
-    params = {"study_path": str(study.path), "out_dir": str(out)}
-    for site in study.sites:
-        progress(f"site {site.id}")
-        run_analysis(
-            scripts / SITE_SCRIPT,
-            {**params, "site_id": site.id},
-            out / "sites" / f"{site.id}.md",
+    with OutputFolder(out, command="evaluate", force=force):
+        results_dir = out / "results"
+        write_ingest_results(ingest, results_dir)
+        scripts = analyses_dir()
+        params = {"study_path": str(study.path), "out_dir": str(out)}
+        for site in study.sites:
+            progress(f"site {site.id}")
+            run_analysis(
+                scripts / SITE_SCRIPT,
+                {**params, "site_id": site.id},
+                out / "sites" / f"{site.id}.md",
+            )
+        effects = collect_site_results(study, results_dir, "effects.csv")[list(EFFECT_COLUMNS)]
+        effects.to_csv(
+            results_dir / "effects.csv",
+            index=False,
+            float_format=FLOAT_FORMAT,
+            lineterminator="\n",
         )
-    effects = collect_site_results(study, results_dir, "effects.csv")[list(EFFECT_COLUMNS)]
-    effects.to_csv(
-        results_dir / "effects.csv", index=False, float_format=FLOAT_FORMAT, lineterminator="\n"
-    )
-    verdicts = collect_site_results(study, results_dir, "verdict.csv")
-    verdicts.to_csv(results_dir / "verdicts.csv", index=False, lineterminator="\n")
-    progress("cross-site summary")
-    run_analysis(scripts / SUMMARY_SCRIPT, params, out / "README.md")
-    progress("methods appendix")
-    run_analysis(scripts / METHODS_SCRIPT, params, out / "appendix" / "methods.md")
-    progress("reproducibility appendix")
-    shown = command or f"dmi-eval evaluate {study.path.name} --out {out.name}"
-    run_analysis(
-        scripts / REPRODUCIBILITY_SCRIPT,
-        {**params, "command": shown},
-        out / "appendix" / "reproducibility.md",
-    )
+        verdicts = collect_site_results(study, results_dir, "verdict.csv")
+        verdicts.to_csv(results_dir / "verdicts.csv", index=False, lineterminator="\n")
+        progress("methods appendix")
+        run_analysis(scripts / METHODS_SCRIPT, params, out / "appendix" / "methods.md")
+        run_analysis(scripts / GLOSSARY_SCRIPT, params, out / "appendix" / "glossary.md")
+        progress("reproducibility appendix")
+        shown = command or f"dmi-eval evaluate {study.path.name} --out {out.name}"
+        run_analysis(
+            scripts / REPRODUCIBILITY_SCRIPT,
+            {**params, "command": shown, "commit": git_commit(exclude=out) or ""},
+            out / "appendix" / "reproducibility.md",
+        )
+        progress("cross-site summary")  # last: it links the pages that exist
+        run_analysis(scripts / SUMMARY_SCRIPT, params, out / "README.md")
+        add_navigation(out)
     return EvaluationSummary(
         out_dir=out,
         sites=tuple(s.id for s in study.sites),
