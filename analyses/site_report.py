@@ -30,7 +30,7 @@ from dmi_eval.plots import (
 from dmi_eval.report import FLOAT_FORMAT, script_label
 from dmi_eval.tables import design_label, effects_table, markdown_table
 from dmi_eval.verdict import rule_text
-from dmi_eval.wording import first_paragraph
+from dmi_eval.wording import closure_summary, first_paragraph, plain_reason
 
 SCRIPT = script_label("site_report.py")
 study = load_study(study_path)
@@ -80,11 +80,6 @@ def figure(fig, name: str, alt: str, caption: str) -> str:
 
 
 # %%
-rule_summary = (
-    f"every condition of the closure rule holds: the fall is significant, at least "
-    f"{rules.min_reduction:.0%}, it held over the last {rules.persistence_periods} {unit}s, and "
-    "nearby areas did not rise significantly."
-)
 display(
     Markdown(
         f"# {site.name}: did the drug market close?\n\n"
@@ -97,7 +92,8 @@ display(
             outcome_label=primary_label,
             unit=unit,
             n_post=data.n_post,
-            rule_summary=rule_summary,
+            rule_summary=closure_summary(rules, unit),
+            outcome=primary,
         )
         + "\n\n*How to read this page: the picture below shows the offences counted and those "
         "expected without the DMI; the tables further down give every estimate. The words are "
@@ -117,7 +113,9 @@ display(
             f"(primary design: {design_label(evaluation.primary)}).",
         )
         + "\n## Why: the evidence behind the verdict\n\n"
-        + "\n".join(f"- {r}" for r in verdict.reasons)
+        + "\n".join(
+            f"- {plain_reason(r, outcome=primary, label=primary_label)}" for r in verdict.reasons
+        )
         + "\n"
     )
 )

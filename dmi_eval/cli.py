@@ -20,7 +20,7 @@ from dmi_eval.errors import DmiEvalError
 
 
 def _progress(enabled: bool):
-    """Progress lines on stderr, shown on a terminal only (quiet in CI logs and pipes)."""
+    """Step messages on stderr, shown on a terminal only (quiet in CI logs and pipes)."""
     enabled = enabled and sys.stderr.isatty() and not os.environ.get("CI")
 
     def show(message: str) -> None:
@@ -28,6 +28,58 @@ def _progress(enabled: bool):
             print(f"dmi-eval: {message}", file=sys.stderr, flush=True)
 
     return show
+
+
+class SiteProgress:
+    """Progress of ``evaluate`` on stderr (never in any report file).
+
+    On a terminal: a bar over the sites with the time left (tqdm), step
+    messages above it. Otherwise (a log, a pipe, CI): one line per finished
+    site with its duration, flushed at once. ``quiet``: nothing.
+    """
+
+    def __init__(self, *, quiet: bool = False, terminal: bool | None = None) -> None:
+        self.quiet = quiet
+        self.terminal = sys.stderr.isatty() if terminal is None else terminal
+        self.bar = None
+        self.total = 0
+        self.done = 0
+
+    def step(self, message: str) -> None:
+        """A step outside the site loop (reading data, the summary...)."""
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.write(f"dmi-eval: {message}", file=sys.stderr)
+        elif self.terminal:
+            print(f"dmi-eval: {message}", file=sys.stderr, flush=True)
+
+    def start(self, total: int) -> None:
+        """The site loop starts: ``total`` sites."""
+        self.total, self.done = total, 0
+        if self.quiet or not self.terminal:
+            return
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc="sites", unit="site", file=sys.stderr, leave=True)
+
+    def site_done(self, site_id: str, seconds: float) -> None:
+        """One site finished after ``seconds``."""
+        self.done += 1
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix_str(site_id)
+            self.bar.update(1)
+            if self.done == self.total:
+                self.bar.close()
+                self.bar = None
+        else:
+            print(
+                f"dmi-eval: site {site_id} done in {seconds:.0f} s ({self.done}/{self.total})",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def _shown(path: str) -> str:
@@ -46,13 +98,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from dmi_eval.inference import PROGRESS_ENV
 
         os.environ[PROGRESS_ENV] = "1"  # the analysis kernels inherit it
-    summary = evaluate_study(
-        args.study,
-        out,
-        command=command,
-        force=args.force,
-        on_progress=_progress(not args.quiet),
-    )
+    progress = SiteProgress(quiet=args.quiet)
+    summary = evaluate_study(args.study, out, command=command, force=args.force, progress=progress)
     if not args.quiet:
         print(
             f"Evaluated {len(summary.sites)} site(s); {summary.rows_read:,} rows read, "
@@ -89,20 +136,41 @@ def cmd_check(args: argparse.Namespace) -> int:
     from dmi_eval.config import load_study
     from dmi_eval.data import load_study_data
     from dmi_eval.evaluation import evaluate_site
-    from dmi_eval.verdict import headline, rule_text
+    from dmi_eval.tables import design_label
+    from dmi_eval.verdict import rule_text
+    from dmi_eval.wording import closure_summary, first_paragraph, plain_reason, verdict_words
 
     study = load_study(args.study)
     site = study.site(args.site)
     ingest = load_study_data(study)
     evaluation = evaluate_site(ingest.panel, study, site.id)
     verdict = evaluation.verdict
-    text = headline(evaluation.evidence, verdict, site.name, study.frequency).replace("**", "")
-    print(f"{site.name} (call-in {site.intervention}): {verdict.label.replace('_', ' ').upper()}")
+    effects = evaluation.effects()
+    row = effects[
+        (effects["design"] == evaluation.primary)
+        & (effects["outcome"] == site.primary_outcome)
+        & (effects["window"] == "post")
+    ].iloc[0]
+    text = first_paragraph(
+        label=verdict.label,
+        reasons=verdict.reasons,
+        row=row,
+        outcome_label=study.report.outcome_label(site.primary_outcome),
+        unit=study.frequency,
+        n_post=evaluation.data.n_post,
+        rule_summary=closure_summary(study.verdict, study.frequency),
+        outcome=site.primary_outcome,
+    ).replace("**", "")
+    print(f"{site.name} (call-in {site.intervention}): {verdict_words(verdict.label).upper()}")
     print(text)
     print("Why:")
+    label = study.report.outcome_label(site.primary_outcome)
     for reason in verdict.reasons:
-        print(f"  - {reason}")
-    print(f"Primary design: {evaluation.primary}. " + rule_text(study.verdict).replace("*", ""))
+        print(f"  - {plain_reason(reason, outcome=site.primary_outcome, label=label)}")
+    print(
+        f"Primary design: {design_label(evaluation.primary)}. "
+        + rule_text(study.verdict).replace("*", "")
+    )
     if args.out:
         from dmi_eval.html import add_navigation
         from dmi_eval.outputs import OutputFolder

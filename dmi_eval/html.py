@@ -78,7 +78,7 @@ PAGE = """<!DOCTYPE html>
 """
 
 _DISPLAY_MATH = re.compile(r"\$\$(.+?)\$\$", re.DOTALL)
-_INLINE_MATH = re.compile(r"(?<![\\$\w])\$(?=\S)([^$\n]+?)(?<=\S)\$(?![\w$])")
+_INLINE_MATH = re.compile(r"(?<![\\$\w])\$(?=\S)([^$]+?)(?<=\S)\$(?![\w$])")
 _PRE_OR_CODE = re.compile(r"(<(pre|code)\b.*?</\2>)", re.DOTALL)
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jupytext
 import pandas as pd
@@ -41,6 +42,25 @@ METHODS_SCRIPT = "appendix_methods.py"
 GLOSSARY_SCRIPT = "appendix_glossary.py"
 FLOAT_FORMAT = "%.10g"
 """Every CSV we write uses this float format, so that re-runs give the same bytes."""
+
+
+class Progress(Protocol):
+    """What :func:`evaluate_study` tells about its progress (the CLI shows it)."""
+
+    def step(self, message: str) -> None: ...
+    def start(self, total: int) -> None: ...
+    def site_done(self, site_id: str, seconds: float) -> None: ...
+
+
+class _Silent:
+    def step(self, message: str) -> None:
+        pass
+
+    def start(self, total: int) -> None:
+        pass
+
+    def site_done(self, site_id: str, seconds: float) -> None:
+        pass
 
 
 class AnalysisError(DmiEvalError):
@@ -212,7 +232,7 @@ def evaluate_study(
     *,
     command: str | None = None,
     force: bool = False,
-    on_progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> EvaluationSummary:
     """Evaluate every site of a study and write the report under ``out_dir``.
 
@@ -230,26 +250,29 @@ def evaluate_study(
     force
         Write into a non-empty folder that is not a dmi_eval output (its files
         are still kept).
-    on_progress
-        Called with a short message before each step (the CLI shows it).
+    progress
+        Told of each step and each finished site (the CLI shows a bar or log
+        lines); nothing it receives reaches a report file.
     """
-    progress = on_progress or (lambda _msg: None)
+    progress = progress or _Silent()
     study = load_study(study_path)
     out = Path(out_dir).resolve()
-    progress("reading data")
-    ingest = load_study_data(study)
-    with OutputFolder(out, command="evaluate", force=force):
+    with OutputFolder(out, command="evaluate", force=force):  # refuses a user's folder first
+        progress.step("reading data")
+        ingest = load_study_data(study)
         results_dir = out / "results"
         write_ingest_results(ingest, results_dir)
         scripts = analyses_dir()
         params = {"study_path": str(study.path), "out_dir": str(out)}
+        progress.start(len(study.sites))
         for site in study.sites:
-            progress(f"site {site.id}")
+            started = time.perf_counter()
             run_analysis(
                 scripts / SITE_SCRIPT,
                 {**params, "site_id": site.id},
                 out / "sites" / f"{site.id}.md",
             )
+            progress.site_done(site.id, time.perf_counter() - started)
         effects = collect_site_results(study, results_dir, "effects.csv")[list(EFFECT_COLUMNS)]
         effects.to_csv(
             results_dir / "effects.csv",
@@ -259,17 +282,17 @@ def evaluate_study(
         )
         verdicts = collect_site_results(study, results_dir, "verdict.csv")
         verdicts.to_csv(results_dir / "verdicts.csv", index=False, lineterminator="\n")
-        progress("methods appendix")
+        progress.step("methods appendix")
         run_analysis(scripts / METHODS_SCRIPT, params, out / "appendix" / "methods.md")
         run_analysis(scripts / GLOSSARY_SCRIPT, params, out / "appendix" / "glossary.md")
-        progress("reproducibility appendix")
+        progress.step("reproducibility appendix")
         shown = command or f"dmi-eval evaluate {study.path.name} --out {out.name}"
         run_analysis(
             scripts / REPRODUCIBILITY_SCRIPT,
             {**params, "command": shown, "commit": git_commit(exclude=out) or ""},
             out / "appendix" / "reproducibility.md",
         )
-        progress("cross-site summary")  # last: it links the pages that exist
+        progress.step("cross-site summary")  # last: it links the pages that exist
         run_analysis(scripts / SUMMARY_SCRIPT, params, out / "README.md")
         add_navigation(out)
     return EvaluationSummary(

@@ -178,11 +178,11 @@ def effects_table(
 
 
 def method_notes(effects: pd.DataFrame) -> str:
-    """Each design's method text once: ``*Methods.* synthetic control: ...; ...``."""
+    """Each design's method text once, as a list under the table."""
     seen: dict[str, str] = {}
     for design, method in zip(effects["design"], effects["method"], strict=True):
         seen.setdefault(design_label(design), str(method))
-    return "*Methods.* " + " ".join(f"**{d}**: {m}." for d, m in seen.items())
+    return "*Methods:*\n\n" + "\n".join(f"- **{d}**: {m}." for d, m in seen.items())
 
 
 _NUMBER = re.compile(r"^(n/a|[<>]?[+-]?[\d,]*\.?\d+(e[+-]?\d+)?%?|<0\.001)$")

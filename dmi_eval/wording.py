@@ -9,10 +9,11 @@ effects row printed in the table beside it (the caller passes that row).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dmi_eval.tables import fmt_count, fmt_p, fmt_size, interval_too_wide
+from dmi_eval.tables import DESIGN_LABELS, fmt_count, fmt_p, fmt_size, interval_too_wide
 
 VERDICT_WORDS: dict[str, str] = {
     "closed": "closed",
@@ -27,6 +28,25 @@ VERDICT_SENTENCES: dict[str, str] = {
     "not_closed": "The market did not close.",
     "inconclusive": "The data cannot tell whether the market closed.",
 }
+
+
+_DESIGN_CODE = re.compile(
+    r"\b(" + "|".join(sorted(DESIGN_LABELS, key=len, reverse=True)) + r")\b"
+    r"(?= (?:counterfactual|model|finds|design)\b)"  # "did", "its": also English words
+)
+
+
+def plain_reason(reason: str, *, outcome: str | None = None, label: str | None = None) -> str:
+    """A verdict reason in words: design codes spelled out (``the sc counterfactual`` ->
+    ``the synthetic control counterfactual``) and the outcome's code replaced by its
+    ``label`` (``I_drugs offences`` -> ``Drug offences``)."""
+    text = _DESIGN_CODE.sub(lambda m: DESIGN_LABELS[m.group(1)], reason)
+    if outcome and label:
+        for code in (outcome.capitalize(), outcome):
+            for noun in ("offences", "incidents"):
+                words = label if code == outcome else label[:1].upper() + label[1:]
+                text = text.replace(f"{code} {noun}", words)
+    return text
 
 
 def verdict_words(label: str) -> str:
@@ -67,6 +87,15 @@ def change_sentence(row: Mapping[str, Any], *, label: str, unit: str, n_post: in
     )
 
 
+def closure_summary(rules: Any, unit: str) -> str:
+    """Why a *closed* verdict holds, in words, with the study's thresholds."""
+    return (
+        "every condition of the closure rule holds: the fall is significant, at least "
+        f"{rules.min_reduction:.0%}, it held over the last {rules.persistence_periods} {unit}s, "
+        "and nearby areas did not rise significantly."
+    )
+
+
 def deciding_reason(label: str, reasons: Sequence[str], *, rule_summary: str) -> str:
     """The one reason that decided the verdict.
 
@@ -92,6 +121,7 @@ def first_paragraph(
     unit: str,
     n_post: int,
     rule_summary: str,
+    outcome: str | None = None,
 ) -> str:
     """The opening paragraph of a site page (Markdown).
 
@@ -102,7 +132,11 @@ def first_paragraph(
     p = float(row["p_lower"]) if "p_lower" in row else float(row["p_value"])
     pct = float(row["pct_change"])
     change = change_sentence(row, label=outcome_label, unit=unit, n_post=n_post)
-    reason = deciding_reason(label, reasons, rule_summary=rule_summary)
+    reason = plain_reason(
+        deciding_reason(label, reasons, rule_summary=rule_summary),
+        outcome=outcome,
+        label=outcome_label,
+    )
     head = f"**{VERDICT_SENTENCES.get(label, verdict_words(label))}**"
     if label == "inconclusive":
         return (
