@@ -67,3 +67,77 @@ def finish(
         order = sorted(range(len(labels)), key=lambda i: labels[i] != OBSERVED_LABEL)
         ax.legend([handles[i] for i in order], [labels[i] for i in order], frameon=False)
     return ax
+
+
+def _positions(periods: Any) -> tuple[Any, list[str] | None]:
+    """x values for periods: dates for pandas Periods/Timestamps, else 0..n-1 with labels."""
+    import numpy as np
+    import pandas as pd
+
+    values = list(periods)
+    if values and all(isinstance(v, pd.Period) for v in values):
+        return pd.PeriodIndex(values).to_timestamp().to_numpy(), None
+    if values and all(isinstance(v, pd.Timestamp) for v in values):
+        return np.asarray(values), None
+    return np.arange(len(values)), [str(v) for v in values]
+
+
+def plot_observed_expected(
+    data: Any,
+    *,
+    title: str,
+    ylabel: str,
+    band_label: str | None = None,
+    ax: Axes | None = None,
+) -> tuple[Any, Axes]:
+    """Observed counts against the counterfactual, in the one style of every design.
+
+    Parameters
+    ----------
+    data
+        One outcome's ``series`` rows: ``period, role, observed, counterfactual``
+        and optionally ``low, high`` (the counterfactual's band).
+    title, ylabel
+        In words (``"drug offences per month"``).
+    band_label
+        Legend entry of the band (e.g. ``"95% band"``); no band when ``None`` or
+        when ``low``/``high`` are missing.
+    """
+    import numpy as np
+
+    from dmi_eval.plots.common import new_axes
+
+    fig, ax = new_axes(ax)
+    x, labels = _positions(data["period"])
+    role = np.asarray(data["role"])
+    observed = np.asarray(data["observed"], dtype=float)
+    expected = np.asarray(data["counterfactual"], dtype=float)
+    used = role != "transition"
+    ax.plot(x[used], observed[used], **OBSERVED)
+    if (~used).any():
+        ax.plot(
+            x[~used],
+            observed[~used],
+            "o",
+            ms=4,
+            mfc="none",
+            color="black",
+            lw=0,
+            label="call-in period (left out)",
+        )
+    ax.plot(x[used], expected[used], **EXPECTED)
+    if band_label and {"low", "high"} <= set(data.columns):
+        low = np.asarray(data["low"], dtype=float)
+        high = np.asarray(data["high"], dtype=float)
+        ok = np.isfinite(low) & np.isfinite(high)
+        if ok.any():
+            ax.fill_between(x[ok], low[ok], high[ok], label=band_label, **BAND)
+    after = np.flatnonzero(role != "pre")
+    if after.size:
+        mark_call_in(ax, x[after[0]])
+    if labels is not None:
+        step = max(1, len(labels) // 12)
+        ax.set_xticks(x[::step], labels[::step], rotation=45, ha="right")
+    ax.set_ylim(bottom=0)
+    finish(ax, title=title, ylabel=ylabel)
+    return fig, ax
