@@ -137,7 +137,7 @@ call-in is {"left out" if study.transition == "exclude" else "counted as post"})
 
 # %%
 post_primary = market[(market["outcome"] == primary) & (market["window"] == "post")]
-fig, _ = plot_design_comparison(post_primary)
+fig, _ = plot_design_comparison(post_primary, outcome_label=primary_label)
 not_used = "\n".join(f"- {note}" for note in evaluation.notes)
 display(
     Markdown(

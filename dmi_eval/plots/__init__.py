@@ -55,14 +55,19 @@ def plot_counterfactual(results: Any, outcome: str, *, ax=None):
     return plot_synth_path(results, outcome=outcome, ax=ax)
 
 
-def plot_design_comparison(effects: pd.DataFrame, *, ax=None):
+def plot_design_comparison(effects: pd.DataFrame, *, outcome_label: str | None = None, ax=None):
     """Percent change with its interval for every design in ``effects`` (one window).
 
     Parameters
     ----------
     effects
         Rows of the tidy effects frame for one outcome and window.
+    outcome_label
+        The outcome in words (default: its name followed by "offences").
     """
+    from dmi_eval.plots.style import outcome_words
+    from dmi_eval.tables import design_label, window_label
+
     fig, ax = new_axes(ax, size=(6.0, 0.45 * len(effects) + 1.2))
     y = np.arange(len(effects))[::-1]
     pct = effects["pct_change"].to_numpy() * 100
@@ -70,7 +75,9 @@ def plot_design_comparison(effects: pd.DataFrame, *, ax=None):
     high = effects["ci_high"].to_numpy() * 100
     ax.axvline(0, color="0.5", lw=0.8)
     ax.errorbar(pct, y, xerr=[pct - low, high - pct], fmt="o", color="C0", capsize=3)
-    ax.set_yticks(y, effects["design"].tolist())
-    ax.set_xlabel("change against the counterfactual (%)")
-    ax.set_title(f"{effects['outcome'].iloc[0]}: every design ({effects['window'].iloc[0]} window)")
+    ax.set_yticks(y, [design_label(d) for d in effects["design"]])
+    ax.set_xlabel("change against the number expected without the DMI (%)")
+    words = outcome_words(effects["outcome"].iloc[0], outcome_label)
+    window = window_label(effects["window"].iloc[0])
+    ax.set_title(f"{words[:1].upper()}{words[1:]}: every design ({window})", loc="left")
     return fig, ax
