@@ -196,7 +196,7 @@ display(
 {read["rows_rejected"]:,} rejected (every rejected row is listed with its reason in
 `results/rejects.csv`; no incident-level detail reaches any report).
 
-{markdown_table(pd.DataFrame(reject_rows))}
+{markdown_table(pd.DataFrame(reject_rows)) if reject_rows else "No row was rejected."}
 
 ## Appendices
 

@@ -83,18 +83,6 @@ def fmt_interval(low: float, high: float, digits: int = 0) -> str:
     return f"{fmt_pct(low, digits)} to {fmt_pct(high, digits)}"
 
 
-def too_wide_reason(low: float, high: float) -> str:
-    """Why an interval is shown as too wide (with its ends)."""
-    if _missing(low) or _missing(high):
-        return "the design could not compute an interval"
-    top = fmt_pct(high) if high <= WIDE_UPPER else f"beyond {fmt_pct(WIDE_UPPER)}"
-    return (
-        f"the interval runs from {fmt_pct(low)} to {top}: the data are compatible with "
-        "anything from a steep fall to a many-fold rise (too few offences, or too loose a fit, "
-        "for this design to tell)"
-    )
-
-
 def fmt_p(p: float) -> str:
     """p-values: three decimals, ``<0.001`` below that."""
     if _missing(p):
@@ -163,9 +151,8 @@ def effects_table(
         row["change"] = fmt_pct(r.pct_change)
         interval = fmt_interval(r.ci_low, r.ci_high)
         if interval == TOO_WIDE:
-            wide.append(f"{design_label(r.design)}, {window_label(r.window, unit)}: ")
-            wide[-1] += too_wide_reason(r.ci_low, r.ci_high)
-            interval = f"{TOO_WIDE} ({len(wide)})"
+            wide.append((design_label(r.design), r.ci_low, r.ci_high))
+            interval = f"{TOO_WIDE}*"
         row["interval"] = interval
         row[P_COLUMNS[p]] = fmt_p(getattr(r, p))
         rows.append(row)
@@ -173,8 +160,24 @@ def effects_table(
     text = markdown_table(frame, right=("observed", "expected without the DMI", "change"))
     notes = method_notes(effects)
     if wide:
-        notes += "\n\n" + " ".join(f"({i}) {w}." for i, w in enumerate(wide, start=1))
+        notes += "\n\n" + too_wide_note(wide)
     return text + "\n\n" + notes
+
+
+def too_wide_note(rows: list[tuple[str, float, float]]) -> str:
+    """One note for every interval shown as too wide: each design once, with its ends."""
+    seen: dict[str, str] = {}
+    for design, low, high in rows:
+        if _missing(low) or _missing(high):
+            seen.setdefault(design, "no interval")
+        else:
+            top = fmt_pct(high) if high <= WIDE_UPPER else f"beyond {fmt_pct(WIDE_UPPER)}"
+            seen.setdefault(design, f"{fmt_pct(low)} to {top}")
+    listed = "; ".join(f"{d}: {ends}" for d, ends in seen.items())
+    return (
+        f"\\* *{TOO_WIDE}*: the interval ({listed}) is compatible with anything from a steep "
+        "fall to a many-fold rise: too few offences, or too loose a fit, for the design to tell."
+    )
 
 
 def method_notes(effects: pd.DataFrame) -> str:

@@ -137,6 +137,8 @@ def first_paragraph(
         outcome=outcome,
         label=outcome_label,
     )
+    if reason[:1].isupper() and not reason[1:2].isupper():
+        reason = reason[:1].lower() + reason[1:]  # "Decided by: no significant reduction"
     head = f"**{VERDICT_SENTENCES.get(label, verdict_words(label))}**"
     if label == "inconclusive":
         return (

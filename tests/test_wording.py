@@ -47,7 +47,8 @@ def test_inconclusive_and_not_closed_never_read_as_successes(label, reasons):
     text = paragraph(label, reasons)
     assert text.startswith(f"**{VERDICT_SENTENCES[label]}**")
     assert "held" not in text.replace("did not hold", "")
-    assert "Decided by: " + (reasons[0] if label == "inconclusive" else reasons[-1]) in text
+    deciding = reasons[0] if label == "inconclusive" else reasons[-1]
+    assert "Decided by: " + deciding[0].lower() + deciding[1:] in text
     if label == "inconclusive":
         assert "should not be read as a success" in text
         assert text.index("Decided by") < text.index("94%")  # the reason comes first
