@@ -204,7 +204,8 @@ def git_commit(where: str | Path = ".", *, exclude: str | Path | None = None) ->
     """The git commit of the repository at ``where`` (``None`` outside git or without git).
 
     ``"<hash> (with uncommitted changes)"`` when tracked files differ from the
-    commit; files under ``exclude`` (the output folder being written) do not count.
+    commit; files under ``exclude`` (the output folder being written) and under
+    the repository's ``reports/`` (generated) do not count.
     """
     import shutil
     import subprocess
@@ -216,7 +217,8 @@ def git_commit(where: str | Path = ".", *, exclude: str | Path | None = None) ->
     head = subprocess.run([git, "rev-parse", "HEAD"], **run)
     if head.returncode != 0:
         return None
-    paths = ["--", "."]
+    # Generated reports (the repository's reports/ and the output folder) are not code.
+    paths = ["--", ".", ":(top,exclude)reports"]
     if exclude is not None:
         top = subprocess.run([git, "rev-parse", "--show-toplevel"], **run).stdout.strip()
         ex = Path(exclude).resolve()
