@@ -5,6 +5,7 @@
 study_path = "data/synthetic/study.toml"
 site_id = "eastside"
 out_dir = "reports"
+results_path = ""  # fitted results from dmi_eval.pipeline.save (empty: fit here)
 
 # %%
 from pathlib import Path
@@ -12,10 +13,8 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from dmi_eval.config import load_study
-from dmi_eval.data import load_study_data
-from dmi_eval.evaluation import CATCHMENT_SUFFIX, evaluate_site, primary_rule_text
-from dmi_eval.html import MD_NAV
+from dmi_eval.evaluation import CATCHMENT_SUFFIX, primary_rule_text
+from dmi_eval.pipeline import evaluate_study_sites, load
 from dmi_eval.plots import (
     plot_counterfactual,
     plot_design_comparison,
@@ -27,23 +26,34 @@ from dmi_eval.plots import (
     plot_synth_weights,
     save_figure,
 )
+from dmi_eval.render import MD_NAV
 from dmi_eval.report import FLOAT_FORMAT, script_label
+from dmi_eval.results import EFFECT_COLUMNS
 from dmi_eval.tables import design_label, effects_table, markdown_table
 from dmi_eval.verdict import rule_text
 from dmi_eval.wording import closure_summary, first_paragraph, plain_reason
 
 SCRIPT = script_label("site_report.py")
-study = load_study(study_path)
+fitted = load(results_path) if results_path else evaluate_study_sites(study_path, sites=[site_id])
+study = fitted.study
 site = study.site(site_id)
-ingest = load_study_data(study)
-evaluation = evaluate_site(ingest.panel, study, site_id)
+evaluation = fitted.site(site_id)
 data = evaluation.data
-effects = evaluation.effects()
+# Every design's table: the effects plus each one-sided tail (p_lower, p_upper) as the design
+# computed it, so that tables and prose print the same p-values.
+effects = pd.concat(
+    [r.table for r in evaluation.results.values()]
+    + [
+        r.table.assign(design=name + CATCHMENT_SUFFIX)
+        for name, r in evaluation.catchment_results.items()
+    ],
+    ignore_index=True,
+)
 verdict = evaluation.verdict
 out = Path(out_dir)
 site_results = out / "results" / "sites" / site_id
 site_results.mkdir(parents=True, exist_ok=True)
-effects.to_csv(
+effects[list(EFFECT_COLUMNS)].to_csv(
     site_results / "effects.csv", index=False, float_format=FLOAT_FORMAT, lineterminator="\n"
 )
 pd.DataFrame(
@@ -102,7 +112,13 @@ display(
 )
 
 # %%
-fig, _ = plot_counterfactual(results[evaluation.primary], primary)
+fig, _ = plot_counterfactual(
+    results[evaluation.primary],
+    primary,
+    frequency=unit,
+    outcome_label=primary_label,
+    title=f"{site.name}: {primary_label}, observed and expected without the DMI",
+)
 display(
     Markdown(
         figure(
@@ -166,7 +182,13 @@ else:
         "same comparison areas; p (rise) is the one-sided test of a rise (a rise means crime "
         f"moved next door; a fall means the benefits spread). Script: `{SCRIPT}`.*\n"
     )
-    fig, _ = plot_counterfactual(evaluation.catchment_results[evaluation.primary], primary)
+    fig, _ = plot_counterfactual(
+        evaluation.catchment_results[evaluation.primary],
+        primary,
+        frequency=unit,
+        outcome_label=primary_label,
+        title=f"{site.name}, nearby areas: {primary_label}, observed and expected without the DMI",
+    )
     text += "\n" + figure(
         fig,
         f"catchment_{evaluation.primary}_{primary}",
@@ -264,7 +286,7 @@ if "did" in results:
         )
     )
 its = results["its"]
-diag = its.diagnostics()
+diag = its.diagnostics
 cols = [
     "outcome",
     "family",

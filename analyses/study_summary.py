@@ -4,6 +4,7 @@
 # %% tags=["parameters"]
 study_path = "data/synthetic/study.toml"
 out_dir = "reports"
+results_path = ""  # fitted results from dmi_eval.pipeline.save (empty: read the data here)
 
 # %%
 from pathlib import Path
@@ -13,16 +14,18 @@ from IPython.display import Markdown, display
 
 from dmi_eval.config import load_study
 from dmi_eval.data import load_study_data
-from dmi_eval.designs.did import stacked_event_study
 from dmi_eval.errors import DesignError
+from dmi_eval.pipeline import load
 from dmi_eval.plots import plot_event_study, plot_forest, save_figure
 from dmi_eval.pooling import pool_effects
 from dmi_eval.report import script_label
+from dmi_eval.stacked import stacked_event_study
 from dmi_eval.tables import design_label, fmt_interval, fmt_p, fmt_pct, markdown_table
 from dmi_eval.wording import verdict_words
 
 SCRIPT = script_label("study_summary.py")
 study = load_study(study_path)
+fitted = load(results_path) if results_path else None
 out = Path(out_dir)
 effects = pd.read_csv(out / "results" / "effects.csv")
 verdicts = pd.read_csv(out / "results" / "verdicts.csv").set_index("site")
@@ -42,13 +45,16 @@ def figure(fig, name: str, alt: str, caption: str) -> str:
 rows = []
 for site in study.sites:
     design = primary_design[site.id]
-    e = effects[
-        (effects.site == site.id)
-        & (effects.outcome == site.primary_outcome)
-        & (effects.design == design)
-        & (effects.window == "post")
-    ].iloc[0]
-    p_col = "p_lower" if "p_lower" in effects.columns else "p_value"
+    if fitted is not None:  # the design's table row: the same p (fall) as the site page
+        e = fitted.site(site.id).results[design].row(site.primary_outcome, "post")
+    else:
+        e = effects[
+            (effects.site == site.id)
+            & (effects.outcome == site.primary_outcome)
+            & (effects.design == design)
+            & (effects.window == "post")
+        ].iloc[0]
+    p_col = "p_lower" if "p_lower" in e.index else "p_value"
     rows.append(
         {
             "site": f"[{site.name}](sites/{site.id}.md)",
@@ -154,7 +160,8 @@ try:
             "the study has one site; the stacked event study compares several sites' call-in "
             "dates, and that site's own event study is in its report"
         )
-    stacked = stacked_event_study(load_study_data(study).panel, study)
+    panel = fitted.ingest.panel if fitted is not None else load_study_data(study).panel
+    stacked = stacked_event_study(panel, study)
 except DesignError as exc:
     text += f"Not estimated: {exc}.\n"
 else:

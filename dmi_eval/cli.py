@@ -134,16 +134,15 @@ def cmd_validate_data(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from dmi_eval.config import load_study
-    from dmi_eval.data import load_study_data
-    from dmi_eval.evaluation import evaluate_site
+    from dmi_eval.pipeline import evaluate_study_sites
     from dmi_eval.tables import design_label
     from dmi_eval.verdict import rule_text
     from dmi_eval.wording import closure_summary, first_paragraph, plain_reason, verdict_words
 
     study = load_study(args.study)
     site = study.site(args.site)
-    ingest = load_study_data(study)
-    evaluation = evaluate_site(ingest.panel, study, site.id)
+    fitted = evaluate_study_sites(study, sites=[site.id])
+    evaluation = fitted.site(site.id)
     verdict = evaluation.verdict
     effects = evaluation.effects()
     row = effects[
@@ -172,16 +171,26 @@ def cmd_check(args: argparse.Namespace) -> int:
         + rule_text(study.verdict).replace("*", "")
     )
     if args.out:
-        from dmi_eval.html import add_navigation
+        import tempfile
+
         from dmi_eval.outputs import OutputFolder
+        from dmi_eval.pipeline import save
+        from dmi_eval.render import add_navigation
         from dmi_eval.report import SITE_SCRIPT, analyses_dir, run_analysis
 
         out = Path(args.out).resolve()
-        with OutputFolder(out, command="check", force=args.force):
+        with (
+            OutputFolder(out, command="check", force=args.force),
+            tempfile.TemporaryDirectory(prefix="dmi-eval-") as tmp,
+        ):
+            params = {
+                "study_path": str(study.path),
+                "out_dir": str(out),
+                "site_id": site.id,
+                "results_path": str(save(fitted, Path(tmp) / "evaluation.pickle")),
+            }
             page = run_analysis(
-                analyses_dir() / SITE_SCRIPT,
-                {"study_path": str(study.path), "out_dir": str(out), "site_id": site.id},
-                out / "sites" / f"{site.id}.md",
+                analyses_dir() / SITE_SCRIPT, params, out / "sites" / f"{site.id}.md"
             )
             add_navigation(out)
         print(f"One-page report with figures: {Path(args.out) / page.relative_to(out)}")

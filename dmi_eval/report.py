@@ -12,27 +12,28 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import jupytext
 import pandas as pd
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
-from nbconvert import HTMLExporter, MarkdownExporter
+from nbconvert import MarkdownExporter
 from papermill.parameterize import parameterize_notebook
 
 from dmi_eval import errors
 from dmi_eval.config import Study, load_study
-from dmi_eval.data import Ingest, load_study_data
+from dmi_eval.data import Ingest
 from dmi_eval.errors import DmiEvalError
-from dmi_eval.html import add_navigation, html_page
 from dmi_eval.inference import PROGRESS_ENV
 from dmi_eval.outputs import OutputFolder, git_commit
+from dmi_eval.pipeline import SILENT, Progress, evaluate_study_sites, save
+from dmi_eval.render import add_navigation, write_html
 from dmi_eval.results import EFFECT_COLUMNS
 
 SITE_SCRIPT = "site_report.py"
@@ -42,25 +43,6 @@ METHODS_SCRIPT = "appendix_methods.py"
 GLOSSARY_SCRIPT = "appendix_glossary.py"
 FLOAT_FORMAT = "%.10g"
 """Every CSV we write uses this float format, so that re-runs give the same bytes."""
-
-
-class Progress(Protocol):
-    """What :func:`evaluate_study` tells about its progress (the CLI shows it)."""
-
-    def step(self, message: str) -> None: ...
-    def start(self, total: int) -> None: ...
-    def site_done(self, site_id: str, seconds: float) -> None: ...
-
-
-class _Silent:
-    def step(self, message: str) -> None:
-        pass
-
-    def start(self, total: int) -> None:
-        pass
-
-    def site_done(self, site_id: str, seconds: float) -> None:
-        pass
 
 
 class AnalysisError(DmiEvalError):
@@ -153,23 +135,6 @@ def run_analysis(
     return markdown_path
 
 
-def write_html(notebook, path: Path) -> Path:
-    """The HTML rendering of an executed analysis (nbconvert's basic template, code hidden).
-
-    The body goes into the report's page template (:func:`dmi_eval.html.html_page`):
-    styled, math as MathML, links to ``.md`` pages pointing at the ``.html`` ones.
-    """
-    exporter = HTMLExporter(template_name="basic")
-    exporter.exclude_input = True
-    exporter.exclude_input_prompt = True
-    exporter.exclude_output_prompt = True
-    exporter.anchor_link_text = ""
-    body, _ = exporter.from_notebook_node(notebook)
-    fallback = path.stem if path.stem != "README" else "Evaluation report"
-    path.write_text(html_page(body, fallback_title=fallback), encoding="utf-8")
-    return path
-
-
 def _is_user_error(ename: str) -> bool:
     return (
         any(
@@ -254,46 +219,17 @@ def evaluate_study(
         Told of each step and each finished site (the CLI shows a bar or log
         lines); nothing it receives reaches a report file.
     """
-    progress = progress or _Silent()
+    progress = progress or SILENT
     study = load_study(study_path)
     out = Path(out_dir).resolve()
     with OutputFolder(out, command="evaluate", force=force):  # refuses a user's folder first
-        progress.step("reading data")
-        ingest = load_study_data(study)
+        evaluation = evaluate_study_sites(study, progress=progress)
+        ingest = evaluation.ingest
         results_dir = out / "results"
         write_ingest_results(ingest, results_dir)
-        scripts = analyses_dir()
-        params = {"study_path": str(study.path), "out_dir": str(out)}
-        progress.start(len(study.sites))
-        for site in study.sites:
-            started = time.perf_counter()
-            run_analysis(
-                scripts / SITE_SCRIPT,
-                {**params, "site_id": site.id},
-                out / "sites" / f"{site.id}.md",
-            )
-            progress.site_done(site.id, time.perf_counter() - started)
-        effects = collect_site_results(study, results_dir, "effects.csv")[list(EFFECT_COLUMNS)]
-        effects.to_csv(
-            results_dir / "effects.csv",
-            index=False,
-            float_format=FLOAT_FORMAT,
-            lineterminator="\n",
-        )
-        verdicts = collect_site_results(study, results_dir, "verdict.csv")
-        verdicts.to_csv(results_dir / "verdicts.csv", index=False, lineterminator="\n")
-        progress.step("methods appendix")
-        run_analysis(scripts / METHODS_SCRIPT, params, out / "appendix" / "methods.md")
-        run_analysis(scripts / GLOSSARY_SCRIPT, params, out / "appendix" / "glossary.md")
-        progress.step("reproducibility appendix")
-        shown = command or f"dmi-eval evaluate {study.path.name} --out {out.name}"
-        run_analysis(
-            scripts / REPRODUCIBILITY_SCRIPT,
-            {**params, "command": shown, "commit": git_commit(exclude=out) or ""},
-            out / "appendix" / "reproducibility.md",
-        )
-        progress.step("cross-site summary")  # last: it links the pages that exist
-        run_analysis(scripts / SUMMARY_SCRIPT, params, out / "README.md")
+        with tempfile.TemporaryDirectory(prefix="dmi-eval-") as tmp:
+            fitted = save(evaluation, Path(tmp) / "evaluation.pickle")
+            _render_study(study, out, results_dir, str(fitted), command, progress)
         add_navigation(out)
     return EvaluationSummary(
         out_dir=out,
@@ -301,6 +237,44 @@ def evaluate_study(
         rows_read=ingest.rows_read,
         rows_rejected=ingest.rows_rejected,
     )
+
+
+def _render_study(
+    study: Study,
+    out: Path,
+    results_dir: Path,
+    results_path: str,
+    command: str | None,
+    progress: Progress,
+) -> None:
+    """Run every analysis script on the fitted results and collect the site results."""
+    scripts = analyses_dir()
+    params = {"study_path": str(study.path), "out_dir": str(out), "results_path": results_path}
+    progress.step("writing the site pages")
+    for site in study.sites:
+        run_analysis(
+            scripts / SITE_SCRIPT,
+            {**params, "site_id": site.id},
+            out / "sites" / f"{site.id}.md",
+        )
+    effects = collect_site_results(study, results_dir, "effects.csv")[list(EFFECT_COLUMNS)]
+    effects.to_csv(
+        results_dir / "effects.csv", index=False, float_format=FLOAT_FORMAT, lineterminator="\n"
+    )
+    verdicts = collect_site_results(study, results_dir, "verdict.csv")
+    verdicts.to_csv(results_dir / "verdicts.csv", index=False, lineterminator="\n")
+    progress.step("appendices")
+    methods = {k: v for k, v in params.items() if k != "results_path"}
+    run_analysis(scripts / METHODS_SCRIPT, methods, out / "appendix" / "methods.md")
+    run_analysis(scripts / GLOSSARY_SCRIPT, methods, out / "appendix" / "glossary.md")
+    shown = command or f"dmi-eval evaluate {study.path.name} --out {out.name}"
+    run_analysis(
+        scripts / REPRODUCIBILITY_SCRIPT,
+        {**methods, "command": shown, "commit": git_commit(exclude=out) or ""},
+        out / "appendix" / "reproducibility.md",
+    )
+    progress.step("cross-site summary")  # last: it links the pages that exist
+    run_analysis(scripts / SUMMARY_SCRIPT, params, out / "README.md")
 
 
 def collect_site_results(study: Study, results_dir: Path, name: str) -> pd.DataFrame:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from dmi_eval.html import MD_NAV, add_navigation, html_page, markdown_to_html, render_math
+from dmi_eval.render import MD_NAV, add_navigation, html_page, markdown_to_html, render_math
 
 
 def test_math_is_rendered_offline_and_code_is_left_alone():

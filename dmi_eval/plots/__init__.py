@@ -9,8 +9,6 @@ path, and :func:`plot_design_comparison`. Figures are deterministic:
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
@@ -19,12 +17,14 @@ from dmi_eval.plots.did import plot_event_study
 from dmi_eval.plots.its import plot_its, plot_placebo_in_time
 from dmi_eval.plots.microsynth import plot_microsynth, plot_microsynth_permutation
 from dmi_eval.plots.pooling import plot_forest
+from dmi_eval.plots.style import outcome_words, per_period, plot_observed_expected
 from dmi_eval.plots.synth import (
     plot_rmspe_ratios,
     plot_synth_gaps,
     plot_synth_path,
     plot_synth_weights,
 )
+from dmi_eval.results import DesignResults
 
 __all__ = [
     "plot_counterfactual",
@@ -43,16 +43,32 @@ __all__ = [
 ]
 
 
-def plot_counterfactual(results: Any, outcome: str, *, ax=None):
-    """Observed against counterfactual for any design (dispatch on the results type)."""
-    name = type(results).__name__
-    if name == "ITSResults":
-        return plot_its(results, outcome, ax=ax)
-    if name == "MicroSynthResults":
-        return plot_microsynth(results, outcome=outcome, ax=ax)
-    if name == "DIDResults":
-        return plot_event_study(results, outcome, ax=ax)
-    return plot_synth_path(results, outcome=outcome, ax=ax)
+def plot_counterfactual(
+    results: DesignResults,
+    outcome: str,
+    *,
+    frequency: str | None = None,
+    outcome_label: str | None = None,
+    title: str | None = None,
+    ax=None,
+):
+    """Observed against expected without the DMI, for any design, in one style.
+
+    Draws the design's ``series`` (observed, counterfactual and, where the
+    design gives one, its band) with a title, the y-axis in words ("drug
+    offences per month"), the legend "observed" / "expected without the DMI"
+    and the call-in line labelled (:func:`dmi_eval.plots.style.plot_observed_expected`).
+    """
+    data = results.get_plot_data(outcome)
+    level = getattr(results, "level", None)
+    words = outcome_words(outcome, outcome_label)
+    return plot_observed_expected(
+        data,
+        title=title or f"{words[:1].upper()}{words[1:]}: observed and expected without the DMI",
+        ylabel=per_period(outcome, frequency, outcome_label),
+        band_label=f"{100 * level:g}% band" if level else None,
+        ax=ax,
+    )
 
 
 def plot_design_comparison(effects: pd.DataFrame, *, outcome_label: str | None = None, ax=None):
@@ -65,7 +81,6 @@ def plot_design_comparison(effects: pd.DataFrame, *, outcome_label: str | None =
     outcome_label
         The outcome in words (default: its name followed by "offences").
     """
-    from dmi_eval.plots.style import outcome_words
     from dmi_eval.tables import design_label, window_label
 
     fig, ax = new_axes(ax, size=(6.0, 0.45 * len(effects) + 1.2))

@@ -1,4 +1,7 @@
-"""HTML pages of the report: one styled page template, math, navigation.
+"""HTML pages of the report: an executed notebook or a Markdown file, one page template.
+
+Used by ``report`` (the analyses) and by ``validation`` / the benchmarks (Markdown written
+outside the notebooks), so that neither imports the other.
 
 Every page is a self-contained file that works offline: one stylesheet in the
 page, math pre-rendered to MathML (browsers draw it natively; no script, no
@@ -14,6 +17,7 @@ import re
 from pathlib import Path
 
 from latex2mathml.converter import convert as latex_to_mathml
+from nbconvert import HTMLExporter
 
 NAV_START = "<!-- dmi-eval:nav -->"
 NAV_END = "<!-- /dmi-eval:nav -->"
@@ -129,6 +133,23 @@ def html_page(body: str, *, fallback_title: str) -> str:
         nav_end=NAV_END,
         body="\n".join(lines),
     )
+
+
+def write_html(notebook, path: Path) -> Path:
+    """The HTML rendering of an executed analysis (nbconvert's basic template, code hidden).
+
+    The body goes into the report's page template (:func:`html_page`): styled,
+    math as MathML, links to ``.md`` pages pointing at the ``.html`` ones.
+    """
+    exporter = HTMLExporter(template_name="basic")
+    exporter.exclude_input = True
+    exporter.exclude_input_prompt = True
+    exporter.exclude_output_prompt = True
+    exporter.anchor_link_text = ""
+    body, _ = exporter.from_notebook_node(notebook)
+    fallback = path.stem if path.stem != "README" else "Evaluation report"
+    path.write_text(html_page(body, fallback_title=fallback), encoding="utf-8")
+    return path
 
 
 def markdown_to_html(markdown_path: Path) -> Path:
