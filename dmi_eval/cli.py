@@ -94,9 +94,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     out = args.out or default_out_dir(args.study).as_posix()
     # The command as run, without the options that do not change any result.
     command = f"dmi-eval evaluate {_shown(args.study)} --out {_shown(out)}"
-    if not args.quiet and sys.stderr.isatty() and not os.environ.get("CI"):
-        from dmi_eval.inference import PROGRESS_ENV
+    from dmi_eval.inference import PROGRESS_ENV
 
+    if args.quiet:
+        os.environ[PROGRESS_ENV] = "0"  # no placebo bars either
+    elif sys.stderr.isatty() and not os.environ.get("CI"):
         os.environ[PROGRESS_ENV] = "1"  # the analysis kernels inherit it
     progress = SiteProgress(quiet=args.quiet)
     summary = evaluate_study(args.study, out, command=command, force=args.force, progress=progress)
