@@ -59,9 +59,19 @@ class SiteProgress:
         self.total, self.done = total, 0
         if self.quiet or not self.terminal:
             return
+        import shutil
+
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, desc="sites", unit="site", file=sys.stderr, leave=True)
+        width = shutil.get_terminal_size((0, 0)).columns  # 0: a terminal without a size
+        self.bar = tqdm(
+            total=total,
+            desc="sites",
+            unit="site",
+            file=sys.stderr,
+            leave=True,
+            ncols=None if width else 80,
+        )
 
     def site_done(self, site_id: str, seconds: float) -> None:
         """One site finished after ``seconds``."""
@@ -69,8 +79,8 @@ class SiteProgress:
         if self.quiet:
             return
         if self.bar is not None:
-            self.bar.set_postfix_str(site_id)
             self.bar.update(1)
+            self.bar.set_postfix_str(f"last: {site_id}")
             if self.done == self.total:
                 self.bar.close()
                 self.bar = None

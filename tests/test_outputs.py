@@ -122,3 +122,23 @@ def test_default_folders(tmp_path, monkeypatch):
     assert default_out_dir("data/synthetic/study.toml").as_posix() == "reports"
     assert default_out_dir("analyses/seattle/study.toml").as_posix() == "reports/seattle"
     assert study_id("cities/Tampa Bay.toml") == "tampa-bay"
+
+
+def test_progress_lines_in_a_log_and_nothing_when_quiet(capsys):
+    from dmi_eval.cli import SiteProgress
+
+    log = SiteProgress(terminal=False)
+    log.step("reading data")  # steps only on a terminal
+    log.start(2)
+    log.site_done("eastside", 41.2)
+    log.site_done("westend", 3.0)
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "dmi-eval: site eastside done in 41 s (1/2)",
+        "dmi-eval: site westend done in 3 s (2/2)",
+    ]
+    quiet = SiteProgress(quiet=True, terminal=True)
+    quiet.step("x")
+    quiet.start(1)
+    quiet.site_done("a", 1.0)
+    assert capsys.readouterr().err == ""
