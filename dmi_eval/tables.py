@@ -175,8 +175,8 @@ def too_wide_note(rows: list[tuple[str, float, float]]) -> str:
             seen.setdefault(design, f"{fmt_pct(low)} to {top}")
     listed = "; ".join(f"{d}: {ends}" for d, ends in seen.items())
     return (
-        f"\\* *{TOO_WIDE}*: the interval ({listed}) is compatible with anything from a steep "
-        "fall to a many-fold rise: too few offences, or too loose a fit, for the design to tell."
+        f"\\* *{TOO_WIDE}*: the interval ({listed}) runs from a near-complete stop to a rise: "
+        "too few offences, or too loose a fit, for the design to tell which way crime went."
     )
 
 
