@@ -51,18 +51,17 @@ def data(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def evaluate(session: nox.Session) -> None:
-    """Evaluate a study into reports/ (default: the shipped synthetic study).
+    """Evaluate a study (default: the shipped synthetic study, into reports/).
 
-    ``nox -s evaluate -- path/to/study.toml [--out DIR]`` evaluates another study
-    (e.g. ``analyses/seattle/study.toml --out reports/seattle``).
+    ``nox -s evaluate -- path/to/study.toml [--out DIR]`` evaluates another study,
+    by default into ``reports/<study-id>/`` (e.g. ``analyses/seattle/study.toml``
+    writes ``reports/seattle/``). Only files a previous run wrote are replaced.
     """
     install(session)
     args = list(session.posargs)
     study = args.pop(0) if args and not args[0].startswith("-") else SYNTHETIC
     if study == SYNTHETIC and not (ROOT / SYNTHETIC).exists():
         session.run("dmi-eval", "simulate", "data/synthetic")
-    if "--out" not in args:
-        args += ["--out", "reports"]
     session.run("dmi-eval", "evaluate", study, *args)
 
 

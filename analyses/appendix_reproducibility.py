@@ -6,6 +6,7 @@
 study_path = "data/synthetic/study.toml"
 out_dir = "reports"
 command = "dmi-eval evaluate data/synthetic/study.toml --out reports"
+commit = ""
 
 # %%
 import platform
@@ -47,6 +48,12 @@ packages = [
 ]
 versions = pd.DataFrame([{"package": name, "version": metadata.version(name)} for name in packages])
 
+code_line = (
+    f"Code: git commit `{commit}`."
+    if commit
+    else "Code: not run from a git checkout (no commit recorded); see the package versions below."
+)
+
 # %%
 display(
     Markdown(f"""To re-run this evaluation from the repository root:
@@ -55,8 +62,11 @@ display(
 {command}
 ```
 
-(`nox -s evaluate` runs the same command on the shipped synthetic study.) Same inputs, same
-seed and the same package versions give byte-identical reports.
+(the command as it was run, from the folder it was run in; `nox -s evaluate` runs
+`dmi-eval evaluate data/synthetic/study.toml --out reports` on the shipped synthetic study).
+Same inputs, same seed and the same package versions give byte-identical reports.
+
+{code_line}
 
 ## Inputs
 

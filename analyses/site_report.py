@@ -26,9 +26,12 @@ from dmi_eval.plots import (
     plot_synth_weights,
     save_figure,
 )
+from dmi_eval.render import MD_NAV
 from dmi_eval.report import FLOAT_FORMAT, script_label
-from dmi_eval.tables import effects_table, markdown_table
-from dmi_eval.verdict import headline, rule_text
+from dmi_eval.results import EFFECT_COLUMNS
+from dmi_eval.tables import design_label, effects_table, markdown_table
+from dmi_eval.verdict import rule_text
+from dmi_eval.wording import closure_summary, first_paragraph, plain_reason
 
 SCRIPT = script_label("site_report.py")
 fitted = load(results_path) if results_path else evaluate_study_sites(study_path, sites=[site_id])
@@ -36,12 +39,21 @@ study = fitted.study
 site = study.site(site_id)
 evaluation = fitted.site(site_id)
 data = evaluation.data
-effects = evaluation.effects()
+# Every design's table: the effects plus each one-sided tail (p_lower, p_upper) as the design
+# computed it, so that tables and prose print the same p-values.
+effects = pd.concat(
+    [r.table for r in evaluation.results.values()]
+    + [
+        r.table.assign(design=name + CATCHMENT_SUFFIX)
+        for name, r in evaluation.catchment_results.items()
+    ],
+    ignore_index=True,
+)
 verdict = evaluation.verdict
 out = Path(out_dir)
 site_results = out / "results" / "sites" / site_id
 site_results.mkdir(parents=True, exist_ok=True)
-effects.to_csv(
+effects[list(EFFECT_COLUMNS)].to_csv(
     site_results / "effects.csv", index=False, float_format=FLOAT_FORMAT, lineterminator="\n"
 )
 pd.DataFrame(
@@ -55,6 +67,19 @@ unit = study.frequency
 suppress = study.report.suppress_below
 results = evaluation.results
 market = effects[~effects["design"].str.endswith(CATCHMENT_SUFFIX)]
+label = study.report.outcome_label
+primary_label = label(primary)
+rules = study.verdict
+primary_row = market[
+    (market["design"] == evaluation.primary)
+    & (market["outcome"] == primary)
+    & (market["window"] == "post")
+].iloc[0]
+
+
+def table(rows: pd.DataFrame, *, p: str = "p_lower") -> str:
+    """The effects table of these rows (numbers right-aligned, methods as notes)."""
+    return effects_table(rows, suppress_below=suppress, p=p, unit=unit, outcome_label=label)
 
 
 def figure(fig, name: str, alt: str, caption: str) -> str:
@@ -68,23 +93,46 @@ def figure(fig, name: str, alt: str, caption: str) -> str:
 display(
     Markdown(
         f"# {site.name}: did the drug market close?\n\n"
-        f"**Verdict: {verdict.label.replace('_', ' ')}.** "
-        f"{headline(evaluation.evidence, verdict, site.name, unit)}\n\nWhy:\n\n"
-        + "\n".join(f"- {r}" for r in verdict.reasons)
+        f"{MD_NAV}\n[Summary of all sites](../README.md) · [Methods](../appendix/methods.md) · "
+        "[Glossary](../appendix/glossary.md)\n\n"
+        + first_paragraph(
+            label=verdict.label,
+            reasons=verdict.reasons,
+            row=primary_row,
+            outcome_label=primary_label,
+            unit=unit,
+            n_post=data.n_post,
+            rule_summary=closure_summary(rules, unit),
+            outcome=primary,
+        )
+        + "\n\n*How to read this page: the picture below shows the offences counted and those "
+        "expected without the DMI; the tables further down give every estimate. The words are "
+        "explained in the [glossary](../appendix/glossary.md).*"
     )
 )
 
 # %%
-fig, _ = plot_counterfactual(results[evaluation.primary], primary)
+fig, _ = plot_counterfactual(
+    results[evaluation.primary],
+    primary,
+    frequency=unit,
+    outcome_label=primary_label,
+    title=f"{site.name}: {primary_label}, observed and expected without the DMI",
+)
 display(
     Markdown(
         figure(
             fig,
             f"{evaluation.primary}_{primary}",
-            f"{primary} offences in {site.name}: observed and counterfactual",
-            f"{primary} offences per {unit} in the market and the counterfactual without the "
-            f"intervention from the primary design ({evaluation.primary}).",
+            f"{primary_label} in {site.name}: observed and expected without the DMI",
+            f"{primary_label} per {unit} in the market, observed and expected without the DMI "
+            f"(primary design: {design_label(evaluation.primary)}).",
         )
+        + "\n## Why: the evidence behind the verdict\n\n"
+        + "\n".join(
+            f"- {plain_reason(r, outcome=primary, label=primary_label)}" for r in verdict.reasons
+        )
+        + "\n"
     )
 )
 
@@ -97,7 +145,7 @@ Call-in: **{site.intervention:%d %B %Y}**. Market: {len(site.treated_areas)} are
 Data: {data.n_pre} {unit}s before the call-in and {data.n_post} after (the {unit} of the
 call-in is {"left out" if study.transition == "exclude" else "counted as post"}).
 
-{primary_rule_text()} Here: **{evaluation.primary}**.
+{primary_rule_text()} Here: **{design_label(evaluation.primary)}** (`{evaluation.primary}`).
 
 {rule_text(study.verdict)}
 """)
@@ -145,15 +193,15 @@ if fitted.geo is not None:
 
 # %%
 post_primary = market[(market["outcome"] == primary) & (market["window"] == "post")]
-fig, _ = plot_design_comparison(post_primary)
+fig, _ = plot_design_comparison(post_primary, outcome_label=primary_label)
 not_used = "\n".join(f"- {note}" for note in evaluation.notes)
 display(
     Markdown(
-        f"## The designs side by side ({primary})\n\n"
-        + effects_table(market[market["outcome"] == primary], suppress_below=suppress)
-        + f"\n\n*Table: the primary outcome under every design; changes are percentages of the "
-        f"counterfactual, intervals and tests as stated in the method column. Script: `{SCRIPT}`; "
-        f"machine-readable: `results/sites/{site_id}/effects.csv`.*\n\n"
+        f"## The designs side by side ({primary_label})\n\n"
+        + table(market[market["outcome"] == primary])
+        + f"\n\n*Table: the primary outcome under every design; change = observed / expected "
+        "− 1; p (fall) is the one-sided test of a fall; intervals as stated in the methods note. "
+        f"Script: `{SCRIPT}`; machine-readable: `results/sites/{site_id}/effects.csv`.*\n\n"
         + figure(
             fig,
             f"designs_{primary}",
@@ -169,17 +217,24 @@ catchment_rows = effects[effects["design"].str.endswith(CATCHMENT_SUFFIX)]
 if catchment_rows.empty:
     text = "The site has no catchment area, so displacement cannot be assessed."
 else:
-    text = effects_table(catchment_rows, suppress_below=suppress) + (
-        "\n\n*Table: the primary design fitted to the catchment areas, against the same "
-        "comparison areas (a rise means crime moved next door; a fall means the benefits "
-        f"spread). Script: `{SCRIPT}`.*\n"
+    text = table(catchment_rows, p="p_upper") + (
+        "\n\n*Table: the primary design fitted to the nearby (catchment) areas, against the "
+        "same comparison areas; p (rise) is the one-sided test of a rise (a rise means crime "
+        f"moved next door; a fall means the benefits spread). Script: `{SCRIPT}`.*\n"
     )
-    fig, _ = plot_counterfactual(evaluation.catchment_results[evaluation.primary], primary)
+    fig, _ = plot_counterfactual(
+        evaluation.catchment_results[evaluation.primary],
+        primary,
+        frequency=unit,
+        outcome_label=primary_label,
+        title=f"{site.name}, nearby areas: {primary_label}, observed and expected without the DMI",
+    )
     text += "\n" + figure(
         fig,
         f"catchment_{evaluation.primary}_{primary}",
-        "catchment: observed and counterfactual",
-        f"{primary} offences in the catchment areas and their counterfactual.",
+        "nearby areas: observed and expected without the DMI",
+        f"{primary_label} per {unit} in the nearby (catchment) areas, observed and expected "
+        "without the DMI.",
     )
 display(Markdown("## Nearby areas: displacement or diffusion?\n\n" + text))
 
@@ -188,7 +243,7 @@ other_rows = market[market["outcome"] != primary]
 display(
     Markdown(
         "## Other outcomes\n\n"
-        + effects_table(other_rows, suppress_below=suppress)
+        + table(other_rows)
         + f"\n\n*Table: secondary outcomes, every design. Script: `{SCRIPT}`.*\n"
     )
 )
@@ -310,8 +365,8 @@ parts.append(
         "effects estimated at fake call-in dates inside the pre-period; the real estimate "
         "is marked.",
     )
-    + "\n**Model choices.** "
-    + its.describe()
+    + "\n**Model choices.**\n\n"
+    + "\n".join(f"- {line}" for line in its.describe().splitlines() if line.strip())
     + "\n"
 )
 display(Markdown("\n".join(parts)))

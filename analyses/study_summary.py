@@ -21,10 +21,12 @@ from dmi_eval.plots import plot_event_study, plot_forest, save_figure
 from dmi_eval.pooling import pool_effects
 from dmi_eval.report import script_label
 from dmi_eval.stacked import stacked_event_study
-from dmi_eval.tables import fmt_interval, fmt_p, fmt_pct, markdown_table
+from dmi_eval.tables import design_label, fmt_interval, fmt_p, fmt_pct, markdown_table
+from dmi_eval.wording import verdict_words
 
 SCRIPT = script_label("study_summary.py")
 study = load_study(study_path)
+fitted = load(results_path) if results_path else None
 out = Path(out_dir)
 effects = pd.read_csv(out / "results" / "effects.csv")
 verdicts = pd.read_csv(out / "results" / "verdicts.csv").set_index("site")
@@ -44,37 +46,62 @@ def figure(fig, name: str, alt: str, caption: str) -> str:
 rows = []
 for site in study.sites:
     design = primary_design[site.id]
-    e = effects[
-        (effects.site == site.id)
-        & (effects.outcome == site.primary_outcome)
-        & (effects.design == design)
-        & (effects.window == "post")
-    ].iloc[0]
+    if fitted is not None:  # the design's table row: the same p (fall) as the site page
+        e = fitted.site(site.id).results[design].row(site.primary_outcome, "post")
+    else:
+        e = effects[
+            (effects.site == site.id)
+            & (effects.outcome == site.primary_outcome)
+            & (effects.design == design)
+            & (effects.window == "post")
+        ].iloc[0]
+    p_col = "p_lower" if "p_lower" in e.index else "p_value"
     rows.append(
         {
             "site": f"[{site.name}](sites/{site.id}.md)",
             "call-in": f"{site.intervention:%Y-%m-%d}",
-            "verdict": verdicts.loc[site.id, "verdict"].replace("_", " "),
-            "outcome": site.primary_outcome,
-            "primary design": design,
+            "verdict": verdict_words(verdicts.loc[site.id, "verdict"]),
+            "outcome": study.report.outcome_label(site.primary_outcome),
+            "primary design": design_label(design),
             "change": fmt_pct(e["pct_change"]),
             "interval": fmt_interval(e["ci_low"], e["ci_high"]),
-            "p": fmt_p(e["p_value"]),
+            "p (fall)" if p_col == "p_lower" else "p": fmt_p(e[p_col]),
         }
+    )
+counts = verdicts["verdict"].value_counts()
+n = len(study.sites)
+tally = ", ".join(
+    f"{counts[v]} {verdict_words(v)}"
+    for v in ("closed", "displaced", "not_closed", "inconclusive")
+    if v in counts
+)
+if n == 1:
+    only = study.sites[0]
+    opening = (
+        f"One Drug Market Intervention site was evaluated: **{only.name}**, whose market is "
+        f"judged **{verdict_words(verdicts.loc[only.id, 'verdict'])}** — the "
+        f"[site report](sites/{only.id}.md) says why in its first paragraph."
+    )
+else:
+    opening = (
+        f"{n} Drug Market Intervention sites were evaluated. Verdicts: {tally}. Each site's "
+        "report opens with its verdict in plain words, how sure we are and the reason that "
+        "decided it; this page compares the sites."
     )
 display(
     Markdown(
         f"# {study.name}: evaluation report\n\n"
-        f"Drug Market Intervention sites evaluated: {len(study.sites)}. Each site's report opens "
-        "with its verdict in plain words and the figure behind it; this page compares the sites. "
-        "The verdict follows a rule this package defines (no published rule exists); each site "
-        "report prints it with its thresholds.\n\n## Verdicts\n\n"
+        + opening
+        + " The verdict follows a market-closure rule this package defines (no published rule "
+        "exists); each site report prints it with its thresholds. Words are explained in the "
+        "[glossary](appendix/glossary.md).\n\n## Verdicts\n\n"
         + markdown_table(pd.DataFrame(rows))
         + "\n\n*Table: each site's verdict and the change in its primary outcome over the whole "
-        "post period under its primary design. For synthetic control, the interval is the 90% "
-        "placebo interval and p the one-sided placebo rank test of a reduction; other designs "
-        "state theirs in the site reports. "
-        f"Script: `{SCRIPT}`; all numbers: `results/effects.csv`, `results/verdicts.csv`.*\n"
+        "post period under its primary design (change = observed / expected without the DMI − 1). "
+        "p (fall) is the one-sided test of a fall; for synthetic control the interval is the 90% "
+        "placebo interval; other designs state theirs in the site reports. "
+        f"Script: `{SCRIPT}`; all numbers: `results/effects.csv`, `results/verdicts.csv` (where "
+        "the verdict codes are `closed`, `displaced`, `not_closed`, `inconclusive`).*\n"
     )
 )
 
@@ -126,7 +153,7 @@ for design in designs:
     pooled[design] = result
     pooled_rows.append(
         {
-            "design": design,
+            "design": design_label(design),
             "sites": result.k,
             "pooled change": fmt_pct(result.pct_change),
             "interval": fmt_interval(result.ci_low, result.ci_high),
@@ -161,10 +188,15 @@ display(Markdown(text))
 # %%
 text = "## Staggered event study\n\n"
 try:
-    panel = load(results_path).ingest.panel if results_path else load_study_data(study).panel
+    if len(study.sites) < 2:
+        raise DesignError(
+            "the study has one site; the stacked event study compares several sites' call-in "
+            "dates, and that site's own event study is in its report"
+        )
+    panel = fitted.ingest.panel if fitted is not None else load_study_data(study).panel
     stacked = stacked_event_study(panel, study)
 except DesignError as exc:
-    text += f"Not estimated: {exc}\n"
+    text += f"Not estimated: {exc}.\n"
 else:
     fig, _ = plot_event_study(stacked)
     text += (
@@ -181,6 +213,16 @@ else:
 display(Markdown(text))
 
 # %%
+appendices = [
+    ("appendix/methods.md", "Methods", ""),
+    ("appendix/glossary.md", "Glossary", ""),
+    ("appendix/validation.md", "Validation against published results", " (`nox -s validate`)"),
+    ("appendix/benchmarks.md", "Benchmarks", " (`nox -s benchmark`)"),
+    ("appendix/reproducibility.md", "Reproducibility", ""),
+]
+appendix_links = "\n".join(
+    f"- [{name}]({rel}){how}" for rel, name, how in appendices if (out / rel).is_file()
+)
 read = ingest.set_index("quantity")["rows"]
 reasons = ingest[ingest.quantity.str.startswith("rejected:")]
 reject_rows = [
@@ -194,13 +236,10 @@ display(
 {read["rows_rejected"]:,} rejected (every rejected row is listed with its reason in
 `results/rejects.csv`; no incident-level detail reaches any report).
 
-{markdown_table(pd.DataFrame(reject_rows))}
+{markdown_table(pd.DataFrame(reject_rows)) if reject_rows else "No row was rejected."}
 
 ## Appendices
 
-- [Methods](appendix/methods.md)
-- [Validation against published results](appendix/validation.md) (written by `nox -s validate`)
-- [Benchmarks](appendix/benchmarks.md) (written by `nox -s benchmark`)
-- [Reproducibility](appendix/reproducibility.md)
+{appendix_links}
 """)
 )

@@ -15,11 +15,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from dmi_eval import __version__
 from dmi_eval.errors import DmiEvalError
 
 
 def _progress(enabled: bool):
-    """Progress lines on stderr, shown on a terminal only (quiet in CI logs and pipes)."""
+    """Step messages on stderr, shown on a terminal only (quiet in CI logs and pipes)."""
     enabled = enabled and sys.stderr.isatty() and not os.environ.get("CI")
 
     def show(message: str) -> None:
@@ -29,27 +30,94 @@ def _progress(enabled: bool):
     return show
 
 
+class SiteProgress:
+    """Progress of ``evaluate`` on stderr (never in any report file).
+
+    On a terminal: a bar over the sites with the time left (tqdm), step
+    messages above it. Otherwise (a log, a pipe, CI): one line per finished
+    site with its duration, flushed at once. ``quiet``: nothing.
+    """
+
+    def __init__(self, *, quiet: bool = False, terminal: bool | None = None) -> None:
+        self.quiet = quiet
+        self.terminal = sys.stderr.isatty() if terminal is None else terminal
+        self.bar = None
+        self.total = 0
+        self.done = 0
+
+    def step(self, message: str) -> None:
+        """A step outside the site loop (reading data, the summary...)."""
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.write(f"dmi-eval: {message}", file=sys.stderr)
+        elif self.terminal:
+            print(f"dmi-eval: {message}", file=sys.stderr, flush=True)
+
+    def start(self, total: int) -> None:
+        """The site loop starts: ``total`` sites."""
+        self.total, self.done = total, 0
+        if self.quiet or not self.terminal:
+            return
+        import shutil
+
+        from tqdm import tqdm
+
+        width = shutil.get_terminal_size((0, 0)).columns  # 0: a terminal without a size
+        self.bar = tqdm(
+            total=total,
+            desc="sites",
+            unit="site",
+            file=sys.stderr,
+            leave=True,
+            ncols=None if width else 80,
+        )
+
+    def site_done(self, site_id: str, seconds: float) -> None:
+        """One site finished after ``seconds``."""
+        self.done += 1
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix_str(f"last: {site_id}")
+            if self.done == self.total:
+                self.bar.close()
+                self.bar = None
+        else:
+            print(
+                f"dmi-eval: site {site_id} done in {seconds:.0f} s ({self.done}/{self.total})",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
 def _shown(path: str) -> str:
     """A path as it may appear in a report: relative as typed, or just its name."""
     return Path(path).name if Path(path).is_absolute() else Path(path).as_posix()
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from dmi_eval.outputs import default_out_dir
     from dmi_eval.report import evaluate_study
 
-    command = f"dmi-eval evaluate {_shown(args.study)} --out {_shown(args.out)}"
-    if not args.quiet and sys.stderr.isatty() and not os.environ.get("CI"):
-        from dmi_eval.inference import PROGRESS_ENV
+    out = args.out or default_out_dir(args.study).as_posix()
+    # The command as run, without the options that do not change any result.
+    command = f"dmi-eval evaluate {_shown(args.study)} --out {_shown(out)}"
+    from dmi_eval.inference import PROGRESS_ENV
 
+    if args.quiet:
+        os.environ[PROGRESS_ENV] = "0"  # no placebo bars either
+    elif sys.stderr.isatty() and not os.environ.get("CI"):
         os.environ[PROGRESS_ENV] = "1"  # the analysis kernels inherit it
-    summary = evaluate_study(
-        args.study, args.out, command=command, on_progress=_progress(not args.quiet)
-    )
-    print(
-        f"Evaluated {len(summary.sites)} site(s); {summary.rows_read:,} rows read, "
-        f"{summary.rows_rejected:,} rejected (see results/rejects.csv). "
-        f"Report: {Path(args.out) / 'README.md'}"
-    )
+    progress = SiteProgress(quiet=args.quiet)
+    summary = evaluate_study(args.study, out, command=command, force=args.force, progress=progress)
+    if not args.quiet:
+        print(
+            f"Evaluated {len(summary.sites)} site(s); {summary.rows_read:,} rows read, "
+            f"{summary.rows_rejected:,} rejected (see results/rejects.csv). "
+            f"Report: {Path(out) / 'README.md'}"
+        )
     return 0
 
 
@@ -79,28 +147,54 @@ def cmd_validate_data(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from dmi_eval.config import load_study
     from dmi_eval.pipeline import evaluate_study_sites
-    from dmi_eval.verdict import headline, rule_text
+    from dmi_eval.tables import design_label
+    from dmi_eval.verdict import rule_text
+    from dmi_eval.wording import closure_summary, first_paragraph, plain_reason, verdict_words
 
     study = load_study(args.study)
     site = study.site(args.site)
     fitted = evaluate_study_sites(study, sites=[site.id])
     evaluation = fitted.site(site.id)
     verdict = evaluation.verdict
-    text = headline(evaluation.evidence, verdict, site.name, study.frequency).replace("**", "")
-    print(f"{site.name} (call-in {site.intervention}): {verdict.label.replace('_', ' ').upper()}")
+    effects = evaluation.effects()
+    row = effects[
+        (effects["design"] == evaluation.primary)
+        & (effects["outcome"] == site.primary_outcome)
+        & (effects["window"] == "post")
+    ].iloc[0]
+    text = first_paragraph(
+        label=verdict.label,
+        reasons=verdict.reasons,
+        row=row,
+        outcome_label=study.report.outcome_label(site.primary_outcome),
+        unit=study.frequency,
+        n_post=evaluation.data.n_post,
+        rule_summary=closure_summary(study.verdict, study.frequency),
+        outcome=site.primary_outcome,
+    ).replace("**", "")
+    print(f"{site.name} (call-in {site.intervention}): {verdict_words(verdict.label).upper()}")
     print(text)
     print("Why:")
+    label = study.report.outcome_label(site.primary_outcome)
     for reason in verdict.reasons:
-        print(f"  - {reason}")
-    print(f"Primary design: {evaluation.primary}. " + rule_text(study.verdict).replace("*", ""))
+        print(f"  - {plain_reason(reason, outcome=site.primary_outcome, label=label)}")
+    print(
+        f"Primary design: {design_label(evaluation.primary)}. "
+        + rule_text(study.verdict).replace("*", "")
+    )
     if args.out:
         import tempfile
 
+        from dmi_eval.outputs import OutputFolder
         from dmi_eval.pipeline import save
+        from dmi_eval.render import add_navigation
         from dmi_eval.report import SITE_SCRIPT, analyses_dir, run_analysis
 
         out = Path(args.out).resolve()
-        with tempfile.TemporaryDirectory(prefix="dmi-eval-") as tmp:
+        with (
+            OutputFolder(out, command="check", force=args.force),
+            tempfile.TemporaryDirectory(prefix="dmi-eval-") as tmp,
+        ):
             params = {
                 "study_path": str(study.path),
                 "out_dir": str(out),
@@ -110,6 +204,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             page = run_analysis(
                 analyses_dir() / SITE_SCRIPT, params, out / "sites" / f"{site.id}.md"
             )
+            add_navigation(out)
         print(f"One-page report with figures: {Path(args.out) / page.relative_to(out)}")
     return 0
 
@@ -123,12 +218,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from dmi_eval.outputs import OutputFolder
     from dmi_eval.validation.runner import run_validation, write_validation
 
     checks = run_validation(
         Path(args.reference), only=args.case or None, on_progress=_progress(not args.quiet)
     )
-    write_validation(checks, Path(args.out), Path(args.reference).name)
+    with OutputFolder(Path(args.out), command="validate", force=args.force):
+        write_validation(checks, Path(args.out), Path(args.reference).name)
     failed = [c for c in checks if c.passed is False]
     passed = sum(c.passed is True for c in checks)
     print(
@@ -146,18 +243,33 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dmi-eval", description="Evaluate Drug Market Intervention sites."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("evaluate", help="evaluate every site of a study and write the report")
     p.add_argument("study", help="path to study.toml")
-    p.add_argument("--out", default="reports", help="report folder (default: reports)")
-    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    p.add_argument(
+        "--out",
+        help="report folder (default: reports/ for the shipped synthetic study, "
+        "reports/<study-id>/ for any other, <study-id> being the study file's folder name)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress and no summary line")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty folder that dmi-eval did not write (nothing there is removed)",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("check", help="one site's answer: did the market close?")
     p.add_argument("study", help="path to study.toml")
     p.add_argument("--site", required=True, help="site id")
     p.add_argument("--out", help="also write the site's report page (with figures) here")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty folder that dmi-eval did not write (nothing there is removed)",
+    )
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("validate-data", help="read the inputs and account for every row")
@@ -169,6 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports", help="report folder (default: reports)")
     p.add_argument("--case", action="append", help="run only this case (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty folder that dmi-eval did not write (nothing there is removed)",
+    )
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("simulate", help="write a synthetic study with known truth")

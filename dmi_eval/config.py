@@ -7,7 +7,9 @@ never passes silently. Paths in the file are relative to the file.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import difflib
 import re
 import tomllib
 import zoneinfo
@@ -48,9 +50,22 @@ class VerdictRules:
 
 @dataclass(frozen=True)
 class ReportOptions:
-    """``[report]`` options: small-cell suppression in published tables."""
+    """``[report]`` options: small-cell suppression, outcome names in words.
+
+    ``outcome_labels`` maps an outcome (a data column such as ``i_drugs``) to
+    the words reports use for it (``"drug offences"``); an outcome without a
+    label reads as its name with ``_`` as spaces, followed by "offences".
+    """
 
     suppress_below: int = 0
+    outcome_labels: tuple[tuple[str, str], ...] = ()
+
+    def outcome_label(self, outcome: str) -> str:
+        """How reports name ``outcome`` in prose and tables (``"drug offences"``)."""
+        labels = dict(self.outcome_labels)
+        if outcome in labels:
+            return labels[outcome]
+        return f"{outcome.replace('_', ' ')} offences"
 
 
 Layout = Literal["long", "wide"]
@@ -229,6 +244,15 @@ _SITE_KEYS = {
 _TOP_KEYS = {"study", "data", "sites", "verdict", "report", "geo"}
 
 
+def _spelled(key: str, value: Any) -> str:
+    """How a key is written in TOML: ``[[sites]]`` for a list of tables, ``[verdict]`` ..."""
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return f"[[{key}]]"
+    if isinstance(value, dict):
+        return f"[{key}]"
+    return repr(key)
+
+
 class _Reader:
     """Typed access to one TOML table with errors that name file and key."""
 
@@ -238,8 +262,10 @@ class _Reader:
         self.where = where
         unknown = sorted(set(table) - allowed)
         if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(allowed), n=1, cutoff=0.75)
+            hint = f"did you mean {_spelled(close[0], table[unknown[0]])}? " if close else ""
             raise self.error(
-                unknown[0], f"unknown key; allowed keys are: {', '.join(sorted(allowed))}"
+                unknown[0], f"unknown key; {hint}allowed keys are: {', '.join(sorted(allowed))}"
             )
 
     def error(self, key: str, message: str) -> ConfigError:
@@ -427,7 +453,7 @@ def parse_study(raw: dict[str, Any], *, file: Path, text: str = "") -> Study:
     _check_sites(file, sites)
 
     verdict = _parse_dataclass(file, raw.get("verdict", {}), "[verdict]", VerdictRules)
-    report = _parse_dataclass(file, raw.get("report", {}), "[report]", ReportOptions)
+    report = _parse_report(file, raw.get("report", {}))
     return Study(
         name=name,
         frequency=frequency,  # type: ignore[arg-type]
@@ -642,6 +668,22 @@ def _check_sites(file: Path, sites: tuple[Site, ...]) -> None:
             )
 
 
+def _parse_report(file: Path, table: Any) -> ReportOptions:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{file}: [report] must be a table")
+    table = dict(table)
+    labels = table.pop("outcome_labels", {})
+    if not isinstance(labels, dict) or not all(
+        isinstance(v, str) and v.strip() for v in labels.values()
+    ):
+        raise ConfigError(
+            f'{file}: [report].outcome_labels: must be a table of outcome = "words", '
+            'e.g. outcome_labels = { i_drugs = "drug offences" }'
+        )
+    report = _parse_dataclass(file, table, "[report]", ReportOptions)
+    return dataclasses.replace(report, outcome_labels=tuple(sorted(labels.items())))
+
+
 def _parse_dataclass(file: Path, table: Any, where: str, cls: type) -> Any:
     if not isinstance(table, dict):
         raise ConfigError(f"{file}: {where} must be a table")
@@ -650,6 +692,8 @@ def _parse_dataclass(file: Path, table: Any, where: str, cls: type) -> Any:
     r = _Reader(file, table, where, set(fields))
     values: dict[str, Any] = {}
     for name, default in fields.items():
+        if isinstance(default, tuple):
+            continue  # parsed by the caller
         if isinstance(default, int) and not isinstance(default, bool):
             values[name] = r.integer(name, default, low=0, high=10_000)
         else:

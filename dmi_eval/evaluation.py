@@ -196,6 +196,7 @@ def window_evidence(results: DesignResults, outcome: str, window: str) -> Window
         ci_high=float(row["ci_high"]),
         p_lower=float(row["p_lower"]),
         level=f"{100 * float(row['level']):g}%",
+        upper=float(row["p_upper"]),
     )
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import copyreg
 import pickle
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from dmi_eval.config import Study, load_study
 from dmi_eval.data import Ingest, load_study_data
@@ -54,11 +55,37 @@ class StudyEvaluation:
             ) from None
 
 
+class Progress(Protocol):
+    """What a long run tells about its progress (the CLI shows a bar or log lines).
+
+    Nothing it receives reaches a report file (durations differ between runs).
+    """
+
+    def step(self, message: str) -> None: ...
+    def start(self, total: int) -> None: ...
+    def site_done(self, site_id: str, seconds: float) -> None: ...
+
+
+class _Silent:
+    def step(self, message: str) -> None:
+        pass
+
+    def start(self, total: int) -> None:
+        pass
+
+    def site_done(self, site_id: str, seconds: float) -> None:
+        pass
+
+
+SILENT: Progress = _Silent()
+"""A :class:`Progress` that shows nothing."""
+
+
 def evaluate_study_sites(
     study: Study | str | Path,
     *,
     sites: Sequence[str] | None = None,
-    on_progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> StudyEvaluation:
     """Read the study and its data once and evaluate its sites.
 
@@ -68,19 +95,21 @@ def evaluate_study_sites(
         A validated :class:`~dmi_eval.config.Study` or the path of its ``study.toml``.
     sites
         Site ids to evaluate (default: every site, in study order).
-    on_progress
-        Called with a short message before each step.
+    progress
+        Told of each step and of each finished site with its duration.
     """
-    progress = on_progress or (lambda _msg: None)
+    progress = progress or SILENT
     if not isinstance(study, Study):
         study = load_study(study)
-    progress("reading data")
+    progress.step("reading data")
     ingest = load_study_data(study)
     wanted = [s.id for s in study.sites] if sites is None else [study.site(s).id for s in sites]
     evaluated = {}
+    progress.start(len(wanted))
     for site_id in wanted:
-        progress(f"site {site_id}")
+        started = time.perf_counter()
         evaluated[site_id] = evaluate_site(ingest.panel, study, site_id)
+        progress.site_done(site_id, time.perf_counter() - started)
     geo = load_study_geo(study)
     return StudyEvaluation(study=study, ingest=ingest, sites=MappingProxyType(evaluated), geo=geo)
 

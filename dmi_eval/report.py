@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -32,15 +31,17 @@ from dmi_eval.config import Study, load_study
 from dmi_eval.data import Ingest
 from dmi_eval.errors import DmiEvalError
 from dmi_eval.inference import PROGRESS_ENV
+from dmi_eval.outputs import OutputFolder, git_commit
 from dmi_eval.panel import site_roles
-from dmi_eval.pipeline import evaluate_study_sites, save
-from dmi_eval.render import write_html
+from dmi_eval.pipeline import SILENT, Progress, evaluate_study_sites, save
+from dmi_eval.render import add_navigation, write_html
 from dmi_eval.results import EFFECT_COLUMNS
 
 SITE_SCRIPT = "site_report.py"
 SUMMARY_SCRIPT = "study_summary.py"
 REPRODUCIBILITY_SCRIPT = "appendix_reproducibility.py"
 METHODS_SCRIPT = "appendix_methods.py"
+GLOSSARY_SCRIPT = "appendix_glossary.py"
 FLOAT_FORMAT = "%.10g"
 """Every CSV we write uses this float format, so that re-runs give the same bytes."""
 
@@ -207,7 +208,8 @@ def evaluate_study(
     out_dir: str | Path,
     *,
     command: str | None = None,
-    on_progress: Callable[[str], None] | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
 ) -> EvaluationSummary:
     """Evaluate every site of a study and write the report under ``out_dir``.
 
@@ -216,33 +218,38 @@ def evaluate_study(
     study_path
         The study's ``study.toml``.
     out_dir
-        Report folder. Generated sub-folders (``sites/``, ``figures/``,
-        ``results/sites/``) are replaced; ``appendix/validation.md`` and other
-        files written by other commands are kept.
+        Report folder. Only files a previous ``evaluate`` wrote there (listed in
+        its manifest, :mod:`dmi_eval.outputs`) are replaced or removed; a
+        non-empty folder that is not a dmi_eval output is refused.
     command
         The command line to print in the reproducibility appendix (default:
         ``dmi-eval evaluate <study file name> --out <out folder name>``).
-    on_progress
-        Called with a short message before each step (the CLI shows it).
+    force
+        Write into a non-empty folder that is not a dmi_eval output (its files
+        are still kept).
+    progress
+        Told of each step and each finished site (the CLI shows a bar or log
+        lines); nothing it receives reaches a report file.
     """
-    progress = on_progress or (lambda _msg: None)
+    progress = progress or SILENT
     study = load_study(study_path)
     out = Path(out_dir).resolve()
-    try:
-        evaluation = evaluate_study_sites(study, on_progress=progress)
-    except errors.NoUsableRowsError as exc:  # the user needs the log to fix the extract
-        (out / "results").mkdir(parents=True, exist_ok=True)
-        exc.rejects.to_csv(out / "results" / "rejects.csv", index=False, lineterminator="\n")
-        raise
-    ingest = evaluation.ingest
-    for sub in ("sites", "figures", "results/sites"):
-        shutil.rmtree(out / sub, ignore_errors=True)
-    results_dir = out / "results"
-    write_ingest_results(ingest, results_dir)
-    write_site_roles(ingest, study, results_dir)
-    with tempfile.TemporaryDirectory(prefix="dmi-eval-") as tmp:
-        fitted = save(evaluation, Path(tmp) / "evaluation.pickle")
-        _render_study(study, out, results_dir, str(fitted), command, progress)
+    with OutputFolder(out, command="evaluate", force=force):  # refuses a user's folder first
+        try:
+            evaluation = evaluate_study_sites(study, progress=progress)
+        except errors.NoUsableRowsError as exc:  # the user needs the log to fix the extract
+            (out / "results").mkdir(parents=True, exist_ok=True)
+            exc.rejects.to_csv(out / "results" / "rejects.csv", index=False, lineterminator="
+")
+            raise
+        ingest = evaluation.ingest
+        results_dir = out / "results"
+        write_ingest_results(ingest, results_dir)
+        write_site_roles(ingest, study, results_dir)
+        with tempfile.TemporaryDirectory(prefix="dmi-eval-") as tmp:
+            fitted = save(evaluation, Path(tmp) / "evaluation.pickle")
+            _render_study(study, out, results_dir, str(fitted), command, progress)
+        add_navigation(out)
     return EvaluationSummary(
         out_dir=out,
         sites=tuple(s.id for s in study.sites),
@@ -257,13 +264,13 @@ def _render_study(
     results_dir: Path,
     results_path: str,
     command: str | None,
-    progress: Callable[[str], None],
+    progress: Progress,
 ) -> None:
     """Run every analysis script on the fitted results and collect the site results."""
     scripts = analyses_dir()
     params = {"study_path": str(study.path), "out_dir": str(out), "results_path": results_path}
+    progress.step("writing the site pages")
     for site in study.sites:
-        progress(f"report {site.id}")
         run_analysis(
             scripts / SITE_SCRIPT,
             {**params, "site_id": site.id},
@@ -275,18 +282,18 @@ def _render_study(
     )
     verdicts = collect_site_results(study, results_dir, "verdict.csv")
     verdicts.to_csv(results_dir / "verdicts.csv", index=False, lineterminator="\n")
-    progress("cross-site summary")
-    run_analysis(scripts / SUMMARY_SCRIPT, params, out / "README.md")
-    progress("methods appendix")
+    progress.step("appendices")
     methods = {k: v for k, v in params.items() if k != "results_path"}
     run_analysis(scripts / METHODS_SCRIPT, methods, out / "appendix" / "methods.md")
-    progress("reproducibility appendix")
+    run_analysis(scripts / GLOSSARY_SCRIPT, methods, out / "appendix" / "glossary.md")
     shown = command or f"dmi-eval evaluate {study.path.name} --out {out.name}"
     run_analysis(
         scripts / REPRODUCIBILITY_SCRIPT,
-        {**methods, "command": shown},
+        {**methods, "command": shown, "commit": git_commit(exclude=out) or ""},
         out / "appendix" / "reproducibility.md",
     )
+    progress.step("cross-site summary")  # last: it links the pages that exist
+    run_analysis(scripts / SUMMARY_SCRIPT, params, out / "README.md")
 
 
 def collect_site_results(study: Study, results_dir: Path, name: str) -> pd.DataFrame:

@@ -1,74 +1,212 @@
 """Markdown tables for the reports, read from the tidy results frames.
 
 Numbers in tables and prose come from the results frames through these
-functions, never typed by hand. Optional small-cell suppression
-(``[report] suppress_below``) replaces small published counts with ``<k``
-without touching any estimate.
+functions, never typed by hand. Tables stay narrow (at most eight columns):
+a design's method text is printed once, as a note under the table, not on
+every row; numbers are right-aligned; an interval so wide that it says nothing
+is shown as "too wide to tell", with the reason in a note. Optional small-cell
+suppression (``[report] suppress_below``) replaces small published counts with
+``<k`` without touching any estimate.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
 
 import pandas as pd
+
+TOO_WIDE = "too wide to tell"
+WIDE_UPPER = 5.0
+"""An interval whose upper end is above +500% (six times the expected count) says nothing."""
+WIDE_LOWER = -0.995
+"""... or whose lower end is at -100% (rounded) while the upper end is a rise."""
+
+DESIGN_LABELS: dict[str, str] = {
+    "its": "interrupted time series",
+    "cits": "controlled interrupted time series",
+    "sc": "synthetic control",
+    "sdid": "synthetic difference-in-differences",
+    "microsynth": "micro-level synthetic control",
+    "did": "difference-in-differences",
+}
+CATCHMENT_SUFFIX = "-catchment"
+
+
+def design_label(design: str) -> str:
+    """A design code in words: ``"sc"`` -> ``"synthetic control"``."""
+    base = design.removesuffix(CATCHMENT_SUFFIX)
+    label = DESIGN_LABELS.get(base, base)
+    return f"{label} (nearby areas)" if design.endswith(CATCHMENT_SUFFIX) else label
+
+
+def window_label(window: str, unit: str | None = None) -> str:
+    """``"post"`` -> ``"after the call-in"``; ``"last6"`` -> ``"last 6 months"``."""
+    if window == "post":
+        return f"all {unit}s after" if unit else "all after"
+    digits = "".join(ch for ch in window if ch.isdigit())
+    if window.startswith("last") and digits:
+        return f"last {digits} {unit}s" if unit else f"last {digits}"
+    return window
+
+
+def _missing(x: float | None) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
 
 
 def fmt_pct(x: float, digits: int = 0) -> str:
     """``-0.253`` -> ``"-25%"`` (a fraction shown as a signed percentage)."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+    if _missing(x):
         return "n/a"
     return f"{x * 100:+.{digits}f}%"
 
 
 def fmt_size(x: float, digits: int = 0) -> str:
     """Size of a change without its sign: ``-0.253`` -> ``"25%"`` (for prose)."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+    if _missing(x):
         return "n/a"
     return f"{abs(x) * 100:.{digits}f}%"
 
 
+def interval_too_wide(low: float, high: float) -> bool:
+    """Whether an interval of percent changes is too wide to say anything."""
+    if _missing(low) or _missing(high) or not (math.isfinite(low) and math.isfinite(high)):
+        return True
+    return high > WIDE_UPPER or (low <= WIDE_LOWER and high > 0)
+
+
 def fmt_interval(low: float, high: float, digits: int = 0) -> str:
-    """Percent interval ``"-40% to -12%"``."""
+    """Percent interval ``"-40% to -12%"``, or ``"too wide to tell"``."""
+    if interval_too_wide(low, high):
+        return TOO_WIDE
     return f"{fmt_pct(low, digits)} to {fmt_pct(high, digits)}"
 
 
 def fmt_p(p: float) -> str:
     """p-values: three decimals, ``<0.001`` below that."""
-    if p is None or (isinstance(p, float) and math.isnan(p)):
+    if _missing(p):
         return "n/a"
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def fmt_count(x: float, suppress_below: int = 0) -> str:
     """A count (or expected count) for a public table, suppressed when small."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+    if _missing(x):
         return "n/a"
     if suppress_below and 0 < x < suppress_below:
         return f"<{suppress_below}"
     return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.1f}"
 
 
-def effects_table(effects: pd.DataFrame, *, suppress_below: int = 0) -> str:
-    """Markdown table of an effects frame: one line per design, outcome and window."""
-    rows = [
-        {
-            "outcome": r.outcome,
-            "design": r.design,
-            "window": r.window,
-            "observed": fmt_count(r.observed, suppress_below),
-            "expected without DMI": fmt_count(r.counterfactual, suppress_below),
-            "change": fmt_pct(r.pct_change),
-            "interval": fmt_interval(r.ci_low, r.ci_high),
-            "p": fmt_p(r.p_value),
-            "method": r.method,
-        }
-        for r in effects.itertuples(index=False)
-    ]
-    return markdown_table(pd.DataFrame(rows))
+P_COLUMNS: dict[str, str] = {
+    "p_lower": "p (fall)",
+    "p_upper": "p (rise)",
+    "p_two_sided": "p (two-sided)",
+    "p_value": "p",
+}
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A pipe table (no index), deterministic."""
+def effects_table(
+    effects: pd.DataFrame,
+    *,
+    suppress_below: int = 0,
+    p: str = "p_lower",
+    unit: str | None = None,
+    outcome_label: Callable[[str], str] | None = None,
+) -> str:
+    """Markdown table of an effects frame with its notes: one line per design and window.
+
+    Parameters
+    ----------
+    effects
+        Rows of :meth:`DesignResults.effects`.
+    suppress_below
+        Counts below this show as ``<k``.
+    p
+        Which p-value column to show (``p_lower``: the one-sided test of a
+        fall; ``p_upper``: of a rise). When the frame lacks it, ``p_value``
+        (the design's own test, stated in the method note) is shown.
+    unit
+        The study's period (``"month"``) for window names.
+    outcome_label
+        Outcome -> words; an ``outcome`` column is shown only when the frame
+        holds more than one outcome.
+    """
+    if effects.empty:
+        return "_(none)_"
+    if p not in effects.columns:
+        p = "p_value"
+    label = outcome_label or (lambda o: o)
+    several = effects["outcome"].nunique() > 1
+    rows, wide = [], []
+    for r in effects.itertuples(index=False):
+        row: dict[str, str] = {}
+        if several:
+            row["outcome"] = label(r.outcome)
+        row["design"] = design_label(r.design)
+        row["window"] = window_label(r.window, unit)
+        row["observed"] = fmt_count(r.observed, suppress_below)
+        row["expected without the DMI"] = fmt_count(r.counterfactual, suppress_below)
+        row["change"] = fmt_pct(r.pct_change)
+        interval = fmt_interval(r.ci_low, r.ci_high)
+        if interval == TOO_WIDE:
+            wide.append((design_label(r.design), r.ci_low, r.ci_high))
+            interval = f"{TOO_WIDE}*"
+        row["interval"] = interval
+        row[P_COLUMNS[p]] = fmt_p(getattr(r, p))
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    text = markdown_table(frame, right=("observed", "expected without the DMI", "change"))
+    notes = method_notes(effects)
+    if wide:
+        notes += "\n\n" + too_wide_note(wide)
+    return text + "\n\n" + notes
+
+
+def too_wide_note(rows: list[tuple[str, float, float]]) -> str:
+    """One note for every interval shown as too wide: each design once, with its ends."""
+    seen: dict[str, str] = {}
+    for design, low, high in rows:
+        if _missing(low) or _missing(high):
+            seen.setdefault(design, "no interval")
+        else:
+            top = fmt_pct(high) if high <= WIDE_UPPER else f"beyond {fmt_pct(WIDE_UPPER)}"
+            seen.setdefault(design, f"{fmt_pct(low)} to {top}")
+    listed = "; ".join(f"{d}: {ends}" for d, ends in seen.items())
+    return (
+        f"\\* *{TOO_WIDE}*: the interval ({listed}) runs from a near-complete stop to a rise: "
+        "too few offences, or too loose a fit, for the design to tell which way crime went."
+    )
+
+
+def method_notes(effects: pd.DataFrame) -> str:
+    """Each design's method text once, as a list under the table."""
+    seen: dict[str, str] = {}
+    for design, method in zip(effects["design"], effects["method"], strict=True):
+        seen.setdefault(design_label(design), str(method))
+    return "*Methods:*\n\n" + "\n".join(f"- **{d}**: {m}." for d, m in seen.items())
+
+
+_NUMBER = re.compile(r"^(n/a|[<>]?[+-]?[\d,]*\.?\d+(e[+-]?\d+)?%?|<0\.001)$")
+
+
+def _numeric(values: pd.Series) -> bool:
+    return bool(len(values)) and all(_NUMBER.match(str(v).strip()) for v in values)
+
+
+def markdown_table(frame: pd.DataFrame, *, right: tuple[str, ...] = ()) -> str:
+    """A pipe table (no index), deterministic.
+
+    Numbers are right-aligned: the ``right`` columns, p-value and interval
+    columns, and any column whose every cell is a number.
+    """
     if frame.empty:
         return "_(none)_"
-    return frame.to_markdown(index=False, disable_numparse=True)
+    align = [
+        "right"
+        if c in right or c in P_COLUMNS.values() or c == "interval" or _numeric(frame[c])
+        else "left"
+        for c in frame.columns
+    ]
+    return frame.to_markdown(index=False, disable_numparse=True, colalign=align)

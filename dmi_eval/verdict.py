@@ -43,11 +43,13 @@ class WindowEvidence:
     ci_high: float
     p_lower: float
     level: str = "95%"
+    upper: float | None = None
+    """The design's own one-sided p-value of a rise (a rank test counts its own tail)."""
 
     @property
     def p_upper(self) -> float:
-        """One-sided p-value of a rise (continuous test statistic)."""
-        return 1.0 - self.p_lower
+        """One-sided p-value of a rise: the design's own, else ``1 - p_lower``."""
+        return 1.0 - self.p_lower if self.upper is None else self.upper
 
 
 @dataclass(frozen=True)

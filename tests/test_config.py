@@ -226,3 +226,37 @@ def test_counts_files_refuse_extract_keys(tmp_path):
     text = BASE_TOML.replace('incidents = "incidents.csv"', 'counts = "c.csv"\ndate_format = "%Y"')
     with pytest.raises(ConfigError, match=r"date_format: applies to an incidents file only"):
         load_study(write_toml(tmp_path, text))
+
+def test_a_misspelt_table_gets_a_did_you_mean(tmp_path):
+    from dmi_eval.config import load_study
+    from dmi_eval.errors import ConfigError
+
+    study = tmp_path / "study.toml"
+    study.write_text(
+        '[study]\nname = "x"\n[data]\ncounts = "c.csv"\n[[site]]\nid = "a"\n'
+        'intervention = "2019-01-01"\ntreated_areas = ["A"]\n'
+    )
+    with pytest.raises(
+        ConfigError, match=r"study\.toml\.site: unknown key; did you mean \[\[sites\]\]"
+    ):
+        load_study(study)
+
+
+def test_outcome_labels_name_outcomes_in_words(tmp_path):
+    from dmi_eval.config import ReportOptions
+
+    report = ReportOptions(outcome_labels=(("i_drugs", "drug offences"),))
+    assert report.outcome_label("i_drugs") == "drug offences"
+    assert report.outcome_label("any_crime") == "any crime offences"
+
+
+def test_version_flag():
+    import subprocess
+    import sys
+
+    from dmi_eval import __version__
+
+    result = subprocess.run(
+        [sys.executable, "-m", "dmi_eval.cli", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and result.stdout.strip() == f"dmi-eval {__version__}"

@@ -1,9 +1,20 @@
-"""Report tables: numbers come from the frames; small counts can be suppressed."""
+"""Report tables: numbers come from the frames; small counts can be suppressed; tables stay
+narrow, right-aligned, and never print an absurd interval."""
 
 from __future__ import annotations
 
+import re
+
 from dmi_eval.results import effects_frame
-from dmi_eval.tables import effects_table, fmt_count, fmt_interval, fmt_p, fmt_pct
+from dmi_eval.tables import (
+    TOO_WIDE,
+    effects_table,
+    fmt_count,
+    fmt_interval,
+    fmt_p,
+    fmt_pct,
+    interval_too_wide,
+)
 
 ROW = {
     "site": "s",
@@ -21,6 +32,11 @@ ROW = {
 }
 
 
+def cells(table: str) -> list[list[str]]:
+    lines = [line for line in table.splitlines() if line.startswith("|")]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+
+
 def test_formatting():
     assert fmt_pct(-0.253) == "-25%"
     assert fmt_interval(-0.4, 0.05) == "-40% to +5%"
@@ -31,6 +47,49 @@ def test_formatting():
 def test_suppression_hides_small_counts_but_not_estimates():
     frame = effects_frame([ROW])
     public = effects_table(frame, suppress_below=5)
-    assert "<5" in public and "| 3 " not in public
+    assert "<5" in cells(public)[2] and "3" not in cells(public)[2]
     assert "12.4" in public and "-76%" in public  # estimates unchanged
-    assert "| 3 " in effects_table(frame)
+    assert "3" in cells(effects_table(frame))[2]
+
+
+def test_method_once_per_design_numbers_right_aligned_and_narrow():
+    rows = [
+        {**ROW, "outcome": o, "window": w, "method": f"{d} method text"} | {"design": d}
+        for d in ("sc", "its")
+        for o in ("drug", "violent")
+        for w in ("post", "last6")
+    ]
+    text = effects_table(effects_frame(rows), unit="month", outcome_label=lambda o: f"{o} crimes")
+    table = cells(text)
+    header, rule = table[0], table[1]
+    assert len(header) <= 8 and "method" not in header
+    assert text.count("sc method text") == 1 and text.count("its method text") == 1
+    assert header[0] == "outcome" and table[2][0] == "drug crimes"
+    for name, align in zip(header, rule, strict=True):
+        numeric = name in {"observed", "expected without the DMI", "change", "interval", "p"}
+        assert align.endswith(":") == numeric, name
+    assert "last 6 months" in text and "synthetic control" in text
+    assert max(len(line) for line in text.splitlines() if line.startswith("|")) < 160
+
+
+def test_absurd_intervals_are_too_wide_to_tell_with_the_reason():
+    assert interval_too_wide(-1.0, 2796412.2) and not interval_too_wide(-0.62, -0.43)
+    assert interval_too_wide(float("nan"), 0.1)
+    rows = [ROW, {**ROW, "design": "cits", "ci_low": -1.0, "ci_high": 2796412.2}]
+    text = effects_table(effects_frame(rows))
+    assert "279641220" not in text
+    assert f"{TOO_WIDE}*" in text
+    assert re.search(
+        rf"\*{TOO_WIDE}\*: the interval \(controlled interrupted time series: "
+        r"-100% to beyond \+500%\)",
+        text,
+    )
+    assert "-90% to -20%" in text
+
+
+def test_p_column_is_the_requested_tail():
+    frame = effects_frame([ROW]).assign(p_lower=0.017, p_upper=0.983)
+    assert "p (rise)" in effects_table(frame, p="p_upper") and "0.983" in effects_table(
+        frame, p="p_upper"
+    )
+    assert "p (fall)" in effects_table(frame) and "0.017" in effects_table(frame)

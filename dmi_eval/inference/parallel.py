@@ -60,7 +60,8 @@ def parallel_map(
 
 
 PROGRESS_ENV = "DMI_EVAL_PROGRESS"
-"""Set to 1 by ``dmi-eval evaluate`` on a terminal: analysis kernels then show progress."""
+"""Set to 1 by ``dmi-eval evaluate`` on a terminal (analysis kernels then show progress too),
+to 0 by ``--quiet`` (no bar at all)."""
 
 
 def progress_bar(total: int, desc: str) -> tqdm:
@@ -71,5 +72,5 @@ def progress_bar(total: int, desc: str) -> tqdm:
     echoes its stderr to the terminal.
     """
     wanted = sys.stderr.isatty() or os.environ.get(PROGRESS_ENV) == "1"
-    quiet = not wanted or bool(os.environ.get("CI"))
+    quiet = not wanted or bool(os.environ.get("CI")) or os.environ.get(PROGRESS_ENV) == "0"
     return tqdm(total=total, desc=desc, disable=quiet, leave=False, file=sys.stderr, ncols=80)

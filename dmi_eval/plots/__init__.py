@@ -17,6 +17,7 @@ from dmi_eval.plots.did import plot_event_study
 from dmi_eval.plots.its import plot_its, plot_placebo_in_time
 from dmi_eval.plots.microsynth import plot_microsynth, plot_microsynth_permutation
 from dmi_eval.plots.pooling import plot_forest
+from dmi_eval.plots.style import outcome_words, per_period, plot_observed_expected
 from dmi_eval.plots.synth import (
     plot_rmspe_ratios,
     plot_synth_gaps,
@@ -42,25 +43,46 @@ __all__ = [
 ]
 
 
-def plot_counterfactual(results: DesignResults, outcome: str, *, ax=None):
-    """Observed against counterfactual for any design (the figure its ``design`` draws)."""
-    draw = {
-        "its": plot_its,
-        "cits": plot_its,
-        "did": plot_event_study,
-        "microsynth": lambda r, o, ax: plot_microsynth(r, outcome=o, ax=ax),
-    }.get(results.design, lambda r, o, ax: plot_synth_path(r, outcome=o, ax=ax))
-    return draw(results, outcome, ax=ax)
+def plot_counterfactual(
+    results: DesignResults,
+    outcome: str,
+    *,
+    frequency: str | None = None,
+    outcome_label: str | None = None,
+    title: str | None = None,
+    ax=None,
+):
+    """Observed against expected without the DMI, for any design, in one style.
+
+    Draws the design's ``series`` (observed, counterfactual and, where the
+    design gives one, its band) with a title, the y-axis in words ("drug
+    offences per month"), the legend "observed" / "expected without the DMI"
+    and the call-in line labelled (:func:`dmi_eval.plots.style.plot_observed_expected`).
+    """
+    data = results.get_plot_data(outcome)
+    level = getattr(results, "level", None)
+    words = outcome_words(outcome, outcome_label)
+    return plot_observed_expected(
+        data,
+        title=title or f"{words[:1].upper()}{words[1:]}: observed and expected without the DMI",
+        ylabel=per_period(outcome, frequency, outcome_label),
+        band_label=f"{100 * level:g}% band" if level else None,
+        ax=ax,
+    )
 
 
-def plot_design_comparison(effects: pd.DataFrame, *, ax=None):
+def plot_design_comparison(effects: pd.DataFrame, *, outcome_label: str | None = None, ax=None):
     """Percent change with its interval for every design in ``effects`` (one window).
 
     Parameters
     ----------
     effects
         Rows of the tidy effects frame for one outcome and window.
+    outcome_label
+        The outcome in words (default: its name followed by "offences").
     """
+    from dmi_eval.tables import design_label, window_label
+
     fig, ax = new_axes(ax, size=(6.0, 0.45 * len(effects) + 1.2))
     y = np.arange(len(effects))[::-1]
     pct = effects["pct_change"].to_numpy() * 100
@@ -68,7 +90,9 @@ def plot_design_comparison(effects: pd.DataFrame, *, ax=None):
     high = effects["ci_high"].to_numpy() * 100
     ax.axvline(0, color="0.5", lw=0.8)
     ax.errorbar(pct, y, xerr=[pct - low, high - pct], fmt="o", color="C0", capsize=3)
-    ax.set_yticks(y, effects["design"].tolist())
-    ax.set_xlabel("change against the counterfactual (%)")
-    ax.set_title(f"{effects['outcome'].iloc[0]}: every design ({effects['window'].iloc[0]} window)")
+    ax.set_yticks(y, [design_label(d) for d in effects["design"]])
+    ax.set_xlabel("change against the number expected without the DMI (%)")
+    words = outcome_words(effects["outcome"].iloc[0], outcome_label)
+    window = window_label(effects["window"].iloc[0])
+    ax.set_title(f"{words[:1].upper()}{words[1:]}: every design ({window})", loc="left")
     return fig, ax

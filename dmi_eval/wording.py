@@ -1,0 +1,159 @@
+"""Plain-language sentences for the reports: verdicts, changes and "how sure".
+
+A police chief reads the first paragraph of a site page in twenty seconds:
+the verdict once, in words, with the change, how sure we are in plain
+language, and the one reason that decided it. Every number comes from the
+effects row printed in the table beside it (the caller passes that row).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dmi_eval.tables import DESIGN_LABELS, fmt_count, fmt_p, fmt_size, interval_too_wide
+
+VERDICT_WORDS: dict[str, str] = {
+    "closed": "closed",
+    "displaced": "displaced",
+    "not_closed": "not closed",
+    "inconclusive": "inconclusive",
+}
+
+VERDICT_SENTENCES: dict[str, str] = {
+    "closed": "The market closed.",
+    "displaced": "The market was displaced, not closed.",
+    "not_closed": "The market did not close.",
+    "inconclusive": "The data cannot tell whether the market closed.",
+}
+
+
+_DESIGN_CODE = re.compile(
+    r"\b(" + "|".join(sorted(DESIGN_LABELS, key=len, reverse=True)) + r")\b"
+    r"(?= (?:counterfactual|model|finds|design)\b)"  # "did", "its": also English words
+)
+
+
+def plain_reason(reason: str, *, outcome: str | None = None, label: str | None = None) -> str:
+    """A verdict reason in words: design codes spelled out (``the sc counterfactual`` ->
+    ``the synthetic control counterfactual``) and the outcome's code replaced by its
+    ``label`` (``I_drugs offences`` -> ``Drug offences``)."""
+    text = _DESIGN_CODE.sub(lambda m: DESIGN_LABELS[m.group(1)], reason)
+    if outcome and label:
+        for code in (outcome.capitalize(), outcome):
+            for noun in ("offences", "incidents"):
+                words = label if code == outcome else label[:1].upper() + label[1:]
+                text = text.replace(f"{code} {noun}", words)
+    return text
+
+
+def verdict_words(label: str) -> str:
+    """A verdict code in words: ``"not_closed"`` -> ``"not closed"``."""
+    return VERDICT_WORDS.get(label, label.replace("_", " "))
+
+
+def chance(p: float, direction: str) -> str:
+    """How sure, in words: how often chance alone gives a change this large.
+
+    ``chance(0.017, "fall")`` -> ``"a fall this large would show up by chance
+    about 2 times in 100 if the DMI had done nothing (one-sided p = 0.017)"``.
+    """
+    if p is None or not math.isfinite(p):
+        return f"the design gave no test of a {direction}"
+    if p < 0.001:
+        often = "less than once in 1,000 tries"
+    elif p < 0.01:
+        often = "less than once in 100 tries"
+    else:
+        n = round(p * 100)
+        often = f"about {n} time{'s' if n != 1 else ''} in 100"
+    return (
+        f"a {direction} this large would show up by chance {often} if the DMI had done "
+        f"nothing (one-sided p = {fmt_p(p)})"
+    )
+
+
+def change_sentence(row: Mapping[str, Any], *, label: str, unit: str, n_post: int) -> str:
+    """``"Drug offences in the market were 52% below what was expected without the DMI:
+    405 in the 18 months after the call-in, against 838 expected"``."""
+    pct = float(row["pct_change"])
+    side = "below" if pct < 0 else "above"
+    return (
+        f"{label[:1].upper()}{label[1:]} in the market were {fmt_size(pct)} {side} what was "
+        f"expected without the DMI: {fmt_count(row['observed'])} in the {n_post} {unit}s after "
+        f"the call-in, against {fmt_count(row['counterfactual'])} expected"
+    )
+
+
+def closure_summary(rules: Any, unit: str) -> str:
+    """Why a *closed* verdict holds, in words, with the study's thresholds."""
+    return (
+        "every condition of the closure rule holds: the fall is significant, at least "
+        f"{rules.min_reduction:.0%}, it held over the last {rules.persistence_periods} {unit}s, "
+        "and nearby areas did not rise significantly."
+    )
+
+
+def deciding_reason(label: str, reasons: Sequence[str], *, rule_summary: str) -> str:
+    """The one reason that decided the verdict.
+
+    *Inconclusive*: the first problem found. *Displaced* and *not closed*: the
+    condition that failed (the rule states it last). *Closed*: every condition
+    held (``rule_summary``).
+    """
+    if not reasons:
+        return rule_summary
+    if label == "inconclusive":
+        return reasons[0]
+    if label == "closed":
+        return rule_summary
+    return reasons[-1]
+
+
+def first_paragraph(
+    *,
+    label: str,
+    reasons: Sequence[str],
+    row: Mapping[str, Any],
+    outcome_label: str,
+    unit: str,
+    n_post: int,
+    rule_summary: str,
+    outcome: str | None = None,
+) -> str:
+    """The opening paragraph of a site page (Markdown).
+
+    ``row`` is the primary design's post-period effects row for the primary
+    outcome (the same row as in the table below it); its ``p_lower`` (or
+    ``p_value``) is the one-sided test of a fall.
+    """
+    p = float(row["p_lower"]) if "p_lower" in row else float(row["p_value"])
+    pct = float(row["pct_change"])
+    change = change_sentence(row, label=outcome_label, unit=unit, n_post=n_post)
+    reason = plain_reason(
+        deciding_reason(label, reasons, rule_summary=rule_summary),
+        outcome=outcome,
+        label=outcome_label,
+    )
+    if reason[:1].isupper() and not reason[1:2].isupper():
+        reason = reason[:1].lower() + reason[1:]  # "Decided by: no significant reduction"
+    head = f"**{VERDICT_SENTENCES.get(label, verdict_words(label))}**"
+    if label == "inconclusive":
+        return (
+            f"{head} Decided by: {reason} So the estimate is not a finding either way: "
+            f"{change[:1].lower()}{change[1:]}, but this number should not be read as a "
+            "success or a failure of the DMI."
+        )
+    if pct < 0:
+        lead = "That is unlikely to be chance: " if p < 0.05 else "That could well be chance: "
+        sure = lead + chance(p, "fall")
+    else:
+        sure = f"There is no sign of a fall (one-sided p of a fall = {fmt_p(p)})"
+    wide = ""
+    if interval_too_wide(row["ci_low"], row["ci_high"]):
+        wide = " The design's interval is too wide to tell how large the change was."
+    return f"{head} {change}. {sure}.{wide} Decided by: {reason}" + (
+        "" if reason.endswith(".") else "."
+    )
