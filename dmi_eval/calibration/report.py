@@ -31,12 +31,15 @@ _QUANTITY_WORDS = {
         f"incidents a month with at least {TARGET_POST_MONTHS} post months"
     ),
     "displaced_detected": "-45% closures with +35% in the catchment called displaced",
+    "median_mde": "median minimum detectable reduction reported by the design",
 }
 
 
 def _fmt(x: float) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return ""
+    if isinstance(x, float) and math.isinf(x):
+        return "inf"
     return f"{x:.3f}"
 
 
@@ -91,6 +94,15 @@ def calibration_markdown(
         f"{DETECTION_TARGET:.0%} where the market averages at least {TARGET_RATE:g} drug "
         f"incidents a month with at least {TARGET_POST_MONTHS} post months. The test level is "
         f"alpha = {ALPHA:g} throughout.",
+        "",
+        "**Designs.** `sc`, `sdid`, `did`, `cits`, `its` (and `microsynth` where the study "
+        "has covariates) are fitted exactly as at sites; `primary` is whichever of them the "
+        "primary-design rule chose at each market, the one the verdict reads; `verdict` is the "
+        "market-closure rule. `sc_previous` is the site-level synthetic control as configured "
+        "before issue #10 (SDID's full ridge on the weights and the placebo statistic "
+        "standardised by the pre-period RMSPE), fitted to the same markets for comparison. "
+        "`median_mde` is the median minimum detectable reduction the design reports (80% power, "
+        "one-sided 5% test).",
         "",
         "## Scenarios",
         "",

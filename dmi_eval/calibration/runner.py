@@ -34,8 +34,9 @@ from typing import Any
 import pandas as pd
 
 from dmi_eval.calibration.city import EFFECTS, CitySpec, simulate_city
+from dmi_eval.designs.synth import SyntheticControl
 from dmi_eval.errors import DesignError
-from dmi_eval.evaluation import evaluate_site
+from dmi_eval.evaluation import MAX_PLACEBOS, evaluate_site
 
 ALPHA = 0.05
 DEFAULT_SEED = 20240601
@@ -45,6 +46,9 @@ FALSE_CLOSED_TARGET = 0.05
 DETECTION_TARGET = 0.80
 TARGET_RATE = 10.0
 TARGET_POST_MONTHS = 24
+PREVIOUS_SC = "sc_previous"
+"""The site-level SC configuration before issue #10 (SDID's full ridge, RMSPE-standardised
+placebo statistic), fitted next to the designs for comparison."""
 CALIBRATION_COLUMNS: tuple[str, ...] = (
     "design",
     "scenario",
@@ -96,14 +100,35 @@ def default_scenarios(scale: float = 1.0) -> tuple[Scenario, ...]:
 
 
 def _row(results: Any, outcome: str, window: str = "post") -> dict[str, float]:
-    eff = results.effects()
-    row = eff[(eff["outcome"] == outcome) & (eff["window"] == window)].iloc[0]
+    """The design's change, interval, level, the three tails and its MDE (NaN if none)."""
+    table = getattr(results, "table", None)
+    if isinstance(table, pd.DataFrame) and "p_lower" in table.columns:
+        row = table[(table["outcome"] == outcome) & (table["window"] == window)].iloc[0]
+        tails = {
+            "p_lower": float(row["p_lower"]),
+            "p_upper": float(row["p_upper"]),
+            "p_two_sided": float(row["p_two_sided"]),
+            "level": float(row["level"]),
+        }
+    else:
+        eff = results.effects()
+        row = eff[(eff["outcome"] == outcome) & (eff["window"] == window)].iloc[0]
+        tails = {
+            "p_lower": float(results.p_value_lower(outcome, window)),
+            "level": _level(str(row["method"])),
+        }
+    diag = getattr(results, "diagnostics", None)
+    mde = float("nan")
+    if isinstance(diag, pd.DataFrame) and "mde" in diag.columns and "outcome" in diag.columns:
+        rows = diag[diag["outcome"] == outcome]
+        if len(rows):
+            mde = float(rows["mde"].iloc[0])
     return {
         "pct_change": float(row["pct_change"]),
         "ci_low": float(row["ci_low"]),
         "ci_high": float(row["ci_high"]),
-        "p_lower": float(results.p_value_lower(outcome, window)),
-        "level": _level(str(row["method"])),
+        "mde": mde,
+        **tails,
     }
 
 
@@ -138,6 +163,18 @@ def evaluate_city(scenario_id: str, spec: CitySpec, seed: int) -> pd.DataFrame:
             continue
         for name, res in ev.results.items():
             rows.append({**base, "design": name, **_row(res, "drug")})
+        previous = SyntheticControl(
+            city.panel.site_data(study, market.id),
+            outcomes=["drug"],
+            level="ratio",
+            sc_ridge=1.0,
+            placebo_statistic="rmspe",
+            max_placebos=MAX_PLACEBOS,
+            placebo_time=False,
+            leave_one_out=False,
+            seed=study.seed,
+        ).fit()
+        rows.append({**base, "design": PREVIOUS_SC, **_row(previous, "drug")})
         rows.append(
             {
                 **base,
@@ -227,6 +264,20 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
             for eff, q in (("-25% sustained", "power_25"), ("-45% sustained", "power_45")):
                 e = d[d["effect"] == eff]
                 add(design, scenario, q, e["p_lower"] < ALPHA)
+            mde = d["mde"].dropna() if "mde" in d else pd.Series(dtype=float)
+            if len(mde):
+                out.append(
+                    {
+                        "design": design,
+                        "scenario": scenario,
+                        "quantity": "median_mde",
+                        "value": round(float(mde.median()), 4),
+                        "mc_se": float("nan"),
+                        "n": int(mde.size),
+                        "target": "",
+                        "met": "",
+                    }
+                )
         v = by_s[by_s["design"] == "verdict"]
         null = v[v["effect"] == "none"]
         add(
