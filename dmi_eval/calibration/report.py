@@ -24,6 +24,7 @@ _QUANTITY_WORDS = {
     "size": "size of the one-sided 5% test (no-effect markets with p_lower < 0.05)",
     "power_25": "power at a sustained -25% (p_lower < 0.05)",
     "power_45": "power at a sustained -45% (p_lower < 0.05)",
+    "power_45_last": "power at a sustained -45% over the persistence window (last periods)",
     "false_closed_displaced": "no-effect markets called closed or displaced",
     "detection": "sustained -45% closures called closed",
     "detection_target": (

@@ -82,7 +82,7 @@ def default_scenarios(scale: float = 1.0) -> tuple[Scenario, ...]:
             "monthly-long",
             "monthly data, 24-36 post months, markets of 2-6 areas at 8-25 drug incidents a month",
             base,
-            n(6),
+            n(8),
         ),
         Scenario(
             "monthly-short",
@@ -92,8 +92,15 @@ def default_scenarios(scale: float = 1.0) -> tuple[Scenario, ...]:
         ),
         Scenario(
             "weekly-long",
-            "weekly data, 24-30 post months",
+            "weekly data, 24-30 post months, a 15 x 15 grid",
             replace(base, frequency="week", n_years=5, post_months=(24, 30), n_rows=15, n_cols=15),
+            n(2),
+        ),
+        Scenario(
+            "monthly-exposed",
+            "stress: markets' own factor exposure twice an area's (loading SD 0.64), "
+            "faster factors (innovation SD 0.045)",
+            replace(base, market_loading_sd=0.64, factor_sd=0.045),
             n(2),
         ),
     )
@@ -123,13 +130,17 @@ def _row(results: Any, outcome: str, window: str = "post") -> dict[str, float]:
         rows = diag[diag["outcome"] == outcome]
         if len(rows):
             mde = float(rows["mde"].iloc[0])
-    return {
+    out = {
         "pct_change": float(row["pct_change"]),
         "ci_low": float(row["ci_low"]),
         "ci_high": float(row["ci_high"]),
         "mde": mde,
         **tails,
     }
+    if window == "post":
+        last = tuple(getattr(results, "windows", ("post", "last6")))[-1]
+        out["p_lower_last"] = _row(results, outcome, last)["p_lower"]
+    return out
 
 
 def _level(method: str) -> float:
@@ -264,6 +275,8 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
             for eff, q in (("-25% sustained", "power_25"), ("-45% sustained", "power_45")):
                 e = d[d["effect"] == eff]
                 add(design, scenario, q, e["p_lower"] < ALPHA)
+            e = d[d["effect"] == "-45% sustained"]
+            add(design, scenario, "power_45_last", e["p_lower_last"] < ALPHA)
             mde = d["mde"].dropna() if "mde" in d else pd.Series(dtype=float)
             if len(mde):
                 out.append(
