@@ -8,13 +8,20 @@
 """
 
 from dmi_eval.calibration.city import CitySpec, Effect, simulate_city, spec_like_site
-from dmi_eval.calibration.runner import Scenario, default_scenarios, run, summarise
+from dmi_eval.calibration.runner import (
+    Scenario,
+    default_scenarios,
+    power_like_site,
+    run,
+    summarise,
+)
 
 __all__ = [
     "CitySpec",
     "Effect",
     "Scenario",
     "default_scenarios",
+    "power_like_site",
     "run",
     "simulate_city",
     "spec_like_site",
