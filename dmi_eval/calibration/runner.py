@@ -108,26 +108,14 @@ def default_scenarios(scale: float = 1.0) -> tuple[Scenario, ...]:
 
 
 def _row(results: Any, outcome: str, window: str = "post") -> dict[str, float]:
-    """The design's change, interval, level, the three tails and its MDE (NaN if none)."""
-    table = getattr(results, "table", None)
-    if isinstance(table, pd.DataFrame) and "p_lower" in table.columns:
-        row = table[(table["outcome"] == outcome) & (table["window"] == window)].iloc[0]
-        tails = {
-            "p_lower": float(row["p_lower"]),
-            "p_upper": float(row["p_upper"]),
-            "p_two_sided": float(row["p_two_sided"]),
-            "level": float(row["level"]),
-        }
-    else:
-        eff = results.effects()
-        row = eff[(eff["outcome"] == outcome) & (eff["window"] == window)].iloc[0]
-        tails = {
-            "p_lower": float(results.p_value_lower(outcome, window)),
-            "level": _level(str(row["method"])),
-        }
-    diag = getattr(results, "diagnostics", None)
+    """A design's change, interval, level, three tails and MDE (NaN if it reports none).
+
+    Reads only the shared :class:`~dmi_eval.results.DesignResults` frames.
+    """
+    row = results.row(outcome, window)
+    diag = results.diagnostics
     mde = float("nan")
-    if isinstance(diag, pd.DataFrame) and "mde" in diag.columns and "outcome" in diag.columns:
+    if "mde" in diag.columns:
         rows = diag[diag["outcome"] == outcome]
         if len(rows):
             mde = float(rows["mde"].iloc[0])
@@ -135,20 +123,15 @@ def _row(results: Any, outcome: str, window: str = "post") -> dict[str, float]:
         "pct_change": float(row["pct_change"]),
         "ci_low": float(row["ci_low"]),
         "ci_high": float(row["ci_high"]),
+        "level": float(row["level"]),
+        "p_lower": float(row["p_lower"]),
+        "p_upper": float(row["p_upper"]),
+        "p_two_sided": float(row["p_two_sided"]),
         "mde": mde,
-        **tails,
     }
     if window == "post":
-        last = tuple(getattr(results, "windows", ("post", "last6")))[-1]
-        out["p_lower_last"] = _row(results, outcome, last)["p_lower"]
+        out["p_lower_last"] = _row(results, outcome, results.windows[-1])["p_lower"]
     return out
-
-
-def _level(method: str) -> float:
-    for token in method.replace(",", " ").replace(";", " ").split():
-        if token.endswith("%") and token[:-1].replace(".", "").isdigit():
-            return float(token[:-1]) / 100
-    return 0.95
 
 
 def evaluate_city(scenario_id: str, spec: CitySpec, seed: int) -> pd.DataFrame:
