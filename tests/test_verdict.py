@@ -6,7 +6,6 @@ import json
 from dataclasses import replace
 
 import numpy as np
-
 import pytest
 
 from dmi_eval.config import VerdictRules, load_study
