@@ -5,6 +5,7 @@
 study_path = "data/synthetic/study.toml"
 site_id = "eastside"
 out_dir = "reports"
+results_path = ""  # fitted results from dmi_eval.pipeline.save (empty: fit here)
 
 # %%
 from pathlib import Path
@@ -12,9 +13,8 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from dmi_eval.config import load_study
-from dmi_eval.data import load_study_data
-from dmi_eval.evaluation import CATCHMENT_SUFFIX, evaluate_site, primary_rule_text
+from dmi_eval.evaluation import CATCHMENT_SUFFIX, primary_rule_text
+from dmi_eval.pipeline import evaluate_study_sites, load
 from dmi_eval.plots import (
     plot_counterfactual,
     plot_design_comparison,
@@ -31,10 +31,10 @@ from dmi_eval.tables import effects_table, markdown_table
 from dmi_eval.verdict import headline, rule_text
 
 SCRIPT = script_label("site_report.py")
-study = load_study(study_path)
+fitted = load(results_path) if results_path else evaluate_study_sites(study_path, sites=[site_id])
+study = fitted.study
 site = study.site(site_id)
-ingest = load_study_data(study)
-evaluation = evaluate_site(ingest.panel, study, site_id)
+evaluation = fitted.site(site_id)
 data = evaluation.data
 effects = evaluation.effects()
 verdict = evaluation.verdict
@@ -231,7 +231,7 @@ if "did" in results:
         )
     )
 its = results["its"]
-diag = its.diagnostics()
+diag = its.diagnostics
 cols = [
     "outcome",
     "family",

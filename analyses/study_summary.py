@@ -4,6 +4,7 @@
 # %% tags=["parameters"]
 study_path = "data/synthetic/study.toml"
 out_dir = "reports"
+results_path = ""  # fitted results from dmi_eval.pipeline.save (empty: read the data here)
 
 # %%
 from pathlib import Path
@@ -13,11 +14,12 @@ from IPython.display import Markdown, display
 
 from dmi_eval.config import load_study
 from dmi_eval.data import load_study_data
-from dmi_eval.designs.did import stacked_event_study
 from dmi_eval.errors import DesignError
+from dmi_eval.pipeline import load
 from dmi_eval.plots import plot_event_study, plot_forest, save_figure
 from dmi_eval.pooling import pool_effects
 from dmi_eval.report import script_label
+from dmi_eval.stacked import stacked_event_study
 from dmi_eval.tables import fmt_interval, fmt_p, fmt_pct, markdown_table
 
 SCRIPT = script_label("study_summary.py")
@@ -126,7 +128,8 @@ display(Markdown(text))
 # %%
 text = "## Staggered event study\n\n"
 try:
-    stacked = stacked_event_study(load_study_data(study).panel, study)
+    panel = load(results_path).ingest.panel if results_path else load_study_data(study).panel
+    stacked = stacked_event_study(panel, study)
 except DesignError as exc:
     text += f"Not estimated: {exc}\n"
 else:

@@ -78,14 +78,13 @@ def cmd_validate_data(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from dmi_eval.config import load_study
-    from dmi_eval.data import load_study_data
-    from dmi_eval.evaluation import evaluate_site
+    from dmi_eval.pipeline import evaluate_study_sites
     from dmi_eval.verdict import headline, rule_text
 
     study = load_study(args.study)
     site = study.site(args.site)
-    ingest = load_study_data(study)
-    evaluation = evaluate_site(ingest.panel, study, site.id)
+    fitted = evaluate_study_sites(study, sites=[site.id])
+    evaluation = fitted.site(site.id)
     verdict = evaluation.verdict
     text = headline(evaluation.evidence, verdict, site.name, study.frequency).replace("**", "")
     print(f"{site.name} (call-in {site.intervention}): {verdict.label.replace('_', ' ').upper()}")
@@ -95,14 +94,22 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  - {reason}")
     print(f"Primary design: {evaluation.primary}. " + rule_text(study.verdict).replace("*", ""))
     if args.out:
+        import tempfile
+
+        from dmi_eval.pipeline import save
         from dmi_eval.report import SITE_SCRIPT, analyses_dir, run_analysis
 
         out = Path(args.out).resolve()
-        page = run_analysis(
-            analyses_dir() / SITE_SCRIPT,
-            {"study_path": str(study.path), "out_dir": str(out), "site_id": site.id},
-            out / "sites" / f"{site.id}.md",
-        )
+        with tempfile.TemporaryDirectory(prefix="dmi-eval-") as tmp:
+            params = {
+                "study_path": str(study.path),
+                "out_dir": str(out),
+                "site_id": site.id,
+                "results_path": str(save(fitted, Path(tmp) / "evaluation.pickle")),
+            }
+            page = run_analysis(
+                analyses_dir() / SITE_SCRIPT, params, out / "sites" / f"{site.id}.md"
+            )
         print(f"One-page report with figures: {Path(args.out) / page.relative_to(out)}")
     return 0
 

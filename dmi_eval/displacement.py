@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from dmi_eval.errors import DesignError
+from dmi_eval.inference.delta import normal_tails
 from dmi_eval.panel import SiteData
 
 __all__ = [
@@ -193,8 +194,8 @@ def wdd_test(
         "estimate": est,
         "se": se,
         "z": z,
-        "p_lower": float(stats.norm.cdf(z)) if np.isfinite(z) else math.nan,
-        "p_two_sided": float(2 * stats.norm.sf(abs(z))) if np.isfinite(z) else math.nan,
+        "p_lower": normal_tails(z)[0],
+        "p_two_sided": normal_tails(z)[2],
         "ci_low": est - q * se,
         "ci_high": est + q * se,
         "local_estimate": local,

@@ -12,8 +12,8 @@ designs are shown as robustness checks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,7 @@ from dmi_eval.designs.synth import SyntheticControl
 from dmi_eval.displacement import catchment_view
 from dmi_eval.errors import DesignError
 from dmi_eval.panel import Panel, SiteData
-from dmi_eval.results import EFFECT_COLUMNS
+from dmi_eval.results import EFFECT_COLUMNS, DesignResults
 from dmi_eval.verdict import Evidence, Verdict, WindowEvidence, decide
 
 MIN_MICRO_DONORS = 50
@@ -57,8 +57,8 @@ class SiteEvaluation:
     """
 
     data: SiteData
-    results: dict[str, Any]
-    catchment_results: dict[str, Any]
+    results: dict[str, DesignResults]
+    catchment_results: dict[str, DesignResults]
     primary: str
     evidence: Evidence
     verdict: Verdict
@@ -80,14 +80,14 @@ class SiteEvaluation:
         return pd.concat(frames, ignore_index=True)[list(EFFECT_COLUMNS)]
 
 
-def fit_designs(data: SiteData, study: Study) -> tuple[dict[str, Any], tuple[str, ...]]:
+def fit_designs(data: SiteData, study: Study) -> tuple[dict[str, DesignResults], tuple[str, ...]]:
     """Fit every design available for ``data``.
 
     Returns the results by design name and notes on designs that could not be
     used (a :class:`DesignError` is reported, not hidden, and does not stop the
     other designs).
     """
-    results: dict[str, Any] = {}
+    results: dict[str, DesignResults] = {}
     notes: list[str] = []
     for name, fitter in DESIGNS.items():
         try:
@@ -105,15 +105,15 @@ def fit_designs(data: SiteData, study: Study) -> tuple[dict[str, Any], tuple[str
     return results, tuple(notes)
 
 
-def _fit_its(data: SiteData, study: Study) -> Any:
+def _fit_its(data: SiteData, study: Study) -> DesignResults | str:
     return ITS(data).fit()
 
 
-def _fit_cits(data: SiteData, study: Study) -> Any:
+def _fit_cits(data: SiteData, study: Study) -> DesignResults | str:
     return ITS(data, comparison="donor_mean").fit()
 
 
-def _fit_microsynth(data: SiteData, study: Study) -> Any:
+def _fit_microsynth(data: SiteData, study: Study) -> DesignResults | str:
     """Microsynth, when covariates exist, the pool is large and exact balance is reachable."""
     if data.panel.covariates is None:
         return "the study has no area covariates (areas.csv)"
@@ -136,13 +136,13 @@ def _fit_microsynth(data: SiteData, study: Study) -> Any:
     ).fit()
 
 
-def _fit_sc(data: SiteData, study: Study) -> Any:
+def _fit_sc(data: SiteData, study: Study) -> DesignResults | str:
     return SyntheticControl(
         data, method="sc", level="ratio", seed=study.seed, max_placebos=MAX_PLACEBOS
     ).fit()
 
 
-def _fit_sdid(data: SiteData, study: Study) -> Any:
+def _fit_sdid(data: SiteData, study: Study) -> DesignResults | str:
     return SyntheticControl(
         data,
         method="sdid",
@@ -153,11 +153,11 @@ def _fit_sdid(data: SiteData, study: Study) -> Any:
     ).fit()
 
 
-def _fit_did(data: SiteData, study: Study) -> Any:
+def _fit_did(data: SiteData, study: Study) -> DesignResults | str:
     return DID(data, seed=study.seed).fit()
 
 
-DESIGNS: dict[str, Any] = {
+DESIGNS: dict[str, Callable[[SiteData, Study], DesignResults | str]] = {
     "microsynth": _fit_microsynth,
     "sc": _fit_sc,
     "sdid": _fit_sdid,
@@ -168,20 +168,7 @@ DESIGNS: dict[str, Any] = {
 """Design name -> ``fit(data, study)``; returns results, or a string saying why not used."""
 
 
-def pre_fit_ratio(results: Any, outcome: str) -> float:
-    """Pre-period fit error as a share of the pre-period mean (NaN if the design has none)."""
-    diag = getattr(results, "diagnostics", None)
-    frame = diag() if callable(diag) else diag
-    if isinstance(frame, pd.DataFrame) and "pre_rmse_ratio" in frame:
-        rows = frame[frame["outcome"] == outcome] if "outcome" in frame else frame
-        return float(rows["pre_rmse_ratio"].iloc[0])
-    if isinstance(frame, pd.DataFrame) and "pre_rmspe_ratio" in frame:
-        rows = frame[frame["outcome"] == outcome] if "outcome" in frame else frame
-        return float(rows["pre_rmspe_ratio"].iloc[0])
-    return float("nan")
-
-
-def choose_primary(results: dict[str, Any]) -> str:
+def choose_primary(results: dict[str, DesignResults]) -> str:
     """The first fitted design in :data:`PRIMARY_ORDER`."""
     for name in PRIMARY_ORDER:
         if name in results:
@@ -198,33 +185,24 @@ def primary_rule_text() -> str:
     )
 
 
-def window_evidence(results: Any, outcome: str, window: str) -> WindowEvidence:
-    """One effects row of a design, with its one-sided p-value of a reduction."""
-    effects = results.effects()
-    row = effects[(effects["outcome"] == outcome) & (effects["window"] == window)].iloc[0]
-    level = _level(str(row["method"]))
+def window_evidence(results: DesignResults, outcome: str, window: str) -> WindowEvidence:
+    """One row of a design's ``table``, with its one-sided p-value of a reduction."""
+    row = results.row(outcome, window)
     return WindowEvidence(
         design=str(row["design"]),
         window=window,
         pct_change=float(row["pct_change"]),
         ci_low=float(row["ci_low"]),
         ci_high=float(row["ci_high"]),
-        p_lower=float(results.p_value_lower(outcome, window)),
-        level=level,
+        p_lower=float(row["p_lower"]),
+        level=f"{100 * float(row['level']):g}%",
     )
-
-
-def _level(method: str) -> str:
-    for token in method.replace(",", " ").split():
-        if token.endswith("%") and token[:-1].replace(".", "").isdigit():
-            return token
-    return "95%"
 
 
 def build_evidence(
     data: SiteData,
-    results: dict[str, Any],
-    catchment_results: dict[str, Any],
+    results: dict[str, DesignResults],
+    catchment_results: dict[str, DesignResults],
     primary: str,
     last_window: str,
 ) -> Evidence:
@@ -237,10 +215,7 @@ def build_evidence(
         if name == primary:
             continue
         others.append(window_evidence(r, outcome, "post"))
-        eff = r.effects()
-        others_p.append(
-            float(eff[(eff["outcome"] == outcome) & (eff["window"] == "post")]["p_value"].iloc[0])
-        )
+        others_p.append(float(r.row(outcome, "post")["p_value"]))
     catchment = None
     if primary in catchment_results:
         catchment = window_evidence(catchment_results[primary], outcome, "post")
@@ -251,7 +226,7 @@ def build_evidence(
         last=window_evidence(main, outcome, last_window),
         n_pre=data.n_pre,
         pre_mean=pre_mean,
-        pre_fit_ratio=pre_fit_ratio(main, outcome),
+        pre_fit_ratio=main.pre_fit_ratio(outcome),
         catchment=catchment,
         others=tuple(others),
         others_p_two_sided=tuple(others_p),
@@ -275,7 +250,7 @@ def evaluate_site(panel: Panel, study: Study, site_id: str) -> SiteEvaluation:
     if "its" not in results:
         raise DesignError(f"site {site_id!r}: the designs cannot be fitted: " + "; ".join(notes))
     primary = choose_primary(results)
-    catchment_results: dict[str, Any] = {}
+    catchment_results: dict[str, DesignResults] = {}
     if data.catchment_areas:
         catchment_results[primary] = DESIGNS[primary](catchment_view(data), study)
     last_window = f"last{study.verdict.persistence_periods}"

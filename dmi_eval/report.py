@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -24,14 +24,16 @@ import jupytext
 import pandas as pd
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
-from nbconvert import HTMLExporter, MarkdownExporter
+from nbconvert import MarkdownExporter
 from papermill.parameterize import parameterize_notebook
 
 from dmi_eval import errors
 from dmi_eval.config import Study, load_study
-from dmi_eval.data import Ingest, load_study_data
+from dmi_eval.data import Ingest
 from dmi_eval.errors import DmiEvalError
 from dmi_eval.inference import PROGRESS_ENV
+from dmi_eval.pipeline import evaluate_study_sites, save
+from dmi_eval.render import write_html
 from dmi_eval.results import EFFECT_COLUMNS
 
 SITE_SCRIPT = "site_report.py"
@@ -132,58 +134,6 @@ def run_analysis(
     return markdown_path
 
 
-HTML_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{title}</title>
-<style>
-body {{ font-family: sans-serif; max-width: 60em; margin: 2em auto; padding: 0 1em;
-       line-height: 1.45; }}
-table {{ border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }}
-th, td {{ border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: left; }}
-img {{ max-width: 100%; }}
-pre {{ background: #f6f6f6; padding: 0.5em; overflow-x: auto; }}
-</style>
-</head>
-<body>
-{body}
-</body>
-</html>
-"""
-
-
-def write_html(notebook, path: Path) -> Path:
-    """The HTML rendering of an executed analysis (nbconvert's basic template, code hidden).
-
-    Links between report pages point at the ``.html`` pages instead of the
-    ``.md`` ones, so the HTML folder reads on its own.
-    """
-    exporter = HTMLExporter(template_name="basic")
-    exporter.exclude_input = True
-    exporter.exclude_input_prompt = True
-    exporter.exclude_output_prompt = True
-    body, _ = exporter.from_notebook_node(notebook)
-    body = re.sub(r'href="([^":]+)\.md(#[^"]*)?"', r'href="\1.html\2"', body)
-    title = path.stem if path.stem != "README" else "Evaluation report"
-    lines = [line.rstrip() for line in body.strip().splitlines()]
-    path.write_text(HTML_PAGE.format(title=title, body="\n".join(lines)), encoding="utf-8")
-    return path
-
-
-def markdown_to_html(markdown_path: Path) -> Path:
-    """HTML page of a Markdown file written outside the notebooks (validation, benchmarks)."""
-    import mistune
-
-    text = markdown_path.read_text(encoding="utf-8")
-    body = mistune.html(text)
-    body = re.sub(r'href="([^":]+)\.md(#[^"]*)?"', r'href="\1.html\2"', body)
-    path = markdown_path.with_suffix(".html")
-    lines = [line.rstrip() for line in body.strip().splitlines()]
-    path.write_text(HTML_PAGE.format(title=path.stem, body="\n".join(lines)), encoding="utf-8")
-    return path
-
-
 def _is_user_error(ename: str) -> bool:
     return (
         any(
@@ -266,16 +216,36 @@ def evaluate_study(
     progress = on_progress or (lambda _msg: None)
     study = load_study(study_path)
     out = Path(out_dir).resolve()
-    progress("reading data")
-    ingest = load_study_data(study)
+    evaluation = evaluate_study_sites(study, on_progress=progress)
+    ingest = evaluation.ingest
     for sub in ("sites", "figures", "results/sites"):
         shutil.rmtree(out / sub, ignore_errors=True)
     results_dir = out / "results"
     write_ingest_results(ingest, results_dir)
+    with tempfile.TemporaryDirectory(prefix="dmi-eval-") as tmp:
+        fitted = save(evaluation, Path(tmp) / "evaluation.pickle")
+        _render_study(study, out, results_dir, str(fitted), command, progress)
+    return EvaluationSummary(
+        out_dir=out,
+        sites=tuple(s.id for s in study.sites),
+        rows_read=ingest.rows_read,
+        rows_rejected=ingest.rows_rejected,
+    )
+
+
+def _render_study(
+    study: Study,
+    out: Path,
+    results_dir: Path,
+    results_path: str,
+    command: str | None,
+    progress: Callable[[str], None],
+) -> None:
+    """Run every analysis script on the fitted results and collect the site results."""
     scripts = analyses_dir()
-    params = {"study_path": str(study.path), "out_dir": str(out)}
+    params = {"study_path": str(study.path), "out_dir": str(out), "results_path": results_path}
     for site in study.sites:
-        progress(f"site {site.id}")
+        progress(f"report {site.id}")
         run_analysis(
             scripts / SITE_SCRIPT,
             {**params, "site_id": site.id},
@@ -290,19 +260,14 @@ def evaluate_study(
     progress("cross-site summary")
     run_analysis(scripts / SUMMARY_SCRIPT, params, out / "README.md")
     progress("methods appendix")
-    run_analysis(scripts / METHODS_SCRIPT, params, out / "appendix" / "methods.md")
+    methods = {k: v for k, v in params.items() if k != "results_path"}
+    run_analysis(scripts / METHODS_SCRIPT, methods, out / "appendix" / "methods.md")
     progress("reproducibility appendix")
     shown = command or f"dmi-eval evaluate {study.path.name} --out {out.name}"
     run_analysis(
         scripts / REPRODUCIBILITY_SCRIPT,
-        {**params, "command": shown},
+        {**methods, "command": shown},
         out / "appendix" / "reproducibility.md",
-    )
-    return EvaluationSummary(
-        out_dir=out,
-        sites=tuple(s.id for s in study.sites),
-        rows_read=ingest.rows_read,
-        rows_rejected=ingest.rows_rejected,
     )
 
 

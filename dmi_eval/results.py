@@ -7,7 +7,9 @@ Everything downstream (verdict, pooling, tables, plots) reads those frames.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -107,3 +109,252 @@ def pct_interval_from_log(log_ratio: float, se: float, z: float) -> tuple[float,
     Returns ``(exp(log_ratio - z*se) - 1, exp(log_ratio + z*se) - 1)``.
     """
     return float(np.expm1(log_ratio - z * se)), float(np.expm1(log_ratio + z * se))
+
+
+TABLE_COLUMNS: tuple[str, ...] = (*EFFECT_COLUMNS, "level", "p_lower", "p_upper", "p_two_sided")
+"""Columns of :attr:`DesignResults.table`: the effects contract plus the confidence level
+and the three tails of the test, each computed by the design itself."""
+
+SERIES_COLUMNS: tuple[str, ...] = (
+    "outcome",
+    "period",
+    "role",
+    "observed",
+    "counterfactual",
+    "low",
+    "high",
+)
+"""Columns of :attr:`DesignResults.series`: one row per outcome and period (totals of the
+treated areas); ``low``/``high`` bound the counterfactual (NaN where the design has no band)."""
+
+DIAGNOSTIC_COLUMNS: tuple[str, ...] = ("outcome", "n_pre", "pre_fit_ratio", "poor_fit")
+"""Shared first columns of :attr:`DesignResults.diagnostics`; designs add their own after."""
+
+
+class DesignResults:
+    """The one read-only results shape every design returns.
+
+    Every design's results class derives from this one (as a frozen dataclass)
+    and provides the shared members below; designs add members (SC ``weights``,
+    microsynth ``balance``, DID ``event_study``) but never rename shared ones.
+    Everything downstream (evaluation, verdict, pooling, plots, analyses) reads
+    these members only.
+
+    Shared members
+    --------------
+    site_id, design : str
+        The site and the design's name (``its``, ``cits``, ``sc``, ``sdid``,
+        ``did``, ``microsynth``).
+    level : float
+        Confidence level of the intervals (0.95 is a 95% interval).
+    windows : tuple of str
+        Effect windows, in order (``"post"``, ``"last6"``).
+    table : pandas.DataFrame
+        :data:`TABLE_COLUMNS`: one row per outcome and window.
+    series : pandas.DataFrame
+        :data:`SERIES_COLUMNS`: observed and counterfactual per period.
+    diagnostics : pandas.DataFrame
+        One row per outcome, :data:`DIAGNOSTIC_COLUMNS` first.
+    checks : Mapping[str, pandas.DataFrame]
+        Robustness checks as frames (``placebo_time``, ``placebo_space``,
+        ``leave_one_out``), only those the design ran.
+    choices : Mapping[str, Any]
+        The options actually used (printed by the methods appendix).
+    notes : tuple of str
+        Warnings and remarks of the fit.
+
+    Notes
+    -----
+    ``effects()`` is ``table`` restricted to the effects contract
+    :data:`EFFECT_COLUMNS`; ``p_value_lower(o, w)`` is the ``p_lower`` cell of
+    ``table``, the one-sided test of a reduction
+    :math:`H_1: \\text{observed} < \\text{counterfactual}`.
+    """
+
+    site_id: str
+    design: str
+    level: float
+    windows: tuple[str, ...]
+    table: pd.DataFrame
+    series: pd.DataFrame
+    diagnostics: pd.DataFrame
+    checks: Mapping[str, pd.DataFrame]
+    choices: Mapping[str, Any]
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Warnings and remarks of the fit (none unless the design has some)."""
+        return ()
+
+    def effects(self) -> pd.DataFrame:
+        """Tidy effects (:data:`EFFECT_COLUMNS`), one row per outcome and window (a copy)."""
+        return self.table[list(EFFECT_COLUMNS)].copy()
+
+    def row(self, outcome: str, window: str = "post") -> pd.Series:
+        """The ``table`` row of one outcome and window."""
+        t = self.table
+        rows = t[(t["outcome"] == outcome) & (t["window"] == window)]
+        if rows.empty:
+            raise KeyError(
+                f"{self.design}: no effect for outcome {outcome!r}, window {window!r}; "
+                f"outcomes: {', '.join(dict.fromkeys(t['outcome']))}; windows: "
+                f"{', '.join(self.windows)}"
+            )
+        return rows.iloc[0]
+
+    def p_value_lower(self, outcome: str, window: str = "post") -> float:
+        """One-sided p-value of a reduction (the ``p_lower`` cell of ``table``)."""
+        return float(self.row(outcome, window)["p_lower"])
+
+    def pre_fit_ratio(self, outcome: str) -> float:
+        """Pre-period fit error over the pre-period mean (``diagnostics``; NaN if none)."""
+        d = self.diagnostics
+        rows = d[d["outcome"] == outcome]
+        return float(rows["pre_fit_ratio"].iloc[0]) if len(rows) else float("nan")
+
+    def get_plot_data(self, outcome: str) -> pd.DataFrame:
+        """``series`` of one outcome (``period, role, observed, counterfactual, low, high``)."""
+        s = self.series
+        return s[s["outcome"] == outcome].drop(columns="outcome").reset_index(drop=True)
+
+
+def series_frame(
+    outcome: Any,
+    period: Any,
+    role: Any,
+    observed: Any,
+    counterfactual: Any,
+    low: Any = np.nan,
+    high: Any = np.nan,
+) -> pd.DataFrame:
+    """A :attr:`DesignResults.series` frame (:data:`SERIES_COLUMNS`) from its columns."""
+    return pd.DataFrame(
+        {
+            "outcome": outcome,
+            "period": period,
+            "role": role,
+            "observed": observed,
+            "counterfactual": counterfactual,
+            "low": low,
+            "high": high,
+        }
+    )
+
+
+def table_frame(
+    effects: pd.DataFrame, level: float, tails: Iterable[Sequence[float]]
+) -> pd.DataFrame:
+    """Effects frame plus ``level`` and the ``(p_lower, p_upper, p_two_sided)`` of each row."""
+    frame = effects.copy()
+    tails = [tuple(map(float, t)) for t in tails]
+    frame["level"] = float(level)
+    for i, col in enumerate(("p_lower", "p_upper", "p_two_sided")):
+        frame[col] = np.array([t[i] for t in tails], dtype="float64")
+    return frame[list(TABLE_COLUMNS)]
+
+
+def diagnostics_frame(shared: pd.DataFrame, extra: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Diagnostics with :data:`DIAGNOSTIC_COLUMNS` first, then the design's own columns."""
+    frame = shared[list(DIAGNOSTIC_COLUMNS)].reset_index(drop=True)
+    if extra is not None:
+        rest = extra.reset_index(drop=True)
+        rest = rest[[c for c in rest.columns if c not in DIAGNOSTIC_COLUMNS]]
+        frame = pd.concat([frame, rest], axis=1)
+    return frame
+
+
+@dataclass(frozen=True)
+class WindowEffect:
+    """Effect of the intervention over a set of periods (one window), for every design.
+
+    ``observed`` and ``counterfactual`` are sums; ``effect = observed - counterfactual``;
+    ``pct_change = observed / counterfactual - 1`` with its interval ``ci_low, ci_high``;
+    ``log_ratio_se`` is the standard error of ``log(observed / counterfactual)`` (NaN for a
+    model on the count scale, whose ``effect_se`` is the SE of the effect instead);
+    ``p_value`` is the two-sided and ``p_lower`` the one-sided (reduction) p-value.
+    ``effect_low/effect_high`` bound the cumulative effect, ``rate_ratio`` is the model's
+    fitted/counterfactual ratio and ``reference`` names the log ratio tested (ITS).
+    """
+
+    n_periods: int
+    observed: float
+    counterfactual: float
+    effect: float
+    pct_change: float
+    ci_low: float
+    ci_high: float
+    log_ratio_se: float
+    p_value: float
+    p_lower: float
+    effect_se: float = float("nan")
+    effect_low: float = float("nan")
+    effect_high: float = float("nan")
+    rate_ratio: float = float("nan")
+    reference: str = "log(observed/counterfactual)"
+
+
+class WindowResults(DesignResults):
+    """Shared members of the designs whose results hold one :class:`WindowEffect` per window.
+
+    Subclasses (ITS, DID: frozen dataclasses) have ``site_id, design, alpha, last_k,
+    outcomes`` and ``by_outcome`` (outcome -> an object with ``windows`` and ``choices``)
+    and define ``method(outcome)``. The tests are delta-method (normal or t) tests, so
+    ``p_upper = 1 - p_lower``.
+    """
+
+    alpha: float
+    last_k: int
+    outcomes: tuple[str, ...]
+    by_outcome: Mapping[str, Any]
+
+    @property
+    def windows(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("post", f"last{self.last_k}")
+
+    @property
+    def level(self) -> float:  # type: ignore[override]
+        return 1 - self.alpha
+
+    @property
+    def choices(self) -> dict[str, Any]:  # type: ignore[override]
+        """Outcome -> every modelling choice of that outcome's model."""
+        return {o: dict(self.by_outcome[o].choices) for o in self.outcomes}
+
+    def method(self, outcome: str) -> str:
+        raise NotImplementedError
+
+    def _get(self, outcome: str | None) -> Any:
+        if outcome is None:
+            outcome = self.outcomes[0]
+        try:
+            return self.by_outcome[outcome]
+        except KeyError:
+            raise KeyError(
+                f"outcome {outcome!r} not fitted; fitted: {', '.join(self.outcomes)}"
+            ) from None
+
+    def effects(self) -> pd.DataFrame:
+        """Tidy effects: one row per outcome and window (``post``, ``last{k}``)."""
+        rows = []
+        for outcome in self.outcomes:
+            windows = self.by_outcome[outcome].windows
+            ordered = {w: windows[w] for w in self.windows}
+            rows += window_rows(self.site_id, outcome, self.design, ordered, self.method(outcome))
+        return effects_frame(rows)
+
+    @cached_property
+    def table(self) -> pd.DataFrame:  # type: ignore[override]
+        """Effects plus ``level`` and the tails of each window's delta-method test."""
+        tails = []
+        for outcome in self.outcomes:
+            for w in self.windows:
+                e = self.by_outcome[outcome].windows[w]
+                tails.append((e.p_lower, 1 - e.p_lower, e.p_value))
+        return table_frame(self.effects(), self.level, tails)
+
+    def window_effect(self, outcome: str, window: str) -> WindowEffect:
+        """The full :class:`WindowEffect` of an outcome and window."""
+        o = self._get(outcome)
+        if window not in o.windows:
+            raise KeyError(f"window {window!r}; available: {', '.join(o.windows)}")
+        return o.windows[window]

@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 
 from dmi_eval.config import parse_study
-from dmi_eval.designs.did import DID, fit_fe, stacked_event_study
+from dmi_eval.designs.did import DID, fit_fe
 from dmi_eval.errors import DesignError
 from dmi_eval.panel import Panel
 from dmi_eval.results import EFFECT_COLUMNS
+from dmi_eval.stacked import stacked_event_study
 
 
 # ---------------------------------------------------------------------------
@@ -246,7 +247,7 @@ def test_plot_event_study():
 
     sd, _ = simulate_site(2, effect=-0.3)
     res = DID(sd, seed=0).fit()
-    data = res.get_plot_data()
+    data = res.event_plot_data()
     assert {"event_time", "estimate", "ci_low", "ci_high", "reference"} <= set(data.columns)
     assert data.loc[data["event_time"] == -1, "estimate"].item() == 0.0
     fig, ax = plot_event_study(res)

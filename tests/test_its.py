@@ -298,14 +298,14 @@ def test_transition_period_is_excluded():
 
 
 def test_choices_recorded_and_auto_seasonality(results):
-    c = results.choices("drug")
+    c = results.outcome_choices("drug")
     assert c["family"] == "quasipoisson" and c["seasonality"] == "fourier"
     assert c["count_cov"] == "ar1" and c["t_inference"] is True and 0 <= c["ar1_rho"] <= 0.9
     assert c["n_pre"] == 41 and c["n_post"] == 18 and c["n_transition"] == 1
     assert "fourier" in results.describe()
     short = ITS(make_site(start="2018-01", n_periods=36), placebo=False).fit()
-    assert short.choices("drug")["seasonality"] == "none"
-    assert "< two years" in short.choices("drug")["seasonality_reason"]
+    assert short.outcome_choices("drug")["seasonality"] == "none"
+    assert "< two years" in short.outcome_choices("drug")["seasonality_reason"]
 
 
 def test_controlled_its_removes_a_common_shock():
@@ -328,8 +328,8 @@ def test_plot_data_and_diagnostics(site, results):
         "observed",
         "fitted",
         "counterfactual",
-        "cf_low",
-        "cf_high",
+        "low",
+        "high",
         "role",
     ]
     assert len(data) == len(site.periods)
@@ -338,9 +338,9 @@ def test_plot_data_and_diagnostics(site, results):
     pre = data["role"] == "pre"
     np.testing.assert_allclose(data.loc[pre, "fitted"], data.loc[pre, "counterfactual"])
     used = ~trans
-    assert (data.loc[used, "cf_low"] < data.loc[used, "counterfactual"]).all()
-    assert (data.loc[used, "counterfactual"] < data.loc[used, "cf_high"]).all()
-    diag = results.diagnostics()
+    assert (data.loc[used, "low"] < data.loc[used, "counterfactual"]).all()
+    assert (data.loc[used, "counterfactual"] < data.loc[used, "high"]).all()
+    diag = results.diagnostics
     assert list(diag["outcome"]) == ["drug", "violent"]
     for col in ("ljung_box_p", "breusch_godfrey_p", "durbin_watson", "dispersion", "pre_rmse"):
         assert diag[col].notna().all()
@@ -394,7 +394,7 @@ def test_plots(results):
 
 
 def test_quarterly_fourier_drops_the_zero_nyquist_sine():
-    from dmi_eval.designs.its import _seasonal_columns
+    from dmi_eval.designs.its.model import _seasonal_columns
 
     cols = _seasonal_columns(np.arange(12.0), "fourier", 2, 4, None)
     assert sorted(cols) == ["cos1", "cos2", "sin1"]

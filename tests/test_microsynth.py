@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 
 from dmi_eval.config import parse_study
-from dmi_eval.designs._calibration import (
+from dmi_eval.designs.microsynth import MicroSynth, fit_microsynth
+from dmi_eval.designs.microsynth.calibration import (
     calibrate,
     grake_linear,
     independent_columns,
     pre_period_blocks,
 )
-from dmi_eval.designs.microsynth import MicroSynth, fit_microsynth
 from dmi_eval.errors import DesignError
 from dmi_eval.panel import Panel
 from dmi_eval.results import EFFECT_COLUMNS
@@ -136,9 +136,9 @@ def test_site_fit_recovers_known_reduction_and_balances_pre_period():
     bal = res.balance[res.balance["used"]]
     np.testing.assert_allclose(bal["synthetic"], bal["target"], rtol=1e-3)
     plot = res.get_plot_data("drug")
-    pre = ~plot["post"]
-    assert plot.loc[pre, "synthetic"].sum() == pytest.approx(
-        plot.loc[pre, "treated"].sum(), rel=1e-3
+    pre = plot["role"] == "pre"
+    assert plot.loc[pre, "counterfactual"].sum() == pytest.approx(
+        plot.loc[pre, "observed"].sum(), rel=1e-3
     )
     assert "one-sided lower" in eff["method"].iloc[0] and "90%" in eff["method"].iloc[0]
 
@@ -304,8 +304,8 @@ def test_plots_draw_the_results_series():
     res = MicroSynth(sd, match_periods="total", n_permutations=8, seed=1).fit()
     fig, ax = plot_microsynth(res, outcome="drug")
     data = res.get_plot_data("drug")
-    np.testing.assert_allclose(ax.lines[0].get_ydata(), data["treated"])
-    np.testing.assert_allclose(ax.lines[1].get_ydata(), data["synthetic"])
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), data["observed"])
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), data["counterfactual"])
     plt.close(fig)
     fig, ax = plot_microsynth_permutation(res, outcome="drug")
     obs = res.get_permutation_data("drug")["statistic"].iloc[0]

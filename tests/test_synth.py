@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 
 from dmi_eval.config import parse_study
-from dmi_eval.designs._synth_core import (
+from dmi_eval.designs.synth import Synth, SyntheticControl, predictor_table
+from dmi_eval.designs.synth.core import (
     fit_path,
     search_v,
     simplex_ls,
     standardise,
     w_given_v,
 )
-from dmi_eval.designs.synth import Synth, SyntheticControl, predictor_table
 from dmi_eval.errors import DesignError
 from dmi_eval.inference import PlaceboTest, parallel_map, select_placebos
 from dmi_eval.panel import Panel
@@ -306,7 +306,7 @@ def test_plots_return_figure_and_axes(city):
         fig, ax = fn(res)
         assert ax.has_data()
         plt.close(fig)
-    data = res.get_plot_data("drug")
+    data = res.path_data("drug")
     assert {"observed", "synthetic", "gap", "gap_per_area", "role"} <= set(data.columns)
     assert res.placebo_gaps("drug").shape == (len(site.periods), 10)
 

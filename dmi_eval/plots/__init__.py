@@ -9,8 +9,6 @@ path, and :func:`plot_design_comparison`. Figures are deterministic:
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
@@ -25,6 +23,7 @@ from dmi_eval.plots.synth import (
     plot_synth_path,
     plot_synth_weights,
 )
+from dmi_eval.results import DesignResults
 
 __all__ = [
     "plot_counterfactual",
@@ -43,16 +42,15 @@ __all__ = [
 ]
 
 
-def plot_counterfactual(results: Any, outcome: str, *, ax=None):
-    """Observed against counterfactual for any design (dispatch on the results type)."""
-    name = type(results).__name__
-    if name == "ITSResults":
-        return plot_its(results, outcome, ax=ax)
-    if name == "MicroSynthResults":
-        return plot_microsynth(results, outcome=outcome, ax=ax)
-    if name == "DIDResults":
-        return plot_event_study(results, outcome, ax=ax)
-    return plot_synth_path(results, outcome=outcome, ax=ax)
+def plot_counterfactual(results: DesignResults, outcome: str, *, ax=None):
+    """Observed against counterfactual for any design (the figure its ``design`` draws)."""
+    draw = {
+        "its": plot_its,
+        "cits": plot_its,
+        "did": plot_event_study,
+        "microsynth": lambda r, o, ax: plot_microsynth(r, outcome=o, ax=ax),
+    }.get(results.design, lambda r, o, ax: plot_synth_path(r, outcome=o, ax=ax))
+    return draw(results, outcome, ax=ax)
 
 
 def plot_design_comparison(effects: pd.DataFrame, *, ax=None):

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from dmi_eval.designs.did import DIDResults, StackedEventStudyResults
+    from dmi_eval.designs.did import DIDResults
+    from dmi_eval.stacked import StackedEventStudyResults
 
 __all__ = ["plot_event_study"]
 
@@ -39,7 +40,7 @@ def plot_event_study(
     -------
     (Figure, Axes)
     """
-    data = results.get_plot_data(outcome)
+    data = results.event_plot_data(outcome)
     fig, ax = new_axes(ax)
     pct = bool((data["scale"] == "pct_change").all())
     scale = 100.0 if pct else 1.0

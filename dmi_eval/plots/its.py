@@ -65,12 +65,12 @@ def plot_its(results: ITSResults, outcome: str, *, ax: Axes | None = None) -> tu
     )
     ax.fill_between(
         x[post],
-        data["cf_low"].to_numpy()[post],
-        data["cf_high"].to_numpy()[post],
+        data["low"].to_numpy()[post],
+        data["high"].to_numpy()[post],
         color="C1",
         alpha=0.2,
         lw=0,
-        label=f"{100 * (1 - results.alpha):g}% band",
+        label=f"{100 * results.level:g}% band",
     )
     if "comparison" in data.columns:
         ax.plot(x, data["comparison"].to_numpy(), color="0.6", lw=1, label="donor mean")

@@ -1,6 +1,6 @@
 """Figures of the synthetic-control family.
 
-Every function takes a results object with ``get_plot_data(outcome)`` (and,
+Every function takes a results object with ``path_data(outcome)`` (and,
 for the placebo figures, ``placebo_gaps(outcome)`` / ``rmspe_ratios(outcome)``):
 :class:`~dmi_eval.designs.synth.SyntheticControlResults` or
 :class:`~dmi_eval.designs.synth.SynthFit`.
@@ -38,7 +38,7 @@ def plot_synth_path(
 ) -> tuple[Figure, Axes]:
     """Treated vs synthetic outcome path, with the start of the post period marked."""
     fig, ax = new_axes(ax)
-    data = results.get_plot_data(outcome)
+    data = results.path_data(outcome)
     x = _x(data.index)
     ax.plot(x, data["observed"], color="black", lw=1.6, label="treated")
     ax.plot(x, data["synthetic"], color="tab:blue", lw=1.4, ls="--", label="synthetic")
@@ -55,7 +55,7 @@ def plot_synth_gaps(
 ) -> tuple[Figure, Axes]:
     """Gap (treated minus synthetic) with every placebo's gap in grey."""
     fig, ax = new_axes(ax)
-    data = results.get_plot_data(outcome)
+    data = results.path_data(outcome)
     col = "gap_per_area" if "gap_per_area" in data.columns else "gap"
     placebo = results.placebo_gaps(outcome)
     x = _x(data.index)

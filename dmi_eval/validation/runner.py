@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from dmi_eval.errors import ReferenceDataMissing
-from dmi_eval.report import markdown_to_html
+from dmi_eval.render import markdown_to_html
 from dmi_eval.validation.check import Check
 
 CASE_MODULES: tuple[str, ...] = (

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from dmi_eval.designs._synth_core import fit_path
 from dmi_eval.designs.synth import Synth, SynthFit, predictor_table
+from dmi_eval.designs.synth.core import fit_path
 from dmi_eval.validation.check import Check, reference_file
 
 BASQUE = "Basque Country (Pais Vasco)"

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from dmi_eval.designs._synth_core import w_given_v  # noqa: E402
+from dmi_eval.designs.synth.core import w_given_v  # noqa: E402
 from dmi_eval.validation.synth_cases import (  # noqa: E402
     BASQUE,
     BASQUE_PUBLISHED_V,

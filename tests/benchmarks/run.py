@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     path = args.out / "appendix" / "benchmarks.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(header) + "\n" + "\n\n".join(s.strip() for s in sections) + "\n")
-    from dmi_eval.report import markdown_to_html
+    from dmi_eval.render import markdown_to_html
 
     markdown_to_html(path)
     print(f"wrote {path}")

@@ -1,0 +1,282 @@
+"""Site-level synthetic-control results (:class:`SyntheticControlResults`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dmi_eval.designs.synth.reference import Method
+from dmi_eval.inference import (
+    Alternative,
+    PlaceboTest,
+)
+from dmi_eval.results import (
+    DesignResults,
+    diagnostics_frame,
+    effects_frame,
+    series_frame,
+    table_frame,
+)
+
+# ---------------------------------------------------------------------------
+# Site-level model
+# ---------------------------------------------------------------------------
+_DESIGN_LABEL = {"sc": "synthetic control", "sdid": "synthetic DID", "did": "DID"}
+
+
+@dataclass(frozen=True)
+class SyntheticControlResults(DesignResults):
+    """Results of :meth:`SyntheticControl.fit` (read-only).
+
+    Accessors return copies. The one-sided "lower" p-value the verdict needs
+    is the ``p_value`` column of :meth:`effects` when the model was built with
+    ``alternative="lower"`` (the default), and is always available as
+    ``p_value(outcome, window="post", alternative="lower")``.
+
+    Attributes
+    ----------
+    paths
+        Outcome -> per-period frame (``observed``, ``synthetic``, ``gap`` in
+        totals; the same ``*_per_area``; ``role``): see :meth:`get_plot_data`.
+    weights, time_weights
+        Donor weights (``outcome, area, weight``) and, for SDID / DID, the
+        pre-period time weights (``outcome, period, weight``).
+    diagnostics
+        One row per outcome: estimator actually used (``sc``, ``sc_ratio``,
+        ``sc_demeaned``, ``sdid``, ``sdid_ratio``, ``did``...), ``pre_rmspe``
+        (treated total, counts per period), ``pre_rmspe_ratio`` (over the
+        pre-period mean), ``poor_fit``, ``outside_hull`` (treated pre-period
+        mean outside the donors' range), ``share_pre_outside_range``,
+        ``n_positive_weights``, ``placebo_statistic``.
+    placebos
+        Outcome -> :class:`~dmi_eval.inference.PlaceboTest` (site first).
+    leave_one_out
+        Effect over the post period with each of the largest-weight donors
+        dropped (``outcome, dropped, weight, effect, pct_change``).
+    placebo_in_time
+        Effect at a fake call-in inside the pre period (``outcome,
+        fake_start, n_fake_post, effect, pct_change, z``): should be near 0.
+    """
+
+    site_id: str
+    method: Method
+    outcomes: tuple[str, ...]
+    primary_outcome: str
+    periods: pd.PeriodIndex
+    roles: pd.Series
+    n_treated: int
+    last_k: int
+    alternative: Alternative
+    ci_level: float
+    max_pre_mspe_multiple: float | None
+    paths: Mapping[str, pd.DataFrame]
+    weights: pd.DataFrame
+    time_weights: pd.DataFrame
+    fit_diagnostics: pd.DataFrame
+    placebos: Mapping[str, PlaceboTest]
+    leave_one_out: pd.DataFrame
+    placebo_in_time: pd.DataFrame
+    balance_tables: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+
+    # -- the shared DesignResults members --------------------------------------
+    @property
+    def design(self) -> str:  # type: ignore[override]
+        return self.method
+
+    @property
+    def level(self) -> float:  # type: ignore[override]
+        return self.ci_level
+
+    @property
+    def windows(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("post", f"last{self.last_k}")
+
+    @property
+    def choices(self) -> dict[str, Any]:  # type: ignore[override]
+        return {
+            "method": self.method,
+            "sided": self.alternative,
+            "level": self.ci_level,
+            "last_k": self.last_k,
+            "max_pre_mspe_multiple": self.max_pre_mspe_multiple,
+        }
+
+    @cached_property
+    def table(self) -> pd.DataFrame:  # type: ignore[override]
+        """Effects plus ``level`` and the three rank-test tails, each counted on its own."""
+        tails = []
+        for outcome in self.outcomes:
+            for window in self.windows:
+                tails.append(
+                    tuple(
+                        self.p_value(outcome, window=window, alternative=a)
+                        for a in ("lower", "greater", "two-sided")
+                    )
+                )
+        return table_frame(self.effects(), self.level, tails)
+
+    @cached_property
+    def series(self) -> pd.DataFrame:  # type: ignore[override]
+        frames = []
+        for outcome in self.outcomes:
+            path = self.paths[outcome]
+            frames.append(
+                series_frame(
+                    outcome,
+                    path.index,
+                    path["role"].to_numpy(),
+                    path["observed"].to_numpy(dtype=float),
+                    path["synthetic"].to_numpy(dtype=float),
+                )
+            )
+        return pd.concat(frames, ignore_index=True)
+
+    @cached_property
+    def diagnostics(self) -> pd.DataFrame:  # type: ignore[override]
+        """One row per outcome (indexed by outcome): shared columns, then the fit's own."""
+        d = self.fit_diagnostics
+        shared = pd.DataFrame(
+            {
+                "outcome": d["outcome"].to_numpy(),
+                "n_pre": int((self.roles == "pre").sum()),
+                "pre_fit_ratio": d["pre_rmspe_ratio"].to_numpy(dtype=float),
+                "poor_fit": d["poor_fit"].to_numpy(),
+            }
+        )
+        frame = diagnostics_frame(shared, d)
+        frame.index = pd.Index(frame["outcome"].to_numpy())
+        return frame
+
+    @cached_property
+    def checks(self) -> dict[str, pd.DataFrame]:  # type: ignore[override]
+        return {
+            "placebo_time": self.placebo_in_time.copy(),
+            "leave_one_out": self.leave_one_out.copy(),
+        }
+
+    # -- windows --------------------------------------------------------------
+    def _windows(self) -> dict[str, np.ndarray]:
+        post = (self.roles == "post").to_numpy()
+        k = min(self.last_k, int(post.sum()))
+        last = post.copy()
+        idx = np.flatnonzero(post)
+        last[idx[:-k]] = False
+        return {"post": post, f"last{self.last_k}": last}
+
+    def p_value(
+        self, outcome: str, *, window: str = "post", alternative: Alternative = "lower"
+    ) -> float:
+        """Placebo-in-space rank p-value of the standardised mean gap in ``window``."""
+        test = self.placebos.get(outcome)
+        if test is None or test.n_placebos == 0:
+            return float("nan")
+        mask = self._windows()[window]
+        return test.p_value(
+            mask, alternative=alternative, max_pre_mspe_multiple=self.max_pre_mspe_multiple
+        )
+
+    def p_value_lower(self, outcome: str, window: str = "post") -> float:
+        """One-sided p-value of a reduction (the verdict's test), whatever ``alternative`` was."""
+        return self.p_value(outcome, window=window, alternative="lower")
+
+    def p_ratio(self, outcome: str) -> float:
+        """Rank p-value of the post/pre MSPE ratio (Abadie et al. 2010, two-sided in effect)."""
+        test = self.placebos.get(outcome)
+        if test is None or test.n_placebos == 0:
+            return float("nan")
+        return test.p_ratio(max_pre_mspe_multiple=self.max_pre_mspe_multiple)
+
+    def effects(self) -> pd.DataFrame:
+        """Tidy effects: one row per outcome and window (``post``, ``last{k}``)."""
+        rows = []
+        for outcome in self.outcomes:
+            path = self.paths[outcome]
+            test = self.placebos.get(outcome)
+            n_pl = 0 if test is None else test.n_placebos
+            method = (
+                f"{_DESIGN_LABEL[self.method]}; placebo-in-space rank test over {n_pl} placebo "
+                f"areas (standardised mean gap), {self.alternative}"
+                f"{'' if self.alternative == 'two-sided' else ', one-sided'}; "
+                f"{round(100 * self.ci_level)}% interval from the placebo distribution"
+            )
+            for window, mask in self._windows().items():
+                obs = float(path["observed"].to_numpy()[mask].sum())
+                cf = float(path["synthetic"].to_numpy()[mask].sum())
+                eff = obs - cf
+                pct = eff / cf if cf > 0 else float("nan")
+                lo = hi = p = float("nan")
+                if test is not None and n_pl > 0:
+                    g_lo, g_hi = test.interval(
+                        mask, level=self.ci_level, max_pre_mspe_multiple=self.max_pre_mspe_multiple
+                    )
+                    scale = self.n_treated * int(mask.sum()) if self._per_area else int(mask.sum())
+                    if cf > 0:
+                        # A count cannot fall below zero: the change is bounded at -100%.
+                        lo = max(g_lo * scale / cf, -1.0)
+                        hi = max(g_hi * scale / cf, -1.0)
+                    p = test.p_value(
+                        mask,
+                        alternative=self.alternative,
+                        max_pre_mspe_multiple=self.max_pre_mspe_multiple,
+                    )
+                rows.append(
+                    {
+                        "site": self.site_id,
+                        "outcome": outcome,
+                        "design": self.method,
+                        "window": window,
+                        "observed": obs,
+                        "counterfactual": cf,
+                        "effect": eff,
+                        "pct_change": pct,
+                        "ci_low": lo,
+                        "ci_high": hi,
+                        "p_value": p,
+                        "method": method,
+                    }
+                )
+        return effects_frame(rows)
+
+    @property
+    def _per_area(self) -> bool:
+        return bool(self.fit_diagnostics["scale"].iloc[0] == "per_area")
+
+    # -- diagnostics ----------------------------------------------------------
+    def pre_rmspe(self, outcome: str | None = None) -> float:
+        """Pre-period RMSPE of the treated total (counts per period)."""
+        outcome = outcome or self.primary_outcome
+        return float(self.diagnostics.loc[outcome, "pre_rmspe"])
+
+    def balance(self, outcome: str | None = None) -> pd.DataFrame:
+        """Predictor balance: treated vs synthetic vs donor mean (per area)."""
+        return self.balance_tables[outcome or self.primary_outcome].copy()
+
+    def weights_table(self, outcome: str | None = None) -> pd.DataFrame:
+        """Donor areas with positive weight (``outcome, area, weight``), largest first."""
+        w = self.weights
+        if outcome is not None:
+            w = w[w["outcome"] == outcome]
+        return w[w["weight"] > 0].reset_index(drop=True).copy()
+
+    def path_data(self, outcome: str | None = None) -> pd.DataFrame:
+        """Per period: observed, synthetic, gap (totals), per-area versions and role."""
+        return self.paths[outcome or self.primary_outcome].copy()
+
+    def placebo_gaps(self, outcome: str | None = None) -> pd.DataFrame:
+        """Placebo areas' gaps (periods x areas), per-area scale like ``gap_per_area``."""
+        test = self.placebos.get(outcome or self.primary_outcome)
+        if test is None:
+            return pd.DataFrame(index=self.periods)
+        return test.gaps.iloc[1:].T.copy()
+
+    def rmspe_ratios(self, outcome: str | None = None) -> pd.Series:
+        """Post/pre RMSPE ratio of the site (first entry) and every placebo area."""
+        test = self.placebos.get(outcome or self.primary_outcome)
+        if test is None:
+            return pd.Series(dtype=float)
+        return np.sqrt(test.ratios())

@@ -1,0 +1,111 @@
+"""Load a study once and evaluate its sites; hand the fitted results to the report.
+
+:func:`evaluate_study_sites` reads the study file and its data once, fits every
+site (:func:`dmi_eval.evaluation.evaluate_site`) and returns a read-only
+:class:`StudyEvaluation`. The analysis scripts receive it as a file written by
+:func:`save` (a pickle: the scripts run in their own kernels) and read it with
+:func:`load`; they never read the study's data again.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import pickle
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from dmi_eval.config import Study, load_study
+from dmi_eval.data import Ingest, load_study_data
+from dmi_eval.evaluation import SiteEvaluation, evaluate_site
+
+
+@dataclass(frozen=True)
+class StudyEvaluation:
+    """A study, its data as read once, and every evaluated site (read-only).
+
+    Attributes
+    ----------
+    study
+        The validated study.
+    ingest
+        The data as read (panel, reject log, row counts).
+    sites
+        Site id -> :class:`~dmi_eval.evaluation.SiteEvaluation`, in study order.
+    """
+
+    study: Study
+    ingest: Ingest
+    sites: Mapping[str, SiteEvaluation]
+
+    def site(self, site_id: str) -> SiteEvaluation:
+        try:
+            return self.sites[site_id]
+        except KeyError:
+            raise KeyError(
+                f"site {site_id!r} was not evaluated; evaluated: {', '.join(self.sites)}"
+            ) from None
+
+
+def evaluate_study_sites(
+    study: Study | str | Path,
+    *,
+    sites: Sequence[str] | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> StudyEvaluation:
+    """Read the study and its data once and evaluate its sites.
+
+    Parameters
+    ----------
+    study
+        A validated :class:`~dmi_eval.config.Study` or the path of its ``study.toml``.
+    sites
+        Site ids to evaluate (default: every site, in study order).
+    on_progress
+        Called with a short message before each step.
+    """
+    progress = on_progress or (lambda _msg: None)
+    if not isinstance(study, Study):
+        study = load_study(study)
+    progress("reading data")
+    ingest = load_study_data(study)
+    wanted = [s.id for s in study.sites] if sites is None else [study.site(s).id for s in sites]
+    evaluated = {}
+    for site_id in wanted:
+        progress(f"site {site_id}")
+        evaluated[site_id] = evaluate_site(ingest.panel, study, site_id)
+    return StudyEvaluation(study=study, ingest=ingest, sites=MappingProxyType(evaluated))
+
+
+def _mappingproxy(items: dict[Any, Any]) -> MappingProxyType:
+    return MappingProxyType(items)
+
+
+def _reduce_mappingproxy(proxy: MappingProxyType) -> tuple[Any, ...]:
+    return _mappingproxy, (dict(proxy),)
+
+
+class _Pickler(pickle.Pickler):
+    """A pickler that also writes the read-only mappings of the results objects."""
+
+    dispatch_table = copyreg.dispatch_table.copy()
+    dispatch_table[MappingProxyType] = _reduce_mappingproxy
+
+
+def save(evaluation: StudyEvaluation, path: str | Path) -> Path:
+    """Write the evaluation for the analysis scripts (a pickle; not a report output)."""
+    path = Path(path)
+    with path.open("wb") as fh:
+        _Pickler(fh, protocol=pickle.HIGHEST_PROTOCOL).dump(evaluation)
+    return path
+
+
+def load(path: str | Path) -> StudyEvaluation:
+    """Read an evaluation written by :func:`save` (trusted input: written by this package)."""
+    with Path(path).open("rb") as fh:
+        evaluation = pickle.load(fh)
+    if not isinstance(evaluation, StudyEvaluation):
+        raise TypeError(f"{path}: not a study evaluation written by dmi_eval.pipeline.save")
+    return evaluation
