@@ -18,8 +18,13 @@
 # data. The default family for counts is quasi-Poisson (variance $\phi\mu$, $\phi$ from Pearson
 # $\chi^2$/df) with an AR(1) sandwich covariance (Zeger 1988). The counterfactual sets
 # $\beta_2 = \beta_3 = 0$; the window effect is $\log(\sum y / \sum \hat\mu^{cf})$ with a delta-method
-# standard error, two-sided t test. The controlled version (Linden's multiple-group form) stacks the
-# market and the comparison areas' mean with difference-in-level and difference-in-slope terms.
+# standard error, t tests; for the last months of the post period the window's own noise
+# ($\phi \sum \hat\mu$ times the AR(1) inflation of a sum) is added, since $\sum y$ there is not
+# the fitted total. The controlled version (Linden's multiple-group form) stacks the market and
+# the comparison areas' total (the number of areas in each as exposure) with
+# difference-in-level and difference-in-slope terms, each series with its own Pearson
+# dispersion. The DID placebo test studentises the market and every placebo group by its own
+# pre-period dispersion, so a busy over-dispersed market is judged like its placebos.
 # Diagnostics: Ljung–Box, Breusch–Godfrey, Durbin–Watson, dispersion, pre-period fit, and
 # placebo-in-time estimates at fake call-in dates inside the pre-period. Validated against Stata's
 # `itsa` (Prop 99) and the Sicily quasi-Poisson model (see the validation appendix).
