@@ -18,8 +18,13 @@
 # data. The default family for counts is quasi-Poisson (variance $\phi\mu$, $\phi$ from Pearson
 # $\chi^2$/df) with an AR(1) sandwich covariance (Zeger 1988). The counterfactual sets
 # $\beta_2 = \beta_3 = 0$; the window effect is $\log(\sum y / \sum \hat\mu^{cf})$ with a delta-method
-# standard error, two-sided t test. The controlled version (Linden's multiple-group form) stacks the
-# market and the comparison areas' mean with difference-in-level and difference-in-slope terms.
+# standard error, t tests; for the last months of the post period the window's own noise
+# ($\phi \sum \hat\mu$ times the AR(1) inflation of a sum) is added, since $\sum y$ there is not
+# the fitted total. The controlled version (Linden's multiple-group form) stacks the market and
+# the comparison areas' total (the number of areas in each as exposure) with
+# difference-in-level and difference-in-slope terms, each series with its own Pearson
+# dispersion. The DID placebo test studentises the market and every placebo group by its own
+# pre-period dispersion, so a busy over-dispersed market is judged like its placebos.
 # Diagnostics: Ljung–Box, Breusch–Godfrey, Durbin–Watson, dispersion, pre-period fit, and
 # placebo-in-time estimates at fake call-in dates inside the pre-period. Validated against Stata's
 # `itsa` (Prop 99) and the Sicily quasi-Poisson model (see the validation appendix).
@@ -91,9 +96,23 @@
 # ## Pooling — `dmi_eval/pooling.py`
 #
 # Random-effects meta-analysis of the sites' log rate ratios $y_i = \log(1 + \text{pct}_i)$ with
-# standard errors read from their intervals: Paule–Mandel $\tau^2$, pooled
-# $\hat\mu = \sum w_i^* y_i / \sum w_i^*$ with $w_i^* = 1/(v_i + \tau^2)$, $I^2$, and the
-# prediction interval $\hat\mu \pm t_{k-2} \sqrt{\tau^2 + se(\hat\mu)^2}$ (Higgins et al. 2009).
+# the standard errors of each design's own variance model (read back from the interval only for a
+# design that reports none): Paule–Mandel $\tau^2$, pooled
+# $\hat\mu = \sum w_i^* y_i / \sum w_i^*$ with $w_i^* = 1/(v_i + \tau^2)$, and a
+# Hartung–Knapp–Sidik–Jonkman interval $\hat\mu \pm t_{k-1} \sqrt{q^*/\sum w_i^*}$ with
+# $q^* = \max(1, \sum w_i^* (y_i - \hat\mu)^2/(k-1))$, which keeps its coverage with a handful of
+# sites; $I^2$ and the prediction interval $\hat\mu \pm t_{k-2} \sqrt{\tau^2 + se(\hat\mu)^2}$
+# (Higgins et al. 2009). DerSimonian–Laird with a normal interval (the published classic) is
+# available and reproduces metafor.
+#
+# ## Can the design tell? — `dmi_eval/power.py`
+#
+# Each design reports its minimum detectable effect (`mde` in its diagnostics): the smallest
+# reduction its one-sided 5% test detects with 80% power — from its standard error for the
+# model-based designs, from the spread of its placebo statistics for the rank tests (and infinite
+# when $1/(n+1) \ge 0.05$: with 19 or fewer placebos a rank test can never reach $p < 0.05$). A
+# site with no significant reduction is called *not closed* only when its primary design could
+# have detected a drop of the rule's size; otherwise *inconclusive*.
 #
 # ## What the designs cannot tell
 #
@@ -172,7 +191,7 @@ display(
         "## The primary design and the verdict\n\n"
         + primary_rule_text()
         + "\n\n"
-        + rule_text(study.verdict)
+        + rule_text(study.verdict, study.frequency)
         + "\n"
     )
 )

@@ -28,7 +28,7 @@ from dmi_eval.plots import (
 )
 from dmi_eval.report import FLOAT_FORMAT, script_label
 from dmi_eval.tables import effects_table, markdown_table
-from dmi_eval.verdict import headline, rule_text
+from dmi_eval.verdict import VERDICT_COLUMNS, headline, rule_text, verdict_row
 
 SCRIPT = script_label("site_report.py")
 fitted = load(results_path) if results_path else evaluate_study_sites(study_path, sites=[site_id])
@@ -41,12 +41,12 @@ verdict = evaluation.verdict
 out = Path(out_dir)
 site_results = out / "results" / "sites" / site_id
 site_results.mkdir(parents=True, exist_ok=True)
-effects.to_csv(
+evaluation.table().to_csv(
     site_results / "effects.csv", index=False, float_format=FLOAT_FORMAT, lineterminator="\n"
 )
-pd.DataFrame(
-    [{"site": site_id, "verdict": verdict.label, "reasons": verdict.reasons_text()}]
-).to_csv(site_results / "verdict.csv", index=False, lineterminator="\n")
+pd.DataFrame([verdict_row(evaluation.evidence, verdict)], columns=list(VERDICT_COLUMNS)).to_csv(
+    site_results / "verdict.csv", index=False, float_format=FLOAT_FORMAT, lineterminator="\n"
+)
 pd.DataFrame([{"site": site_id, "primary_design": evaluation.primary}]).to_csv(
     site_results / "primary.csv", index=False, lineterminator="\n"
 )
@@ -69,8 +69,15 @@ display(
     Markdown(
         f"# {site.name}: did the drug market close?\n\n"
         f"**Verdict: {verdict.label.replace('_', ' ')}.** "
-        f"{headline(evaluation.evidence, verdict, site.name, unit)}\n\nWhy:\n\n"
+        f"{headline(evaluation.evidence, verdict, site.name, unit, alpha=study.verdict.alpha)}"
+        "\n\nWhy:\n\n"
         + "\n".join(f"- {r}" for r in verdict.reasons)
+        + (
+            "\n\n**Warnings** (they keep a closure from being claimed):\n\n"
+            + "\n".join(f"- {w}" for w in verdict.warnings)
+            if verdict.warnings
+            else ""
+        )
     )
 )
 
@@ -99,7 +106,7 @@ call-in is {"left out" if study.transition == "exclude" else "counted as post"})
 
 {primary_rule_text()} Here: **{evaluation.primary}**.
 
-{rule_text(study.verdict)}
+{rule_text(study.verdict, study.frequency)}
 """)
 )
 

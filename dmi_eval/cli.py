@@ -86,13 +86,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     fitted = evaluate_study_sites(study, sites=[site.id])
     evaluation = fitted.site(site.id)
     verdict = evaluation.verdict
-    text = headline(evaluation.evidence, verdict, site.name, study.frequency).replace("**", "")
+    text = headline(
+        evaluation.evidence, verdict, site.name, study.frequency, alpha=study.verdict.alpha
+    ).replace("**", "")
     print(f"{site.name} (call-in {site.intervention}): {verdict.label.replace('_', ' ').upper()}")
     print(text)
     print("Why:")
     for reason in verdict.reasons:
         print(f"  - {reason}")
-    print(f"Primary design: {evaluation.primary}. " + rule_text(study.verdict).replace("*", ""))
+    for warning in verdict.warnings:
+        print(f"  ! {warning}")
+    rule = rule_text(study.verdict, study.frequency).replace("*", "")
+    print(f"Primary design: {evaluation.primary}. " + rule)
     if args.out:
         import tempfile
 

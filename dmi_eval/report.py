@@ -34,7 +34,7 @@ from dmi_eval.errors import DmiEvalError
 from dmi_eval.inference import PROGRESS_ENV
 from dmi_eval.pipeline import evaluate_study_sites, save
 from dmi_eval.render import write_html
-from dmi_eval.results import EFFECT_COLUMNS
+from dmi_eval.results import TABLE_COLUMNS
 
 SITE_SCRIPT = "site_report.py"
 SUMMARY_SCRIPT = "study_summary.py"
@@ -251,7 +251,7 @@ def _render_study(
             {**params, "site_id": site.id},
             out / "sites" / f"{site.id}.md",
         )
-    effects = collect_site_results(study, results_dir, "effects.csv")[list(EFFECT_COLUMNS)]
+    effects = collect_site_results(study, results_dir, "effects.csv")[list(TABLE_COLUMNS)]
     effects.to_csv(
         results_dir / "effects.csv", index=False, float_format=FLOAT_FORMAT, lineterminator="\n"
     )
