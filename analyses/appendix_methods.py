@@ -58,8 +58,9 @@
 # $\tau^2$ is the drift every unit shares, the DerSimonian–Laird between-unit variance of the
 # placebos' $L_j$. Each one-sided p-value counts its own tail with the market included,
 # $(1 + \#\{\text{placebos at or beyond the market}\})/(n + 1)$; the interval inverts the rank
-# test; the minimum detectable reduction (`mde`, one-sided 5% test, 80% power) comes from the
-# placebo quantiles. The RMSPE-standardised statistic of Abadie et al. (2010) is available
+# test; the minimum detectable reduction (`mde_placebo`, one-sided 5% test, 80% power) comes from
+# the placebo quantiles (a diagnostic: single areas drift more than a market whose areas move
+# independently, so it is not yet read by the verdict). The RMSPE-standardised statistic of Abadie et al. (2010) is available
 # (`placebo_statistic="rmspe"`) but does not hold its size at sites: a market's RMSPE is small
 # while a single area's is dominated by noise. Leave-one-out over the largest donors and
 # placebo-in-time are reported. Classic covariate SC with a nested search over predictor weights

@@ -113,7 +113,8 @@ def test_site_sc_reports_each_tail_an_mde_and_weights_that_choose():
     assert row["p_lower"] + row["p_upper"] == pytest.approx(1 + 1 / (n + 1), abs=1e-9)
     assert row["ci_low"] < row["pct_change"] < row["ci_high"]
     diag = res.diagnostics.loc["drug"]
-    assert 0 < diag["mde"] < 1 and diag["drift_sd"] > 0 and diag["dispersion"] > 0
+    assert 0 < diag["mde_placebo"] < 1 and diag["drift_sd"] > 0 and diag["dispersion"] > 0
+    assert diag["min_p"] == pytest.approx(1 / (n + 1))
     weights = res.weights_table("drug")["weight"]
     assert len(weights) < 0.8 * diag["n_donors"]
     assert weights.max() > 2 / diag["n_donors"]

@@ -115,10 +115,11 @@ def _row(results: Any, outcome: str, window: str = "post") -> dict[str, float]:
     row = results.row(outcome, window)
     diag = results.diagnostics
     mde = float("nan")
-    if "mde" in diag.columns:
+    column = next((c for c in ("mde", "mde_placebo") if c in diag.columns), None)
+    if column is not None:
         rows = diag[diag["outcome"] == outcome]
         if len(rows):
-            mde = float(rows["mde"].iloc[0])
+            mde = float(rows[column].iloc[0])
     out = {
         "pct_change": float(row["pct_change"]),
         "ci_low": float(row["ci_low"]),

@@ -196,7 +196,7 @@ class SyntheticControl:
     the interval. With ``placebo_statistic="noise"`` the statistic of unit
     ``j`` is ``log(sum obs / sum synthetic) / sqrt(tau^2 + v_j)``, ``v_j`` its
     negative-binomial counting variance and ``tau^2`` the DerSimonian-Laird
-    drift variance of the placebos; the diagnostics report ``mde``, the
+    drift variance of the placebos; the diagnostics report ``mde_placebo``, the
     smallest reduction the one-sided 5% test detects with 80% power.
     """
 

@@ -53,6 +53,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dmi_eval.power import mde_from_placebos
+
 
 def dispersion(counts: np.ndarray) -> float:
     """Area x period overdispersion ``phi`` of counts (variance ``mu + phi mu^2``).
@@ -232,18 +234,13 @@ class NoiseStandardisedTest:
     def mde(self, alpha: float = 0.05, power: float = 0.8) -> float:
         """Smallest reduction (positive fraction) the one-sided test detects with ``power``.
 
-        The market's statistic must fall below the critical placebo statistic
-        ``z_c`` (the ``m``-th smallest, ``m = ceil(alpha (n + 1)) - 1``); under
-        a reduction ``delta`` it is ``log(1 - delta) / s_1`` plus noise that
-        exceeds the placebos' ``power`` quantile ``z_p`` with probability
-        ``1 - power``: ``mde = 1 - exp((z_c - z_p) s_1)``. ``inf`` when the
-        test can never reach ``p < alpha`` (fewer than ``1 / alpha - 1`` placebos).
+        :func:`dmi_eval.power.mde_from_placebos` on the placebos' statistics,
+        scaled by the market's ``sqrt(tau^2 + v_1)``: the market's statistic must
+        fall below the critical placebo statistic, and under a reduction
+        ``delta`` it is ``log(1 - delta) / s_1`` plus noise that exceeds the
+        placebos' ``power`` quantile with probability ``1 - power``. ``inf``
+        when the test can never reach ``p < alpha`` (too few placebos).
         """
-        n = self.n_placebos
-        m = math.ceil(alpha * (n + 1) - 1e-9) - 1
-        if n == 0 or m < 1:
+        if self.n_placebos == 0:
             return float("inf")
-        zp = np.sort(self.z[1:])
-        z_c = zp[m - 1]
-        z_p = float(np.quantile(zp, power))
-        return float(-math.expm1((z_c - z_p) * float(self.sd[0])))
+        return mde_from_placebos(self.z[1:], float(self.sd[0]), alpha=alpha, power=power)
