@@ -1,4 +1,4 @@
-"""Sessions: tests, lint, evaluate, data, validate, benchmark.
+"""Sessions: tests, lint, evaluate, data, validate, calibrate, benchmark.
 
 Quick start on a fresh machine::
 
@@ -74,6 +74,22 @@ def validate(session: nox.Session) -> None:
     """
     install(session)
     session.run("dmi-eval", "validate", "--out", "reports", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def calibrate(session: nox.Session) -> None:
+    """Size, coverage and power of every design as used at sites, on simulated cities.
+
+    Writes reports/results/calibration.csv and reports/appendix/calibration.md
+    (under 20 minutes on 2 cores). ``nox -s calibrate -- --scale 0.5`` simulates
+    half as many cities; ``--out DIR`` writes elsewhere.
+    """
+    install(session)
+    args = list(session.posargs)
+    if "--out" not in args:
+        args += ["--out", "reports"]
+    env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    session.run("python", "-m", "dmi_eval.calibration", *args, env=env)
 
 
 @nox.session(python=PYTHON)

@@ -18,23 +18,51 @@
 # data. The default family for counts is quasi-Poisson (variance $\phi\mu$, $\phi$ from Pearson
 # $\chi^2$/df) with an AR(1) sandwich covariance (Zeger 1988). The counterfactual sets
 # $\beta_2 = \beta_3 = 0$; the window effect is $\log(\sum y / \sum \hat\mu^{cf})$ with a delta-method
-# standard error, two-sided t test. The controlled version (Linden's multiple-group form) stacks the
-# market and the comparison areas' mean with difference-in-level and difference-in-slope terms.
+# standard error, t tests; for the last months of the post period the window's own noise
+# ($\phi \sum \hat\mu$ times the AR(1) inflation of a sum) is added, since $\sum y$ there is not
+# the fitted total. The controlled version (Linden's multiple-group form) stacks the market and
+# the comparison areas' total (the number of areas in each as exposure) with
+# difference-in-level and difference-in-slope terms, each series with its own Pearson
+# dispersion. The DID placebo test studentises the market and every placebo group by its own
+# pre-period dispersion, so a busy over-dispersed market is judged like its placebos.
 # Diagnostics: Ljung–Box, Breusch–Godfrey, Durbin–Watson, dispersion, pre-period fit, and
 # placebo-in-time estimates at fake call-in dates inside the pre-period. Validated against Stata's
 # `itsa` (Prop 99) and the Sicily quasi-Poisson model (see the validation appendix).
 #
-# ## Synthetic control (`sc`) and synthetic DID (`sdid`) — `dmi_eval/designs/synth.py`
+# ## Synthetic control (`sc`) and synthetic DID (`sdid`) — `dmi_eval/designs/synth/`
 #
-# Donor weights $w$ on the simplex minimise $\sum_{t<T_0} (y_{1t} - w'Y_{0t})^2 +
-# \zeta^2 T_{pre}\lVert w \rVert^2$ (a small ridge as in synthdid, solved as a quadratic program
-# with Clarabel). A market aggregates several busy micro-areas at the top of the city's
-# distribution, outside the range of single donor areas, so every series is divided by its own
-# pre-period mean (a multiplicative intercept, natural for counts) and the counterfactual is scaled
-# back. Synthetic DID (Arkhangelsky et al. 2021) adds time weights and unit and time intercepts.
-# Inference is placebo-in-space: every donor in turn is a fake treated unit fitted with the same
-# estimator; the one-sided p-value is the rank of the market's standardised mean post gap among
-# them, the interval comes from the placebo gaps. Leave-one-out over the largest donors and
+# A market aggregates several busy micro-areas at the top of the city's distribution, outside the
+# range of single donor areas, so every series is divided by its own pre-period mean (a
+# multiplicative intercept, natural for counts) and the counterfactual is scaled back; donor areas
+# with fewer pre-period incidents than the floor in *Settings* are left out (their means are too
+# noisy to divide by). On these ratio-scaled series the donor weights $w$ on the simplex minimise
+# $\sum_{t<T_0} (\tilde y_{1t} - w'\tilde Y_{0t})^2 + (\eta\zeta)^2 T_{pre}\lVert w \rVert^2$,
+# with synthdid's noise scale $\zeta = (N_{tr} T_{post})^{1/4}\sigma$ ($\sigma$ the SD of the
+# donors' first differences) and $\eta$ the ridge in *Settings*. $\eta = 1$ (synthdid's penalty,
+# meant for SDID) spreads the weights almost evenly over every donor, so SC becomes a ratio DID;
+# $\eta = 0.3$ was chosen by the calibration study (see the calibration appendix): about half the
+# donors carry weight, the market's post-period error is close to unpenalised SC's, and the
+# placebo fits of single noisy areas stay stable. Choosing $\eta$ by cross-validation on the pre
+# period was tried and rejected: held-out pre periods reward smoothing the counting noise and pick
+# the heaviest penalty. Synthetic DID (Arkhangelsky et al. 2021) adds time weights and unit and
+# time intercepts.
+#
+# Inference is placebo-in-space with a statistic on one scale for a busy market and a quiet
+# placebo area: every comparison area with at least the placebo floor of pre-period incidents
+# (*Settings*) is in turn a fake treated unit fitted with the same estimator, and for every unit
+# $j$ the log ratio $L_j = \log(\sum_W y_{jt} / \sum_W \hat y_{jt})$ over the window $W$ is
+# divided by $\sqrt{\tau^2 + v_j}$. $v_j = (1/\bar\mu_{jW} + \phi_j)/T_W +
+# (1/\bar\mu_{j,pre} + \phi_j)/T_0$ is its negative-binomial counting variance, with the city's
+# area-by-period overdispersion $\phi$ estimated by moments from the donors' pre-period first
+# differences ($\phi_j = \phi \sum_a \mu_a^2/(\sum_a \mu_a)^2$ for a market of several areas);
+# $\tau^2$ is the drift every unit shares, the DerSimonian–Laird between-unit variance of the
+# placebos' $L_j$. Each one-sided p-value counts its own tail with the market included,
+# $(1 + \#\{\text{placebos at or beyond the market}\})/(n + 1)$; the interval inverts the rank
+# test; the minimum detectable reduction (`mde_placebo`, one-sided 5% test, 80% power) comes from
+# the placebo quantiles (a diagnostic: single areas drift more than a market whose areas move
+# independently, so it is not yet read by the verdict). The RMSPE-standardised statistic of Abadie et al. (2010) is available
+# (`placebo_statistic="rmspe"`) but does not hold its size at sites: a market's RMSPE is small
+# while a single area's is dominated by noise. Leave-one-out over the largest donors and
 # placebo-in-time are reported. Classic covariate SC with a nested search over predictor weights
 # $V$ is validated on Basque, Prop 99 and West Germany.
 #
@@ -69,9 +97,23 @@
 # ## Pooling — `dmi_eval/pooling.py`
 #
 # Random-effects meta-analysis of the sites' log rate ratios $y_i = \log(1 + \text{pct}_i)$ with
-# standard errors read from their intervals: Paule–Mandel $\tau^2$, pooled
-# $\hat\mu = \sum w_i^* y_i / \sum w_i^*$ with $w_i^* = 1/(v_i + \tau^2)$, $I^2$, and the
-# prediction interval $\hat\mu \pm t_{k-2} \sqrt{\tau^2 + se(\hat\mu)^2}$ (Higgins et al. 2009).
+# the standard errors of each design's own variance model (read back from the interval only for a
+# design that reports none): Paule–Mandel $\tau^2$, pooled
+# $\hat\mu = \sum w_i^* y_i / \sum w_i^*$ with $w_i^* = 1/(v_i + \tau^2)$, and a
+# Hartung–Knapp–Sidik–Jonkman interval $\hat\mu \pm t_{k-1} \sqrt{q^*/\sum w_i^*}$ with
+# $q^* = \max(1, \sum w_i^* (y_i - \hat\mu)^2/(k-1))$, which keeps its coverage with a handful of
+# sites; $I^2$ and the prediction interval $\hat\mu \pm t_{k-2} \sqrt{\tau^2 + se(\hat\mu)^2}$
+# (Higgins et al. 2009). DerSimonian–Laird with a normal interval (the published classic) is
+# available and reproduces metafor.
+#
+# ## Can the design tell? — `dmi_eval/power.py`
+#
+# Each design reports its minimum detectable effect (`mde` in its diagnostics): the smallest
+# reduction its one-sided 5% test detects with 80% power — from its standard error for the
+# model-based designs, from the spread of its placebo statistics for the rank tests (and infinite
+# when $1/(n+1) \ge 0.05$: with 19 or fewer placebos a rank test can never reach $p < 0.05$). A
+# site with no significant reduction is called *not closed* only when its primary design could
+# have detected a drop of the rule's size; otherwise *inconclusive*.
 #
 # ## What the designs cannot tell
 #
@@ -120,6 +162,11 @@ settings = pd.DataFrame(
             default(SyntheticControl, "sc_ridge"),
         ),
         (
+            "sc, sdid",
+            "fewest pre-period incidents of a placebo area (noise-standardised test)",
+            default(SyntheticControl, "min_placebo_pre_count"),
+        ),
+        (
             "sc",
             "fewest pre-period incidents of a donor under ratio scaling",
             default(SyntheticControl, "min_donor_pre_count"),
@@ -145,7 +192,7 @@ display(
         "## The primary design and the verdict\n\n"
         + primary_rule_text()
         + "\n\n"
-        + rule_text(study.verdict)
+        + rule_text(study.verdict, study.frequency)
         + "\n"
     )
 )

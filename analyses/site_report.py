@@ -28,9 +28,8 @@ from dmi_eval.plots import (
 )
 from dmi_eval.render import MD_NAV
 from dmi_eval.report import FLOAT_FORMAT, script_label
-from dmi_eval.results import EFFECT_COLUMNS
 from dmi_eval.tables import design_label, effects_table, markdown_table
-from dmi_eval.verdict import rule_text
+from dmi_eval.verdict import VERDICT_COLUMNS, rule_text, verdict_row
 from dmi_eval.wording import closure_summary, first_paragraph, plain_reason
 
 SCRIPT = script_label("site_report.py")
@@ -53,12 +52,12 @@ verdict = evaluation.verdict
 out = Path(out_dir)
 site_results = out / "results" / "sites" / site_id
 site_results.mkdir(parents=True, exist_ok=True)
-effects[list(EFFECT_COLUMNS)].to_csv(
+evaluation.table().to_csv(
     site_results / "effects.csv", index=False, float_format=FLOAT_FORMAT, lineterminator="\n"
 )
-pd.DataFrame(
-    [{"site": site_id, "verdict": verdict.label, "reasons": verdict.reasons_text()}]
-).to_csv(site_results / "verdict.csv", index=False, lineterminator="\n")
+pd.DataFrame([verdict_row(evaluation.evidence, verdict)], columns=list(VERDICT_COLUMNS)).to_csv(
+    site_results / "verdict.csv", index=False, float_format=FLOAT_FORMAT, lineterminator="\n"
+)
 pd.DataFrame([{"site": site_id, "primary_design": evaluation.primary}]).to_csv(
     site_results / "primary.csv", index=False, lineterminator="\n"
 )
@@ -108,6 +107,12 @@ display(
         + "\n\n*How to read this page: the picture below shows the offences counted and those "
         "expected without the DMI; the tables further down give every estimate. The words are "
         "explained in the [glossary](../appendix/glossary.md).*"
+        + (
+            "\n\n**Warnings** (they keep a closure from being claimed):\n\n"
+            + "\n".join(f"- {w}" for w in verdict.warnings)
+            if verdict.warnings
+            else ""
+        )
     )
 )
 
@@ -147,7 +152,7 @@ call-in is {"left out" if study.transition == "exclude" else "counted as post"})
 
 {primary_rule_text()} Here: **{design_label(evaluation.primary)}** (`{evaluation.primary}`).
 
-{rule_text(study.verdict)}
+{rule_text(study.verdict, study.frequency)}
 """)
 )
 

@@ -170,8 +170,9 @@ if main_design in pooled:
         result.sentence()
         + "\n\n"
         + markdown_table(pd.DataFrame(pooled_rows))
-        + "\n\n*Table: random-effects meta-analysis (Paule–Mandel τ², Higgins prediction "
-        "interval) of the sites' log rate ratios, per design. The prediction interval is where "
+        + "\n\n*Table: random-effects meta-analysis (Paule–Mandel τ², Hartung–Knapp–Sidik–"
+        "Jonkman interval on k − 1 df, Higgins prediction interval) of the sites' log rate "
+        "ratios, per design. The prediction interval is where "
         "a new site's effect is expected to fall. Script: "
         f"`{SCRIPT}`.*\n\n"
         + figure(

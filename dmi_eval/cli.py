@@ -178,9 +178,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     label = study.report.outcome_label(site.primary_outcome)
     for reason in verdict.reasons:
         print(f"  - {plain_reason(reason, outcome=site.primary_outcome, label=label)}")
+    for warning in verdict.warnings:
+        print(f"  ! {warning}")
     print(
         f"Primary design: {design_label(evaluation.primary)}. "
-        + rule_text(study.verdict).replace("*", "")
+        + rule_text(study.verdict, study.frequency).replace("*", "")
     )
     if args.out:
         import tempfile

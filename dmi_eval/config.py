@@ -28,6 +28,32 @@ FREQUENCIES: tuple[str, ...] = get_args(Frequency)
 TRANSITIONS: tuple[str, ...] = get_args(Transition)
 PANDAS_FREQ_OF: dict[str, str] = {"month": "M", "week": "W-SUN", "quarter": "Q"}
 SITE_ID_PATTERN = re.compile(r"^[a-z0-9_-]+$")
+DAYS_PER: dict[str, float] = {
+    "week": 7.0,
+    "month": 365.25 / 12,
+    "quarter": 365.25 / 4,
+    "year": 365.25,
+}
+_DURATION = re.compile(r"^\s*(\d+)\s*(week|month|quarter|year)s?\s*$")
+
+
+def parse_duration(text: str) -> tuple[int, str]:
+    """``"6 months"`` -> ``(6, "month")``; units week, month, quarter, year.
+
+    Raises :class:`ValueError` (saying what is allowed) for anything else.
+    """
+    m = _DURATION.match(str(text).lower()) if isinstance(text, str) else None
+    if not m or int(m.group(1)) < 1:
+        raise ValueError(
+            f"{text!r} is not a duration; write a whole number and a unit, "
+            'e.g. "6 months", "26 weeks", "2 quarters" or "1 year"'
+        )
+    return int(m.group(1)), m.group(2)
+
+
+def duration_text(n: int, frequency: str) -> str:
+    """``(6, "month")`` -> ``"6 months"``; ``(1, "quarter")`` -> ``"1 quarter"``."""
+    return f"{n} {frequency}{'' if n == 1 else 's'}"
 
 
 @dataclass(frozen=True)
@@ -36,16 +62,44 @@ class VerdictRules:
 
     The default rule is stated in DESIGN.md: *closed* when the primary outcome's
     post-period reduction is significant (one-sided ``p < alpha``), at least
-    ``min_reduction``, still present in the last ``persistence_periods`` post
-    periods and not offset by a significant rise in the catchment area.
+    ``min_reduction``, still present over the last ``persistence`` of the post
+    period (a duration such as ``"6 months"``, converted to the study's
+    periods by :meth:`persistence_in`) and not offset by a significant rise in
+    the catchment area.
+
+    ``persistence_periods`` (an integer number of the data's periods) is the
+    older spelling; when given it replaces ``persistence``.
     """
 
     alpha: float = 0.05
     min_reduction: float = 0.25
-    persistence_periods: int = 6
+    persistence: str = "6 months"
+    persistence_periods: int | None = None
     min_pre_periods: int = 12
     min_expected_count: float = 5.0
     max_pre_rmspe_ratio: float = 0.5
+
+    def __post_init__(self) -> None:
+        parse_duration(self.persistence)
+        if self.persistence_periods is not None and self.persistence_periods < 1:
+            raise ValueError(
+                f"persistence_periods must be a positive integer; got {self.persistence_periods}"
+            )
+
+    def persistence_in(self, frequency: str) -> int:
+        """The persistence window in periods of ``frequency`` (at least 1).
+
+        ``"6 months"`` is 6 months, 26 weeks or 2 quarters: the duration in days
+        (a month is 365.25/12 days) divided by the period's length, rounded.
+        """
+        if self.persistence_periods is not None:
+            return int(self.persistence_periods)
+        n, unit = parse_duration(self.persistence)
+        return max(1, round(n * DAYS_PER[unit] / DAYS_PER[frequency]))
+
+    def persistence_text(self, frequency: str) -> str:
+        """The persistence window in words, in the study's periods (``"26 weeks"``)."""
+        return duration_text(self.persistence_in(frequency), frequency)
 
 
 @dataclass(frozen=True)
@@ -452,7 +506,7 @@ def parse_study(raw: dict[str, Any], *, file: Path, text: str = "") -> Study:
         sites = resolve_sites(file, geo, sites, data)  # type: ignore[arg-type]
     _check_sites(file, sites)
 
-    verdict = _parse_dataclass(file, raw.get("verdict", {}), "[verdict]", VerdictRules)
+    verdict = _parse_verdict(file, raw.get("verdict", {}))
     report = _parse_report(file, raw.get("report", {}))
     return Study(
         name=name,
@@ -682,6 +736,37 @@ def _parse_report(file: Path, table: Any) -> ReportOptions:
         )
     report = _parse_dataclass(file, table, "[report]", ReportOptions)
     return dataclasses.replace(report, outcome_labels=tuple(sorted(labels.items())))
+
+
+def _parse_verdict(file: Path, table: Any) -> VerdictRules:
+    """``[verdict]``: numbers, ``persistence`` (a duration) or ``persistence_periods``."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{file}: [verdict] must be a table")
+    defaults = VerdictRules()
+    names = set(VerdictRules.__dataclass_fields__)
+    r = _Reader(file, table, "[verdict]", names)
+    if r.has("persistence") and r.has("persistence_periods"):
+        raise r.error(
+            "persistence_periods",
+            'give either persistence (a duration such as "6 months") or persistence_periods, '
+            "not both",
+        )
+    persistence = r.str("persistence", defaults.persistence)
+    try:
+        parse_duration(persistence)
+    except ValueError as exc:
+        raise r.error("persistence", str(exc)) from None
+    periods = None
+    if r.has("persistence_periods"):
+        periods = r.integer("persistence_periods", 6, low=1, high=10_000)
+    values: dict[str, Any] = {"persistence": persistence, "persistence_periods": periods}
+    for name in names - set(values):
+        default = getattr(defaults, name)
+        if isinstance(default, int) and not isinstance(default, bool):
+            values[name] = r.integer(name, default, low=0, high=10_000)
+        else:
+            values[name] = r.number(name, default, low=0.0, high=1e6)
+    return VerdictRules(**values)
 
 
 def _parse_dataclass(file: Path, table: Any, where: str, cls: type) -> Any:

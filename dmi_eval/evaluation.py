@@ -26,8 +26,8 @@ from dmi_eval.designs.synth import SyntheticControl
 from dmi_eval.displacement import catchment_view
 from dmi_eval.errors import DesignError
 from dmi_eval.panel import Panel, SiteData
-from dmi_eval.results import EFFECT_COLUMNS, DesignResults
-from dmi_eval.verdict import Evidence, Verdict, WindowEvidence, decide
+from dmi_eval.results import EFFECT_COLUMNS, TABLE_COLUMNS, DesignResults
+from dmi_eval.verdict import Evidence, Verdict, WindowEvidence, decide, pre_period_spike
 
 MIN_MICRO_DONORS = 50
 MICRO_PERMUTATIONS = 200
@@ -79,6 +79,20 @@ class SiteEvaluation:
             return pd.DataFrame(columns=list(EFFECT_COLUMNS))
         return pd.concat(frames, ignore_index=True)[list(EFFECT_COLUMNS)]
 
+    def table(self) -> pd.DataFrame:
+        """All designs' ``table`` rows (effects, level, the three tails, log-ratio ``se``).
+
+        What ``results/effects.csv`` holds; catchment designs suffixed as in :meth:`effects`.
+        """
+        frames = [r.table for r in self.results.values()]
+        for name, r in self.catchment_results.items():
+            frame = r.table.copy()
+            frame["design"] = name + CATCHMENT_SUFFIX
+            frames.append(frame)
+        if not frames:
+            return pd.DataFrame(columns=list(TABLE_COLUMNS))
+        return pd.concat(frames, ignore_index=True)[list(TABLE_COLUMNS)]
+
 
 def fit_designs(data: SiteData, study: Study) -> tuple[dict[str, DesignResults], tuple[str, ...]]:
     """Fit every design available for ``data``.
@@ -105,12 +119,17 @@ def fit_designs(data: SiteData, study: Study) -> tuple[dict[str, DesignResults],
     return results, tuple(notes)
 
 
+def last_k(study: Study) -> int:
+    """The persistence window in the study's periods (``[verdict] persistence``)."""
+    return study.verdict.persistence_in(study.frequency)
+
+
 def _fit_its(data: SiteData, study: Study) -> DesignResults | str:
-    return ITS(data).fit()
+    return ITS(data, last_k=last_k(study)).fit()
 
 
 def _fit_cits(data: SiteData, study: Study) -> DesignResults | str:
-    return ITS(data, comparison="donor_mean").fit()
+    return ITS(data, comparison="donor_total", last_k=last_k(study)).fit()
 
 
 def _fit_microsynth(data: SiteData, study: Study) -> DesignResults | str:
@@ -119,7 +138,7 @@ def _fit_microsynth(data: SiteData, study: Study) -> DesignResults | str:
         return "the study has no area covariates (areas.csv)"
     if len(data.donor_areas) < MIN_MICRO_DONORS:
         return f"only {len(data.donor_areas)} comparison areas (needs {MIN_MICRO_DONORS})"
-    first = MicroSynth(data, match_periods="blocks").fit()
+    first = MicroSynth(data, match_periods="blocks", last_periods=last_k(study)).fit()
     if first.calibration["method"] != "exact":
         misfit = first.calibration["max_misfit"]
         return (
@@ -133,12 +152,18 @@ def _fit_microsynth(data: SiteData, study: Study) -> DesignResults | str:
         n_permutations=MICRO_PERMUTATIONS,
         seed=study.seed,
         n_jobs=2,
+        last_periods=last_k(study),
     ).fit()
 
 
 def _fit_sc(data: SiteData, study: Study) -> DesignResults | str:
     return SyntheticControl(
-        data, method="sc", level="ratio", seed=study.seed, max_placebos=MAX_PLACEBOS
+        data,
+        method="sc",
+        level="ratio",
+        seed=study.seed,
+        max_placebos=MAX_PLACEBOS,
+        last_k=last_k(study),
     ).fit()
 
 
@@ -150,11 +175,12 @@ def _fit_sdid(data: SiteData, study: Study) -> DesignResults | str:
         placebo_time=False,
         leave_one_out=False,
         max_placebos=MAX_PLACEBOS,
+        last_k=last_k(study),
     ).fit()
 
 
 def _fit_did(data: SiteData, study: Study) -> DesignResults | str:
-    return DID(data, seed=study.seed).fit()
+    return DID(data, seed=study.seed, last_k=last_k(study)).fit()
 
 
 DESIGNS: dict[str, Callable[[SiteData, Study], DesignResults | str]] = {
@@ -180,14 +206,31 @@ def primary_rule_text() -> str:
     return (
         "**Primary design.** The first that can be fitted of: micro-level synthetic control "
         f"(area covariates and at least {MIN_MICRO_DONORS} comparison areas), synthetic "
-        "control, controlled interrupted time series (against the comparison areas' mean), "
+        "control, controlled interrupted time series (against the comparison areas' total), "
         "interrupted time series. The others are shown as robustness checks."
     )
 
 
+def _diagnostic(results: DesignResults, outcome: str, column: str, default: float) -> float:
+    """One number from a design's ``diagnostics`` (``default`` when it does not report it)."""
+    d = results.diagnostics
+    if column not in d.columns:
+        return default
+    rows = d[d["outcome"] == outcome]
+    if rows.empty:
+        return default
+    value = float(rows[column].iloc[0])
+    return value if np.isfinite(value) or np.isinf(value) else default
+
+
 def window_evidence(results: DesignResults, outcome: str, window: str) -> WindowEvidence:
-    """One row of a design's ``table``, with its one-sided p-value of a reduction."""
+    """One row of a design's ``table`` with its three tails, and its detectable effect.
+
+    ``mde`` is the design's ``diagnostics.mde`` (``mde_last`` for the
+    ``last{k}`` window); ``min_p`` its ``diagnostics.min_p`` (0 when absent).
+    """
     row = results.row(outcome, window)
+    key = "mde" if window == "post" else "mde_last"
     return WindowEvidence(
         design=str(row["design"]),
         window=window,
@@ -195,9 +238,64 @@ def window_evidence(results: DesignResults, outcome: str, window: str) -> Window
         ci_low=float(row["ci_low"]),
         ci_high=float(row["ci_high"]),
         p_lower=float(row["p_lower"]),
+        p_upper=float(row["p_upper"]),
+        p_two_sided=float(row["p_two_sided"]),
         level=f"{100 * float(row['level']):g}%",
-        upper=float(row["p_upper"]),
+        mde=_diagnostic(results, outcome, key, float("nan")),
+        min_p=_diagnostic(results, outcome, "min_p", 0.0),
     )
+
+
+PLACEBO_FAIL_SHARE = 0.2
+"""Share of fake call-in dates with a significant effect above which the in-time placebo fails."""
+
+
+def design_warnings(
+    data: SiteData, results: DesignResults, outcome: str, study: Study
+) -> tuple[str, ...]:
+    """Warnings that gate *closed*: pre-trend and in-time placebo failures, a pre-period spike.
+
+    * a design that reports a pre-trend test (``diagnostics.pretrend_p``)
+      and rejects parallel pre-trends at ``alpha``;
+    * the in-time placebo (``checks["placebo_time"]``: fake call-in dates in
+      the pre period) finds a significant effect (two-sided ``p < alpha``, or
+      ``|z| > 1.96`` where the check reports ``z``) at more than
+      :data:`PLACEBO_FAIL_SHARE` of the fake dates (at least two);
+    * the market's pre period ends in a spike
+      (:func:`dmi_eval.verdict.pre_period_spike`).
+    """
+    alpha = study.verdict.alpha
+    out: list[str] = []
+    p_trend = _diagnostic(results, outcome, "pretrend_p", float("nan"))
+    if np.isfinite(p_trend) and p_trend < alpha:
+        out.append(
+            f"The {results.design} pre-trend test rejects parallel trends before the call-in "
+            f"(p = {p_trend:.3f}): the comparison areas may not show what the market would "
+            "have done."
+        )
+    placebo = results.checks.get("placebo_time")
+    if placebo is not None and len(placebo):
+        rows = placebo[placebo["outcome"] == outcome] if "outcome" in placebo else placebo
+        hits = None
+        if "p_value" in rows:
+            p = rows["p_value"].to_numpy(dtype=float)
+            p = p[np.isfinite(p)]
+            hits, n = int(np.sum(p < alpha)), p.size
+        elif "z" in rows:
+            z = rows["z"].to_numpy(dtype=float)
+            z = z[np.isfinite(z)]
+            hits, n = int(np.sum(np.abs(z) > 1.96)), z.size
+        if hits is not None and n and hits >= 2 and hits / n > PLACEBO_FAIL_SHARE:
+            out.append(
+                f"The in-time placebo fails: {hits} of {n} fake call-in dates before the real "
+                f"one show a significant {results.design} effect, so the model finds effects "
+                "where there were none."
+            )
+    pre = data.treated_series(outcome).to_numpy(dtype=float)[data.pre_mask]
+    spike = pre_period_spike(pre, study.frequency, min_rise=study.verdict.min_reduction)
+    if spike is not None:
+        out.append(spike)
+    return tuple(out)
 
 
 def build_evidence(
@@ -205,33 +303,59 @@ def build_evidence(
     results: dict[str, DesignResults],
     catchment_results: dict[str, DesignResults],
     primary: str,
-    last_window: str,
+    study: Study,
 ) -> Evidence:
     """Collect what the closure rule reads for the site's primary outcome."""
     outcome = data.primary_outcome
     main = results[primary]
+    k = last_k(study)
     pre_mean = float(data.treated_series(outcome).to_numpy()[data.pre_mask].mean())
-    others, others_p = [], []
-    for name, r in results.items():
-        if name == primary:
-            continue
-        others.append(window_evidence(r, outcome, "post"))
-        others_p.append(float(r.row(outcome, "post")["p_value"]))
+    others = tuple(
+        window_evidence(r, outcome, "post") for name, r in results.items() if name != primary
+    )
     catchment = None
-    if primary in catchment_results:
-        catchment = window_evidence(catchment_results[primary], outcome, "post")
+    if catchment_results:
+        (c_results,) = catchment_results.values()
+        catchment = window_evidence(c_results, outcome, "post")
     return Evidence(
         site=data.site_id,
         outcome=outcome,
         post=window_evidence(main, outcome, "post"),
-        last=window_evidence(main, outcome, last_window),
+        last=window_evidence(main, outcome, f"last{k}"),
         n_pre=data.n_pre,
         pre_mean=pre_mean,
         pre_fit_ratio=main.pre_fit_ratio(outcome),
+        n_post=data.n_post,
+        last_k=k,
+        frequency=study.frequency,
         catchment=catchment,
-        others=tuple(others),
-        others_p_two_sided=tuple(others_p),
+        others=others,
+        warnings=design_warnings(data, main, outcome, study),
     )
+
+
+def fit_catchment(
+    data: SiteData, study: Study, primary: str
+) -> tuple[dict[str, DesignResults], tuple[str, ...]]:
+    """The catchment's design: the primary one, else the next that can be fitted.
+
+    A design that cannot be used for the catchment (microsynth without an
+    exact synthetic control, say) is noted, never passed on as evidence.
+    """
+    view = catchment_view(data)
+    notes: list[str] = []
+    start = PRIMARY_ORDER.index(primary) if primary in PRIMARY_ORDER else 0
+    for name in PRIMARY_ORDER[start:]:
+        try:
+            fitted = DESIGNS[name](view, study)
+        except DesignError as exc:
+            notes.append(f"{name} (catchment): not fitted — {exc}")
+            continue
+        if isinstance(fitted, str):
+            notes.append(f"{name} (catchment): not used — {fitted}")
+            continue
+        return {name: fitted}, tuple(notes)
+    return {}, tuple(notes)
 
 
 def evaluate_site(panel: Panel, study: Study, site_id: str) -> SiteEvaluation:
@@ -253,9 +377,9 @@ def evaluate_site(panel: Panel, study: Study, site_id: str) -> SiteEvaluation:
     primary = choose_primary(results)
     catchment_results: dict[str, DesignResults] = {}
     if data.catchment_areas:
-        catchment_results[primary] = DESIGNS[primary](catchment_view(data), study)
-    last_window = f"last{study.verdict.persistence_periods}"
-    evidence = build_evidence(data, results, catchment_results, primary, last_window)
+        catchment_results, c_notes = fit_catchment(data, study, primary)
+        notes = (*notes, *c_notes)
+    evidence = build_evidence(data, results, catchment_results, primary, study)
     verdict = decide(evidence, study.verdict)
     return SiteEvaluation(
         data=data,

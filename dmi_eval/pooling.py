@@ -1,22 +1,31 @@
 """Cross-site pooled effects: random-effects meta-analysis of log rate ratios.
 
 Each site's effect for one design, outcome and window (a row of the tidy
-effects frame) is turned into a log rate ratio ``log(1 + pct_change)`` with a
-standard error read off its confidence interval, and the sites are combined
-with statsmodels' :func:`~statsmodels.stats.meta_analysis.combine_effects`.
+effects frame) is turned into a log rate ratio ``log(1 + pct_change)`` with
+the standard error of the design's own variance model (the row's ``se``
+column, the log-ratio SE each design reports) -- read back from the interval
+only for rows without one -- and the sites are combined with statsmodels'
+:func:`~statsmodels.stats.meta_analysis.combine_effects`. :func:`pool_log_ratios`
+takes the log ratios and SEs directly.
 
 The default between-site variance estimator is Paule-Mandel (statsmodels'
 ``"iterated"``), recommended over DerSimonian-Laird by Veroniki et al. (2016)
 because it is less biased when the number of sites is small and the
 heterogeneity large; DerSimonian-Laird (``"dl"``, the classic, truncated at
-zero) is available for comparison with published analyses.
+zero) is available for comparison with published analyses. The default
+interval is Hartung-Knapp-Sidik-Jonkman (a t interval on k - 1 degrees of
+freedom around a variance rescaled by the weighted residual spread), which
+holds its coverage with a handful of sites where the normal interval does not
+(IntHout, Ioannidis & Borm 2014); ``interval="normal"`` gives the classic Wald
+interval of published analyses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal, get_args
@@ -29,11 +38,22 @@ from statsmodels.stats.meta_analysis import combine_effects
 from dmi_eval.errors import DesignError
 
 MethodRE = Literal["pm", "dl"]
+Interval = Literal["hksj", "normal"]
 METHOD_LABEL = {"pm": "Paule-Mandel", "dl": "DerSimonian-Laird"}
+INTERVAL_LABEL = {
+    "hksj": "Hartung-Knapp-Sidik-Jonkman t interval on k-1 df",
+    "normal": "normal interval",
+}
 _STATSMODELS_METHOD = {"pm": "iterated", "dl": "dl"}
 _LEVEL = re.compile(r"(\d+(?:\.\d+)?)\s*%")
 
-__all__ = ["PooledResult", "ci_level_from_method", "log_ratio_inputs", "pool_effects"]
+__all__ = [
+    "PooledResult",
+    "ci_level_from_method",
+    "log_ratio_inputs",
+    "pool_effects",
+    "pool_log_ratios",
+]
 
 
 def _p(p: float) -> str:
@@ -57,49 +77,70 @@ def ci_level_from_method(method: str) -> float:
 
 
 def log_ratio_inputs(effects: pd.DataFrame, *, ci_level: float | None = None) -> pd.DataFrame:
-    """Each row's log rate ratio and its standard error, read from the interval.
+    """Each row's log rate ratio and its standard error.
 
     Parameters
     ----------
     effects
-        Rows of a tidy effects frame (``site, pct_change, ci_low, ci_high, method``).
+        Rows of a tidy effects frame (``site, pct_change, ci_low, ci_high, method``
+        and, when the design reports it, ``se``: the log-ratio standard error
+        from the design's own variance model).
     ci_level
-        Confidence level of the intervals; default: parsed from each row's ``method``.
+        Confidence level of the intervals; default: parsed from each row's
+        ``method`` (used only for rows without an ``se``).
 
     Returns
     -------
     DataFrame
-        ``site, log_rr, se, ci_level, asymmetry, usable, reason``. ``log_rr =
-        log(1 + pct_change)``; ``se = (log(1+ci_high) - log(1+ci_low)) / (2 z)``
-        with ``z`` the normal quantile of the level (the interval is assumed
-        symmetric on the log scale); ``asymmetry`` is the distance of
-        ``log_rr`` from the interval's log-scale midpoint in units of ``se``
-        (0 for intervals built on the log scale).
+        ``site, log_rr, se, se_source, ci_level, asymmetry, usable, reason``.
+        ``log_rr = log(1 + pct_change)``; ``se`` is the row's own ``se`` when
+        finite and positive (``se_source = "design"``), else read from the
+        interval (``"interval"``): ``(log(1+ci_high) - log(1+ci_low)) / (2 z)``
+        with ``z`` the normal quantile of the level (assumes an interval
+        symmetric on the log scale). ``asymmetry`` is the distance of
+        ``log_rr`` from the interval's log-scale midpoint in units of the
+        interval's half-width / z (0 for intervals built on the log scale).
     """
+    has_se = "se" in effects.columns
     rows = []
     for _, r in effects.iterrows():
-        level = ci_level if ci_level is not None else ci_level_from_method(r["method"])
-        z = float(stats.norm.isf((1 - level) / 2))
         pct, lo, hi = float(r["pct_change"]), float(r["ci_low"]), float(r["ci_high"])
+        own = float(r["se"]) if has_se else float("nan")
+        use_own = math.isfinite(own) and own > 0
+        level = float("nan")
+        if ci_level is not None:
+            level = ci_level
+        elif not use_own:
+            level = ci_level_from_method(r["method"])
+        else:  # the interval only feeds the asymmetry column
+            with contextlib.suppress(ValueError):
+                level = ci_level_from_method(r["method"])
         reason = ""
-        if not all(math.isfinite(v) for v in (pct, lo, hi)):
-            reason = "effect or interval not finite"
-        elif min(pct, lo, hi) <= -1:
+        if not math.isfinite(pct):
+            reason = "effect not finite"
+        elif pct <= -1:
             reason = "a -100% change has no log rate ratio"
-        elif not lo < hi:
+        elif not use_own and not all(math.isfinite(v) for v in (lo, hi)):
+            reason = "interval not finite and no standard error"
+        elif not use_own and min(lo, hi) <= -1:
+            reason = "a -100% interval bound has no log rate ratio"
+        elif not use_own and not lo < hi:
             reason = "interval has no width"
-        if reason:
-            log_rr = se = asym = float("nan")
-        else:
+        log_rr = se = asym = float("nan")
+        if not reason:
             log_rr = math.log1p(pct)
-            se = (math.log1p(hi) - math.log1p(lo)) / (2 * z)
-            mid = (math.log1p(hi) + math.log1p(lo)) / 2
-            asym = (log_rr - mid) / se
+            interval_ok = math.isfinite(level) and -1 < lo < hi and math.isfinite(hi)
+            if interval_ok:
+                z = float(stats.norm.isf((1 - level) / 2))
+                se_int = (math.log1p(hi) - math.log1p(lo)) / (2 * z)
+                asym = (log_rr - (math.log1p(hi) + math.log1p(lo)) / 2) / se_int
+            se = own if use_own else se_int
         rows.append(
             {
                 "site": r["site"],
                 "log_rr": log_rr,
                 "se": se,
+                "se_source": "design" if use_own else "interval",
                 "ci_level": level,
                 "asymmetry": asym,
                 "usable": not reason,
@@ -107,7 +148,17 @@ def log_ratio_inputs(effects: pd.DataFrame, *, ci_level: float | None = None) ->
             }
         )
     return pd.DataFrame(
-        rows, columns=["site", "log_rr", "se", "ci_level", "asymmetry", "usable", "reason"]
+        rows,
+        columns=[
+            "site",
+            "log_rr",
+            "se",
+            "se_source",
+            "ci_level",
+            "asymmetry",
+            "usable",
+            "reason",
+        ],
     )
 
 
@@ -121,11 +172,16 @@ class PooledResult:
         What was pooled.
     method_re, alpha
         Between-site variance estimator (``"pm"`` or ``"dl"``); 1 - confidence level.
+    interval
+        ``"hksj"`` (Hartung-Knapp-Sidik-Jonkman, t on k - 1 df) or ``"normal"``.
     sites, log_rr, se, weights
         Pooled sites, their log rate ratios, standard errors and relative
         random-effects weights (summing to 1).
     pooled_log, pooled_se
-        Random-effects mean log rate ratio and its standard error.
+        Random-effects mean log rate ratio and the standard error its interval
+        and test use (HKSJ-rescaled for ``"hksj"``).
+    re_se
+        The classic random-effects standard error :math:`(\\sum w_i^*)^{-1/2}`.
     fixed_log, fixed_se
         Fixed-effect (inverse-variance) mean and SE.
     tau2, i2, q, q_df, q_p_value
@@ -158,6 +214,8 @@ class PooledResult:
     pi_low_log: float
     pi_high_log: float
     excluded: Mapping[str, str]
+    interval: str = "hksj"
+    re_se: float = float("nan")
 
     def __post_init__(self) -> None:
         for name in ("log_rr", "se", "weights"):
@@ -171,7 +229,15 @@ class PooledResult:
 
     @property
     def z(self) -> float:
+        """Normal quantile of the level (used for the sites' own rows)."""
         return float(stats.norm.isf(self.alpha / 2))
+
+    @property
+    def crit(self) -> float:
+        """Critical value of the pooled interval: ``t(k-1)`` for HKSJ, normal otherwise."""
+        if self.interval == "hksj":
+            return float(stats.t.isf(self.alpha / 2, self.k - 1))
+        return self.z
 
     @property
     def pct_change(self) -> float:
@@ -180,11 +246,11 @@ class PooledResult:
 
     @property
     def ci_low(self) -> float:
-        return math.expm1(self.pooled_log - self.z * self.pooled_se)
+        return math.expm1(self.pooled_log - self.crit * self.pooled_se)
 
     @property
     def ci_high(self) -> float:
-        return math.expm1(self.pooled_log + self.z * self.pooled_se)
+        return math.expm1(self.pooled_log + self.crit * self.pooled_se)
 
     @property
     def pi_low(self) -> float:
@@ -196,16 +262,19 @@ class PooledResult:
 
     @property
     def p_value(self) -> float:
-        """Two-sided normal test of ``pooled_log = 0``."""
-        return float(2 * stats.norm.sf(abs(self.pooled_log / self.pooled_se)))
+        """Two-sided test of ``pooled_log = 0`` (t on k - 1 df for HKSJ, else normal)."""
+        stat = abs(self.pooled_log / self.pooled_se)
+        if self.interval == "hksj":
+            return float(2 * stats.t.sf(stat, self.k - 1))
+        return float(2 * stats.norm.sf(stat))
 
     @property
     def method(self) -> str:
         conf = f"{100 * (1 - self.alpha):g}%"
         return (
             f"random-effects meta-analysis of log rate ratios ({METHOD_LABEL[self.method_re]} "
-            f"tau^2), {conf} normal interval, two-sided; {conf} prediction interval with "
-            "t(k-2) (Higgins et al. 2009)"
+            f"tau^2), {conf} {INTERVAL_LABEL[self.interval]}, two-sided; {conf} prediction "
+            "interval with t(k-2) (Higgins et al. 2009)"
         )
 
     def summary(self) -> pd.DataFrame:
@@ -274,10 +343,11 @@ class PooledResult:
     def sentence(self) -> str:
         """The pooled result in plain words."""
         conf = f"{100 * (1 - self.alpha):g}%"
+        kind = "HKSJ interval" if self.interval == "hksj" else "interval"
         text = (
             f"Across {self.k} sites, {self.outcome} offences changed by {self.pct_change:+.0%} on "
             f"average against the {self.design} counterfactual over the {self.window} window "
-            f"({conf} interval {self.ci_low:+.0%} to {self.ci_high:+.0%}; random-effects "
+            f"({conf} {kind} {self.ci_low:+.0%} to {self.ci_high:+.0%}; random-effects "
             f"meta-analysis, {METHOD_LABEL[self.method_re]} tau^2 = {self.tau2:.3f}, "
             f"I^2 = {self.i2:.0%}, Q = {self.q:.1f} on {self.q_df} df, {_p(self.q_p_value)})."
         )
@@ -292,6 +362,132 @@ class PooledResult:
         return text
 
 
+def _check_options(method_re: str, interval: str, alpha: float) -> None:
+    if method_re not in get_args(MethodRE):
+        raise ValueError(f"method_re must be one of pm, dl; got {method_re!r}")
+    if interval not in get_args(Interval):
+        raise ValueError(f"interval must be one of hksj, normal; got {interval!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1); got {alpha}")
+
+
+def pool_log_ratios(
+    sites: Sequence[str],
+    log_rr: Sequence[float] | np.ndarray,
+    se: Sequence[float] | np.ndarray,
+    *,
+    design: str = "",
+    outcome: str = "",
+    window: str = "post",
+    method_re: MethodRE = "pm",
+    interval: Interval = "hksj",
+    alpha: float = 0.05,
+    excluded: Mapping[str, str] | None = None,
+) -> PooledResult:
+    """Random-effects meta-analysis of per-site log rate ratios with their SEs.
+
+    Parameters
+    ----------
+    sites, log_rr, se
+        One entry per site: its log rate ratio and the standard error from the
+        design's own variance model.
+    design, outcome, window
+        Labels for the result.
+    method_re
+        ``"pm"`` (Paule-Mandel, default) or ``"dl"`` (DerSimonian-Laird, truncated at 0).
+    interval
+        ``"hksj"`` (default) or ``"normal"``.
+    alpha
+        1 - confidence level of the pooled and prediction intervals.
+    excluded
+        Sites left out upstream, with reasons (carried into the result).
+
+    Returns
+    -------
+    PooledResult
+
+    Notes
+    -----
+    With :math:`y_i` the log rate ratios and :math:`v_i = se_i^2`:
+    :math:`Q = \\sum w_i (y_i - \\bar y_F)^2`, :math:`w_i = 1/v_i`;
+    DerSimonian-Laird :math:`\\tau^2 = \\max(0, (Q - (k-1)) / (\\sum w_i -
+    \\sum w_i^2 / \\sum w_i))`; Paule-Mandel solves
+    :math:`\\sum (y_i - \\hat\\mu)^2/(v_i + \\tau^2) = k - 1`. Then
+    :math:`\\hat\\mu = \\sum w_i^* y_i / \\sum w_i^*` with :math:`w_i^* =
+    1/(v_i + \\tau^2)` and :math:`se_{RE} = (\\sum w_i^*)^{-1/2}`. The normal
+    interval is :math:`\\hat\\mu \\pm z_{1-\\alpha/2}\\, se_{RE}`. HKSJ
+    (Hartung & Knapp 2001; Sidik & Jonkman 2002) rescales the variance by the
+    weighted residual spread, :math:`q = \\sum w_i^* (y_i - \\hat\\mu)^2/(k-1)`,
+    with the ad hoc floor :math:`q^* = \\max(1, q)` (Knapp & Hartung 2003; so
+    the interval is never narrower than the normal one, as Jackson et al. 2017
+    advise for few studies), :math:`se_{HKSJ} = \\sqrt{q^*}\\, se_{RE}`, and
+    uses :math:`t_{k-1}`: :math:`\\hat\\mu \\pm t_{k-1, 1-\\alpha/2}\\,
+    se_{HKSJ}`. :math:`I^2 = \\max(0, (Q - (k-1))/Q)`; prediction interval
+    :math:`\\hat\\mu \\pm t_{k-2, 1-\\alpha/2} \\sqrt{\\tau^2 + se^2}` with the
+    interval's SE (Higgins, Thompson & Spiegelhalter 2009).
+    """
+    _check_options(method_re, interval, alpha)
+    y = np.asarray(log_rr, dtype=float)
+    s = np.asarray(se, dtype=float)
+    names = tuple(str(x) for x in sites)
+    if not (y.shape == s.shape == (len(names),)):
+        raise ValueError("sites, log_rr and se must have the same length")
+    if not (np.isfinite(y).all() and np.isfinite(s).all() and (s > 0).all()):
+        raise ValueError("log_rr must be finite and se finite and positive")
+    k = y.size
+    if k < 2:
+        raise DesignError(
+            f"only {k} site(s) with a usable {design} estimate of {outcome}; pooling needs 2"
+        )
+    v = s**2
+    with np.errstate(invalid="ignore"):  # statsmodels' DL tau^2 may be negative (truncated below)
+        res = combine_effects(y, v, method_re=_STATSMODELS_METHOD[method_re], alpha=alpha)
+    tau2 = max(float(res.tau2), 0.0)
+    w = 1.0 / (v + tau2)
+    mu = float(np.sum(w * y) / np.sum(w))
+    se_re = float(1.0 / math.sqrt(np.sum(w)))
+    if float(res.tau2) >= 0:  # statsmodels' numbers, unless DL's tau^2 was negative
+        mu, se_re = float(res.mean_effect_re), float(res.sd_eff_w_re)
+    q = float(res.q)
+    df = k - 1
+    i2 = max(0.0, (q - df) / q) if q > 0 else 0.0
+    se_mu = se_re
+    if interval == "hksj":
+        q_hk = float(np.sum(w * (y - mu) ** 2) / df)
+        se_mu = math.sqrt(max(1.0, q_hk)) * se_re
+    if k >= 3:
+        t = float(stats.t.isf(alpha / 2, k - 2))
+        half = t * math.sqrt(tau2 + se_mu**2)
+        pi = (mu - half, mu + half)
+    else:
+        pi = (float("nan"), float("nan"))
+    return PooledResult(
+        design=str(design),
+        outcome=str(outcome),
+        window=window,
+        method_re=method_re,
+        alpha=alpha,
+        sites=names,
+        log_rr=y,
+        se=s,
+        weights=w / w.sum(),
+        pooled_log=mu,
+        pooled_se=se_mu,
+        fixed_log=float(res.mean_effect_fe),
+        fixed_se=float(res.sd_eff_w_fe),
+        tau2=tau2,
+        i2=i2,
+        q=q,
+        q_df=df,
+        q_p_value=float(stats.chi2.sf(q, df)),
+        pi_low_log=pi[0],
+        pi_high_log=pi[1],
+        excluded=MappingProxyType(dict(excluded or {})),
+        interval=interval,
+        re_se=se_re,
+    )
+
+
 def pool_effects(
     effects: pd.DataFrame,
     *,
@@ -299,6 +495,7 @@ def pool_effects(
     outcome: str | None = None,
     window: str = "post",
     method_re: MethodRE = "pm",
+    interval: Interval = "hksj",
     alpha: float = 0.05,
     ci_level: float | None = None,
 ) -> PooledResult:
@@ -307,17 +504,21 @@ def pool_effects(
     Parameters
     ----------
     effects
-        A tidy effects frame (any number of designs, outcomes and windows).
+        A tidy effects frame (any number of designs, outcomes and windows);
+        its ``se`` column (when present) gives each row's log-ratio SE.
     design, outcome
         The rows to pool; may be omitted when the frame holds only one.
     window
         ``"post"`` (default) or ``"last{k}"``.
     method_re
         ``"pm"`` (Paule-Mandel, default) or ``"dl"`` (DerSimonian-Laird, truncated at 0).
+    interval
+        ``"hksj"`` (Hartung-Knapp-Sidik-Jonkman, default) or ``"normal"``.
     alpha
         1 - confidence level of the pooled and prediction intervals.
     ci_level
-        Level of the sites' intervals (default: parsed from each row's ``method``).
+        Level of the sites' intervals, for rows without an ``se`` (default:
+        parsed from each row's ``method``).
 
     Returns
     -------
@@ -325,21 +526,10 @@ def pool_effects(
 
     Notes
     -----
-    With :math:`y_i = \\log(1 + \\text{pct}_i)` and :math:`v_i = se_i^2`:
-    :math:`Q = \\sum w_i (y_i - \\bar y_F)^2`, :math:`w_i = 1/v_i`;
-    DerSimonian-Laird :math:`\\tau^2 = \\max(0, (Q - (k-1)) / (\\sum w_i -
-    \\sum w_i^2 / \\sum w_i))`; Paule-Mandel solves
-    :math:`\\sum (y_i - \\hat\\mu)^2/(v_i + \\tau^2) = k - 1`. Then
-    :math:`\\hat\\mu = \\sum w_i^* y_i / \\sum w_i^*` with :math:`w_i^* =
-    1/(v_i + \\tau^2)`, :math:`se(\\hat\\mu) = (\\sum w_i^*)^{-1/2}`,
-    :math:`I^2 = \\max(0, (Q - (k-1))/Q)`, and the prediction interval
-    :math:`\\hat\\mu \\pm t_{k-2, 1-\\alpha/2} \\sqrt{\\tau^2 + se(\\hat\\mu)^2}`
-    (Higgins, Thompson & Spiegelhalter 2009).
+    See :func:`pool_log_ratios` for the estimators; the inputs are
+    :func:`log_ratio_inputs`.
     """
-    if method_re not in get_args(MethodRE):
-        raise ValueError(f"method_re must be one of pm, dl; got {method_re!r}")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1); got {alpha}")
+    _check_options(method_re, interval, alpha)
     if ci_level is not None and not 0 < ci_level < 1:
         raise ValueError(f"ci_level must be in (0, 1); got {ci_level}")
     frame = effects[effects["window"] == window]
@@ -362,50 +552,20 @@ def pool_effects(
     inputs = log_ratio_inputs(frame, ci_level=ci_level)
     excluded = {str(r.site): str(r.reason) for r in inputs.itertuples() if not r.usable}
     used = inputs[inputs["usable"]]
-    k = len(used)
-    if k < 2:
+    if len(used) < 2:
         raise DesignError(
-            f"only {k} site(s) with a usable {design} estimate of {outcome}; pooling needs 2"
+            f"only {len(used)} site(s) with a usable {design} estimate of {outcome}; "
+            "pooling needs 2"
         )
-    y = used["log_rr"].to_numpy(dtype=float)
-    v = used["se"].to_numpy(dtype=float) ** 2
-    with np.errstate(invalid="ignore"):  # statsmodels' DL tau^2 may be negative (truncated below)
-        res = combine_effects(y, v, method_re=_STATSMODELS_METHOD[method_re], alpha=alpha)
-    tau2 = max(float(res.tau2), 0.0)
-    w = 1.0 / (v + tau2)
-    mu = float(np.sum(w * y) / np.sum(w))
-    se_mu = float(1.0 / math.sqrt(np.sum(w)))
-    if float(res.tau2) >= 0:  # statsmodels' numbers, unless DL's tau^2 was negative
-        mu, se_mu = float(res.mean_effect_re), float(res.sd_eff_w_re)
-    q = float(res.q)
-    df = k - 1
-    i2 = max(0.0, (q - df) / q) if q > 0 else 0.0
-    if k >= 3:
-        t = float(stats.t.isf(alpha / 2, k - 2))
-        half = t * math.sqrt(tau2 + se_mu**2)
-        pi = (mu - half, mu + half)
-    else:
-        pi = (float("nan"), float("nan"))
-    return PooledResult(
+    return pool_log_ratios(
+        used["site"].tolist(),
+        used["log_rr"].to_numpy(dtype=float),
+        used["se"].to_numpy(dtype=float),
         design=str(design),
         outcome=str(outcome),
         window=window,
         method_re=method_re,
+        interval=interval,
         alpha=alpha,
-        sites=tuple(str(s) for s in used["site"]),
-        log_rr=y,
-        se=np.sqrt(v),
-        weights=w / w.sum(),
-        pooled_log=mu,
-        pooled_se=se_mu,
-        fixed_log=float(res.mean_effect_fe),
-        fixed_se=float(res.sd_eff_w_fe),
-        tau2=tau2,
-        i2=i2,
-        q=q,
-        q_df=df,
-        q_p_value=float(stats.chi2.sf(q, df)),
-        pi_low_log=pi[0],
-        pi_high_log=pi[1],
-        excluded=MappingProxyType(excluded),
+        excluded=excluded,
     )

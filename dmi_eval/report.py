@@ -35,7 +35,7 @@ from dmi_eval.outputs import OutputFolder, git_commit
 from dmi_eval.panel import site_roles
 from dmi_eval.pipeline import SILENT, Progress, evaluate_study_sites, save
 from dmi_eval.render import add_navigation, write_html
-from dmi_eval.results import EFFECT_COLUMNS
+from dmi_eval.results import TABLE_COLUMNS
 
 SITE_SCRIPT = "site_report.py"
 SUMMARY_SCRIPT = "study_summary.py"
@@ -239,8 +239,7 @@ def evaluate_study(
             evaluation = evaluate_study_sites(study, progress=progress)
         except errors.NoUsableRowsError as exc:  # the user needs the log to fix the extract
             (out / "results").mkdir(parents=True, exist_ok=True)
-            exc.rejects.to_csv(out / "results" / "rejects.csv", index=False, lineterminator="
-")
+            exc.rejects.to_csv(out / "results" / "rejects.csv", index=False, lineterminator="\n")
             raise
         ingest = evaluation.ingest
         results_dir = out / "results"
@@ -276,7 +275,7 @@ def _render_study(
             {**params, "site_id": site.id},
             out / "sites" / f"{site.id}.md",
         )
-    effects = collect_site_results(study, results_dir, "effects.csv")[list(EFFECT_COLUMNS)]
+    effects = collect_site_results(study, results_dir, "effects.csv")[list(TABLE_COLUMNS)]
     effects.to_csv(
         results_dir / "effects.csv", index=False, float_format=FLOAT_FORMAT, lineterminator="\n"
     )

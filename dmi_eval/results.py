@@ -111,9 +111,18 @@ def pct_interval_from_log(log_ratio: float, se: float, z: float) -> tuple[float,
     return float(np.expm1(log_ratio - z * se)), float(np.expm1(log_ratio + z * se))
 
 
-TABLE_COLUMNS: tuple[str, ...] = (*EFFECT_COLUMNS, "level", "p_lower", "p_upper", "p_two_sided")
-"""Columns of :attr:`DesignResults.table`: the effects contract plus the confidence level
-and the three tails of the test, each computed by the design itself."""
+TABLE_COLUMNS: tuple[str, ...] = (
+    *EFFECT_COLUMNS,
+    "level",
+    "p_lower",
+    "p_upper",
+    "p_two_sided",
+    "se",
+)
+"""Columns of :attr:`DesignResults.table`: the effects contract plus the confidence level,
+the three tails of the test, each computed by the design itself, and ``se``: the standard
+error of ``log(1 + pct_change)`` under the design's own variance model (NaN where the design
+has none; pooling then reads it back from the interval)."""
 
 SERIES_COLUMNS: tuple[str, ...] = (
     "outcome",
@@ -242,14 +251,19 @@ def series_frame(
 
 
 def table_frame(
-    effects: pd.DataFrame, level: float, tails: Iterable[Sequence[float]]
+    effects: pd.DataFrame,
+    level: float,
+    tails: Iterable[Sequence[float]],
+    se: Iterable[float] | None = None,
 ) -> pd.DataFrame:
-    """Effects frame plus ``level`` and the ``(p_lower, p_upper, p_two_sided)`` of each row."""
+    """Effects frame plus ``level``, the ``(p_lower, p_upper, p_two_sided)`` of each row and
+    its log-ratio ``se`` (NaN when not given)."""
     frame = effects.copy()
     tails = [tuple(map(float, t)) for t in tails]
     frame["level"] = float(level)
     for i, col in enumerate(("p_lower", "p_upper", "p_two_sided")):
         frame[col] = np.array([t[i] for t in tails], dtype="float64")
+    frame["se"] = np.nan if se is None else np.array(list(se), dtype="float64")
     return frame[list(TABLE_COLUMNS)]
 
 
@@ -271,9 +285,13 @@ class WindowEffect:
     ``pct_change = observed / counterfactual - 1`` with its interval ``ci_low, ci_high``;
     ``log_ratio_se`` is the standard error of ``log(observed / counterfactual)`` (NaN for a
     model on the count scale, whose ``effect_se`` is the SE of the effect instead);
-    ``p_value`` is the two-sided and ``p_lower`` the one-sided (reduction) p-value.
-    ``effect_low/effect_high`` bound the cumulative effect, ``rate_ratio`` is the model's
-    fitted/counterfactual ratio and ``reference`` names the log ratio tested (ITS).
+    ``p_value`` is the two-sided, ``p_lower`` and ``p_upper`` the one-sided p-values of a
+    reduction and of a rise, each computed by the design's own test (a rank test counts each
+    tail; never ``1 - p``). ``effect_low/effect_high`` bound the cumulative effect,
+    ``rate_ratio`` is the model's fitted/counterfactual ratio and ``reference`` names the log
+    ratio tested (ITS). ``mde`` is the smallest reduction (positive fraction) the window's
+    one-sided 5% test detects with 80% power (:mod:`dmi_eval.power`), ``min_p`` the smallest
+    one-sided p-value the test can reach (``1/(n+1)`` for a rank test, 0 otherwise).
     """
 
     n_periods: int
@@ -291,6 +309,9 @@ class WindowEffect:
     effect_high: float = float("nan")
     rate_ratio: float = float("nan")
     reference: str = "log(observed/counterfactual)"
+    p_upper: float = float("nan")
+    mde: float = float("nan")
+    min_p: float = 0.0
 
 
 class WindowResults(DesignResults):
@@ -298,8 +319,8 @@ class WindowResults(DesignResults):
 
     Subclasses (ITS, DID: frozen dataclasses) have ``site_id, design, alpha, last_k,
     outcomes`` and ``by_outcome`` (outcome -> an object with ``windows`` and ``choices``)
-    and define ``method(outcome)``. The tests are delta-method (normal or t) tests, so
-    ``p_upper = 1 - p_lower``.
+    and define ``method(outcome)``. Each :class:`WindowEffect` carries its test's three
+    tails (delta-method or placebo rank test).
     """
 
     alpha: float
@@ -344,13 +365,14 @@ class WindowResults(DesignResults):
 
     @cached_property
     def table(self) -> pd.DataFrame:  # type: ignore[override]
-        """Effects plus ``level`` and the tails of each window's delta-method test."""
-        tails = []
+        """Effects plus ``level`` and the tails of each window's own test."""
+        tails, se = [], []
         for outcome in self.outcomes:
             for w in self.windows:
                 e = self.by_outcome[outcome].windows[w]
-                tails.append((e.p_lower, 1 - e.p_lower, e.p_value))
-        return table_frame(self.effects(), self.level, tails)
+                tails.append((e.p_lower, e.p_upper, e.p_value))
+                se.append(e.log_ratio_se)
+        return table_frame(self.effects(), self.level, tails, se)
 
     def window_effect(self, outcome: str, window: str) -> WindowEffect:
         """The full :class:`WindowEffect` of an outcome and window."""

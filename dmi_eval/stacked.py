@@ -23,8 +23,13 @@ from dmi_eval.designs.did.model import (
     fit_fe,
 )
 from dmi_eval.errors import DesignError
+from dmi_eval.inference.wild import wild_cluster_bootstrap
 from dmi_eval.options import check_alpha, check_choice
 from dmi_eval.panel import Panel
+
+MIN_SITES = 5
+"""Fewest sites for inference by site: with fewer, a bootstrap over sites has too few
+distinct draws and too little between-site variation to be trusted (MacKinnon & Webb 2017)."""
 
 
 # ---------------------------------------------------------------------------
@@ -46,11 +51,17 @@ class StackedEventStudyResults:
         Event-time coefficients (see :meth:`event_study`).
     average_post
         The mean of the post event-time coefficients: ``estimate, se,
-        pct_change, ci_low, ci_high, p_value``.
+        pct_change, ci_low, ci_high, p_value`` and the one-sided ``p_lower``,
+        ``p_upper`` (NaN when inference by site cannot be done).
     pretrend
-        Joint Wald test that every lead is zero.
+        Joint test that every lead is zero.
     n_controls
         Number of clean control areas.
+    inference
+        ``"wild"``: wild cluster bootstrap over sites (Webb weights);
+        ``"cluster"``: cluster-robust SEs by area (the linear models).
+    notes
+        Why a p-value could not be computed, when it could not.
     """
 
     model: str
@@ -63,6 +74,9 @@ class StackedEventStudyResults:
     pretrend: Mapping[str, float]
     n_controls: int
     coverage: pd.DataFrame
+    inference: str = "cluster"
+    n_boot: int = 0
+    notes: tuple[str, ...] = ()
 
     def event_study(self, outcome: str | None = None) -> pd.DataFrame:
         """Event-time coefficients (reference -1 fixed at 0); see :meth:`DIDResults.event_study`."""
@@ -80,9 +94,14 @@ class StackedEventStudyResults:
 
     def method(self) -> str:
         conf = f"{100 * (1 - self.alpha):g}%"
+        how = (
+            f"wild cluster bootstrap by site (Webb weights, {self.n_boot} draws)"
+            if self.inference == "wild"
+            else "SEs clustered by area"
+        )
         return (
             f"stacked event study (Cengiz et al. 2019), {MODEL_LABEL[self.model]}, site x area "
-            f"and site x period effects, SEs clustered by area, {conf}, two-sided"
+            f"and site x period effects, {how}, {conf}, two-sided"
         )
 
     def summary(self) -> pd.DataFrame:
@@ -115,13 +134,23 @@ class StackedEventStudyResults:
             f"(Cengiz et al. 2019): each site is a sub-experiment of its treated areas and the "
             f"{self.n_controls} clean control areas (never treated by any site and outside every "
             f"catchment), over event times {lo}..{hi} around its own call-in; the sub-experiments "
-            "are stacked with site-by-area and site-by-period fixed effects and SEs clustered by "
-            "area. This avoids naive two-way fixed effects, which use already-treated areas as "
+            "are stacked with site-by-area and site-by-period fixed effects; "
+            + (
+                "treatment is assigned by site, so inference is by site: a wild cluster "
+                "bootstrap over the sites with Webb's six-point weights. "
+                if self.inference == "wild"
+                else "SEs clustered by area. "
+            )
+            + "This avoids naive two-way fixed effects, which use already-treated areas as "
             "controls and are biased when effects differ across sites or grow over time. "
-            f"Average post-period {what}: {a['pct_change']:+.1%} "
-            f"({100 * (1 - self.alpha):g}% CI {a['ci_low']:+.1%} to {a['ci_high']:+.1%}, "
-            f"p = {a['p_value']:.3f}); joint pre-trend test chi2({pt['df']:g}) = "
-            f"{pt['stat']:.2f}, p = {pt['p_value']:.3f}."
+            + (
+                f"Average post-period {what}: {a['pct_change']:+.1%}; " + " ".join(self.notes)
+                if self.notes
+                else f"Average post-period {what}: {a['pct_change']:+.1%} "
+                f"({100 * (1 - self.alpha):g}% CI {a['ci_low']:+.1%} to {a['ci_high']:+.1%}, "
+                f"p = {a['p_value']:.3f}); joint pre-trend test {pt['stat']:.2f} on "
+                f"{pt['df']:g} leads, p = {pt['p_value']:.3f}."
+            )
             if self.model in LOG_MODELS
             else f"Stacked event study of {len(self.sites)} sites; average post effect "
             f"{a['estimate']:+.3f} per area-period (p = {a['p_value']:.3f})."
@@ -137,6 +166,8 @@ def stacked_event_study(
     model: FEModel = "poisson",
     sites: Sequence[str] | None = None,
     alpha: float = 0.05,
+    n_boot: int = 9999,
+    seed: int | None = None,
 ) -> StackedEventStudyResults:
     """Cross-site event study valid under staggered call-in dates (stacked design).
 
@@ -155,6 +186,11 @@ def stacked_event_study(
         Site ids to stack (default: all).
     alpha
         1 - confidence level.
+    n_boot
+        Wild cluster bootstrap draws (Poisson model; all ``6**G`` weight
+        patterns are used when there are no more than ``n_boot``).
+    seed
+        Seed of the bootstrap (default: the study's seed).
 
     Returns
     -------
@@ -173,8 +209,17 @@ def stacked_event_study(
 
     with site-by-area and site-by-period effects, so every comparison is
     between a site's treated areas and never-treated areas in the same
-    calendar periods (no already-treated area is ever a control). SEs are
-    clustered by area (a control area appears in every sub-experiment). The
+    calendar periods (no already-treated area is ever a control). Treatment
+    is assigned by site, so for the Poisson model inference is by site: each
+    site's influence on a coefficient combination, :math:`c_s = a' H^{-1}
+    s_s`, is resampled as :math:`\\sum_s v_s c_s` with Webb's six-point
+    weights :math:`v_s` (a wild cluster score bootstrap; Kline & Santos 2012;
+    Webb 2023); p-values count each tail of these draws, intervals invert the
+    symmetric test, and the pre-trend test compares
+    :math:`\\sum_k (\\delta_k / sd_k)^2` over the leads with its bootstrap
+    draws. With fewer than :data:`MIN_SITES` sites no interval or p-value
+    is given (one site has nothing to compare; with two to four the draws
+    are too few and the between-site spread too noisy). The linear models keep SEs clustered by area. The
     average post effect is :math:`\\bar\\delta = \\frac{1}{K}\\sum_{k > 0}
     \\delta_k` (reported as :math:`e^{\\bar\\delta} - 1` for the log models).
     """
@@ -239,7 +284,9 @@ def stacked_event_study(
     tr = np.concatenate(trs)
     ks = sorted(set(ev[tr].tolist()))
     X = pd.DataFrame({_event_name(k): (tr & (ev == k)).astype(float) for k in ks if k != -1})
-    fit = fit_fe(y, ent, tim, X, model=model, cluster=clu, alpha=alpha)
+    wild = model == "poisson"
+    site_of = np.concatenate([np.full(a.size, i) for i, a in enumerate(ys)])
+    fit = fit_fe(y, ent, tim, X, model=model, cluster=site_of if wild else clu, alpha=alpha)
     treated_obs = {k: (int((tr & (ev == k)).sum()), float(y[tr & (ev == k)].sum())) for k in ks}
     frame = _event_frame(fit, ks, treated_obs)
     n_sites_k = {k: 0 for k in ks}
@@ -273,6 +320,12 @@ def stacked_event_study(
         }
     leads = [_event_name(k) for k in ks if k <= -2]
     pretrend = fit.wald(leads)
+    notes: tuple[str, ...] = ()
+    if wild:
+        boot_seed = study.seed if seed is None else seed
+        average, frame, pretrend, notes = _by_site(
+            fit, average, frame, post_terms, leads, alpha, n_boot, boot_seed
+        )
     coverage = pd.DataFrame(cover)
     coverage["outcome"] = [used_outcomes[s] for s in coverage["site"]]
     return StackedEventStudyResults(
@@ -286,4 +339,84 @@ def stacked_event_study(
         pretrend=MappingProxyType(pretrend),
         n_controls=len(controls),
         coverage=coverage,
+        inference="wild" if wild else "cluster",
+        n_boot=n_boot if wild else 0,
+        notes=notes,
     )
+
+
+def _by_site(
+    fit: FEFit,
+    average: dict[str, float],
+    frame: pd.DataFrame,
+    post_terms: Sequence[str],
+    leads: Sequence[str],
+    alpha: float,
+    n_boot: int,
+    seed: int,
+) -> tuple[dict[str, float], pd.DataFrame, dict[str, float], tuple[str, ...]]:
+    """Replace the cluster-robust inference by a wild cluster bootstrap over sites."""
+    infl = fit.influence
+    assert infl is not None
+    n_sites = infl.shape[0]
+    frame = frame.copy()
+    nan = float("nan")
+    if n_sites < MIN_SITES:
+        note = (
+            f"With {n_sites} site{'' if n_sites == 1 else 's'} the stacked event study's "
+            "uncertainty cannot be estimated: treatment is assigned by site, and inference by "
+            f"site needs at least {MIN_SITES} sites; no interval or p-value is given."
+        )
+        average = {**average, "se": nan, "ci_low": nan, "ci_high": nan, "p_value": nan}
+        average.update({"p_lower": nan, "p_upper": nan})
+        frame.loc[~frame["reference"], ["se", "ci_low", "ci_high", "p_value"]] = nan
+        for col in ("pct_ci_low", "pct_ci_high"):
+            if col in frame:
+                frame.loc[~frame["reference"], col] = nan
+        return average, frame, {"stat": nan, "df": float(len(leads)), "p_value": nan}, (note,)
+    a = np.zeros(infl.shape[1])
+    for t in post_terms:
+        a[fit.index(t)] = 1.0 / len(post_terms)
+    level = 1 - alpha
+    boot = wild_cluster_bootstrap(
+        average["estimate"], np.nan_to_num(infl) @ a, n_boot=n_boot, seed=seed
+    )
+    lo, hi = boot.interval(level)
+    p_lower, p_upper, p_two = boot.p_values()
+    average = {
+        **average,
+        "se": boot.se,
+        "ci_low": math.expm1(lo),
+        "ci_high": math.expm1(hi),
+        "p_value": p_two,
+        "p_lower": p_lower,
+        "p_upper": p_upper,
+    }
+    for i, k in enumerate(frame["event_time"].to_numpy()):
+        if frame.at[i, "reference"] or not np.isfinite(frame.at[i, "estimate"]):
+            continue
+        j = fit.index(_event_name(int(k)))
+        b = wild_cluster_bootstrap(frame.at[i, "estimate"], infl[:, j], n_boot=n_boot, seed=seed)
+        lo_k, hi_k = b.interval(level)
+        frame.loc[i, ["se", "ci_low", "ci_high", "p_value"]] = [b.se, lo_k, hi_k, b.p_values()[2]]
+    if "pct_ci_low" in frame:
+        frame["pct_ci_low"] = np.expm1(frame["ci_low"].to_numpy(dtype=float))
+        frame["pct_ci_high"] = np.expm1(frame["ci_high"].to_numpy(dtype=float))
+    idx = [fit.index(t) for t in leads if np.isfinite(fit.params[fit.index(t)])]
+    pretrend = {"stat": nan, "df": float(len(idx)), "p_value": nan}
+    if idx:
+        draws = np.stack(
+            [wild_cluster_bootstrap(0.0, infl[:, j], n_boot=n_boot, seed=seed).draws for j in idx],
+            axis=1,
+        )
+        sd = draws.std(axis=0)
+        ok = sd > 0
+        if ok.any():
+            stat = float(np.sum((fit.params[idx][ok] / sd[ok]) ** 2))
+            boot_stat = np.sum((draws[:, ok] / sd[ok]) ** 2, axis=1)
+            pretrend = {
+                "stat": stat,
+                "df": float(ok.sum()),
+                "p_value": float((1 + np.sum(boot_stat >= stat)) / (boot_stat.size + 1)),
+            }
+    return average, frame, pretrend, ()

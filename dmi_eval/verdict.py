@@ -1,40 +1,93 @@
-"""The market-closure rule: evidence -> ``Verdict(label, reasons)``.
+"""The market-closure rule: evidence -> ``Verdict(label, reasons, warnings)``.
 
 No published rule exists; the package defines one, configurable per study
 (``[verdict]`` in study.toml) and printed with its thresholds in every site
 report (:func:`rule_text`). With the defaults:
 
-* **inconclusive** when the design cannot tell: fewer than ``min_pre_periods``
+* **inconclusive** when the data cannot tell: fewer than ``min_pre_periods``
   pre periods; the primary outcome averages fewer than ``min_expected_count``
-  incidents per period in the market before the call-in (too few for the test
-  to have power); poor pre-period fit (RMSE of the pre-period fit above
-  ``max_pre_rmspe_ratio`` times the pre-period mean); or the primary design and
-  another design both find significant effects (two-sided ``p < alpha``) of
-  opposite sign;
+  incidents per period in the market before the call-in; poor pre-period fit
+  (RMSE of the pre-period fit above ``max_pre_rmspe_ratio`` times the
+  pre-period mean); the primary design and another design both find
+  significant effects (two-sided ``p < alpha``, each design's own two-sided
+  p) of opposite sign; the post period is shorter than the ``persistence``
+  window ("2 months after the call-in: too early to tell"); no significant
+  reduction, but the design could not have detected a ``min_reduction`` drop
+  (its smallest attainable p is not below ``alpha``, or its minimum detectable
+  effect is larger than ``min_reduction``); or a reduction that meets the rule
+  while a warning stands (a failed pre-trend or in-time placebo check, a
+  pre-period that ends in a spike);
 * **not closed** when the primary outcome shows no significant reduction
-  (one-sided ``p >= alpha``) against the primary counterfactual;
+  (one-sided ``p_lower >= alpha``) against the primary counterfactual and the
+  design could have detected one;
 * **displaced** when the market falls significantly but the catchment area
-  rises significantly (one-sided ``p < alpha``);
+  rises significantly (one-sided ``p_upper < alpha``, the catchment's test of a
+  rise);
 * **closed** when the reduction is significant, at least ``min_reduction``, and
-  still significant over the last ``persistence_periods`` post periods;
+  still significant over the last ``persistence`` of the post period;
 * otherwise **not closed** (the reduction was too small, or it faded).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from dmi_eval.config import VerdictRules
+import numpy as np
+from scipy import stats
+
+from dmi_eval.config import DAYS_PER, VerdictRules, duration_text
 
 Label = Literal["closed", "displaced", "not_closed", "inconclusive"]
 LABELS: tuple[str, ...] = ("closed", "displaced", "not_closed", "inconclusive")
+VERDICT_COLUMNS: tuple[str, ...] = (
+    "site",
+    "verdict",
+    "reasons",
+    "primary_design",
+    "outcome",
+    "pct_change",
+    "ci_low",
+    "ci_high",
+    "p_lower",
+    "mde",
+)
+"""Columns of ``results/verdicts.csv`` (one row per site; see :func:`verdict_row`)."""
+
+SPIKE_SPAN_DAYS = 3 * DAYS_PER["month"]
+"""The end of the pre period checked for a spike: its last three months."""
+SPIKE_BASELINE_DAYS = DAYS_PER["year"]
+"""The year before that span is the baseline the spike is compared with."""
+SPIKE_Z = float(stats.norm.isf(0.01))
+"""A spike must exceed the baseline at one-sided level 0.01 (z > 2.33)."""
 
 
 @dataclass(frozen=True)
 class WindowEvidence:
-    """One window's estimate from one design: change as a fraction, interval, one-sided p."""
+    """One window's estimate from one design, with the design's own tests.
+
+    Attributes
+    ----------
+    design, window
+        Which design and window (``"post"``, ``"last6"``).
+    pct_change, ci_low, ci_high
+        Change as a fraction of the counterfactual and its interval.
+    p_lower, p_upper, p_two_sided
+        The design's one-sided p-values of a fall and of a rise, and its
+        two-sided p-value, each computed by the design (a rank test counts its
+        own tail; never ``1 - p``).
+    level
+        The interval's confidence level, as text (``"90%"``).
+    mde
+        Minimum detectable effect: the smallest reduction (positive fraction)
+        the design's one-sided test at ``alpha`` detects with 80% power; ``inf``
+        when it cannot detect any, NaN when the design does not say.
+    min_p
+        Smallest one-sided p-value the test can attain (``1/(n+1)`` for a rank
+        test against ``n`` placebos; 0 for a continuous test).
+    """
 
     design: str
     window: str
@@ -42,19 +95,22 @@ class WindowEvidence:
     ci_low: float
     ci_high: float
     p_lower: float
+    p_upper: float
+    p_two_sided: float
     level: str = "95%"
-    upper: float | None = None
-    """The design's own one-sided p-value of a rise (a rank test counts its own tail)."""
-
-    @property
-    def p_upper(self) -> float:
-        """One-sided p-value of a rise: the design's own, else ``1 - p_lower``."""
-        return 1.0 - self.p_lower if self.upper is None else self.upper
+    mde: float = float("nan")
+    min_p: float = 0.0
 
 
 @dataclass(frozen=True)
 class Evidence:
-    """What the rule reads for one site (built by :mod:`dmi_eval.evaluation`)."""
+    """What the rule reads for one site (built by :mod:`dmi_eval.evaluation`).
+
+    ``n_post`` is the number of post periods and ``last_k`` the number of
+    periods in the persistence window (``[verdict] persistence`` in the study's
+    ``frequency``); ``warnings`` are sentences about checks that failed
+    (pre-trend, placebo in time, a spike at the end of the pre period).
+    """
 
     site: str
     outcome: str
@@ -63,18 +119,22 @@ class Evidence:
     n_pre: int
     pre_mean: float
     pre_fit_ratio: float
+    n_post: int
+    last_k: int
+    frequency: str = "month"
     catchment: WindowEvidence | None = None
     others: tuple[WindowEvidence, ...] = ()
-    others_p_two_sided: tuple[float, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """The label and the reasons behind it, each a sentence with its number."""
+    """The label, the reasons behind it (each a sentence with its number) and warnings."""
 
     site: str
     label: Label
     reasons: tuple[str, ...]
+    warnings: tuple[str, ...] = field(default=())
 
     def reasons_text(self) -> str:
         return " ".join(self.reasons)
@@ -88,6 +148,35 @@ def _p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
+def _signed(x: float) -> str:
+    return f"{x * 100:+.0f}%"
+
+
+def undetectable(w: WindowEvidence, rules: VerdictRules) -> str | None:
+    """Why ``w``'s test could not have detected a ``min_reduction`` drop, or None.
+
+    Two reasons: the test's smallest attainable one-sided p is not below
+    ``alpha`` (a rank test with too few placebos), or its minimum detectable
+    effect exceeds ``min_reduction``. A design that reports no MDE (NaN) is
+    taken at its word that it can detect.
+    """
+    alpha = rules.alpha
+    if w.min_p >= alpha:
+        n = max(0, round(1.0 / w.min_p) - 1) if w.min_p > 0 else 0
+        return (
+            f"With {n} comparison areas the {w.design} test can never reach p < {alpha:g} "
+            f"(its smallest possible p is {w.min_p:.3f}), so it could not have detected a drop."
+        )
+    if math.isfinite(w.mde) and w.mde > rules.min_reduction:
+        return (
+            f"The {w.design} test could not have detected a {rules.min_reduction:.0%} drop: "
+            f"with 80% power it detects drops of {min(w.mde, 1.0):.0%} or more."
+        )
+    if math.isinf(w.mde):
+        return f"The {w.design} test cannot detect even a complete drop with 80% power."
+    return None
+
+
 def decide(ev: Evidence, rules: VerdictRules) -> Verdict:
     """Apply the closure rule to one site's evidence.
 
@@ -96,12 +185,12 @@ def decide(ev: Evidence, rules: VerdictRules) -> Verdict:
     ev
         The primary design's post and last-k estimates for the primary outcome,
         the catchment estimate (if the site has a catchment), other designs'
-        post estimates, and the pre-period facts.
+        post estimates, the pre-period facts and the warnings.
     rules
         Thresholds (``[verdict]`` in study.toml).
     """
     alpha = rules.alpha
-    reasons: list[str] = []
+    warnings = tuple(ev.warnings)
     problems: list[str] = []
     if ev.n_pre < rules.min_pre_periods:
         problems.append(
@@ -119,18 +208,29 @@ def decide(ev: Evidence, rules: VerdictRules) -> Verdict:
             f"Poor pre-period fit: the {ev.post.design} model misses the pre-period by "
             f"{ev.pre_fit_ratio:.0%} of its mean (limit {rules.max_pre_rmspe_ratio:.0%})."
         )
-    primary_p_two = 2 * min(ev.post.p_lower, ev.post.p_upper)
-    for other, p_two in zip(ev.others, ev.others_p_two_sided, strict=True):
-        if primary_p_two < alpha and p_two < alpha and other.pct_change * ev.post.pct_change < 0:
+    post = ev.post
+    for other in ev.others:
+        if (
+            post.p_two_sided < alpha
+            and other.p_two_sided < alpha
+            and other.pct_change * post.pct_change < 0
+        ):
             problems.append(
                 f"Designs disagree: {other.design} finds a significant "
                 f"{'rise' if other.pct_change > 0 else 'fall'} of {_pct(other.pct_change)} "
-                f"({_p(p_two)}) while {ev.post.design} finds the opposite."
+                f"(two-sided {_p(other.p_two_sided)}) while {post.design} finds the opposite "
+                f"(two-sided {_p(post.p_two_sided)})."
             )
+    persistence = duration_text(ev.last_k, ev.frequency)
+    if ev.n_post < ev.last_k:
+        problems.append(
+            f"{duration_text(ev.n_post, ev.frequency).capitalize()} after the call-in: too early "
+            f"to tell whether a drop lasts {persistence}."
+        )
     if problems:
-        return Verdict(ev.site, "inconclusive", tuple(problems))
+        return Verdict(ev.site, "inconclusive", tuple(problems), warnings)
 
-    post = ev.post
+    reasons: list[str] = []
     significant = post.pct_change < 0 and post.p_lower < alpha
     direction = "fell" if post.pct_change < 0 else "rose"
     reasons.append(
@@ -140,16 +240,20 @@ def decide(ev: Evidence, rules: VerdictRules) -> Verdict:
     )
     if not significant:
         reasons.append(f"No significant reduction (one-sided p must be below {alpha:g}).")
-        return Verdict(ev.site, "not_closed", tuple(reasons))
+        blind = undetectable(post, rules)
+        if blind is not None:
+            reasons.append(blind)
+            return Verdict(ev.site, "inconclusive", tuple(reasons), warnings)
+        return Verdict(ev.site, "not_closed", tuple(reasons), warnings)
 
     catch = ev.catchment
     if catch is not None:
         if catch.pct_change > 0 and catch.p_upper < alpha:
             reasons.append(
-                f"The catchment area rose {_pct(catch.pct_change)} (one-sided {_p(catch.p_upper)}): "
-                "the market moved next door."
+                f"The catchment area rose {_pct(catch.pct_change)} (one-sided test of a rise "
+                f"{_p(catch.p_upper)}): the market moved next door."
             )
-            return Verdict(ev.site, "displaced", tuple(reasons))
+            return Verdict(ev.site, "displaced", tuple(reasons), warnings)
         if catch.pct_change < 0 and catch.p_lower < alpha:
             reasons.append(
                 f"The catchment area fell too ({_pct(catch.pct_change)}, one-sided "
@@ -158,55 +262,78 @@ def decide(ev: Evidence, rules: VerdictRules) -> Verdict:
         else:
             reasons.append(
                 f"No significant rise in the catchment area ({_signed(catch.pct_change)}, "
-                f"one-sided {_p(catch.p_upper)})."
+                f"one-sided test of a rise {_p(catch.p_upper)})."
             )
 
     big_enough = post.pct_change <= -rules.min_reduction
     last = ev.last
-    lasting = last.pct_change < 0 and last.p_lower < alpha
-    if lasting:
-        reasons.append(
-            f"The drop held over the last {rules.persistence_periods} periods "
-            f"({_signed(last.pct_change)}, one-sided {_p(last.p_lower)})."
-        )
+    if ev.n_post > ev.last_k:
+        lasting = last.pct_change < 0 and last.p_lower < alpha
+        if lasting:
+            reasons.append(
+                f"The drop held over the last {persistence} "
+                f"({_signed(last.pct_change)}, one-sided {_p(last.p_lower)})."
+            )
+        else:
+            reasons.append(
+                f"The drop did not hold over the last {persistence} "
+                f"({_signed(last.pct_change)}, one-sided {_p(last.p_lower)})."
+            )
+            blind = undetectable(last, rules) if last.pct_change <= -rules.min_reduction else None
+            if blind is not None and big_enough:
+                reasons.append(
+                    f"Over the last {persistence} the drop is as large as the rule requires, "
+                    "but too few periods to show it held. " + blind
+                )
+                return Verdict(ev.site, "inconclusive", tuple(reasons), warnings)
+            reasons[-1] = reasons[-1][:-1] + ": the market came back."
     else:
-        reasons.append(
-            f"The drop did not hold over the last {rules.persistence_periods} periods "
-            f"({_signed(last.pct_change)}, one-sided {_p(last.p_lower)}): the market came back."
-        )
+        lasting = True  # the post period is the persistence window
     if not big_enough:
         reasons.append(
             f"The reduction is smaller than the {rules.min_reduction:.0%} the rule requires."
         )
     label: Label = "closed" if (big_enough and lasting) else "not_closed"
-    return Verdict(ev.site, label, tuple(reasons))
+    if label == "closed" and warnings:
+        reasons.append(
+            "The reduction meets the rule, but a check failed, so a closure cannot be claimed: "
+            + " ".join(warnings)
+        )
+        label = "inconclusive"
+    return Verdict(ev.site, label, tuple(reasons), warnings)
 
 
-def _signed(x: float) -> str:
-    return f"{x * 100:+.0f}%"
-
-
-def rule_text(rules: VerdictRules) -> str:
+def rule_text(rules: VerdictRules, frequency: str = "month") -> str:
     """The rule with this study's thresholds, in words (printed in every site report)."""
     a = f"{rules.alpha:g}"
+    k = rules.persistence_in(frequency)
+    span = duration_text(k, frequency)
+    if rules.persistence_periods is None and span != rules.persistence:
+        span = f"{rules.persistence} ({span})"
     return (
         "**Market-closure rule** (defined by this package; no published rule exists). "
         f"*Closed*: the primary outcome's post-period reduction against the primary "
         f"counterfactual is significant (one-sided p < {a}), at least "
-        f"{rules.min_reduction:.0%}, still significant over the last "
-        f"{rules.persistence_periods} post periods, and not offset by a significant rise in "
-        f"the catchment area. *Displaced*: the market falls significantly but the catchment "
-        f"area rises significantly (one-sided p < {a}). *Not closed*: no significant "
-        "reduction, or one too small or too short-lived. *Inconclusive*: fewer than "
-        f"{rules.min_pre_periods} pre periods, fewer than {rules.min_expected_count:g} "
-        "incidents per period before the call-in, a pre-period fit error above "
-        f"{rules.max_pre_rmspe_ratio:.0%} of the pre-period mean, or two designs that both "
-        "find significant effects of opposite sign."
+        f"{rules.min_reduction:.0%}, still significant over the last {span} of the post "
+        "period, and not offset by a significant rise in the catchment area, with no failed "
+        "pre-trend or placebo-in-time check and no spike at the end of the pre period. "
+        f"*Displaced*: the market falls significantly but the catchment area rises "
+        f"significantly (one-sided p < {a}). *Not closed*: no significant reduction where the "
+        "design could have detected one, or a reduction too small or too short-lived. "
+        f"*Inconclusive*: fewer than {rules.min_pre_periods} pre periods, fewer than "
+        f"{rules.min_expected_count:g} incidents per period before the call-in, a pre-period "
+        f"fit error above {rules.max_pre_rmspe_ratio:.0%} of the pre-period mean, two designs "
+        f"that both find significant effects of opposite sign, a post period shorter than "
+        f"{span}, a design that could not have detected a {rules.min_reduction:.0%} drop "
+        "(minimum detectable effect with 80% power, or a smallest attainable p-value not below "
+        f"{a}), or a closure with a failed check."
     )
 
 
-def headline(ev: Evidence, verdict: Verdict, site_name: str, frequency: str) -> str:
-    """One paragraph a police chief can read."""
+def headline(
+    ev: Evidence, verdict: Verdict, site_name: str, frequency: str, *, alpha: float = 0.05
+) -> str:
+    """One paragraph a police chief can read (its numbers are the tables' numbers)."""
     post = ev.post
     words = {
         "closed": "The market closed.",
@@ -218,23 +345,23 @@ def headline(ev: Evidence, verdict: Verdict, site_name: str, frequency: str) -> 
         f"{ev.outcome.capitalize()} offences in the {site_name} market were "
         f"{_pct(post.pct_change)} {'below' if post.pct_change < 0 else 'above'} what "
         f"comparable {'areas' if post.design != 'its' else 'trends'} predict "
-        f"({post.level} interval {_pct_range(post.ci_low, post.ci_high)})"
+        f"({post.level} interval {_signed(post.ci_low)} to {_signed(post.ci_high)})"
     )
     last = ev.last
-    if post.pct_change < 0:
+    held = ""
+    if post.pct_change < 0 and ev.n_post > ev.last_k:
+        span = duration_text(ev.last_k, frequency)
         held = (
-            f"the drop held through the last {_count_word(frequency, last.window)}"
-            if last.pct_change < 0 and last.p_lower < 0.05
-            else f"the drop did not hold through the last {_count_word(frequency, last.window)}"
+            f"the drop held through the last {span}"
+            if last.pct_change < 0 and last.p_lower < alpha
+            else f"the drop did not hold through the last {span}"
         )
-    else:
-        held = ""
     catch = ""
     if ev.catchment is not None:
         c = ev.catchment
-        if c.pct_change > 0 and c.p_upper < 0.05:
-            catch = f"nearby areas rose {_pct(c.pct_change)}"
-        elif c.pct_change < 0 and c.p_lower < 0.05:
+        if c.pct_change > 0 and c.p_upper < alpha:
+            catch = f"nearby areas rose {_pct(c.pct_change)} (one-sided {_p(c.p_upper)})"
+        elif c.pct_change < 0 and c.p_lower < alpha:
             catch = f"nearby areas fell {_pct(c.pct_change)} as well"
         else:
             catch = "nearby areas saw no significant rise"
@@ -242,11 +369,66 @@ def headline(ev: Evidence, verdict: Verdict, site_name: str, frequency: str) -> 
     return f"**{words}** " + "; ".join(parts) + "."
 
 
-def _pct_range(low: float, high: float) -> str:
-    return f"{_signed(low)} to {_signed(high)}"
+def verdict_row(ev: Evidence, verdict: Verdict) -> dict[str, Any]:
+    """One row of ``results/verdicts.csv``: the label, its reasons and the numbers behind it."""
+    post = ev.post
+    return {
+        "site": verdict.site,
+        "verdict": verdict.label,
+        "reasons": verdict.reasons_text(),
+        "primary_design": post.design,
+        "outcome": ev.outcome,
+        "pct_change": post.pct_change,
+        "ci_low": post.ci_low,
+        "ci_high": post.ci_high,
+        "p_lower": post.p_lower,
+        "mde": post.mde,
+    }
 
 
-def _count_word(frequency: str, window: str) -> str:
-    k = "".join(ch for ch in window if ch.isdigit()) or "?"
-    unit = {"month": "months", "week": "weeks", "quarter": "quarters"}.get(frequency, "periods")
-    return f"{k} {unit}"
+def pre_period_spike(
+    pre: Sequence[float] | np.ndarray, frequency: str, *, min_rise: float = 0.25
+) -> str | None:
+    """A warning when the pre period ends in a spike (regression to the mean), else None.
+
+    Parameters
+    ----------
+    pre
+        The market's pre-period counts of the primary outcome, oldest first.
+    frequency
+        ``"week"``, ``"month"`` or ``"quarter"``: the last three months of the
+        pre period are compared with the year before them.
+    min_rise
+        Smallest rise (fraction) that counts as a spike (the rule's ``min_reduction``).
+
+    Notes
+    -----
+    With :math:`\\bar y_s` the mean of the last :math:`s` pre periods (three
+    months), :math:`\\bar y_b` and :math:`v_b` the mean and variance of the
+    :math:`b` periods of the year before (the variance at least the mean, the
+    Poisson floor), the statistic is :math:`z = (\\bar y_s - \\bar y_b) /
+    \\sqrt{v_b/s + v_b/b}`. A spike is :math:`z > 2.33` (one-sided 1%) and
+    :math:`\\bar y_s \\ge (1 + \\text{min\\_rise})\\, \\bar y_b`: a market
+    evaluated from a peak falls back by itself, which looks like a closure.
+    """
+    y = np.asarray(pre, dtype=float)
+    s = max(1, round(SPIKE_SPAN_DAYS / DAYS_PER[frequency]))
+    b = max(2, round(SPIKE_BASELINE_DAYS / DAYS_PER[frequency]))
+    if y.size < s + b:
+        b = y.size - s
+        if b < 2:
+            return None
+    last, base = y[-s:], y[-s - b : -s]
+    mean_b = float(base.mean())
+    if mean_b <= 0:
+        return None
+    var_b = max(float(base.var(ddof=1)), mean_b)
+    z = (float(last.mean()) - mean_b) / math.sqrt(var_b / s + var_b / b)
+    ratio = float(last.mean()) / mean_b
+    if z > SPIKE_Z and ratio >= 1 + min_rise:
+        return (
+            f"The pre period ends in a spike: the last {duration_text(s, frequency)} before the "
+            f"call-in averaged {ratio - 1:.0%} above the {duration_text(b, frequency)} before "
+            f"them (z = {z:.1f}); part of any fall may be regression to the mean."
+        )
+    return None

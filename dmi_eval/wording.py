@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dmi_eval.config import duration_text
 from dmi_eval.tables import DESIGN_LABELS, fmt_count, fmt_p, fmt_size, interval_too_wide
 
 VERDICT_WORDS: dict[str, str] = {
@@ -89,9 +90,10 @@ def change_sentence(row: Mapping[str, Any], *, label: str, unit: str, n_post: in
 
 def closure_summary(rules: Any, unit: str) -> str:
     """Why a *closed* verdict holds, in words, with the study's thresholds."""
+    held = duration_text(rules.persistence_in(unit), unit)
     return (
         "every condition of the closure rule holds: the fall is significant, at least "
-        f"{rules.min_reduction:.0%}, it held over the last {rules.persistence_periods} {unit}s, "
+        f"{rules.min_reduction:.0%}, it held over the last {held}, "
         "and nearby areas did not rise significantly."
     )
 

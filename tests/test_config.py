@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from dmi_eval.config import load_study
+from dmi_eval.config import VerdictRules, load_study
 from dmi_eval.errors import ConfigError, DmiEvalError
 from tests.helpers import BASE_TOML, write_toml
 
@@ -227,6 +227,7 @@ def test_counts_files_refuse_extract_keys(tmp_path):
     with pytest.raises(ConfigError, match=r"date_format: applies to an incidents file only"):
         load_study(write_toml(tmp_path, text))
 
+
 def test_a_misspelt_table_gets_a_did_you_mean(tmp_path):
     from dmi_eval.config import load_study
     from dmi_eval.errors import ConfigError
@@ -260,3 +261,41 @@ def test_version_flag():
         [sys.executable, "-m", "dmi_eval.cli", "--version"], capture_output=True, text=True
     )
     assert result.returncode == 0 and result.stdout.strip() == f"dmi-eval {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("frequency", "persistence", "periods", "words"),
+    [
+        ("month", "6 months", 6, "6 months"),
+        ("week", "6 months", 26, "26 weeks"),
+        ("quarter", "6 months", 2, "2 quarters"),
+        ("quarter", "1 month", 1, "1 quarter"),
+        ("month", "1 year", 12, "12 months"),
+        ("week", "4 weeks", 4, "4 weeks"),
+    ],
+)
+def test_persistence_is_a_duration_converted_by_frequency(
+    tmp_path, frequency, persistence, periods, words
+):
+    text = BASE_TOML.replace('frequency = "month"', f'frequency = "{frequency}"')
+    text += f'\n[verdict]\npersistence = "{persistence}"\n'
+    study = load_study(write_toml(tmp_path, text))
+    assert study.verdict.persistence_in(study.frequency) == periods
+    assert study.verdict.persistence_text(study.frequency) == words
+
+
+def test_persistence_periods_still_works_and_errors_are_clear(tmp_path):
+    study = load_study(write_toml(tmp_path, BASE_TOML + "\n[verdict]\npersistence_periods = 4\n"))
+    assert study.verdict.persistence_in("month") == 4
+    assert study.verdict.persistence_in("week") == 4
+    assert VerdictRules().persistence_in("month") == 6
+    both = BASE_TOML + '\n[verdict]\npersistence = "6 months"\npersistence_periods = 4\n'
+    with pytest.raises(ConfigError, match=r"persistence_periods: give either persistence"):
+        load_study(write_toml(tmp_path, both))
+    bad = BASE_TOML + '\n[verdict]\npersistence = "six months"\n'
+    with pytest.raises(ConfigError, match=r"\[verdict\]\.persistence: 'six months' is not a"):
+        load_study(write_toml(tmp_path, bad))
+    with pytest.raises(ConfigError, match=r"persistence_periods: must be between 1"):
+        load_study(write_toml(tmp_path, BASE_TOML + "\n[verdict]\npersistence_periods = 0\n"))
+    with pytest.raises(ValueError, match="not a duration"):
+        VerdictRules(persistence="6 fortnights")

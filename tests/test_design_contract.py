@@ -78,7 +78,7 @@ def _site(seed: int = 3):
 
 FITTERS = {
     "its": lambda sd: ITS(sd).fit(),
-    "cits": lambda sd: ITS(sd, comparison="donor_mean").fit(),
+    "cits": lambda sd: ITS(sd, comparison="donor_total").fit(),
     "sc": lambda sd: SyntheticControl(
         sd, method="sc", level="ratio", seed=1, max_placebos=19, n_jobs=1
     ).fit(),

@@ -260,16 +260,19 @@ def test_plot_event_study():
 # ---------------------------------------------------------------------------
 # cross-site stacked event study vs naive TWFE
 # ---------------------------------------------------------------------------
-def _staggered(seed: int):
-    """Three cohorts (sites) with effects that grow with event time at different speeds.
+def _staggered(
+    seed: int,
+    calls: tuple[int, ...] = (12, 30, 48),
+    slopes: tuple[float, ...] = (0.05, 0.03, 0.01),
+):
+    """Cohorts (sites; three by default) with effects that grow with event time at different
+    speeds.
 
     Log effect of cohort c at event time k > 0: ``-slope_c * k``.
     """
     rng = np.random.default_rng(seed)
     n_per, n_ctrl, T = 8, 24, 72
-    calls = (12, 30, 48)
-    slopes = (0.05, 0.03, 0.01)
-    n = 3 * n_per + n_ctrl
+    n = len(calls) * n_per + n_ctrl
     a = rng.normal(np.log(30), 0.3, n)
     g = np.cumsum(rng.normal(0, 0.02, T))
     log_mu = a[:, None] + g[None, :]
@@ -305,8 +308,9 @@ def test_stacked_recovers_truth_where_naive_twfe_is_biased():
     ks = np.arange(1, 13)
     slope = np.polyfit(ks, es.loc[ks, "estimate"].to_numpy(), 1)[0]
     assert slope == pytest.approx(-np.mean(slopes), abs=0.01)
-    assert res.pretrend_test()["p_value"] > 0.01
-    assert "already-treated" in res.describe()
+    # three sites: too few for inference by site (the estimate stands, no p-value)
+    assert np.isnan(res.pretrend_test()["p_value"]) and np.isnan(res.average_post["p_value"])
+    assert "already-treated" in res.describe() and "3 sites" in res.describe()
     # naive static TWFE on every area with already-treated areas as controls
     n, T = counts.shape
     treated_post = np.zeros((n, T), dtype=bool)
@@ -347,3 +351,79 @@ def _study_of(site_data):
         ],
     }
     return parse_study(raw, file=Path("study.toml"))
+
+
+def test_stacked_inference_is_by_site_with_a_wild_bootstrap():
+    calls = (12, 20, 28, 36, 44, 52)
+    panel, study, *_ = _staggered(4, calls=calls, slopes=(0.0,) * 6)
+    res = stacked_event_study(panel, study, window=(-6, 12), n_boot=999)
+    assert res.inference == "wild" and "wild cluster bootstrap by site" in res.method()
+    infl = res.fit.influence
+    assert infl.shape[0] == 6  # one row per site: treatment is assigned by site
+    # the cluster-robust covariance by site is the sum of the sites' influences
+    ok = np.isfinite(res.fit.params)
+    np.testing.assert_allclose(
+        res.fit.cov[np.ix_(ok, ok)], (infl.T @ infl * 6 / 5)[np.ix_(ok, ok)], rtol=1e-8
+    )
+    avg = res.average_post
+    assert 0 < avg["p_lower"] <= 1 and 0 < avg["p_upper"] <= 1
+    assert avg["p_lower"] + avg["p_upper"] >= 1  # each tail counted
+    # no effect anywhere: the by-site test does not reject, and the interval covers 0
+    assert avg["p_value"] > 0.05 and avg["ci_low"] < 0 < avg["ci_high"]
+    assert res.pretrend_test()["p_value"] > 0.05
+
+
+def test_stacked_with_one_site_says_it_cannot_be_estimated():
+    sd, _ = simulate_site(8, effect=-0.3)
+    res = stacked_event_study(sd.panel, _study_of(sd), window=(-4, 4))
+    assert np.isnan(res.average_post["p_value"]) and np.isnan(res.average_post["ci_low"])
+    assert "cannot be estimated" in res.describe()
+    assert res.event_study()["p_value"].isna().all()
+
+
+def test_wild_cluster_bootstrap_enumerates_and_counts_tails():
+    from dmi_eval.inference.wild import WEBB_WEIGHTS, wild_cluster_bootstrap
+
+    assert WEBB_WEIGHTS.mean() == pytest.approx(0) and np.mean(WEBB_WEIGHTS**2) == pytest.approx(1)
+    c = np.array([0.1, -0.05, 0.2])
+    boot = wild_cluster_bootstrap(0.5, c, n_boot=9999)
+    assert boot.enumerated and boot.draws.size == 216
+    assert boot.se == pytest.approx(np.sqrt(np.sum(c**2)), rel=1e-9)
+    lower, upper, two = boot.p_values()
+    assert lower == 1.0 and upper == pytest.approx(1 / 217) and two == pytest.approx(1 / 217)
+    with pytest.raises(ValueError, match="at least 2"):
+        wild_cluster_bootstrap(0.5, c[:1])
+
+
+def test_placebo_studentisation_uses_each_groups_own_dispersion():
+    from dmi_eval.designs.did.inference import (
+        _calibrated,
+        _dispersions,
+        _draw_placebos,
+        _log_ratio,
+        _placebo_window,
+    )
+
+    rng = np.random.default_rng(12)
+    T, pre = 60, np.arange(36)
+    w = np.arange(36, 60)
+    # a busy, over-dispersed market (3 areas at 10 a month, gamma-Poisson phi = 0.15) and
+    # 60 quiet comparison areas: a pure-Poisson SE understates the market's noise ~2x
+    treated = rng.poisson(10 * rng.gamma(1 / 0.15, 0.15, (3, T)))
+    controls = rng.poisson(rng.uniform(0.3, 3, (60, 1)) * np.ones((1, T)))
+    pl = _draw_placebos(treated, controls, 200, rng)
+    phi = _dispersions(pl, pre)
+    assert phi[0] > 1.5 and np.median(phi[1]) < 1.3
+    t_pois, se_pois, _ = _placebo_window(pl, w, pre)
+    t_rob, se_rob, t_pl = _placebo_window(pl, w, pre, phi)
+    assert se_rob == pytest.approx(se_pois * np.sqrt(phi[0]))
+    assert t_rob == pytest.approx(t_pois / np.sqrt(phi[0]))
+    est, _ = _log_ratio(
+        pl.treated[w].sum(), pl.treated[pre].sum(), pl.controls[w].sum(), pl.controls[pre].sum()
+    )
+    assert t_rob * se_rob == pytest.approx(est)
+    cal = _calibrated(t_rob, t_pl, 0.05, se_rob)
+    n = t_pl.size
+    assert cal["p_lower"] == pytest.approx((1 + np.sum(t_pl <= t_rob)) / (n + 1))
+    assert cal["p_upper"] == pytest.approx((1 + np.sum(t_pl >= t_rob)) / (n + 1))
+    assert cal["min_p"] == pytest.approx(1 / (n + 1)) and 0 < cal["mde"] < 1

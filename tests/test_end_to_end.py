@@ -10,8 +10,9 @@ import sys
 import pandas as pd
 import pytest
 
-from dmi_eval.results import EFFECT_COLUMNS
+from dmi_eval.results import TABLE_COLUMNS
 from dmi_eval.synthetic import simulate_study, write_study
+from dmi_eval.verdict import VERDICT_COLUMNS
 from dmi_eval.wording import VERDICT_SENTENCES
 
 pytestmark = pytest.mark.slow
@@ -93,7 +94,7 @@ def test_evaluate_writes_the_report_and_is_byte_identical(evaluated):
             assert (out / "figures" / link).is_file(), link
 
     effects = pd.read_csv(out / "results" / "effects.csv")
-    assert list(effects.columns) == list(EFFECT_COLUMNS)
+    assert list(effects.columns) == list(TABLE_COLUMNS)
     assert set(effects["site"]) == set(site_ids)
     assert effects["pct_change"].between(-1, 10).all()
     assert (effects["ci_low"] <= effects["pct_change"]).all()
@@ -110,7 +111,7 @@ def test_evaluate_writes_the_report_and_is_byte_identical(evaluated):
         assert f"(sites/{site}.md)" in readme
     # Every number in the summary table comes from effects.csv and verdicts.csv.
     verdicts = pd.read_csv(out / "results" / "verdicts.csv")
-    assert list(verdicts.columns) == ["site", "verdict", "reasons"]
+    assert list(verdicts.columns) == list(VERDICT_COLUMNS)
     assert set(verdicts["verdict"]) <= {"closed", "displaced", "not_closed", "inconclusive"}
     for site in site_ids:
         primary = pd.read_csv(out / "results" / "sites" / site / "primary.csv")["primary_design"][0]

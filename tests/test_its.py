@@ -311,11 +311,17 @@ def test_choices_recorded_and_auto_seasonality(results):
 def test_controlled_its_removes_a_common_shock():
     site = make_site(effect=1.0, shock=0.6, base=200.0, seed=2)
     single = ITS(site, outcomes=["drug"], placebo=False).fit()
-    controlled = ITS(site, outcomes=["drug"], comparison="donor_mean", placebo=False).fit()
+    controlled = ITS(site, outcomes=["drug"], comparison="donor_total", placebo=False).fit()
+    mean = ITS(site, outcomes=["drug"], comparison="donor_mean", placebo=False).fit()
     s = single.window_effect("drug", "post")
     c = controlled.window_effect("drug", "post")
+    m = mean.window_effect("drug", "post")
     assert s.ci_high < -0.2  # the shock looks like an effect without a comparison
     assert c.ci_low < 0 < c.ci_high
+    # the donor total is a count: its variance is the total's, not a single area's; the
+    # donor mean treated as one Poisson count inflates the SE
+    assert c.log_ratio_se < 0.75 * m.log_ratio_se
+    assert c.pct_change == pytest.approx(m.pct_change, abs=0.02)
     eff = controlled.effects()
     assert set(eff["design"]) == {"cits"}
     assert "comparison" in controlled.get_plot_data("drug").columns
@@ -399,3 +405,58 @@ def test_quarterly_fourier_drops_the_zero_nyquist_sine():
     cols = _seasonal_columns(np.arange(12.0), "fourier", 2, 4, None)
     assert sorted(cols) == ["cos1", "cos2", "sin1"]
     assert all(np.any(np.abs(v) > 1e-9) for v in cols.values())
+
+
+def test_cits_gives_market_and_donor_total_their_own_dispersion():
+    rng = np.random.default_rng(8)
+    T, post = 60, np.arange(60) >= 40
+    # market: 3 busy, over-dispersed areas; donors: 60 quiet Poisson areas
+    market = rng.poisson(25 * rng.gamma(1 / 0.15, 0.15, (3, T))).sum(axis=0)
+    donors = rng.poisson(rng.uniform(0.3, 3, (60, 1)) * np.ones((1, T))).sum(axis=0)
+    fit = fit_multigroup(
+        market,
+        donors[None, :],
+        post=post,
+        family="quasipoisson",
+        exposure=[3, 60],
+        unit_dispersion=True,
+    )
+    target, donor = fit.extra["unit_dispersion"]
+    assert target > 3 and donor < 2 and fit.extra["target_dispersion"] == target
+    pooled = fit_multigroup(market, donors[None, :], post=post, family="quasipoisson")
+    # the market's own (larger) dispersion widens its interval relative to a pooled scale
+    assert fit.window_effect(fit.post).log_ratio_se > pooled.window_effect(pooled.post).log_ratio_se
+    # the offset (areas per series) only moves the intercepts: the level change is the same
+    assert fit.params["z_level"] == pytest.approx(pooled.params["z_level"], abs=1e-6)
+    with pytest.raises(ValueError, match="unit_dispersion"):
+        fit_multigroup(market, donors[None, :], post=post, family="poisson", unit_dispersion=True)
+    with pytest.raises(ValueError, match="exposure needs 2"):
+        fit_multigroup(market, donors[None, :], post=post, family="poisson", exposure=[3])
+
+
+def test_last_k_test_includes_the_windows_own_noise():
+    rng = np.random.default_rng(9)
+    t = np.arange(54)
+    post = t >= 36
+    y = rng.poisson(20 * np.exp(0.2 * np.sin(2 * np.pi * t / 12)))
+    fit = fit_segmented(y, post=post, family="quasipoisson", count_cov="ar1")
+    whole = fit.window_effect(fit.post)
+    last = np.zeros(t.size, dtype=bool)
+    last[-6:] = True
+    w = fit.window_effect(last)
+    # model-only delta SE of the window, as before the fix
+    x, xc = fit.exog.to_numpy(), fit._counterfactual_exog()
+    mu, cf = fit.fitted, fit.counterfactual()
+    g = (mu[last] @ x[last]) / mu[last].sum() - (cf[last] @ xc[last]) / cf[last].sum()
+    model_only = float(np.sqrt(g @ fit._vbeta() @ g))
+    rho = fit.extra["ar1_rho"]
+    infl = 1 + 2 * sum((1 - j / 6) * rho**j for j in range(1, 6))
+    expected = np.sqrt(model_only**2 + fit.dispersion * infl / mu[last].sum())
+    assert w.log_ratio_se == pytest.approx(expected, rel=1e-9)
+    assert w.log_ratio_se > 1.1 * model_only
+    # the whole post period: O equals the fitted total, nothing added
+    g = (mu[fit.post] @ x[fit.post]) / mu[fit.post].sum() - (cf[fit.post] @ xc[fit.post]) / cf[
+        fit.post
+    ].sum()
+    assert whole.log_ratio_se == pytest.approx(float(np.sqrt(g @ fit._vbeta() @ g)), rel=1e-9)
+    assert w.p_lower + w.p_upper == pytest.approx(1.0)

@@ -183,7 +183,16 @@ def test_permutation_and_jackknife_on_site_null_effect():
     p = res.p_value_lower("drug", method="permutation")
     obs = perm["statistic"].iloc[0]
     usable = res.placebos.query("outcome == 'drug' and window == 'post'")["exact"].to_numpy()
-    assert p == pytest.approx(np.mean(perm["statistic"].iloc[1:][usable] < obs))
+    placebo_stats = perm["statistic"].iloc[1:][usable]
+    # a rank test counts the observed set (+1): never 0
+    assert p == pytest.approx((1 + np.sum(placebo_stats <= obs)) / (1 + placebo_stats.size))
+    upper = float(
+        res.inference.query("method == 'permutation' and outcome == 'drug'")["p_upper"].iloc[0]
+    )
+    assert upper == pytest.approx((1 + np.sum(placebo_stats >= obs)) / (1 + placebo_stats.size))
+    assert res.diagnostics.set_index("outcome").loc["drug", "min_p"] == pytest.approx(
+        1 / (1 + placebo_stats.size)
+    )
     jk = res.effects("jackknife")
     assert jk["ci_low"].notna().all()
 

@@ -10,7 +10,12 @@ import pytest
 from scipy import optimize, stats
 
 from dmi_eval.errors import DesignError
-from dmi_eval.pooling import ci_level_from_method, log_ratio_inputs, pool_effects
+from dmi_eval.pooling import (
+    ci_level_from_method,
+    log_ratio_inputs,
+    pool_effects,
+    pool_log_ratios,
+)
 from dmi_eval.results import effects_frame
 
 # BCG vaccine trials (Colditz et al. 1994; metafor's dat.bcg): tpos, tneg, cpos, cneg
@@ -67,7 +72,7 @@ def test_bcg_dersimonian_laird_matches_metafor():
     # metafor: rma(measure="RR", ai=tpos, bi=tneg, ci=cpos, di=cneg, data=dat.bcg, method="DL")
     # estimate -0.7141 (se 0.1787), tau^2 0.3088, I^2 92.12%, Q(df=12) = 152.2330
     yi, vi = bcg_log_rr()
-    res = pool_effects(frame_from(yi, vi), method_re="dl")
+    res = pool_effects(frame_from(yi, vi), method_re="dl", interval="normal")
     assert res.k == 13
     assert res.pooled_log == pytest.approx(-0.7141, abs=5e-5)
     assert res.pooled_se == pytest.approx(0.1787, abs=5e-5)
@@ -92,7 +97,7 @@ def test_dl_and_pm_match_hand_computation():
 
     tau2_pm = optimize.brentq(pm_eq, 0, 10)
     for method, tau2 in (("dl", tau2_dl), ("pm", tau2_pm)):
-        res = pool_effects(frame_from(yi, vi), method_re=method)
+        res = pool_effects(frame_from(yi, vi), method_re=method, interval="normal")
         ws = 1 / (vi + tau2)
         mu = np.sum(ws * yi) / ws.sum()
         se = 1 / math.sqrt(ws.sum())
@@ -170,3 +175,59 @@ def test_summary_sentence_read_only_and_forest_plot():
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_hksj_interval_matches_hand_computation():
+    # Hartung-Knapp-Sidik-Jonkman: q = sum w*(y - mu)^2 / (k-1), se = sqrt(max(1, q)) se_RE,
+    # t interval on k-1 df (metafor: test="knha")
+    yi, vi = bcg_log_rr()
+    yi, vi = yi[:5], vi[:5]
+    normal = pool_effects(frame_from(yi, vi), method_re="dl", interval="normal")
+    res = pool_effects(frame_from(yi, vi), method_re="dl")
+    assert res.interval == "hksj"
+    ws = 1 / (vi + normal.tau2)
+    mu = np.sum(ws * yi) / ws.sum()
+    q = np.sum(ws * (yi - mu) ** 2) / 4
+    se = math.sqrt(max(1.0, q) / ws.sum())
+    t = stats.t.isf(0.025, 4)
+    assert res.pooled_log == pytest.approx(mu, abs=1e-8)
+    assert res.re_se == pytest.approx(normal.pooled_se)
+    assert res.pooled_se == pytest.approx(se, rel=1e-8)
+    assert res.ci_low == pytest.approx(math.expm1(mu - t * se), rel=1e-8)
+    assert res.ci_high == pytest.approx(math.expm1(mu + t * se), rel=1e-8)
+    assert res.p_value == pytest.approx(2 * stats.t.sf(abs(mu) / se, 4), rel=1e-8)
+    # with 5 sites the t(4) interval is wider than the normal one
+    assert res.ci_high - res.ci_low > normal.ci_high - normal.ci_low
+    assert "Hartung-Knapp" in res.method and "HKSJ" in res.sentence()
+
+
+def test_hksj_floor_keeps_homogeneous_sites_from_a_narrow_interval():
+    # homogeneous sites: q < 1; the floor keeps the HKSJ SE at the random-effects SE
+    yi = np.array([-0.30, -0.31, -0.29, -0.30])
+    vi = np.array([0.04, 0.05, 0.03, 0.06])
+    res = pool_effects(frame_from(yi, vi))
+    assert res.pooled_se == pytest.approx(res.re_se)
+    assert res.crit == pytest.approx(stats.t.isf(0.025, 3))
+
+
+def test_pooling_uses_the_designs_own_se_not_an_asymmetric_interval():
+    yi, vi = bcg_log_rr()
+    frame = frame_from(yi[:4], vi[:4])
+    # a placebo interval: asymmetric on the log scale, much wider on one side
+    frame["ci_high"] = np.expm1(np.log1p(frame["ci_high"]) + 1.0)
+    read_back = log_ratio_inputs(frame)
+    assert (read_back["se"] > np.sqrt(vi[:4]) + 0.2).all()
+    assert (read_back["se_source"] == "interval").all()
+    frame["se"] = np.sqrt(vi[:4])
+    inputs = log_ratio_inputs(frame)
+    np.testing.assert_allclose(inputs["se"], np.sqrt(vi[:4]))
+    assert (inputs["se_source"] == "design").all()
+    assert (inputs["asymmetry"] < 0).all()
+    res = pool_effects(frame, method_re="dl", interval="normal")
+    ref = pool_log_ratios(frame["site"], yi[:4], np.sqrt(vi[:4]), method_re="dl", interval="normal")
+    assert res.pooled_log == pytest.approx(ref.pooled_log)
+    assert res.pooled_se == pytest.approx(ref.pooled_se)
+    with pytest.raises(ValueError, match="interval"):
+        pool_effects(frame, interval="knha")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="se finite"):
+        pool_log_ratios(["a", "b"], [0.1, 0.2], [0.1, 0.0])

@@ -317,7 +317,9 @@ def test_catchment_target_detects_displacement(city):
         site, target="catchment", outcomes=["drug"], alternative="greater", n_jobs=1
     ).fit()
     row = res.effects().query("window == 'post'").iloc[0]
-    assert row["pct_change"] == pytest.approx(0.5, abs=0.15)
+    # +50% in expectation on three Poisson catchment areas: the estimate is +63% with
+    # SDID's full ridge and +67% with the default light ridge (sc_ridge = 0.3).
+    assert row["pct_change"] == pytest.approx(0.5, abs=0.2)
     assert row["p_value"] < 0.05
     assert res.p_value("drug", alternative="lower") > 0.5
     assert "greater" in row["method"]

@@ -92,12 +92,39 @@ def plot_rmspe_ratios(
 def plot_synth_weights(
     results: Any, *, outcome: str | None = None, top: int = 20, ax: Axes | None = None
 ) -> tuple[Figure, Axes]:
-    """Bar chart of the largest donor weights."""
+    """Bar chart of the largest donor weights, against equal weights.
+
+    The title says how many of the comparison areas the estimator could use
+    carry weight; the dashed line is the weight each would get if the weights
+    were spread evenly (``1/J``). Bars that hug the line show an estimator
+    that averages the donors (a ratio DID); a few tall bars show one that
+    chose the areas that track the market.
+    """
     fig, ax = new_axes(ax)
     outcome = outcome or getattr(results, "primary_outcome", None)
     table = results.weights_table(outcome)
     label = "area" if "area" in table.columns else "unit"
+    n_used = _n_donors(results, outcome, len(table))
+    n_positive = int((table["weight"] > 0).sum())
     table = table.sort_values("weight", ascending=False, kind="stable").head(top)
     ax.barh(table[label].astype(str).to_numpy()[::-1], table["weight"].to_numpy()[::-1])
+    if n_used > 0:
+        ax.axvline(1.0 / n_used, color="0.4", ls="--", lw=1, label=f"equal weights (1/{n_used})")
+        ax.legend(frameon=False, loc="lower right")
+    ax.set_title(
+        f"{n_positive} of {n_used} comparison areas carry weight; largest {len(table)} shown",
+        fontsize=9,
+    )
     ax.set_xlabel("donor weight")
     return fig, ax
+
+
+def _n_donors(results: Any, outcome: str | None, default: int) -> int:
+    """Donors the estimator could weight (site SC: after the donor floor; else all)."""
+    diag = getattr(results, "diagnostics", None)
+    if isinstance(diag, pd.DataFrame) and "n_donors" in diag.columns and len(diag):
+        rows = diag[diag["outcome"] == outcome] if "outcome" in diag.columns else diag
+        if len(rows):
+            return int(rows["n_donors"].iloc[0])
+    weights = getattr(results, "weights", None)
+    return int(len(weights)) if weights is not None else default

@@ -13,6 +13,7 @@ from scipy import stats
 from dmi_eval.designs.did.inference import (
     Inference,
     _calibrated,
+    _dispersions,
     _draw_placebos,
     _event_frame,
     _event_name,
@@ -298,10 +299,12 @@ class DID:
         pre_l = np.flatnonzero(self.pre[cols])
         post_l = np.flatnonzero(self.post[cols])
         last_l = np.flatnonzero(np.isin(cols, last_cols))
+        phi = _dispersions(pl, pre_l)
         out = {}
         for name, w_l in (("post", post_l), (f"last{self.last_k}", last_l)):
-            t_t, se_t, t_p = _placebo_window(pl, w_l, pre_l)
-            out[name] = _placebo_effect(windows[name], _calibrated(t_t, t_p, self.alpha), se_t, z)
+            t_t, se_t, t_p = _placebo_window(pl, w_l, pre_l, phi)
+            cal = _calibrated(t_t, t_p, self.alpha, se_t)
+            out[name] = _placebo_effect(windows[name], cal, se_t, z)
         if frame.empty:
             return MappingProxyType(out), frame, pretrend
         bins = event_time_bins(self.event_time, self.window)[cols]
@@ -310,7 +313,7 @@ class DID:
         for i, k in enumerate(frame["event_time"].to_numpy()):
             if k == -1 or not np.isfinite(frame.at[i, "estimate"]):
                 continue
-            t_t, se_t, t_p = _placebo_window(pl, np.flatnonzero(bins == k), ref_l)
+            t_t, se_t, t_p = _placebo_window(pl, np.flatnonzero(bins == k), ref_l, phi)
             cal = _calibrated(t_t, t_p, self.alpha)
             est = float(frame.at[i, "estimate"])
             half = cal["crit"] * se_t
@@ -325,6 +328,7 @@ class DID:
                 frame[f"pct_{col}"] = np.expm1(frame[col].to_numpy(dtype=float))
         leads = [np.flatnonzero(bins == k) for k in frame["event_time"] if k <= -2]
         if leads:
+            # Poisson-scaled (not by the pre-period dispersion, which a pre-trend inflates)
             w_t, w_p = _placebo_wald(pl, leads, ref_l)
             n = w_p.size
             pretrend = MappingProxyType(

@@ -14,6 +14,8 @@ from scipy import sparse, stats
 from dmi_eval.designs.did.model import LOG_MODELS, FEFit
 from dmi_eval.errors import DesignError
 from dmi_eval.inference.delta import log_ratio_interval, normal_tails
+from dmi_eval.overdispersion import group_dispersion
+from dmi_eval.power import mde_from_placebos, mde_from_se, min_rank_p
 from dmi_eval.results import WindowEffect
 
 
@@ -89,6 +91,8 @@ def _window_effect(
         effect_se=eff_se,
         p_value=normal_tails(stat)[2],
         p_lower=normal_tails(stat)[0],
+        p_upper=normal_tails(stat)[1],
+        mde=mde_from_se(se) if math.isfinite(se) else float("nan"),
     )
 
 
@@ -137,9 +141,29 @@ def _log_ratio(y_w, y_ref, r_w, r_ref):
     return est, se
 
 
-def _placebo_window(pl: _Placebo, w_cols: np.ndarray, ref_cols: np.ndarray):
+def _dispersions(pl: _Placebo, pre_cols: np.ndarray) -> tuple[float, np.ndarray]:
+    """Pre-period dispersion of the treated group and of every placebo group (at least 1).
+
+    See :func:`~dmi_eval.overdispersion.group_dispersion`: each group's counts
+    about its pre total spread like the other controls'.
+    """
+    pre = np.zeros(pl.treated.size, dtype=bool)
+    pre[pre_cols] = True
+    phi_t = float(group_dispersion(pl.treated, pl.controls, pre))
+    return phi_t, group_dispersion(pl.sums, pl.rest, pre)
+
+
+def _placebo_window(
+    pl: _Placebo,
+    w_cols: np.ndarray,
+    ref_cols: np.ndarray,
+    phi: tuple[float, np.ndarray] | None = None,
+):
     """Studentised statistic of the treated group and of every placebo group.
 
+    Each group's Poisson SE is scaled by the square root of its own dispersion
+    ``phi`` (treated, placebos; from :func:`_dispersions`), so a busy,
+    over-dispersed market is studentised like the quiet placebo groups.
     Returns ``(t_treated, se_treated, t_placebo)``.
     """
     est_t, se_t = _log_ratio(
@@ -154,17 +178,26 @@ def _placebo_window(pl: _Placebo, w_cols: np.ndarray, ref_cols: np.ndarray):
         pl.rest[:, w_cols].sum(axis=1),
         pl.rest[:, ref_cols].sum(axis=1),
     )
+    if phi is not None:
+        se_t = se_t * math.sqrt(phi[0])
+        se_p = se_p * np.sqrt(phi[1])
     t_p = est_p / se_p
     return float(est_t / se_t), float(se_t), t_p[np.isfinite(t_p)]
 
 
-def _placebo_wald(pl: _Placebo, lead_cols: Sequence[np.ndarray], ref_cols: np.ndarray):
+def _placebo_wald(
+    pl: _Placebo,
+    lead_cols: Sequence[np.ndarray],
+    ref_cols: np.ndarray,
+    phi: tuple[float, np.ndarray] | None = None,
+):
     """Poisson-scaled Wald statistic of the leads for the treated and every placebo group.
 
     With :math:`b_k = \\log((Y_k+.5)/(Y_{ref}+.5)) - \\log(R_k/R_{ref})`, the
     Poisson covariance is :math:`D + c 11'` (:math:`D = diag(1/(Y_k+.5))`,
     :math:`c = 1/(Y_{ref}+.5)`), and by Sherman-Morrison
-    :math:`W = \\sum_k d_k b_k^2 - c(\\sum_k d_k b_k)^2/(1 + c\\sum_k d_k)`.
+    :math:`W = \\sum_k d_k b_k^2 - c(\\sum_k d_k b_k)^2/(1 + c\\sum_k d_k)`,
+    divided by each group's dispersion ``phi`` when given.
     """
 
     def wald(sums, rest):
@@ -184,19 +217,27 @@ def _placebo_wald(pl: _Placebo, lead_cols: Sequence[np.ndarray], ref_cols: np.nd
 
     w_t = float(wald(pl.treated[None, :], pl.controls[None, :])[0])
     w_p = wald(pl.sums, pl.rest)
+    if phi is not None:
+        w_t, w_p = w_t / phi[0], w_p / phi[1]
     return w_t, w_p[np.isfinite(w_p)]
 
 
-def _calibrated(t_real: float, t_placebo: np.ndarray, alpha: float) -> dict[str, float]:
-    """Placebo p-values and the critical value for ``|t|`` at level ``alpha``."""
+def _calibrated(
+    t_real: float, t_placebo: np.ndarray, alpha: float, se: float = float("nan")
+) -> dict[str, float]:
+    """Placebo p-values (each tail counted), the critical value for ``|t|`` at
+    level ``alpha``, and the minimum detectable effect at the treated SE ``se``."""
     n = t_placebo.size
     if n < 19:
         raise DesignError(f"only {n} usable placebo groups; placebo inference needs at least 19")
     return {
         "p_value": float((1 + np.sum(np.abs(t_placebo) >= abs(t_real))) / (n + 1)),
         "p_lower": float((1 + np.sum(t_placebo <= t_real)) / (n + 1)),
+        "p_upper": float((1 + np.sum(t_placebo >= t_real)) / (n + 1)),
         "crit": float(np.quantile(np.abs(t_placebo), 1 - alpha)),
         "n": float(n),
+        "mde": mde_from_placebos(t_placebo, se) if math.isfinite(se) else float("nan"),
+        "min_p": min_rank_p(n),
     }
 
 
@@ -219,6 +260,9 @@ def _placebo_effect(
         effect_se=e.effect_se,
         p_value=cal["p_value"],
         p_lower=cal["p_lower"],
+        p_upper=cal["p_upper"],
+        mde=cal["mde"],
+        min_p=cal["min_p"],
     )
 
 

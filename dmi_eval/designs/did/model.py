@@ -63,6 +63,12 @@ class FEFit:
         1 - confidence level.
     converged, iterations
         Newton's method (Poisson) or ``True``/0 for the linear models.
+    influence
+        Poisson: each cluster's influence on the coefficients,
+        :math:`s_g' H^{-1}` (clusters x coefficients; :math:`s_g` the cluster's
+        score, :math:`H` the negative Hessian), so that the cluster-robust
+        covariance is :math:`\\frac{G}{G-1}\\sum_g c_g c_g'`; the input of a
+        wild cluster bootstrap. None for the linear models.
     """
 
     model: str
@@ -75,9 +81,12 @@ class FEFit:
     alpha: float
     converged: bool = True
     iterations: int = 0
+    influence: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        for name in ("params", "cov"):
+        for name in ("params", "cov", "influence"):
+            if getattr(self, name) is None:
+                continue
             arr = np.array(getattr(self, name), dtype=float, copy=True)
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
@@ -363,6 +372,8 @@ def _fit_poisson_fe(y, ent, tim, clu, Xv, names, alpha, *, tol=1e-10, max_iter=1
     params[cols] = theta[nt:]
     cov[np.ix_(cols, cols)] = V[nt:, nt:]
     params[unidentified] = -np.inf
+    influence = np.full((n_clu, k), np.nan)
+    influence[:, cols] = S @ Hinv[:, nt:]
     return FEFit(
         model="poisson",
         names=names,
@@ -374,4 +385,5 @@ def _fit_poisson_fe(y, ent, tim, clu, Xv, names, alpha, *, tol=1e-10, max_iter=1
         alpha=alpha,
         converged=converged,
         iterations=it,
+        influence=influence,
     )

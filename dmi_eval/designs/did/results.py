@@ -153,6 +153,9 @@ class DIDResults(WindowResults):
                     "pretrend_stat": o.pretrend["stat"],
                     "pretrend_df": o.pretrend["df"],
                     "pretrend_p": o.pretrend["p_value"],
+                    "mde": o.windows["post"].mde,
+                    "mde_last": o.windows[f"last{self.last_k}"].mde,
+                    "min_p": o.windows["post"].min_p,
                 }
             )
         frame = pd.DataFrame(rows)

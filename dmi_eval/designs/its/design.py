@@ -44,6 +44,7 @@ class _Spec:
     sarimax_order: tuple[int, int, int]
     t_inference: bool | None
     alpha: float
+    exposure: tuple[float, float] | None = None
 
     def fit(
         self,
@@ -70,7 +71,14 @@ class _Spec:
         }
         if controls is None:
             return fit_segmented(y, ramp=self.ramp, sarimax_order=self.sarimax_order, **common)
-        return fit_multigroup(y, controls, **common)
+        unit = self.exposure is not None and self.family in COUNT_FAMILIES
+        return fit_multigroup(
+            y,
+            controls,
+            exposure=self.exposure if unit else None,
+            unit_dispersion=unit and self.family == "quasipoisson",
+            **common,
+        )
 
 
 def _target_post_rows(fit: SegmentedFit) -> np.ndarray:
@@ -168,8 +176,14 @@ class ITS:
         ``"auto"``: Fourier terms when the pre-period covers at least two years,
         else none; or ``"none", "fourier", "dummies"``.
     comparison
-        ``"none"``: single-series ITS (design ``"its"``); ``"donor_mean"``: Linden's
-        controlled ITS against the mean count of the donor areas (design ``"cits"``).
+        ``"none"``: single-series ITS (design ``"its"``). ``"donor_total"``:
+        Linden's controlled ITS (design ``"cits"``) against the donor areas'
+        total count, with the number of areas in each series as exposure
+        (offset) and, for quasi-Poisson, the market and the donor total each
+        with its own dispersion. ``"donor_mean"``: against the donor areas'
+        mean count treated as one series (kept for comparison; its Poisson
+        variance treats a mean of many areas as a single count, so its
+        intervals are far too wide).
     last_k
         Length of the ``last{k}`` window (capped at the number of post periods).
     alpha
@@ -239,8 +253,8 @@ class ITS:
             raise ValueError(
                 "count_cov='ar1' is available for the poisson and quasipoisson families"
             )
-        if comparison == "donor_mean" and family == "sarimax":
-            raise ValueError("family 'sarimax' is not available with comparison='donor_mean'")
+        if comparison != "none" and family == "sarimax":
+            raise ValueError(f"family 'sarimax' is not available with comparison={comparison!r}")
         check_last_k(last_k)
         check_alpha(alpha)
         if not isinstance(max_placebos, int) or max_placebos < 0:
@@ -255,10 +269,12 @@ class ITS:
         self.outcomes = chosen
         self.series = {o: site_data.treated_series(o).to_numpy().copy() for o in chosen}
         self.comparison_series: dict[str, np.ndarray] | None = None
-        if comparison == "donor_mean":
+        if comparison != "none":
+            reduce = np.mean if comparison == "donor_mean" else np.sum
             self.comparison_series = {
-                o: site_data.donor_matrix(o).to_numpy(dtype=float).mean(axis=0) for o in chosen
+                o: reduce(site_data.donor_matrix(o).to_numpy(dtype=float), axis=0) for o in chosen
             }
+        self.n_areas = (len(site_data.treated_areas), len(site_data.donor_areas))
         self.family = family
         self.seasonality = seasonality
         self.comparison = comparison
@@ -280,7 +296,7 @@ class ITS:
         by_outcome = {o: self._fit_outcome(o) for o in self.outcomes}
         return ITSResults(
             site_id=self.site_id,
-            design="cits" if self.comparison == "donor_mean" else "its",
+            design="its" if self.comparison == "none" else "cits",
             alpha=self.alpha,
             last_k=self.last_k,
             outcomes=self.outcomes,
@@ -354,6 +370,9 @@ class ITS:
             sarimax_order=self.sarimax_order,  # type: ignore[arg-type]
             t_inference=t_inference,
             alpha=self.alpha,
+            exposure=(float(self.n_areas[0]), float(self.n_areas[1]))
+            if self.comparison == "donor_total"
+            else None,
         )
         try:
             fit = spec.fit(y, post, time, season, controls)

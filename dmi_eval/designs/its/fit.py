@@ -24,6 +24,7 @@ from dmi_eval.designs.its.model import (
 )
 from dmi_eval.errors import DesignError
 from dmi_eval.options import check_alpha, check_choice
+from dmi_eval.overdispersion import unit_dispersions
 
 
 # ---------------------------------------------------------------------------
@@ -40,9 +41,15 @@ def _fit_model(
     hac_groups: np.ndarray | None,
     count_cov: str,
     units: np.ndarray | None = None,
+    unit_params: np.ndarray | None = None,
     sarimax_order: tuple[int, int, int],
 ) -> tuple[pd.Series, pd.DataFrame, np.ndarray, np.ndarray, float, bool, float, dict, list[str]]:
-    """Fit one model; returns params, cov, fitted, resid, df_resid, use_t, dispersion, extra, notes."""
+    """Fit one model; returns params, cov, fitted, resid, df_resid, use_t, dispersion, extra, notes.
+
+    ``unit_params`` (quasi-Poisson with ``units``): the parameters spent on
+    each unit; each unit then gets its own Pearson dispersion
+    (:func:`~dmi_eval.overdispersion.unit_dispersions`) in the covariance.
+    """
     n, k = exog.shape
     notes: list[str] = []
     extra: dict[str, Any] = {}
@@ -84,10 +91,24 @@ def _fit_model(
             resid = np.asarray(res.resid_pearson)
             df_resid, use_t = float(res.df_resid), False
             disp = float(res.pearson_chi2 / res.df_resid)
+            scale: float | np.ndarray = disp if family == "quasipoisson" else 1.0
+            per_unit = (
+                family == "quasipoisson"
+                and unit_params is not None
+                and units is not None
+                and count_cov != "hac"
+            )
+            if per_unit:
+                labels = np.unique(units)
+                phis = unit_dispersions(resid, units, unit_params)
+                scale = phis[np.searchsorted(labels, units)]
+                extra["unit_dispersion"] = tuple(float(v) for v in phis)
             if count_cov == "ar1":
-                scale = disp if family == "quasipoisson" else 1.0
-                cov, rho = _ar1_sandwich(exog.to_numpy(), fitted, resid, scale, units)
+                standard = resid / np.sqrt(scale) if per_unit else resid
+                cov, rho = _ar1_sandwich(exog.to_numpy(), fitted, standard, scale, units)
                 extra["ar1_rho"] = rho
+            elif per_unit:
+                cov, _ = _ar1_sandwich(exog.to_numpy(), fitted, resid, scale, units, fixed_rho=0.0)
         elif family == "negbin":
             model = sm.NegativeBinomial(y, exog, loglike_method="nb2", exposure=expo)
             res = model.fit(disp=0, maxiter=300)
@@ -153,9 +174,11 @@ def _ar1_sandwich(
     x: np.ndarray,
     mu: np.ndarray,
     pearson: np.ndarray,
-    scale: float,
+    scale: float | np.ndarray,
     units: np.ndarray | None,
     match_lags: int = AR1_MATCH_LAGS,
+    *,
+    fixed_rho: float | None = None,
 ) -> tuple[np.ndarray, float]:
     """Quasi-likelihood covariance with an AR(1) working correlation (Zeger 1988).
 
@@ -170,6 +193,10 @@ def _ar1_sandwich(
     residual autocorrelation under the working model, which removes the downward
     bias of residual autocorrelations in short regressions. It is kept in
     :math:`[0, 0.9]` (so the covariance is never below the quasi-Poisson one).
+    A ``scale`` array gives each row its own dispersion :math:`\\phi_i`:
+    :math:`B^{-1} X' D^{1/2} \\Phi^{1/2} R \\Phi^{1/2} D^{1/2} X B^{-1}`
+    (pass Pearson residuals divided by :math:`\\sqrt{\\phi_i}`). A given
+    ``fixed_rho`` is used as is (0: no working correlation).
     """
     n, k = x.shape
     units = np.zeros(n, dtype=int) if units is None else np.asarray(units)
@@ -197,7 +224,9 @@ def _ar1_sandwich(
         return float(np.trace(lag_op @ cov_r) / np.trace(cov_r))
 
     low, high = 0.0, 0.9
-    if r1 <= expected_r1(low):
+    if fixed_rho is not None:
+        rho = float(fixed_rho)
+    elif r1 <= expected_r1(low):
         rho = low
     elif r1 >= expected_r1(high):
         rho = high
@@ -210,8 +239,11 @@ def _ar1_sandwich(
                 high = mid
         rho = 0.5 * (low + high)
     corr = corr_of(rho)
-    meat = xw.T @ corr @ xw
-    return scale * bread @ meat @ bread, rho
+    if np.ndim(scale) == 0:
+        return float(scale) * bread @ (xw.T @ corr @ xw) @ bread, rho
+    half = np.sqrt(np.asarray(scale, dtype=float))
+    meat = xw.T @ (half[:, None] * corr * half[None, :]) @ xw
+    return bread @ meat @ bread, rho
 
 
 def _validate_core(
@@ -450,6 +482,8 @@ def fit_multigroup(
     count_cov: Literal["model", "hac", "ar1"] = "model",
     t_inference: bool | None = None,
     alpha: float = 0.05,
+    exposure: Sequence[float] | None = None,
+    unit_dispersion: bool = False,
 ) -> SegmentedFit:
     """Linden's multiple-group (controlled) ITS: the target stacked over comparison series.
 
@@ -471,6 +505,15 @@ def fit_multigroup(
     family, seasonality, n_harmonics, period_length, season, slope_change,
     hac_lags, small_sample, count_cov, t_inference, alpha
         As in :func:`fit_segmented` (``"sarimax"`` is not available here).
+    exposure
+        Count families: one exposure per unit, target first, then the
+        comparison series in order (e.g. the number of areas each series
+        sums): an offset, so the coefficients are rates per area.
+    unit_dispersion
+        Quasi-Poisson only: give the target and each comparison series its own
+        Pearson dispersion in the covariance instead of one pooled scale (a
+        market of a few busy areas and a total over many quiet ones are
+        dispersed differently).
 
     Returns
     -------
@@ -538,20 +581,35 @@ def fit_multigroup(
     exog = pd.DataFrame(cols)
     units = [*ctrl[:target_index], yv, *ctrl[target_index:]]
     yy = np.concatenate(units)
+    expo = None
+    if exposure is not None:
+        if family not in COUNT_FAMILIES:
+            raise ValueError("exposure is only used by the count families")
+        ex = np.asarray(exposure, dtype=float)
+        if ex.shape != (n_units,) or not (ex > 0).all():
+            raise ValueError(f"exposure needs {n_units} positive values (target first)")
+        ordered = [*ex[1 : target_index + 1], ex[0], *ex[target_index + 1 :]]
+        expo = np.repeat(np.asarray(ordered), T)
+    if unit_dispersion and family != "quasipoisson":
+        raise ValueError("unit_dispersion is available for the quasipoisson family only")
+    per_unit = exog.shape[1] / n_units  # degrees of freedom spent on each unit, on average
     _check_size(yy.size, exog.shape[1], int((~postv).sum()), family)
     groups = np.repeat(np.arange(n_units), T) if hac_panel == "within" else None
     params, cov, fitted, resid, df, use_t, disp, extra, notes = _fit_model(
         yy,
         exog,
         family=family,
-        exposure=None,
+        exposure=expo,
         hac_lags=hac_lags,
         small_sample=small_sample,
         hac_groups=groups if family == "ols" else None,
         units=np.repeat(np.arange(n_units), T),
+        unit_params=np.full(n_units, per_unit) if unit_dispersion else None,
         count_cov=count_cov,
         sarimax_order=(1, 0, 0),
     )
+    if "unit_dispersion" in extra:
+        extra["target_dispersion"] = extra["unit_dispersion"][target_index]
     choices = _choices(
         family,
         seasonality,
@@ -577,7 +635,7 @@ def fit_multigroup(
         exog=exog,
         interventions=tuple(interventions),
         y=yy,
-        exposure=np.ones_like(yy),
+        exposure=np.ones_like(yy) if expo is None else expo,
         target=target,
         post=target & np.tile(postv, n_units),
         fitted=fitted,

@@ -16,6 +16,7 @@ from statsmodels.stats.stattools import durbin_watson
 from dmi_eval.errors import DesignError
 from dmi_eval.inference.delta import log_ratio_interval
 from dmi_eval.options import check_choice
+from dmi_eval.overdispersion import ar1_sum_inflation
 from dmi_eval.results import WindowEffect
 
 Family = Literal["ols", "poisson", "quasipoisson", "negbin", "sarimax"]
@@ -27,7 +28,7 @@ Seasonality = Literal["none", "fourier", "dummies"]
 HacPanel = Literal["within", "stacked"]
 
 
-Comparison = Literal["none", "donor_mean"]
+Comparison = Literal["none", "donor_total", "donor_mean"]
 
 
 FAMILIES: tuple[str, ...] = get_args(Family)
@@ -293,6 +294,11 @@ class SegmentedFit:
         interval is :math:`\\exp(\\log(O/C) \\pm q\\, se) - 1` with :math:`O` the
         observed and :math:`C` the counterfactual sum. For a Poisson model whose
         level-change dummy spans exactly the window, :math:`\\sum_W \\mu_t = O`.
+        For a window that is only part of the post period (the last :math:`k`
+        periods), :math:`O` differs from :math:`\\sum_W \\mu_t` by the window's
+        own noise, so the test centred on :math:`\\log(O/C)` adds its variance,
+        :math:`se^2 = g'Vg + \\mathrm{Var}(O)/(\\sum_W \\mu_t)^2` (see
+        :meth:`_observation_variance`).
         """
         w = np.asarray(window, dtype=bool)
         if w.shape != self.y.shape or not w.any():
@@ -308,7 +314,14 @@ class SegmentedFit:
             g = (mu[w] @ x[w]) / sum_mu - (cf[w] @ xc[w]) / sum_cf
         else:
             g = x[w].sum(axis=0) / sum_mu - xc[w].sum(axis=0) / sum_cf
-        se = float(np.sqrt(max(g @ self._vbeta() @ g, 0.0)))
+        var = max(g @ self._vbeta() @ g, 0.0)
+        post_rows = self.post & self.target
+        partial = bool((w & post_rows).any() and (post_rows & ~w).any())
+        if partial and sum_mu > 0:
+            # a part of the post period: log(O/C) carries the window's own noise,
+            # which the fitted post terms (fitted to the whole post period) do not
+            var += self._observation_variance(w) / sum_mu**2
+        se = float(np.sqrt(var))
         q = self._quantile(1 - self.alpha / 2)
         nan = float("nan")
         if sum_cf <= 0 or sum_mu <= 0:
@@ -324,9 +337,10 @@ class SegmentedFit:
             z = center / se
             p_two = 2 * (1 - self._cdf(abs(z)))
             p_lower = self._cdf(z)
+            p_upper = self._cdf(-z)
             lo, hi = log_ratio_interval(center, se, q)
         else:
-            p_two = p_lower = lo = hi = nan
+            p_two = p_lower = p_upper = lo = hi = nan
         pct = obs / sum_cf - 1 if sum_cf > 0 else nan
         return WindowEffect(
             n_periods=int(w.sum()),
@@ -343,7 +357,31 @@ class SegmentedFit:
             p_value=p_two,
             p_lower=p_lower,
             reference=reference,
+            p_upper=p_upper,
         )
+
+    def _observation_variance(self, w: np.ndarray) -> float:
+        """Variance of the observed total over the rows ``w`` under the fitted model.
+
+        Count families: :math:`\\phi \\sum_W \\mu_t` (quasi-Poisson; the
+        target's own dispersion in a multiple-group fit), :math:`\\sum_W
+        (\\mu_t + \\alpha \\mu_t^2)` (negative binomial); OLS and SARIMAX:
+        :math:`|W|` times the target's residual variance. Times the AR(1)
+        inflation of a sum of :math:`|W|` terms when a working correlation was
+        estimated.
+        """
+        mu = self.fitted[w]
+        k = int(w.sum())
+        if self.family in ("poisson", "quasipoisson"):
+            phi = 1.0 if self.family == "poisson" else float(self.dispersion)
+            phi = float(self.extra.get("target_dispersion", phi))
+            var = phi * float(mu.sum())
+        elif self.family == "negbin":
+            var = float(np.sum(mu + float(self.extra.get("nb_alpha", 0.0)) * mu**2))
+        else:
+            r = self.resid[self.target]
+            var = k * float(np.mean(r**2))
+        return var * ar1_sum_inflation(float(self.extra.get("ar1_rho", 0.0)), k)
 
     # --- diagnostics ---------------------------------------------------------
     def diagnostics(self, *, lags: int | None = None) -> dict[str, float]:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from dmi_eval.designs.its.model import FAMILY_LABEL, SegmentedFit, WindowEffect
+from dmi_eval.power import mde_from_se
 from dmi_eval.results import WindowResults, diagnostics_frame, series_frame
 
 
@@ -140,6 +141,10 @@ class ITSResults(WindowResults):
             for window in self.windows:
                 row[f"p_lower_{window}"] = o.windows[window].p_lower
                 row[f"rate_ratio_{window}"] = o.windows[window].rate_ratio
+            df = o.fit.df_resid if o.fit.use_t else None
+            row["mde"] = mde_from_se(o.windows["post"].log_ratio_se, df=df)
+            row["mde_last"] = mde_from_se(o.windows[f"last{self.last_k}"].log_ratio_se, df=df)
+            row["min_p"] = 0.0
             row.update({f"placebo_{k}": v for k, v in o.placebo_summary.items()})
             # rank-based two-sided placebo p-value (NaN when no placebo could be fitted)
             row["placebo_rank_p"] = float(o.placebo_summary.get("p_two_sided", float("nan")))

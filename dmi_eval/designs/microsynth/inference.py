@@ -431,9 +431,11 @@ def _perm_rows(
             z_pl = perm["z"][exact, wi, k]
             z_pl = z_pl[np.isfinite(z_pl)]
             if len(z_pl) and np.isfinite(z_obs):
-                pl = float(np.mean(z_pl < z_obs))
-                pu = float(np.mean(z_pl > z_obs))
-                p2 = float(2 * min(pl, 1 - pl))
+                # rank p-values with the observed set counted (+1): never 0, each tail its own
+                n_pl = len(z_pl) + 1
+                pl = float((1 + np.sum(z_pl <= z_obs)) / n_pl)
+                pu = float((1 + np.sum(z_pl >= z_obs)) / n_pl)
+                p2 = float((1 + np.sum(np.abs(z_pl) >= abs(z_obs))) / n_pl)
             else:
                 pl = pu = p2 = math.nan
             pv = {"lower": pl, "upper": pu, "two-sided": p2}[sided]
@@ -470,12 +472,13 @@ def _perm_rows(
         om_pl = perm["omnibus"][exact, wi]
         om_pl = om_pl[np.isfinite(om_pl)]
         if len(om_pl) and np.isfinite(om_obs):
+            n_pl = len(om_pl) + 1
             if sided == "two-sided":
-                p2 = float(np.mean(om_pl >= om_obs))
+                p2 = float((1 + np.sum(om_pl >= om_obs)) / n_pl)
                 p = (math.nan, math.nan, p2, p2)
             else:
-                pl = float(np.mean(om_pl < om_obs))
-                pu = float(np.mean(om_pl > om_obs))
+                pl = float((1 + np.sum(om_pl <= om_obs)) / n_pl)
+                pu = float((1 + np.sum(om_pl >= om_obs)) / n_pl)
                 p = (pl, pu, math.nan, pl if sided == "lower" else pu)
         else:
             p = (math.nan,) * 4

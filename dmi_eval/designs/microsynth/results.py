@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from dmi_eval.designs.microsynth.inference import DESIGN, InferenceMethod, Sided
+from dmi_eval.power import mde_from_placebos, mde_from_se, min_rank_p
 from dmi_eval.results import (
     DesignResults,
     diagnostics_frame,
@@ -117,11 +118,10 @@ class MicroSynthResults(DesignResults):
             ["outcome", "window"]
         )
         effects = self.effects()
-        tails = [
-            tuple(inf.loc[(o, w), ["p_lower", "p_upper", "p_two_sided"]])
-            for o, w in zip(effects["outcome"], effects["window"], strict=True)
-        ]
-        return table_frame(effects, self.level, tails)
+        keys = list(zip(effects["outcome"], effects["window"], strict=True))
+        tails = [tuple(inf.loc[k, ["p_lower", "p_upper", "p_two_sided"]]) for k in keys]
+        se = [float(inf.loc[k, "se"]) for k in keys]  # the survey-linearized SE of the log ratio
+        return table_frame(effects, self.level, tails, se)
 
     @cached_property
     def series(self) -> pd.DataFrame:  # type: ignore[override]
@@ -155,10 +155,36 @@ class MicroSynthResults(DesignResults):
                     "pre_rmse_ratio": rmse / mean if mean > 0 else float("nan"),
                     "calibration": self.calibration["method"],
                     "max_misfit": self.calibration.get("max_misfit", float("nan")),
+                    **self._detectable(outcome),
                 }
             )
         frame = pd.DataFrame(rows)
         return diagnostics_frame(frame, frame)
+
+    def _detectable(self, outcome: str) -> dict[str, float]:
+        """``mde`` (post), ``mde_last`` and ``min_p`` of the primary inference.
+
+        Permutation: the rank test against the exact placebo sets' statistics
+        (:func:`~dmi_eval.power.mde_from_placebos` at the market's SE; smallest
+        p ``1/(n+1)``); otherwise the normal test at the market's SE.
+        """
+        inf = self.inference
+        inf = inf[(inf["method"] == self.primary) & (inf["outcome"] == outcome)]
+        out: dict[str, float] = {"min_p": 0.0}
+        for key, window in (("mde", self.windows[0]), ("mde_last", self.windows[-1])):
+            rows = inf[inf["window"] == window]
+            se = float(rows["se"].iloc[0]) if len(rows) else float("nan")
+            if self.primary == "permutation":
+                pl = self.placebos
+                pl = pl[(pl["outcome"] == outcome) & (pl["window"] == window) & pl["exact"]]
+                stats_ = pl["statistic"].to_numpy(dtype=float)
+                stats_ = stats_[np.isfinite(stats_)]
+                out[key] = mde_from_placebos(stats_, se) if np.isfinite(se) else float("nan")
+                if key == "mde":
+                    out["min_p"] = min_rank_p(stats_.size)
+            else:
+                out[key] = mde_from_se(se)
+        return out
 
     @cached_property
     def checks(self) -> dict[str, pd.DataFrame]:  # type: ignore[override]

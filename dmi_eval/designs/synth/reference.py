@@ -44,7 +44,7 @@ Standardisation = Literal["sd", "none"]
 PlaceboSearch = Literal["fast", "full"]
 
 
-PlaceboStatistic = Literal["rmspe", "pct"]
+PlaceboStatistic = Literal["noise", "rmspe", "pct"]
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,29 @@
+"""Calibration study: simulated cities with known truth, and the runner of ``nox -s calibrate``.
+
+* :mod:`dmi_eval.calibration.city` -- the realistic-city simulator
+  (:func:`~dmi_eval.calibration.city.simulate_city`, :class:`~dmi_eval.calibration.city.CitySpec`,
+  :func:`~dmi_eval.calibration.city.spec_like_site` for cities like a user's own site);
+* :mod:`dmi_eval.calibration.runner` -- every design as used at sites, on those cities;
+* :mod:`dmi_eval.calibration.report` -- ``calibration.csv`` and ``calibration.md``.
+"""
+
+from dmi_eval.calibration.city import CitySpec, Effect, simulate_city, spec_like_site
+from dmi_eval.calibration.runner import (
+    Scenario,
+    default_scenarios,
+    power_like_site,
+    run,
+    summarise,
+)
+
+__all__ = [
+    "CitySpec",
+    "Effect",
+    "Scenario",
+    "default_scenarios",
+    "power_like_site",
+    "run",
+    "simulate_city",
+    "spec_like_site",
+    "summarise",
+]

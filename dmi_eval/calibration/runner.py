@@ -1,0 +1,346 @@
+"""The calibration study: every design as used at sites, on simulated cities with known truth.
+
+For each :class:`Scenario` the runner simulates ``n_cities`` cities
+(:func:`dmi_eval.calibration.city.simulate_city`), evaluates every market with
+the exact site path (:func:`dmi_eval.evaluation.evaluate_site`: every design,
+the primary design, the verdict) and records, per market and design, the
+post-period change, its stated interval and its one-sided p-value of a
+reduction, next to the truth. :func:`summarise` turns those rows into the
+calibration table (``design, scenario, quantity, value, mc_se, target, met``):
+
+* ``size``: share of no-effect markets with one-sided ``p_lower < 0.05``
+  (target at most 0.06);
+* ``coverage``: share of markets whose stated interval contains the true
+  change over the post period (target: within 3 points of the stated level);
+* ``power_25`` / ``power_45``: share of sustained -25% / -45% markets with
+  ``p_lower < 0.05``;
+* for the verdict: ``false_closed_displaced`` (share of no-effect markets
+  called *closed* or *displaced*, target at most 0.05), ``detection`` (share of
+  sustained -45% closures called *closed*) and ``detection_target`` (the same
+  where the market averages at least 10 drug incidents a month and has at
+  least 24 post months: target at least 0.80).
+
+Monte Carlo standard errors are binomial, ``sqrt(p (1 - p) / n)``.
+Everything is seeded: the same scenarios and seed give the same table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pandas as pd
+
+from dmi_eval.calibration.city import EFFECTS, CitySpec, simulate_city, spec_like_site
+from dmi_eval.designs.synth import SyntheticControl
+from dmi_eval.errors import DesignError
+from dmi_eval.evaluation import MAX_PLACEBOS, evaluate_site
+from dmi_eval.panel import SiteData
+
+ALPHA = 0.05
+DEFAULT_SEED = 20240601
+SIZE_TARGET = 0.06
+COVERAGE_TOLERANCE = 0.03
+FALSE_CLOSED_TARGET = 0.05
+DETECTION_TARGET = 0.80
+TARGET_RATE = 10.0
+TARGET_POST_MONTHS = 24
+PREVIOUS_SC = "sc_previous"
+"""The site-level SC configuration before issue #10 (SDID's full ridge, RMSPE-standardised
+placebo statistic), fitted next to the designs for comparison."""
+CALIBRATION_COLUMNS: tuple[str, ...] = (
+    "design",
+    "scenario",
+    "quantity",
+    "value",
+    "mc_se",
+    "target",
+    "met",
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One calibration scenario: a kind of city and how many to simulate."""
+
+    id: str
+    description: str
+    spec: CitySpec
+    n_cities: int
+
+
+def default_scenarios(scale: float = 1.0) -> tuple[Scenario, ...]:
+    """The scenarios of ``nox -s calibrate`` (``scale`` multiplies the number of cities)."""
+
+    def n(k: int) -> int:
+        return max(1, int(round(k * scale)))
+
+    base = CitySpec()
+    return (
+        Scenario(
+            "monthly-long",
+            "monthly data, 24-36 post months, markets of 2-6 areas at 8-25 drug incidents a month",
+            base,
+            n(8),
+        ),
+        Scenario(
+            "monthly-short",
+            "monthly data, 6-12 post months",
+            replace(base, post_months=(6, 12), n_years=5),
+            n(3),
+        ),
+        Scenario(
+            "weekly-long",
+            "weekly data, 24-30 post months, a 15 x 15 grid",
+            replace(base, frequency="week", n_years=5, post_months=(24, 30), n_rows=15, n_cols=15),
+            n(2),
+        ),
+        Scenario(
+            "monthly-exposed",
+            "stress: markets' own factor exposure twice an area's (loading SD 0.64), "
+            "faster factors (innovation SD 0.045)",
+            replace(base, market_loading_sd=0.64, factor_sd=0.045),
+            n(2),
+        ),
+    )
+
+
+def _row(results: Any, outcome: str, window: str = "post") -> dict[str, float]:
+    """A design's change, interval, level, three tails and MDE (NaN if it reports none).
+
+    Reads only the shared :class:`~dmi_eval.results.DesignResults` frames.
+    """
+    row = results.row(outcome, window)
+    diag = results.diagnostics
+    mde = float("nan")
+    column = next((c for c in ("mde", "mde_placebo") if c in diag.columns), None)
+    if column is not None:
+        rows = diag[diag["outcome"] == outcome]
+        if len(rows):
+            mde = float(rows[column].iloc[0])
+    out = {
+        "pct_change": float(row["pct_change"]),
+        "ci_low": float(row["ci_low"]),
+        "ci_high": float(row["ci_high"]),
+        "level": float(row["level"]),
+        "p_lower": float(row["p_lower"]),
+        "p_upper": float(row["p_upper"]),
+        "p_two_sided": float(row["p_two_sided"]),
+        "mde": mde,
+    }
+    if window == "post":
+        out["p_lower_last"] = _row(results, outcome, results.windows[-1])["p_lower"]
+    return out
+
+
+def evaluate_city(scenario_id: str, spec: CitySpec, seed: int) -> pd.DataFrame:
+    """Simulate one city and evaluate every market; one row per market and design.
+
+    The ``design`` column holds each fitted design, ``primary`` (the site's
+    primary design) and ``verdict`` (its label in ``verdict``).
+    """
+    city = simulate_city(spec, seed=seed)
+    study = city.study()
+    truth = city.truth().set_index("site")
+    rows: list[dict[str, Any]] = []
+    for market in city.markets:
+        base = {
+            "scenario": scenario_id,
+            "city": seed,
+            **truth.loc[market.id].to_dict(),
+            "site": market.id,
+        }
+        try:
+            ev = evaluate_site(city.panel, study, market.id)
+        except DesignError as exc:
+            rows.append({**base, "design": "verdict", "verdict": "error", "note": str(exc)})
+            continue
+        for name, res in ev.results.items():
+            rows.append({**base, "design": name, **_row(res, "drug")})
+        previous = SyntheticControl(
+            city.panel.site_data(study, market.id),
+            outcomes=["drug"],
+            level="ratio",
+            sc_ridge=1.0,
+            placebo_statistic="rmspe",
+            max_placebos=MAX_PLACEBOS,
+            placebo_time=False,
+            leave_one_out=False,
+            seed=study.seed,
+        ).fit()
+        rows.append({**base, "design": PREVIOUS_SC, **_row(previous, "drug")})
+        rows.append(
+            {
+                **base,
+                "design": "primary",
+                "primary": ev.primary,
+                **_row(ev.results[ev.primary], "drug"),
+            }
+        )
+        rows.append(
+            {**base, "design": "verdict", "primary": ev.primary, "verdict": ev.verdict.label}
+        )
+    return pd.DataFrame(rows)
+
+
+def run(
+    scenarios: Sequence[Scenario],
+    *,
+    seed: int = DEFAULT_SEED,
+    n_jobs: int = 2,
+) -> pd.DataFrame:
+    """Evaluate every city of every scenario (cities in parallel, results in a fixed order)."""
+    from joblib import Parallel, delayed
+
+    tasks = []
+    for i, sc in enumerate(scenarios):
+        for c in range(sc.n_cities):
+            tasks.append((sc.id, sc.spec, seed + 1000 * i + c))
+    if n_jobs == 1 or len(tasks) == 1:
+        frames = [evaluate_city(*t) for t in tasks]
+    else:
+        frames = Parallel(n_jobs=n_jobs)(delayed(evaluate_city)(*t) for t in tasks)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _binom(hits: pd.Series) -> tuple[float, float, int]:
+    n = int(hits.size)
+    if n == 0:
+        return float("nan"), float("nan"), 0
+    p = float(hits.mean())
+    return p, math.sqrt(max(p * (1 - p), 0.25 / n) / n) if n else float("nan"), n
+
+
+def summarise(rows: pd.DataFrame) -> pd.DataFrame:
+    """The calibration table from :func:`run`'s rows."""
+    out: list[dict[str, Any]] = []
+
+    def add(design, scenario, quantity, hits, target="", ok=None):
+        value, se, n = _binom(hits.astype(float))
+        if n == 0:
+            return
+        out.append(
+            {
+                "design": design,
+                "scenario": scenario,
+                "quantity": quantity,
+                "value": round(value, 4),
+                "mc_se": round(se, 4),
+                "n": n,
+                "target": target,
+                "met": "" if ok is None else bool(ok(value)),
+            }
+        )
+
+    for scenario, by_s in rows.groupby("scenario", sort=False):
+        designs = [d for d in pd.unique(by_s["design"]) if d != "verdict"]
+        for design in designs:
+            d = by_s[by_s["design"] == design]
+            null = d[d["effect"] == "none"]
+            add(
+                design,
+                scenario,
+                "size",
+                null["p_lower"] < ALPHA,
+                f"<= {SIZE_TARGET}",
+                lambda v: v <= SIZE_TARGET,
+            )
+            level = float(d["level"].median()) if len(d) else 0.9
+            cover = (d["ci_low"] <= d["true_post"]) & (d["true_post"] <= d["ci_high"])
+            add(
+                design,
+                scenario,
+                f"coverage_{round(100 * level)}",
+                cover,
+                f"{level - COVERAGE_TOLERANCE:.2f}-{level + COVERAGE_TOLERANCE:.2f}",
+                lambda v, lv=level: abs(v - lv) <= COVERAGE_TOLERANCE,
+            )
+            for eff, q in (("-25% sustained", "power_25"), ("-45% sustained", "power_45")):
+                e = d[d["effect"] == eff]
+                add(design, scenario, q, e["p_lower"] < ALPHA)
+            e = d[d["effect"] == "-45% sustained"]
+            add(design, scenario, "power_45_last", e["p_lower_last"] < ALPHA)
+            mde = d["mde"].dropna() if "mde" in d else pd.Series(dtype=float)
+            if len(mde):
+                out.append(
+                    {
+                        "design": design,
+                        "scenario": scenario,
+                        "quantity": "median_mde",
+                        "value": round(float(mde.median()), 4),
+                        "mc_se": float("nan"),
+                        "n": int(mde.size),
+                        "target": "",
+                        "met": "",
+                    }
+                )
+        v = by_s[by_s["design"] == "verdict"]
+        null = v[v["effect"] == "none"]
+        add(
+            "verdict",
+            scenario,
+            "false_closed_displaced",
+            null["verdict"].isin(["closed", "displaced"]),
+            f"<= {FALSE_CLOSED_TARGET}",
+            lambda x: x <= FALSE_CLOSED_TARGET,
+        )
+        closure = v[v["effect"] == "-45% sustained"]
+        add("verdict", scenario, "detection", closure["verdict"] == "closed")
+        big = closure[
+            (closure["rate_per_month"] >= TARGET_RATE)
+            & (closure["post_months"] >= TARGET_POST_MONTHS)
+        ]
+        add(
+            "verdict",
+            scenario,
+            "detection_target",
+            big["verdict"] == "closed",
+            f">= {DETECTION_TARGET}",
+            lambda x: x >= DETECTION_TARGET,
+        )
+        disp = v[v["effect"] == "-45% displaced"]
+        add("verdict", scenario, "displaced_detected", disp["verdict"] == "displaced")
+        for label in ("closed", "displaced", "not_closed", "inconclusive"):
+            add("verdict", scenario, f"share_{label}_null", null["verdict"] == label)
+    return pd.DataFrame(out)
+
+
+def power_like_site(
+    data: SiteData,
+    *,
+    n_cities: int = 2,
+    seed: int = DEFAULT_SEED,
+    n_jobs: int = 2,
+) -> pd.DataFrame:
+    """Size and power of every design at simulated sites like ``data``.
+
+    Simulates ``n_cities`` cities from :func:`~dmi_eval.calibration.city.spec_like_site`
+    (the site's market level and size, donor levels, overdispersion, pre and post
+    lengths; six markets each: none, -25% and -45% in turn) and returns
+    :func:`summarise`'s table. A few minutes per city on two cores.
+
+    Examples
+    --------
+    >>> from dmi_eval.config import load_study
+    >>> from dmi_eval.data import load_study_data
+    >>> study = load_study("data/synthetic/study.toml")  # doctest: +SKIP
+    >>> panel = load_study_data(study).panel  # doctest: +SKIP
+    >>> power_like_site(panel.site_data(study, "eastside"))  # doctest: +SKIP
+    """
+    spec = spec_like_site(data)
+    scenario = Scenario(f"like-{data.site_id}", f"cities like site {data.site_id}", spec, n_cities)
+    return summarise(run((scenario,), seed=seed, n_jobs=n_jobs))
+
+
+__all__ = [
+    "CALIBRATION_COLUMNS",
+    "EFFECTS",
+    "Scenario",
+    "default_scenarios",
+    "evaluate_city",
+    "power_like_site",
+    "run",
+    "summarise",
+]

@@ -1,0 +1,246 @@
+"""Noise-standardised placebo inference for the site-level synthetic control.
+
+The classic placebo-in-space test ranks the market's post-period gap, divided
+by its pre-period RMSPE, among single donor areas treated as if treated. At
+DMI sites this fails its size (issue #10): a market aggregates several busy
+areas, so its relative counting noise is small and its deviation from the
+synthetic control is dominated by its own exposure to city-wide factors
+(drift), whereas a single donor area's pre-period RMSPE is dominated by
+counting noise. Dividing by the RMSPE makes the placebos' statistics small and
+the market's large, whatever the truth.
+
+This module standardises every unit's effect by the standard deviation it is
+expected to have under no effect: counting noise, computed from the unit's own
+counts and the city's overdispersion, plus the drift that every unit shares,
+estimated from the placebos themselves.
+
+For unit ``j`` (the market first, then the placebo areas) and a window ``W``
+of ``T_1`` post periods:
+
+.. math::
+
+    L_j = \\log \\frac{\\sum_{t \\in W} y_{jt}}{\\sum_{t \\in W} \\hat y_{jt}}, \\qquad
+    v_j = \\frac{1 / \\bar\\mu_{jW} + \\phi_j}{T_1} + \\frac{1 / \\bar\\mu_{j,pre} + \\phi_j}{T_0},
+
+the log ratio of observed to synthetic counts and its counting-noise variance
+under a negative-binomial model (:math:`\\bar\\mu` mean counts per period; the
+second term is the noise of the pre-period level the ratio-scaled synthetic is
+anchored to). :math:`\\phi` is the city's area x period overdispersion,
+estimated by moments from the donors' pre-period first differences
+(:func:`dispersion`), and for a unit made of several areas
+:math:`\\phi_j = \\phi \\sum_a \\mu_a^2 / (\\sum_a \\mu_a)^2`. The drift variance
+:math:`\\tau^2` shared by every unit is the DerSimonian-Laird between-unit
+variance of the placebos' :math:`L_j` given their :math:`v_j`. The test
+statistic is :math:`z_j = L_j / \\sqrt{\\tau^2 + v_j}` and the rank p-values
+count each tail with the market itself included:
+
+.. math::
+
+    p_{lower} = \\frac{1 + \\#\\{j: z_j \\le z_1\\}}{n + 1}, \\quad
+    p_{upper} = \\frac{1 + \\#\\{j: z_j \\ge z_1\\}}{n + 1}, \\quad
+    p_{two} = \\frac{1 + \\#\\{j: |z_j| \\ge |z_1|\\}}{n + 1}
+
+over the ``n`` placebos. The interval inverts the test: the change
+:math:`\\theta` is in the interval when the market's statistic with
+:math:`L_1 - \\log(1 + \\theta)` lies between the ``k``-th smallest and ``k``-th
+largest placebo statistic, ``k = floor((1 - level) / 2 (n + 1))``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from dmi_eval.power import mde_from_placebos
+
+
+def dispersion(counts: np.ndarray) -> float:
+    """Area x period overdispersion ``phi`` of counts (variance ``mu + phi mu^2``).
+
+    Method of moments on first differences, which are free of slow trends:
+    for independent periods ``var(y_t - y_{t-1}) / 2 = mu + phi mu^2``, so
+    ``phi = sum_j (d_j - m_j) / sum_j m_j^2`` with ``d_j`` half the variance of
+    unit ``j``'s first differences and ``m_j`` its mean. Clipped at zero.
+
+    Parameters
+    ----------
+    counts
+        Units x periods counts (e.g. donor areas over the pre period).
+    """
+    x = np.asarray(counts, dtype=float)
+    if x.shape[1] < 3:
+        return 0.0
+    m = x.mean(axis=1)
+    d = np.diff(x, axis=1).var(axis=1, ddof=1) / 2
+    denom = float(np.sum(m**2))
+    if denom <= 0:
+        return 0.0
+    return max(float(np.sum(d - m)) / denom, 0.0)
+
+
+def dersimonian_laird(effects: np.ndarray, variances: np.ndarray) -> float:
+    """DerSimonian-Laird between-unit variance ``tau^2`` of ``effects`` given their variances."""
+    L = np.asarray(effects, dtype=float)
+    v = np.asarray(variances, dtype=float)
+    ok = np.isfinite(L) & np.isfinite(v) & (v > 0)
+    L, v = L[ok], v[ok]
+    if L.size < 2:
+        return 0.0
+    w = 1.0 / v
+    mu = float(np.sum(w * L) / np.sum(w))
+    q = float(np.sum(w * (L - mu) ** 2))
+    c = float(np.sum(w) - np.sum(w**2) / np.sum(w))
+    return max((q - (L.size - 1)) / c, 0.0) if c > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class NoiseInputs:
+    """What the noise-standardised test needs for one outcome (market first, then placebos).
+
+    Attributes
+    ----------
+    labels
+        Unit labels (the site id, then the placebo areas).
+    observed, synthetic
+        Units x periods counts (totals of the unit's areas) and their synthetic
+        control (same scale).
+    phi
+        Effective overdispersion of each unit (``phi`` for a single area,
+        ``phi sum mu_a^2 / (sum mu_a)^2`` for a market of several areas).
+    pre
+        Pre-period mask.
+    dispersion
+        The city's area x period overdispersion ``phi`` (:func:`dispersion`).
+    """
+
+    labels: tuple[str, ...]
+    observed: np.ndarray
+    synthetic: np.ndarray
+    phi: np.ndarray
+    pre: np.ndarray
+    dispersion: float
+
+    def test(self, window: np.ndarray) -> NoiseStandardisedTest:
+        """The test of one window of post periods."""
+        return NoiseStandardisedTest.from_paths(
+            self.observed, self.synthetic, self.pre, window, self.phi
+        )
+
+
+def market_dispersion(phi: float, area_means: np.ndarray) -> float:
+    """Effective ``phi`` of a total over areas with independent frailties.
+
+    ``var(sum_a y_a) = sum mu_a + phi sum mu_a^2``, so the total behaves like one
+    count with ``phi_eff = phi sum mu_a^2 / (sum mu_a)^2``.
+    """
+    mu = np.asarray(area_means, dtype=float)
+    total = float(mu.sum())
+    return phi * float(np.sum(mu**2)) / total**2 if total > 0 else phi
+
+
+@dataclass(frozen=True)
+class NoiseStandardisedTest:
+    """Placebo-in-space test of one window, the market's statistic standardised by its noise.
+
+    Attributes
+    ----------
+    log_ratio
+        ``L_j`` of the market (first) and every usable placebo.
+    variance
+        Counting-noise variance ``v_j`` of each ``L_j``.
+    tau2
+        Drift variance shared by every unit (DerSimonian-Laird over the placebos).
+    """
+
+    log_ratio: np.ndarray
+    variance: np.ndarray
+    tau2: float
+
+    @classmethod
+    def from_paths(
+        cls,
+        observed: np.ndarray,
+        synthetic: np.ndarray,
+        pre: np.ndarray,
+        window: np.ndarray,
+        phi: np.ndarray,
+    ) -> NoiseStandardisedTest:
+        """Build the test from units x periods observed and synthetic counts (market first).
+
+        Placebos whose window has no synthetic count (or no observed pre-period
+        count) are left out: their log ratio is undefined.
+        """
+        obs = np.asarray(observed, dtype=float)
+        syn = np.asarray(synthetic, dtype=float)
+        t1 = int(window.sum())
+        t0 = int(pre.sum())
+        o_w = obs[:, window].sum(axis=1)
+        s_w = syn[:, window].sum(axis=1)
+        mu_pre = obs[:, pre].mean(axis=1)
+        ok = (s_w > 0) & (mu_pre > 0)
+        ok[0] = True
+        # Half an incident keeps the log finite for a placebo with none in the window.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            L = np.log(np.maximum(o_w, 0.5) / s_w)
+            v = (1 / (s_w / t1) + phi) / t1 + (1 / mu_pre + phi) / t0
+        L, v = L[ok], v[ok]
+        tau2 = dersimonian_laird(L[1:], v[1:])
+        return cls(log_ratio=L, variance=v, tau2=tau2)
+
+    @property
+    def n_placebos(self) -> int:
+        return int(self.log_ratio.size - 1)
+
+    @property
+    def sd(self) -> np.ndarray:
+        """``sqrt(tau^2 + v_j)`` of every unit (market first)."""
+        return np.sqrt(self.tau2 + self.variance)
+
+    @property
+    def z(self) -> np.ndarray:
+        """Standardised statistics ``z_j = L_j / sqrt(tau^2 + v_j)`` (market first)."""
+        return self.log_ratio / self.sd
+
+    def p_values(self) -> tuple[float, float, float]:
+        """``(p_lower, p_upper, p_two_sided)``, each tail counted by the rank test itself."""
+        n = self.n_placebos
+        if n == 0:
+            return float("nan"), float("nan"), float("nan")
+        z = self.z
+        z1, zp = z[0], z[1:]
+        tol = 1e-12 * max(1.0, abs(z1))
+        lower = (1 + int(np.sum(zp <= z1 + tol))) / (n + 1)
+        upper = (1 + int(np.sum(zp >= z1 - tol))) / (n + 1)
+        two = (1 + int(np.sum(np.abs(zp) >= abs(z1) - tol))) / (n + 1)
+        return lower, upper, min(two, 1.0)
+
+    def interval(self, level: float) -> tuple[float, float]:
+        """Interval of the change (fraction) from inverting the rank test at ``level``.
+
+        ``(-1, inf)`` when there are too few placebos for the level.
+        """
+        n = self.n_placebos
+        k = math.floor((1 - level) / 2 * (n + 1) + 1e-9)
+        if n == 0 or k < 1:
+            return -1.0, float("inf")
+        zp = np.sort(self.z[1:])
+        s1 = float(self.sd[0])
+        low = math.expm1(float(self.log_ratio[0]) - zp[n - k] * s1)
+        high = math.expm1(float(self.log_ratio[0]) - zp[k - 1] * s1)
+        return low, high
+
+    def mde(self, alpha: float = 0.05, power: float = 0.8) -> float:
+        """Smallest reduction (positive fraction) the one-sided test detects with ``power``.
+
+        :func:`dmi_eval.power.mde_from_placebos` on the placebos' statistics,
+        scaled by the market's ``sqrt(tau^2 + v_1)``: the market's statistic must
+        fall below the critical placebo statistic, and under a reduction
+        ``delta`` it is ``log(1 - delta) / s_1`` plus noise that exceeds the
+        placebos' ``power`` quantile with probability ``1 - power``. ``inf``
+        when the test can never reach ``p < alpha`` (too few placebos).
+        """
+        if self.n_placebos == 0:
+            return float("inf")
+        return mde_from_placebos(self.z[1:], float(self.sd[0]), alpha=alpha, power=power)

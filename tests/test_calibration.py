@@ -1,0 +1,126 @@
+"""The calibration simulator and a tiny run of the calibration runner (nox -s calibrate)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dmi_eval.calibration.city import NULL, CitySpec, Effect, simulate_city, spec_like_site
+from dmi_eval.calibration.report import calibration_frame, write_outputs
+from dmi_eval.calibration.runner import CALIBRATION_COLUMNS, Scenario, run, summarise
+
+
+@pytest.fixture(scope="module")
+def city():
+    return simulate_city(seed=11)
+
+
+def test_same_seed_same_city_other_seed_other_city(city):
+    again = simulate_city(seed=11)
+    other = simulate_city(seed=12)
+    assert np.array_equal(city.panel.counts["drug"], again.panel.counts["drug"])
+    assert city.truth().equals(again.truth())
+    assert not np.array_equal(city.panel.counts["drug"], other.panel.counts["drug"])
+
+
+def test_counts_are_overdispersed(city):
+    """Variance of first differences / 2 exceeds the mean: gamma-Poisson, not Poisson."""
+    x = city.panel.counts["drug"].astype(float)
+    m = x.mean(axis=1)
+    v = np.diff(x, axis=1).var(axis=1, ddof=1) / 2
+    phi = np.sum(v - m) / np.sum(m**2)
+    assert phi > 0.5 * city.spec.dispersion
+    pure = replace(city.spec, dispersion=1e-6)
+    y = simulate_city(pure, seed=11).panel.counts["drug"].astype(float)
+    phi0 = np.sum(np.diff(y, axis=1).var(axis=1, ddof=1) / 2 - y.mean(axis=1)) / np.sum(
+        y.mean(axis=1) ** 2
+    )
+    assert phi0 < phi / 2
+
+
+def test_market_areas_share_their_loadings(city):
+    """Within a market the loadings differ only by the smooth spatial field."""
+    load = city.loadings
+    within = [load.loc[list(m.areas)].std(ddof=0).mean() for m in city.markets if len(m.areas) > 1]
+    across = load.std(ddof=0).mean()
+    assert np.mean(within) < 0.5 * across
+
+
+def test_markets_are_hot_spots_and_donors_are_not(city):
+    truth = city.truth()
+    lo, hi = city.spec.market_rate
+    assert truth["rate_per_month"].between(lo, hi).all()
+    # Realised pre-period market means are near their rate (gamma-Poisson noise, factors).
+    assert (truth["pre_mean"] / truth["rate_per_month"]).between(0.5, 2.0).all()
+    sites = {a for m in city.markets for a in (*m.areas, *m.catchment)}
+    donors = [a for a in city.panel.areas if a not in sites]
+    donor_means = city.panel.matrix("drug", donors).iloc[:, :24].mean(axis=1)
+    assert donor_means.median() < 2.0
+    assert len(city.markets[0].areas) >= city.spec.market_areas[0]
+
+
+def test_truth_is_recorded_for_each_effect(city):
+    truth = city.truth().set_index("site")
+    for m in city.markets:
+        row = truth.loc[m.id]
+        if m.effect.sustained:
+            assert row["true_post"] == pytest.approx(m.effect.reduction, abs=1e-9)
+        if m.effect.reduction == 0:
+            assert row["true_post"] == pytest.approx(0.0, abs=1e-12)
+        if m.effect.relapse_after is not None:
+            assert m.effect.reduction < row["true_post"] < 0
+            assert row["true_last"] == pytest.approx(0.0, abs=1e-12)
+        if m.effect.catchment:
+            assert row["true_catchment_post"] == pytest.approx(m.effect.catchment, abs=1e-9)
+    calls = {m.intervention for m in city.markets}
+    assert len(calls) > 1  # staggered
+
+
+def test_weekly_city_and_study(city):
+    spec = replace(CitySpec(), frequency="week", n_years=4, post_months=(12, 18), n_markets=2)
+    weekly = simulate_city(spec, seed=3)
+    assert weekly.panel.frequency == "week"
+    assert weekly.panel.periods.freqstr.startswith("W")
+    study = weekly.study()
+    assert study.frequency == "week"
+    assert study.verdict.persistence_periods == 26
+    data = weekly.panel.site_data(study, weekly.markets[0].id)
+    assert data.n_post == weekly.markets[0].n_post
+
+
+def test_spec_like_site_reads_the_site(city):
+    study = city.study()
+    data = city.panel.site_data(study, city.markets[0].id)
+    spec = spec_like_site(data)
+    rate = data.treated_series("drug").to_numpy()[data.pre_mask].mean()
+    assert spec.market_rate[0] < rate < spec.market_rate[1]
+    assert spec.market_areas == (len(data.treated_areas),) * 2
+    assert spec.dispersion > 0
+    assert simulate_city(spec, seed=1).markets[0].n_post == data.n_post
+
+
+def test_runner_writes_the_calibration_columns(tmp_path):
+    spec = replace(
+        CitySpec(),
+        n_rows=10,
+        n_cols=10,
+        n_markets=2,
+        n_years=4,
+        post_months=(12, 18),
+        effects=(NULL, Effect("-45% sustained", -0.45)),
+    )
+    scenarios = (Scenario("tiny", "a tiny city", spec, 1),)
+    rows = run(scenarios, seed=5, n_jobs=1)
+    assert set(rows["design"]) >= {"sc", "its", "primary", "verdict"}
+    table = summarise(rows)
+    csv, md = write_outputs(table, rows, scenarios, tmp_path, seed=5)
+    frame = pd.read_csv(csv, keep_default_na=False)
+    assert tuple(frame.columns) == CALIBRATION_COLUMNS
+    assert tuple(calibration_frame(table).columns) == CALIBRATION_COLUMNS
+    size = frame[(frame["design"] == "primary") & (frame["quantity"] == "size")]
+    assert len(size) == 1 and 0 <= float(size["value"].iloc[0]) <= 1
+    assert "false_closed_displaced" in set(frame["quantity"])
+    assert "# Calibration" in md.read_text(encoding="utf-8")

@@ -1,0 +1,92 @@
+"""Evidence for the verdict: persistence honoured by every design, catchment fallback, warnings."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dmi_eval import evaluation
+from dmi_eval.config import parse_study
+from dmi_eval.evaluation import design_warnings, evaluate_site, fit_catchment
+from tests.test_did import simulate_site
+
+
+def _study(site_data, verdict: dict) -> object:
+    raw = {
+        "study": {"name": "t", "frequency": "month"},
+        "data": {"counts": "counts.csv"},
+        "sites": [
+            {
+                "id": site_data.site.id,
+                "intervention": site_data.site.intervention.isoformat(),
+                "treated_areas": list(site_data.treated_areas),
+                "catchment_areas": list(site_data.catchment_areas),
+                "outcomes": ["drug"],
+            }
+        ],
+        "verdict": verdict,
+    }
+    return parse_study(raw, file=Path("study.toml"))
+
+
+@pytest.mark.slow
+def test_persistence_other_than_six_periods_is_honoured_by_every_design():
+    # regression: [verdict] persistence_periods = 4 crashed (designs were built with last_k=6)
+    sd, _ = simulate_site(3, effect=-0.4, n_areas=40, base=8.0)
+    study = _study(sd, {"persistence": "4 months", "min_pre_periods": 12})
+    ev = evaluate_site(sd.panel, study, "site")
+    assert ev.evidence.last.window == "last4" and ev.evidence.last_k == 4
+    for name, res in ev.results.items():
+        assert "last4" in set(res.table["window"]), name
+    assert "last 4 months" in ev.verdict.reasons_text()
+
+
+def test_catchment_never_receives_a_not_used_string(monkeypatch):
+    # regression: microsynth's "not used" message for the catchment reached the evidence
+    sd, _ = simulate_site(1, n_areas=30, catchment=(6, 7))
+    study = _study(sd, {})
+    fitted = object()
+    monkeypatch.setattr(
+        evaluation,
+        "DESIGNS",
+        {
+            "microsynth": lambda data, study: "no exact synthetic control exists",
+            "sc": lambda data, study: fitted,
+            "cits": lambda data, study: None,
+            "its": lambda data, study: None,
+        },
+    )
+    results, notes = fit_catchment(sd, study, "microsynth")
+    assert results == {"sc": fitted}
+    assert notes == ("microsynth (catchment): not used — no exact synthetic control exists",)
+
+
+def test_warnings_gate_closed_spike_and_in_time_placebo():
+    from dmi_eval.designs.its import ITS
+
+    sd, counts = simulate_site(2, n_areas=30, n_periods=48, call_in=30, base=20.0)
+    study = _study(sd, {})
+    res = ITS(sd, placebo=True).fit()
+    assert design_warnings(sd, res, "drug", study) == ()
+    # a spike in the last three pre months: a warning naming regression to the mean
+    spiked = counts.copy()
+    spiked[:6, 27:30] *= 3
+    panel = dataclasses.replace(sd.panel, counts={"drug": spiked})
+    sd2 = panel.site_data(study, "site")
+    warns = design_warnings(sd2, ITS(sd2, placebo=False).fit(), "drug", study)
+    assert len(warns) == 1 and "regression to the mean" in warns[0]
+    # an in-time placebo that finds effects at most fake dates fails
+    placebo = res.checks["placebo_time"].copy()
+    placebo["p_value"] = 0.001
+
+    class Fake:
+        design = "its"
+        diagnostics = res.diagnostics
+        checks = {"placebo_time": placebo}
+
+    warns = design_warnings(sd, Fake(), "drug", study)  # type: ignore[arg-type]
+    assert any("in-time placebo fails" in w for w in warns)
+    assert np.isfinite(res.diagnostics["mde"]).all()

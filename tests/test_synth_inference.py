@@ -1,0 +1,121 @@
+"""The noise-standardised placebo test of the site-level synthetic control."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dmi_eval.designs.synth.inference import (
+    NoiseStandardisedTest,
+    dersimonian_laird,
+    dispersion,
+    market_dispersion,
+)
+
+
+def test_dispersion_recovers_phi_and_ignores_slow_trends():
+    rng = np.random.default_rng(0)
+    phi = 0.2
+    mu = rng.uniform(1, 6, 400)[:, None] * np.exp(np.linspace(0, 0.6, 60))[None, :]
+    counts = rng.poisson(mu * rng.gamma(1 / phi, phi, mu.shape))
+    assert dispersion(counts) == pytest.approx(phi, abs=0.04)
+    assert dispersion(rng.poisson(mu)) < 0.03  # pure Poisson: about 0
+    # A market of k equal areas behaves like one count with phi / k
+    assert market_dispersion(phi, np.full(4, 3.0)) == pytest.approx(phi / 4)
+
+
+def test_dersimonian_laird_recovers_between_unit_variance():
+    rng = np.random.default_rng(1)
+    v = rng.uniform(0.01, 0.2, 3000)
+    effects = rng.normal(0, 0.15, v.size) + rng.normal(0, np.sqrt(v))
+    assert math.sqrt(dersimonian_laird(effects, v)) == pytest.approx(0.15, abs=0.01)
+    assert dersimonian_laird(rng.normal(0, np.sqrt(v)), v) < 0.002
+
+
+def _test(L, v=None, tau2=0.0):
+    L = np.asarray(L, dtype=float)
+    v = np.full(L.size, 0.01) if v is None else np.asarray(v, dtype=float)
+    return NoiseStandardisedTest(log_ratio=L, variance=v, tau2=tau2)
+
+
+def test_each_tail_is_counted_with_the_site_included():
+    # site first, 19 placebos: 2 at or below the site, 18 at or above
+    placebos = np.r_[-0.5, -0.4, np.linspace(-0.1, 0.5, 17)]
+    t = _test(np.r_[-0.3, placebos])
+    lower, upper, two = t.p_values()
+    assert lower == pytest.approx(3 / 20)
+    assert upper == pytest.approx(18 / 20)
+    assert two == pytest.approx((1 + np.sum(np.abs(placebos) >= 0.3)) / 20)
+    assert lower + upper > 1  # never 1 - p: ties with the site count in both tails
+    # the most extreme site: p is 1/(n+1), never 0
+    assert _test(np.r_[-9.0, placebos]).p_values()[0] == pytest.approx(1 / 20)
+
+
+def test_interval_inverts_the_test_and_mde_needs_enough_placebos():
+    rng = np.random.default_rng(2)
+    placebos = rng.normal(0, 0.1, 199)
+    t = _test(np.r_[math.log(0.6), placebos], v=np.full(200, 0.0025), tau2=0.0)
+    low, high = t.interval(0.9)
+    assert low < -0.4 < high
+    # at the interval's ends the shifted statistic sits on the 10th placebo from each end
+    s = float(t.sd[0])
+    z = np.sort(t.z[1:])
+    assert math.log1p(low) == pytest.approx(math.log(0.6) - z[-10] * s)
+    assert math.log1p(high) == pytest.approx(math.log(0.6) - z[9] * s)
+    # MDE: 80% power one-sided 5% with normal placebos ~ (1.645 + 0.84) sd
+    mde = t.mde()
+    assert -math.log1p(-mde) == pytest.approx(2.49 * s * (0.1 / s), rel=0.25)
+    # 19 placebos: p can never be below 0.05; 18: no 90% interval either
+    assert _test(np.r_[-2.0, rng.normal(0, 0.1, 19)]).mde() == float("inf")
+    assert math.isfinite(_test(np.r_[-2.0, rng.normal(0, 0.1, 19)]).interval(0.9)[1])
+    assert _test(np.r_[-2.0, rng.normal(0, 0.1, 18)]).interval(0.9) == (-1.0, float("inf"))
+
+
+def test_noise_standardisation_puts_busy_and_quiet_units_on_one_scale():
+    """A busy market and quiet placebo areas without any effect: the market's p is uniform."""
+    rng = np.random.default_rng(3)
+    T0, T1, n = 36, 24, 150
+    pre = np.r_[np.ones(T0, bool), np.zeros(T1, bool)]
+    post = ~pre
+    p_values = []
+    for _ in range(200):
+        mu = np.r_[60.0, rng.uniform(1, 4, n)]
+        drift = np.exp(rng.normal(0, 0.1, n + 1))  # every unit drifts by ~10% after T0
+        lam = mu[:, None] * np.r_[np.ones(T0), np.ones(T1)][None, :]
+        lam[:, post] *= drift[:, None]
+        obs = rng.poisson(lam)
+        syn = np.broadcast_to(obs[:, pre].mean(axis=1)[:, None], obs.shape)
+        test = NoiseStandardisedTest.from_paths(obs, syn, pre, post, np.zeros(n + 1))
+        p_values.append(test.p_values()[0])
+    p = np.asarray(p_values)
+    assert 0.02 <= np.mean(p < 0.05) <= 0.1
+    assert 0.4 <= np.mean(p < 0.5) <= 0.6
+
+
+def test_site_sc_reports_each_tail_an_mde_and_weights_that_choose():
+    """On a simulated city the site SC counts both tails, reports its MDE and does not
+    spread its weights evenly (SDID's full ridge made every weight about 1/J)."""
+    from dmi_eval.calibration.city import simulate_city
+    from dmi_eval.designs.synth import SyntheticControl
+
+    city = simulate_city(seed=5)
+    study = city.study()
+    data = city.panel.site_data(study, city.markets[0].id)
+    res = SyntheticControl(
+        data, outcomes=["drug"], level="ratio", n_jobs=1, leave_one_out=False, placebo_time=False
+    ).fit()
+    row = res.table.query("window == 'post'").iloc[0]
+    n = int(res.diagnostics.loc["drug", "n_placebos"])
+    assert n > int(res.diagnostics.loc["drug", "n_donors"])  # quiet areas are placebos too
+    assert row["p_lower"] >= 1 / (n + 1) and row["p_upper"] >= 1 / (n + 1)
+    assert row["p_lower"] + row["p_upper"] == pytest.approx(1 + 1 / (n + 1), abs=1e-9)
+    assert row["ci_low"] < row["pct_change"] < row["ci_high"]
+    diag = res.diagnostics.loc["drug"]
+    assert 0 < diag["mde_placebo"] < 1 and diag["drift_sd"] > 0 and diag["dispersion"] > 0
+    assert diag["min_p"] == pytest.approx(1 / (n + 1))
+    weights = res.weights_table("drug")["weight"]
+    assert len(weights) < 0.8 * diag["n_donors"]
+    assert weights.max() > 2 / diag["n_donors"]
+    assert "counting-noise" in row["method"]
