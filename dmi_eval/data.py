@@ -173,7 +173,8 @@ def _check_columns(path: Path, required: tuple[str, ...]) -> None:
             close = difflib.get_close_matches(col, columns, n=1)
             hints.append(f"{col} (did you mean {close[0]!r}?)" if close else col)
         raise DataError(
-            f"{path.name}: missing column(s) {', '.join(hints)}; found: {', '.join(columns)}. "
+            f"{path.name}: missing column(s) {', '.join(hints)}; found: "
+            f"{', '.join(' '.join(c.split()) for c in columns)}. "
             f"Required: {', '.join(required)}"
         )
 
