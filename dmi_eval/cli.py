@@ -34,6 +34,28 @@ def _shown(path: str) -> str:
     return Path(path).name if Path(path).is_absolute() else Path(path).as_posix()
 
 
+def _compute(args: argparse.Namespace):
+    """``--scheduler`` / ``--jobs``: where the work runs (default: the study's ``[compute]``)."""
+    from contextlib import nullcontext
+
+    if args.scheduler is None and args.jobs is None:
+        return nullcontext()
+    from dmi_eval.inference.parallel import compute
+
+    return compute(scheduler=args.scheduler, n_jobs=args.jobs)
+
+
+def _add_compute_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="run on this Dask scheduler (needs dmi_eval[dask]); same bytes as a local run",
+    )
+    p.add_argument(
+        "--jobs", type=int, metavar="N", help="local worker processes (1: all in this process)"
+    )
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from dmi_eval.report import evaluate_study
 
@@ -42,9 +64,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from dmi_eval.inference import PROGRESS_ENV
 
         os.environ[PROGRESS_ENV] = "1"  # the analysis kernels inherit it
-    summary = evaluate_study(
-        args.study, args.out, command=command, on_progress=_progress(not args.quiet)
-    )
+    with _compute(args):
+        summary = evaluate_study(
+            args.study, args.out, command=command, on_progress=_progress(not args.quiet)
+        )
     print(
         f"Evaluated {len(summary.sites)} site(s); {summary.rows_read:,} rows read, "
         f"{summary.rows_rejected:,} rejected (see results/rejects.csv). "
@@ -83,7 +106,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     study = load_study(args.study)
     site = study.site(args.site)
-    fitted = evaluate_study_sites(study, sites=[site.id])
+    with _compute(args):
+        fitted = evaluate_study_sites(study, sites=[site.id])
     evaluation = fitted.site(site.id)
     verdict = evaluation.verdict
     text = headline(evaluation.evidence, verdict, site.name, study.frequency).replace("**", "")
@@ -152,12 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study", help="path to study.toml")
     p.add_argument("--out", default="reports", help="report folder (default: reports)")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
+    _add_compute_flags(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("check", help="one site's answer: did the market close?")
     p.add_argument("study", help="path to study.toml")
     p.add_argument("--site", required=True, help="site id")
     p.add_argument("--out", help="also write the site's report page (with figures) here")
+    _add_compute_flags(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("validate-data", help="read the inputs and account for every row")

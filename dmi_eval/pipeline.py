@@ -1,7 +1,10 @@
 """Load a study once and evaluate its sites; hand the fitted results to the report.
 
 :func:`evaluate_study_sites` reads the study file and its data once, fits every
-site (:func:`dmi_eval.evaluation.evaluate_site`) and returns a read-only
+site (:func:`dmi_eval.evaluation.evaluate_site`; sites in parallel through
+:func:`dmi_eval.inference.parallel_map`, on local processes or a Dask cluster
+per the study's ``[compute]`` section or the caller's
+:func:`dmi_eval.inference.compute`) and returns a read-only
 :class:`StudyEvaluation`. The analysis scripts receive it as a file written by
 :func:`save` (a pickle: the scripts run in their own kernels) and read it with
 :func:`load`; they never read the study's data again.
@@ -12,7 +15,9 @@ from __future__ import annotations
 import copyreg
 import pickle
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -20,6 +25,7 @@ from typing import Any
 from dmi_eval.config import Study, load_study
 from dmi_eval.data import Ingest, load_study_data
 from dmi_eval.evaluation import SiteEvaluation, evaluate_site
+from dmi_eval.inference.parallel import compute, configured, parallel_map
 
 
 @dataclass(frozen=True)
@@ -72,11 +78,20 @@ def evaluate_study_sites(
     progress("reading data")
     ingest = load_study_data(study)
     wanted = [s.id for s in study.sites] if sites is None else [study.site(s).id for s in sites]
-    evaluated = {}
-    for site_id in wanted:
-        progress(f"site {site_id}")
-        evaluated[site_id] = evaluate_site(ingest.panel, study, site_id)
+    progress(f"evaluating {len(wanted)} site(s)")
+    with _study_compute(study):
+        fitted = parallel_map(
+            partial(evaluate_site, ingest.panel, study), wanted, min_items=2, desc="sites"
+        )
+    evaluated = dict(zip(wanted, fitted, strict=True))
     return StudyEvaluation(study=study, ingest=ingest, sites=MappingProxyType(evaluated))
+
+
+def _study_compute(study: Study) -> AbstractContextManager[None]:
+    """The study's ``[compute]`` settings, unless the caller already chose (``--jobs``, ``--scheduler``)."""
+    if configured():
+        return nullcontext()
+    return compute(scheduler=study.compute.scheduler, n_jobs=study.compute.jobs)
 
 
 def _mappingproxy(items: dict[Any, Any]) -> MappingProxyType:
