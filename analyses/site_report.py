@@ -104,6 +104,46 @@ call-in is {"left out" if study.transition == "exclude" else "counted as post"})
 )
 
 # %%
+# The map: market, catchment ring, comparison areas by synthetic-control weight, and the
+# change per area (areas only; no incident is ever drawn as a point).
+if fitted.geo is not None:
+    from dmi_eval.plots.maps import plot_site_map
+
+    sc_weights = None
+    if "sc" in results:
+        w = results["sc"].weights
+        sc_weights = w[w["outcome"] == primary].set_index("area")["weight"]
+    focus = (*data.treated_areas, *data.catchment_areas)
+    fig, _ = plot_site_map(
+        fitted.geo,
+        site_id,
+        treated=data.treated_areas,
+        catchment=data.catchment_areas,
+        donors=data.donor_areas,
+        weights=sc_weights,
+        change=data.change_by_area(primary, focus),
+        outcome=primary,
+    )
+    ring = fitted.geo.catchment_m.get(site_id, 0.0)
+    display(
+        Markdown(
+            "## Where\n\n"
+            + figure(
+                fig,
+                "map",
+                f"map of {site.name}: market, catchment and comparison areas",
+                "the market as drawn (black outline)"
+                + (f", its {ring:g} m catchment ring (dashed)" if ring else "")
+                + ", the treated areas (red outline) and nearby areas coloured by the change in "
+                f"{primary} incidents per {unit} (post mean minus pre mean; blue: fewer), and "
+                "the comparison areas shaded by their synthetic-control weight. Counts are "
+                "aggregated to areas; no incident location is shown. Distances in "
+                f"{fitted.geo.layer.crs_label}.",
+            )
+        )
+    )
+
+# %%
 post_primary = market[(market["outcome"] == primary) & (market["window"] == "post")]
 fig, _ = plot_design_comparison(post_primary)
 not_used = "\n".join(f"- {note}" for note in evaluation.notes)

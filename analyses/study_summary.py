@@ -15,6 +15,7 @@ from IPython.display import Markdown, display
 from dmi_eval.config import load_study
 from dmi_eval.data import load_study_data
 from dmi_eval.errors import DesignError
+from dmi_eval.geo import load_study_geo
 from dmi_eval.pipeline import load
 from dmi_eval.plots import plot_event_study, plot_forest, save_figure
 from dmi_eval.pooling import pool_effects
@@ -76,6 +77,38 @@ display(
         f"Script: `{SCRIPT}`; all numbers: `results/effects.csv`, `results/verdicts.csv`.*\n"
     )
 )
+
+# %%
+# The study map: every site's market, treated and catchment areas (areas only, never points).
+geo = load(results_path).geo if results_path else load_study_geo(study)
+if geo is not None:
+    from dmi_eval.plots.maps import plot_study_map
+
+    roles = pd.read_csv(out / "results" / "sites.csv", dtype=str)
+
+    def role_areas(role: str) -> dict[str, tuple[str, ...]]:
+        chosen = roles[roles.role == role]
+        return {s.id: tuple(chosen.loc[chosen.site == s.id, "area_id"]) for s in study.sites}
+
+    labels = {
+        s.id: f"{s.name}: {verdicts.loc[s.id, 'verdict'].replace('_', ' ')}" for s in study.sites
+    }
+    fig, _ = plot_study_map(
+        geo, role_areas("treated"), labels=labels, catchments=role_areas("catchment")
+    )
+    display(
+        Markdown(
+            "## Where the sites are\n\n"
+            + figure(
+                fig,
+                "map",
+                "map of every site",
+                "each site's treated areas (filled), catchment areas (light) and market as drawn "
+                "(outline), labelled with its verdict; the areas each site used are listed in "
+                f"`results/sites.csv`. Distances in {geo.layer.crs_label}.",
+            )
+        )
+    )
 
 # %%
 designs = [d for d in ("sc", "sdid", "did", "its", "microsynth") if d in set(effects.design)]

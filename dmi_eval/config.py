@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tomllib
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -74,9 +75,39 @@ class CountsLayout:
     covariate_columns: tuple[str, ...] = ()
 
 
+DELIMITERS: dict[str, str] = {",": ",", ";": ";", "|": "|", "\t": "\t", "tab": "\t"}
+"""Accepted ``[data].delimiter`` values and the character each stands for."""
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """``[data.columns]``: the extract's own names for the columns dmi_eval reads.
+
+    ``area_id`` is read unless ``x`` and ``y`` (coordinates in ``[geo].crs``)
+    are given; then each incident is placed in the area polygon that contains it.
+    """
+
+    incident_id: str = "incident_id"
+    date: str = "date"
+    offense: str = "offense"
+    area_id: str | None = "area_id"
+    x: str | None = None
+    y: str | None = None
+
+    @property
+    def geocoded(self) -> bool:
+        """True when incidents carry coordinates instead of an area id."""
+        return self.x is not None
+
+
 @dataclass(frozen=True)
 class DataSpec:
-    """``[data]``: where the inputs are, resolved to absolute paths."""
+    """``[data]``: where the inputs are, resolved to absolute paths, and how to read them.
+
+    ``date_format`` is ``None`` (ISO 8601), strftime codes, or ``"epoch_ms"``;
+    ``timezone`` (an IANA name) converts offsets / ``Z`` / epoch times to local
+    time before counting; ``delimiter`` is ``None`` (detected from the header).
+    """
 
     incidents: Path | None
     counts: Path | None
@@ -84,6 +115,28 @@ class DataSpec:
     offense_map: str | Path
     max_reject_share: float = 0.05
     layout: CountsLayout = field(default_factory=CountsLayout)
+    date_format: str | None = None
+    timezone: str | None = None
+    delimiter: str | None = None
+    columns: ColumnMap = field(default_factory=ColumnMap)
+
+
+@dataclass(frozen=True)
+class GeoSpec:
+    """``[geo]``: the study's small areas as polygons (or a square grid).
+
+    ``crs`` is the CRS of the incidents' x/y columns; ``areas`` a polygon file
+    (GeoJSON, GeoPackage, shapefile) whose ``area_id_field`` names each area;
+    or ``grid_m``: square cells of that many metres over ``boundary`` (or over
+    the incidents). ``boundary``: optional city limits; points outside it are
+    rejected as ``outside_areas``.
+    """
+
+    crs: str | None = None
+    areas: Path | None = None
+    area_id_field: str | None = None
+    grid_m: float | None = None
+    boundary: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +163,9 @@ class Site:
     donor_areas: tuple[str, ...]
     outcomes: tuple[str, ...]
     primary_outcome: str
+    market: Path | None = None
+    catchment_buffer_m: float | None = None
+    donor_buffer_m: float | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +184,7 @@ class Study:
     report: ReportOptions
     path: Path
     text: str = field(repr=False, default="")
+    geo: GeoSpec | None = None
     compute: Compute = field(default_factory=Compute)
 
     def site(self, site_id: str) -> Site:
@@ -157,7 +214,18 @@ _LAYOUT_KEYS = {
     "outcome_columns",
     "covariate_columns",
 }
-_DATA_KEYS = {"incidents", "counts", "areas", "offense_map", "max_reject_share", *_LAYOUT_KEYS}
+_EXTRACT_KEYS = {"date_format", "timezone", "delimiter", "columns"}
+_DATA_KEYS = {
+    "incidents",
+    "counts",
+    "areas",
+    "offense_map",
+    "max_reject_share",
+    *_LAYOUT_KEYS,
+    *_EXTRACT_KEYS,
+}
+_COLUMN_KEYS = {"incident_id", "date", "offense", "area_id", "x", "y"}
+_GEO_KEYS = {"crs", "areas", "area_id_field", "grid_m", "boundary"}
 _SITE_KEYS = {
     "id",
     "name",
@@ -167,8 +235,11 @@ _SITE_KEYS = {
     "donor_areas",
     "outcomes",
     "primary_outcome",
+    "market",
+    "catchment_buffer_m",
+    "donor_buffer_m",
 }
-_TOP_KEYS = {"study", "data", "sites", "verdict", "report", "compute"}
+_TOP_KEYS = {"study", "data", "sites", "verdict", "report", "geo", "compute"}
 _COMPUTE_KEYS = {"scheduler", "jobs"}
 
 
@@ -214,6 +285,9 @@ class _Reader:
         if not low <= value <= high:
             raise self.error(key, f"must be between {low} and {high}, got {value}")
         return float(value)
+
+    def optional_number(self, key: str, *, low: float, high: float) -> float | None:
+        return self.number(key, 0.0, low=low, high=high) if key in self.table else None
 
     def integer(self, key: str, default: int, *, low: int, high: int) -> int:
         value = self.table.get(key, default)
@@ -341,6 +415,10 @@ def parse_study(raw: dict[str, Any], *, file: Path, text: str = "") -> Study:
         outcome_columns=outcome_columns,
         covariate_columns=d.str_list("covariate_columns"),
     )
+    if d.has("counts"):
+        used = sorted(k for k in _EXTRACT_KEYS - {"delimiter"} if d.has(k))
+        if used:
+            raise d.error(used[0], "applies to an incidents file only (give incidents = ...)")
     data = DataSpec(
         layout=layout,
         incidents=d.path("incidents"),
@@ -348,12 +426,18 @@ def parse_study(raw: dict[str, Any], *, file: Path, text: str = "") -> Study:
         areas=d.path("areas"),
         offense_map=offense_map,
         max_reject_share=d.number("max_reject_share", 0.05, low=0.0, high=1.0),
+        **_parse_extract(file, d),
     )
+    geo = _parse_geo(file, top, raw.get("geo"), data.columns)
 
     sites_raw = raw["sites"]
     if not isinstance(sites_raw, list) or not sites_raw:
         raise top.error("sites", "must be one or more [[sites]] tables")
-    sites = tuple(_parse_site(file, i, t) for i, t in enumerate(sites_raw))
+    sites = tuple(_parse_site(file, i, t, geo) for i, t in enumerate(sites_raw))
+    if any(site.market is not None for site in sites):
+        from dmi_eval.geo import resolve_sites  # reads polygons: only when a site needs it
+
+        sites = resolve_sites(file, geo, sites, data)  # type: ignore[arg-type]
     _check_sites(file, sites)
 
     verdict = _parse_dataclass(file, raw.get("verdict", {}), "[verdict]", VerdictRules)
@@ -372,6 +456,7 @@ def parse_study(raw: dict[str, Any], *, file: Path, text: str = "") -> Study:
         report=report,
         path=file,
         text=text,
+        geo=geo,
         compute=compute,
     )
 
@@ -392,7 +477,109 @@ def _parse_compute(file: Path, table: Any) -> Compute:
     return Compute(scheduler=scheduler, jobs=jobs)
 
 
-def _parse_site(file: Path, index: int, table: Any) -> Site:
+def _parse_extract(file: Path, d: _Reader) -> dict[str, Any]:
+    """``[data]`` keys that describe a police extract: formats and column names."""
+    date_format = d.str("date_format")
+    if date_format is not None and date_format != "epoch_ms" and "%" not in date_format:
+        raise d.error(
+            "date_format",
+            f'{date_format!r} has no strftime codes; use e.g. "%m/%d/%Y %I:%M:%S %p", '
+            '"epoch_ms", or leave it out for ISO 8601 dates',
+        )
+    timezone = d.str("timezone")
+    if timezone is not None:
+        try:
+            zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise d.error(
+                "timezone",
+                f'{timezone!r} is not a time zone; use an IANA name such as "America/New_York"',
+            ) from None
+    delimiter = None
+    if d.has("delimiter"):
+        raw = d.table["delimiter"]
+        if raw not in DELIMITERS:
+            raise d.error(
+                "delimiter", f'must be one of ",", ";", "|", "\\t" (or "tab"); got {raw!r}'
+            )
+        delimiter = DELIMITERS[raw]
+    columns = ColumnMap()
+    if d.has("columns"):
+        table = d.table["columns"]
+        if not isinstance(table, dict):
+            raise d.error("columns", "must be a table: [data.columns]")
+        c = _Reader(file, table, "[data.columns]", _COLUMN_KEYS)
+        x, y = c.str("x"), c.str("y")
+        if (x is None) != (y is None):
+            raise c.error("y" if y is None else "x", "give both x and y (the coordinate columns)")
+        if x is not None and c.has("area_id"):
+            raise c.error("area_id", "give either area_id or x and y (coordinates), not both")
+        columns = ColumnMap(
+            incident_id=c.str("incident_id", "incident_id"),
+            date=c.str("date", "date"),
+            offense=c.str("offense", "offense"),
+            area_id=None if x is not None else c.str("area_id", "area_id"),
+            x=x,
+            y=y,
+        )
+        names = [v for v in (columns.incident_id, columns.date, columns.offense) if v]
+        names += [v for v in (columns.area_id, columns.x, columns.y) if v]
+        repeated = sorted({v for v in names if names.count(v) > 1})
+        if repeated:
+            raise c.error("columns", f"column {repeated[0]!r} is given for two fields")
+    return {
+        "date_format": date_format,
+        "timezone": timezone,
+        "delimiter": delimiter,
+        "columns": columns,
+    }
+
+
+def _parse_geo(file: Path, top: _Reader, table: Any, columns: ColumnMap) -> GeoSpec | None:
+    if table is None:
+        if columns.geocoded:
+            raise top.error(
+                "geo",
+                "section is required when [data.columns] gives x and y: add [geo] with "
+                "crs and areas (a polygon file) or grid_m",
+            )
+        return None
+    if not isinstance(table, dict):
+        raise top.error("geo", "must be a table: [geo]")
+    g = _Reader(file, table, "[geo]", _GEO_KEYS)
+    areas = g.path("areas")
+    grid_m = g.optional_number("grid_m", low=1.0, high=100_000.0)
+    if (areas is None) == (grid_m is None):
+        raise g.error("areas", "give exactly one of 'areas' (a polygon file) or 'grid_m'")
+    if areas is not None and not g.has("area_id_field"):
+        raise g.error("area_id_field", "is required with areas: the property naming each area")
+    if grid_m is not None and g.has("area_id_field"):
+        raise g.error("area_id_field", "applies to an areas file only (not to grid_m)")
+    if grid_m is not None and not columns.geocoded:
+        raise g.error("grid_m", "needs incidents with coordinates: set x and y in [data.columns]")
+    crs = g.str("crs")
+    if columns.geocoded and crs is None:
+        raise g.error("crs", 'is required: the CRS of the x/y columns, e.g. "EPSG:4326"')
+    if crs is not None:
+        from pyproj import CRS
+        from pyproj.exceptions import CRSError
+
+        try:
+            CRS.from_user_input(crs)
+        except CRSError:
+            raise g.error(
+                "crs", f'{crs!r} is not a CRS pyproj can read; use e.g. "EPSG:4326" or "EPSG:2285"'
+            ) from None
+    return GeoSpec(
+        crs=crs,
+        areas=areas,
+        area_id_field=g.str("area_id_field"),
+        grid_m=grid_m,
+        boundary=g.path("boundary"),
+    )
+
+
+def _parse_site(file: Path, index: int, table: Any, geo: GeoSpec | None = None) -> Site:
     if not isinstance(table, dict):
         raise ConfigError(f"{file}: [[sites]] #{index + 1} must be a table")
     label = f"[[sites]] #{index + 1}"
@@ -404,8 +591,16 @@ def _parse_site(file: Path, index: int, table: Any) -> Site:
         raise r.error(
             "id", f"{site_id!r} is not a safe file name: use lower-case letters, digits, _ and -"
         )
-    treated = r.str_list("treated_areas", required=True)
-    if not treated:
+    market = r.path("market")
+    if market is not None and geo is None:
+        raise r.error("market", "needs a [geo] section with the area polygons (areas or grid_m)")
+    buffers = {}
+    for key in ("catchment_buffer_m", "donor_buffer_m"):
+        buffers[key] = r.optional_number(key, low=0.0, high=100_000.0)
+        if buffers[key] is not None and market is None:
+            raise r.error(key, "needs market = (the market polygon file) to measure from")
+    treated = r.str_list("treated_areas", required=market is None)
+    if not treated and market is None:
         raise r.error("treated_areas", "must name at least one area")
     outcomes = r.str_list("outcomes", required=True)
     if not outcomes:
@@ -435,6 +630,8 @@ def _parse_site(file: Path, index: int, table: Any) -> Site:
         donor_areas=donors,
         outcomes=outcomes,
         primary_outcome=primary,
+        market=market,
+        **buffers,
     )
 
 
@@ -446,6 +643,19 @@ def _check_sites(file: Path, sites: tuple[Site, ...]) -> None:
                 f"{file}: [[sites]] id={site.id!r}: duplicate site id; ids must be unique"
             )
         seen.add(site.id)
+    for site in sites:
+        if site.market is None:
+            continue  # list-only sites were checked as they were read
+        for key, other in (
+            ("catchment_areas", site.catchment_areas),
+            ("donor_areas", site.donor_areas),
+        ):
+            overlap = sorted(set(site.treated_areas) & set(other))
+            if overlap:
+                raise ConfigError(
+                    f"{file}: [[sites]] id={site.id!r}.{key}: {', '.join(overlap[:5])} lie in the "
+                    "market (treated); an area has one role"
+                )
     owner: dict[str, str] = {}
     for site in sites:
         for area in site.treated_areas:

@@ -12,6 +12,12 @@ duplicate cell) point at a broken extract: when their share exceeds
 an offense the map leaves out) are expected in a real extract; they are logged
 and reported but do not count toward the threshold.
 
+Incidents may come as a police extract: the department's own column names
+(``[data.columns]``), any delimiter, dates per ``[data].date_format`` /
+``[data].timezone`` (see :mod:`dmi_eval.extract`), and x/y coordinates instead
+of an area id — then :mod:`dmi_eval.geo` places each point in its area and
+``bad_coordinates`` (quality) and ``outside_areas`` (scope) rejects are added.
+
 Privacy: the reject log holds the file name, the row number, the reason, the
 field and, for area / offense / outcome / period fields only, the offending
 value. Incident ids, dates, addresses and any other column never leave this
@@ -21,38 +27,57 @@ module.
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from dmi_eval.config import CountsLayout, Study
-from dmi_eval.errors import DataError, RejectThresholdError
+from dmi_eval.config import ColumnMap, CountsLayout, Study
+from dmi_eval.errors import DataError, GeoError, NoUsableRowsError, RejectThresholdError
+from dmi_eval.extract import (
+    ChunkFilter,
+    Rejects,
+    RowStream,
+    check_conservation,
+    describe_format,
+    header,
+    parse_dates,
+)
+from dmi_eval.geo import SWAP_SAMPLE, PointLocator, load_areas, parse_xy
 from dmi_eval.offenses import load_offense_map, normalise_code
 from dmi_eval.panel import PANDAS_FREQ, Panel
 
 INCIDENT_COLUMNS: tuple[str, ...] = ("incident_id", "date", "offense", "area_id")
 COUNT_COLUMNS: tuple[str, ...] = ("area_id", "period", "outcome", "count")
-REJECT_COLUMNS: tuple[str, ...] = ("file", "row", "reason", "field", "value")
 
 REJECT_REASONS: dict[str, str] = {
     "missing_value": "a required field is empty",
-    "bad_date": "date is not an ISO date (YYYY-MM-DD)",
+    "bad_date": "date does not match the expected format",
     "unknown_area": "area_id is not in the areas file",
     "duplicate_id": "incident_id already seen in an earlier row",
     "bad_period": "period cannot be read at the study frequency",
     "duplicate_cell": "area_id, period and outcome repeat an earlier row",
     "outside_range": "date is outside the study range ([study].start to [study].end)",
     "unmapped_offense": "offense code is not in the offense map",
+    "bad_coordinates": "x/y empty, not a number, (0, 0) or outside the CRS's valid range",
+    "outside_areas": "the point lies in no area (or outside [geo].boundary)",
 }
 QUALITY_REASONS: frozenset[str] = frozenset(
-    {"missing_value", "bad_date", "unknown_area", "duplicate_id", "bad_period", "duplicate_cell"}
+    {
+        "missing_value",
+        "bad_date",
+        "unknown_area",
+        "duplicate_id",
+        "bad_period",
+        "duplicate_cell",
+        "bad_coordinates",
+    }
 )
-CHUNK_ROWS = 500_000
+MOSTLY_OUTSIDE = 0.5
+"""Stop when more than this share of rows with usable coordinates fall in no area."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +102,7 @@ class Ingest:
     file: str
     rows_read: int
     rows_counted: int
+    date_format: str | None = None
 
     @property
     def rows_rejected(self) -> int:
@@ -88,11 +114,19 @@ class Ingest:
         return pd.DataFrame(
             {
                 "reason": list(counts.index),
-                "description": [REJECT_REASONS[r] for r in counts.index],
+                "description": [describe_reason(r, self.date_format) for r in counts.index],
                 "kind": ["quality" if r in QUALITY_REASONS else "scope" for r in counts.index],
                 "rows": counts.to_numpy(dtype="int64"),
             }
         )
+
+
+def describe_reason(reason: str, date_format: str | None = None) -> str:
+    """A reject reason in words; ``bad_date`` names the expected format."""
+    text = REJECT_REASONS[reason]
+    if reason == "bad_date":
+        text += f" ({describe_format(date_format)})"
+    return text
 
 
 def load_study_data(study: Study) -> Ingest:
@@ -109,6 +143,13 @@ def load_study_data(study: Study) -> Ingest:
     """
     covariates = read_areas(study.data.areas) if study.data.areas else None
     known = None if covariates is None else frozenset(covariates.index)
+    locator = None
+    if study.geo is not None:
+        layer = load_areas(study.geo, study_file=study.path, data=study.data)
+        known = frozenset(layer.ids)
+        if study.data.columns.geocoded:
+            assert study.geo.crs is not None
+            locator = PointLocator(layer, study.geo.crs)
     if study.data.incidents is not None:
         ingest = read_incidents(
             study.data.incidents,
@@ -118,6 +159,11 @@ def load_study_data(study: Study) -> Ingest:
             start=study.start,
             end=study.end,
             covariates=covariates,
+            columns=study.data.columns,
+            date_format=study.data.date_format,
+            timezone=study.data.timezone,
+            delimiter=study.data.delimiter,
+            locator=locator,
         )
     else:
         assert study.data.counts is not None
@@ -126,6 +172,7 @@ def load_study_data(study: Study) -> Ingest:
             frequency=study.frequency,
             layout=study.data.layout,
             known_areas=known,
+            delimiter=study.data.delimiter,
             start=study.start,
             end=study.end,
             covariates=covariates,
@@ -142,7 +189,7 @@ def check_reject_share(ingest: Ingest, max_share: float) -> None:
     share = quality.sum() / ingest.rows_read
     if share > max_share:
         top = ingest.rejects.loc[quality, "reason"].value_counts().head(3)
-        reasons = "; ".join(f"{n} {REJECT_REASONS[r]}" for r, n in top.items())
+        reasons = "; ".join(f"{n} {describe_reason(r, ingest.date_format)}" for r, n in top.items())
         raise RejectThresholdError(
             f"{ingest.file}: {share:.1%} of {ingest.rows_read} rows rejected for data quality "
             f"({reasons}), above the {max_share:.0%} limit. Fix the file, or raise "
@@ -151,133 +198,6 @@ def check_reject_share(ingest: Ingest, max_share: float) -> None:
 
 
 # --- readers -----------------------------------------------------------------
-
-
-def _check_columns(path: Path, required: tuple[str, ...]) -> None:
-    if not path.exists():
-        raise DataError(f"{path.name}: file not found at {path}; fix the path in study.toml [data]")
-    try:
-        header = pd.read_csv(path, nrows=0, encoding="utf-8", encoding_errors="replace")
-    except pd.errors.EmptyDataError:
-        raise DataError(
-            f"{path.name}: the file is empty; it needs a header line "
-            f"'{','.join(required)}' and data rows"
-        ) from None
-    except pd.errors.ParserError as exc:
-        raise DataError(f"{path.name}: cannot read the header ({exc})") from None
-    columns = [str(c).strip() for c in header.columns]
-    missing = [c for c in required if c not in columns]
-    if missing:
-        hints = []
-        for col in missing:
-            close = difflib.get_close_matches(col, columns, n=1)
-            hints.append(f"{col} (did you mean {close[0]!r}?)" if close else col)
-        raise DataError(
-            f"{path.name}: missing column(s) {', '.join(hints)}; found: {', '.join(columns)}. "
-            f"Required: {', '.join(required)}"
-        )
-
-
-def _chunks(path: Path, columns: tuple[str, ...]) -> Iterator[pd.DataFrame]:
-    """Stream the required columns as strings, never materialising the whole file."""
-    reader = pd.read_csv(
-        path,
-        usecols=lambda c: str(c).strip() in columns,
-        dtype=str,
-        keep_default_na=False,
-        encoding="utf-8",
-        encoding_errors="replace",
-        chunksize=CHUNK_ROWS,
-    )
-    with reader:
-        try:
-            for chunk in reader:
-                chunk.columns = [str(c).strip() for c in chunk.columns]
-                yield chunk.fillna("")
-        except pd.errors.ParserError as exc:
-            raise DataError(
-                f"{path.name}: malformed CSV ({exc}); fix that row and re-run"
-            ) from None
-
-
-def _parse_dates(values: pd.Series) -> pd.Series:
-    """ISO dates (``YYYY-MM-DD``, optionally followed by a time) -> datetime64; else NaT."""
-    text = values.str.strip()
-    head = text.str.slice(0, 10)
-    tail = text.str.slice(10, 11)
-    parsed = pd.to_datetime(head, format="%Y-%m-%d", errors="coerce")
-    ok_tail = tail.isin(["", "T", " "])
-    return parsed.where(ok_tail)
-
-
-class _RowStream:
-    """A CSV's chunks, each with its 1-based row numbers and a :class:`_ChunkFilter`
-    in which rows with an empty required field are already rejected."""
-
-    def __init__(self, path: Path, columns: tuple[str, ...], rejects: _Rejects):
-        self.path = path
-        self.columns = columns
-        self.rejects = rejects
-        self.rows_read = 0
-
-    def __iter__(self) -> Iterator[tuple[pd.DataFrame, _ChunkFilter]]:
-        for chunk in _chunks(self.path, self.columns):
-            rows = np.arange(self.rows_read + 1, self.rows_read + len(chunk) + 1)
-            self.rows_read += len(chunk)
-            chunk_filter = _ChunkFilter(rows, self.rejects)
-            for col in self.columns:
-                empty = (chunk[col].str.strip() == "").to_numpy()
-                chunk_filter.reject(empty, "missing_value", col)
-            yield chunk, chunk_filter
-
-
-class _ChunkFilter:
-    """The rows of one chunk still in play; each check moves failures to the reject log."""
-
-    def __init__(self, rows: np.ndarray, rejects: _Rejects):
-        self.rows = rows
-        self.rejects = rejects
-        self.keep = np.ones(len(rows), dtype=bool)
-
-    def reject(self, mask: np.ndarray, reason: str, field_name: str, values=None) -> None:
-        """Reject rows in ``mask`` that are still kept, with ``reason``."""
-        mask = np.asarray(mask, dtype=bool) & self.keep
-        shown = None if values is None else np.asarray(values)[mask]
-        self.rejects.add(self.rows[mask], reason, field_name, shown)
-        self.keep &= ~mask
-
-
-class _Rejects:
-    """Collects rejected rows as small arrays (file, row, reason, field, value)."""
-
-    def __init__(self, file: str):
-        self.file = file
-        self.parts: list[pd.DataFrame] = []
-
-    def add(self, rows: np.ndarray, reason: str, field_name: str, values=None) -> None:
-        if len(rows) == 0:
-            return
-        self.parts.append(
-            pd.DataFrame(
-                {
-                    "file": self.file,
-                    "row": rows.astype("int64"),
-                    "reason": reason,
-                    "field": field_name,
-                    "value": "" if values is None else np.asarray(values, dtype=object),
-                }
-            )
-        )
-
-    def frame(self) -> pd.DataFrame:
-        if not self.parts:
-            return pd.DataFrame(
-                {c: pd.Series(dtype="int64" if c == "row" else object) for c in REJECT_COLUMNS}
-            )
-        out = pd.concat(self.parts, ignore_index=True)
-        out = out.sort_values("row", kind="stable").reset_index(drop=True)
-        out["value"] = out["value"].astype(object)
-        return out[list(REJECT_COLUMNS)]
 
 
 def _range_periods(
@@ -299,46 +219,90 @@ def read_incidents(
     start: dt.date | None = None,
     end: dt.date | None = None,
     covariates: pd.DataFrame | None = None,
+    columns: ColumnMap | None = None,
+    date_format: str | None = None,
+    timezone: str | None = None,
+    delimiter: str | None = None,
+    locator: PointLocator | None = None,
 ) -> Ingest:
-    """Read ``incidents.csv`` (``incident_id, date, offense, area_id``) into a Panel.
+    """Read an incidents file (one row per incident) into a Panel.
 
-    Rows are streamed in chunks; only the four required columns are read, so
-    other columns (addresses, narratives) never enter memory. Duplicate
+    Rows are streamed in chunks; only the required columns are read, so other
+    columns (addresses, narratives) never enter memory. Duplicate
     ``incident_id`` values are detected with 64-bit hashes; the first
     occurrence is counted, later ones are rejected.
+
+    Parameters
+    ----------
+    columns
+        The file's own names for ``incident_id, date, offense`` and either
+        ``area_id`` or ``x, y`` (default: those names, with ``area_id``).
+    date_format, timezone
+        See :func:`dmi_eval.extract.parse_dates`.
+    delimiter
+        ``None``: detected from the header (``,``, ``;``, ``|`` or tab).
+    locator
+        Required with coordinates: places each point in an area.
+
+    Raises
+    ------
+    DataError
+        Missing file or column, an empty or header-only file.
+    GeoError
+        Most points with usable coordinates fall in no area (x/y swapped, wrong CRS).
+    NoUsableRowsError
+        Every row was rejected (the error carries the reject log).
     """
     path = Path(path)
-    _check_columns(path, INCIDENT_COLUMNS)
+    columns = columns or ColumnMap()
+    fields = {"incident_id": columns.incident_id, "date": columns.date, "offense": columns.offense}
+    if columns.geocoded:
+        if locator is None:
+            raise ValueError("incidents with x/y coordinates need a PointLocator")
+        fields.update(x=columns.x, y=columns.y)  # type: ignore[arg-type]
+        known_areas = frozenset(locator.layer.ids)
+    else:
+        fields["area_id"] = columns.area_id or "area_id"
+    sep = header(path, fields, delimiter=delimiter)
     freq = PANDAS_FREQ[frequency]
-    rejects = _Rejects(path.name)
+    rejects = Rejects(path.name)
     seen_ids = np.empty(0, dtype=np.uint64)
     cells: Counter = Counter()
     d_start = None if start is None else pd.Timestamp(start)
-    d_end = None if end is None else pd.Timestamp(end)
-    stream = _RowStream(path, INCIDENT_COLUMNS, rejects)
+    d_end = None if end is None else pd.Timestamp(end + dt.timedelta(days=1))
+    geo = _GeoTally()
+    known_list = None if known_areas is None else list(known_areas)
+    nonempty = ("incident_id", "date", "offense") if columns.geocoded else None
+    stream = RowStream(path, fields, rejects, delimiter=sep, nonempty=nonempty)
     for chunk, chunk_filter in stream:
         n = len(chunk)
         reject = chunk_filter.reject
         keep = chunk_filter.keep  # the same array, narrowed in place by reject()
-        dates = _parse_dates(chunk["date"])
-        reject(dates.isna().to_numpy(), "bad_date", "date")
-        area = chunk["area_id"].str.strip().to_numpy(dtype=object)
-        if known_areas is not None:
-            reject(~pd.Index(area).isin(list(known_areas)), "unknown_area", "area_id", area)
+        dates = parse_dates(chunk["date"], date_format=date_format, timezone=timezone)
+        reject(dates.isna().to_numpy(), "bad_date", fields["date"])
+        if locator is not None:
+            area = geo.locate(chunk, chunk_filter, locator, fields)
+        else:
+            area = chunk["area_id"].str.strip().to_numpy(dtype=object)
+            if known_list is not None:
+                unknown = ~pd.Index(area).isin(known_list)
+                reject(unknown, "unknown_area", fields["area_id"], area)
         in_range = np.ones(n, dtype=bool)
         if d_start is not None:
             in_range &= (dates >= d_start).fillna(False).to_numpy()
         if d_end is not None:
-            in_range &= (dates <= d_end).fillna(False).to_numpy()
-        reject(~in_range, "outside_range", "date")
+            in_range &= (dates < d_end).fillna(False).to_numpy()
+        reject(~in_range, "outside_range", fields["date"])
         codes = normalise_code(chunk["offense"])
         outcome = codes.map(offense_map).to_numpy(dtype=object)
-        reject(pd.isna(outcome), "unmapped_offense", "offense", codes.to_numpy(dtype=object))
+        reject(
+            pd.isna(outcome), "unmapped_offense", fields["offense"], codes.to_numpy(dtype=object)
+        )
         # Last check: an id counts as seen only once its row is counted.
         ids = pd.util.hash_array(chunk["incident_id"].str.strip().to_numpy(dtype=object))
         dup_within = pd.Series(np.where(keep, ids, 0)).duplicated().to_numpy() & keep
         dup_before = np.isin(ids, seen_ids)
-        reject(dup_within | dup_before, "duplicate_id", "incident_id")
+        reject(dup_within | dup_before, "duplicate_id", fields["incident_id"])
         seen_ids = np.concatenate([seen_ids, ids[keep]])
 
         periods = dates[keep].dt.to_period(freq)
@@ -350,7 +314,11 @@ def read_incidents(
     rejected = rejects.frame()
     counted = sum(cells.values())
     rows_read = stream.rows_read
-    _check_conservation(path.name, rows_read, counted, len(rejected))
+    check_conservation(path.name, rows_read, counted, len(rejected))
+    if locator is not None:
+        geo.check(path.name, locator, fields)
+    if not cells:
+        _no_usable_rows(path.name, rejected, rows_read, date_format)
     panel = _build_panel(cells, frequency, known_areas, start, end, covariates, path.name)
     return Ingest(
         panel=panel,
@@ -358,6 +326,79 @@ def read_incidents(
         file=path.name,
         rows_read=rows_read,
         rows_counted=counted,
+        date_format=date_format,
+    )
+
+
+class _GeoTally:
+    """Places a chunk's points in areas and keeps what the x/y-swap check needs."""
+
+    def __init__(self) -> None:
+        self.numeric = 0  # rows reaching the geo step with numeric coordinates
+        self.missed = 0  # ... of which out of range or in no area
+        self.sample_x: list[np.ndarray] = []
+        self.sample_y: list[np.ndarray] = []
+        self.sampled = 0
+
+    def locate(
+        self,
+        chunk: pd.DataFrame,
+        chunk_filter: ChunkFilter,
+        locator: PointLocator,
+        fields: Mapping[str, str],
+    ) -> np.ndarray:
+        x, y, bad = parse_xy(chunk["x"], chunk["y"], locator.valid)
+        with np.errstate(invalid="ignore"):
+            numeric = np.isfinite(x) & np.isfinite(y) & ~((x == 0) & (y == 0)) & chunk_filter.keep
+        shown = f"{fields['x']},{fields['y']}"
+        chunk_filter.reject(bad, "bad_coordinates", shown)
+        live = np.flatnonzero(chunk_filter.keep)
+        index = np.full(len(chunk), -1, dtype=np.int64)
+        index[live] = locator.locate(x[live], y[live])
+        outside = chunk_filter.keep & (index < 0)
+        missed = numeric & (index < 0)
+        self.numeric += int(numeric.sum())
+        self.missed += int(missed.sum())
+        if self.sampled < SWAP_SAMPLE and missed.any():
+            take = np.flatnonzero(missed)[: SWAP_SAMPLE - self.sampled]
+            self.sample_x.append(x[take])
+            self.sample_y.append(y[take])
+            self.sampled += len(take)
+        chunk_filter.reject(outside, "outside_areas", shown)
+        ids = locator.layer.ids.to_numpy(dtype=object)
+        return np.where(index >= 0, ids[np.maximum(index, 0)], None)
+
+    def check(self, file: str, locator: PointLocator, fields: Mapping[str, str]) -> None:
+        """Stop when most numeric points fall in no area; say so when x/y look swapped."""
+        if not self.numeric or self.missed <= MOSTLY_OUTSIDE * self.numeric:
+            return
+        x, y = np.concatenate(self.sample_x), np.concatenate(self.sample_y)
+        share = f"{self.missed:,} of {self.numeric:,} points ({self.missed / self.numeric:.0%})"
+        if locator.swapped_share(x, y) > 0.5:
+            raise GeoError(
+                f"{file}: x and y look swapped: {share} fall in no area of "
+                f"{locator.layer.source}, but most do once x and y are exchanged. In study.toml "
+                f"[data.columns] swap them: x = {fields['y']!r}, y = {fields['x']!r} "
+                "(x is the longitude or easting)"
+            )
+        raise GeoError(
+            f"{file}: {share} fall in no area of {locator.layer.source} (or outside the CRS's "
+            "range); check [geo].crs (the CRS of the x/y columns), that x is the longitude or "
+            "easting, and that the areas file covers the extract"
+        )
+
+
+def _no_usable_rows(file: str, rejected: pd.DataFrame, rows_read: int, date_format) -> None:
+    if rows_read == 0:
+        raise DataError(f"{file}: the file has a header but no data rows; export it again")
+    top = rejected["reason"].value_counts().head(3)
+    reasons = "; ".join(f"{n:,} {r} ({describe_reason(r, date_format)})" for r, n in top.items())
+    raise NoUsableRowsError(
+        f"{file}: no usable rows: all {rows_read:,} rows were rejected — {reasons}. "
+        "`dmi-eval evaluate` writes the reject log to results/rejects.csv; fix the most common "
+        "reason first "
+        "(for bad_date: [data].date_format; for missing columns: [data.columns])",
+        rejected,
     )
 
 
@@ -367,6 +408,7 @@ def read_counts(
     frequency: str,
     layout: CountsLayout | None = None,
     known_areas: frozenset[str] | None = None,
+    delimiter: str | None = None,
     start: dt.date | None = None,
     end: dt.date | None = None,
     covariates: pd.DataFrame | None = None,
@@ -394,16 +436,16 @@ def read_counts(
         *(value_columns if wide else ("outcome", "count")),
         *layout.covariate_columns,
     )
-    _check_columns(path, required)
+    sep = header(path, {c: c for c in required}, delimiter=delimiter, mapping_key=None)
     freq = PANDAS_FREQ[frequency]
     first = None if layout.first_period is None else pd.Period(layout.first_period, freq=freq)
-    rejects = _Rejects(path.name)
+    rejects = Rejects(path.name)
     cells: Counter = Counter()
     seen: set[tuple] = set()
     cov_rows: list[pd.DataFrame] = []
     rows_counted = 0
     p_start, p_end = _range_periods(frequency, start, end)
-    stream = _RowStream(path, required, rejects)
+    stream = RowStream(path, {c: c for c in required}, rejects, delimiter=sep)
     for chunk, chunk_filter in stream:
         n = len(chunk)
         rows = chunk_filter.rows
@@ -472,7 +514,9 @@ def read_counts(
 
     rejected = rejects.frame()
     rows_read = stream.rows_read
-    _check_conservation(path.name, rows_read, rows_counted, len(rejected))
+    check_conservation(path.name, rows_read, rows_counted, len(rejected))
+    if not cells:
+        _no_usable_rows(path.name, rejected, rows_read, None)
     if layout.covariate_columns:
         covariates = _first_period_covariates(path.name, cov_rows, layout)
         if known_areas is None:
@@ -522,14 +566,6 @@ def _first_period_covariates(
     return frame.sort_index()
 
 
-def _check_conservation(file: str, read: int, counted: int, rejected: int) -> None:
-    if read != counted + rejected:
-        raise AssertionError(
-            f"{file}: {read} rows read but {counted} counted + {rejected} rejected; "
-            "this is a bug in dmi_eval, please report it"
-        )
-
-
 def _build_panel(
     cells: Counter,
     frequency: str,
@@ -563,10 +599,11 @@ def _build_panel(
 def read_areas(path: Path) -> pd.DataFrame:
     """Read ``areas.csv``: ``area_id`` plus numeric covariates, indexed by ``area_id``."""
     path = Path(path)
-    _check_columns(path, ("area_id",))
+    sep = header(path, {"area_id": "area_id"}, mapping_key=None)
     try:
         frame = pd.read_csv(
             path,
+            sep=sep,
             dtype={"area_id": str},
             keep_default_na=True,
             encoding="utf-8",

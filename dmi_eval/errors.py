@@ -30,3 +30,15 @@ class DesignError(DmiEvalError):
 
 class ReferenceDataMissing(DmiEvalError):
     """The reference datasets needed for validation are not available."""
+
+
+class GeoError(DataError):
+    """A geographic input (areas, market, boundary, coordinates) cannot be used as given."""
+
+
+class NoUsableRowsError(DataError):
+    """Every input row was rejected; ``rejects`` holds the reject log to write out."""
+
+    def __init__(self, message: str, rejects):
+        super().__init__(message)
+        self.rejects = rejects

@@ -110,6 +110,14 @@ class Panel:
                 f"outcome {outcome!r} not in panel; it has {', '.join(self.outcomes)}"
             ) from None
 
+    def donor_pool(self, study: Study, site: Site) -> tuple[str, ...]:
+        """The site's donors: its ``donor_areas``, or every area outside all sites'
+        treated and catchment areas."""
+        if site.donor_areas:
+            return tuple(site.donor_areas)
+        excluded = study.intervention_areas
+        return tuple(a for a in self.areas if a not in excluded)
+
     def site_data(self, study: Study, site_id: str) -> SiteData:
         """The view of this panel that the designs fit for one site.
 
@@ -134,15 +142,10 @@ class Panel:
                 f"{where}.outcomes: {', '.join(missing_outcomes)} not in the data; "
                 f"available: {', '.join(self.outcomes)}"
             )
-        if site.donor_areas:
-            donors = tuple(site.donor_areas)
-        else:
-            excluded = study.intervention_areas
-            donors = tuple(a for a in self.areas if a not in excluded)
         return SiteData(
             panel=self,
             site=site,
-            donor_areas=donors,
+            donor_areas=self.donor_pool(study, site),
             transition=study.transition,
         )
 
@@ -275,6 +278,12 @@ class SiteData:
         """Counts of ``outcome`` for the given areas (areas x periods)."""
         return self.panel.matrix(outcome, areas)
 
+    def change_by_area(self, outcome: str, areas: Sequence[str]) -> pd.Series:
+        """Mean count per post period minus mean per pre period, for each of ``areas``."""
+        matrix = self.panel.matrix(outcome, areas).to_numpy(dtype=float)
+        change = matrix[:, self.post_mask].mean(axis=1) - matrix[:, self.pre_mask].mean(axis=1)
+        return pd.Series(change, index=pd.Index(list(areas), name="area_id"), name=outcome)
+
     def covariates(self, areas: Sequence[str]) -> pd.DataFrame | None:
         """Area covariates for ``areas`` (``None`` when the study has none)."""
         cov = self.panel.covariates
@@ -287,3 +296,22 @@ class SiteData:
                 "add them to areas.csv"
             )
         return cov.loc[list(areas)].copy()
+
+
+def site_roles(panel: Panel, study: Study) -> pd.DataFrame:
+    """``site, role, area_id`` of every site: what ``results/sites.csv`` records.
+
+    Roles are ``treated``, ``catchment`` and ``donor`` (the resolved donor pool),
+    so a reviewer sees exactly which blocks each site used.
+    """
+    rows = [
+        (site.id, role, area)
+        for site in study.sites
+        for role, areas in (
+            ("treated", site.treated_areas),
+            ("catchment", site.catchment_areas),
+            ("donor", panel.donor_pool(study, site)),
+        )
+        for area in areas
+    ]
+    return pd.DataFrame(rows, columns=["site", "role", "area_id"])

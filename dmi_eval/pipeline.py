@@ -25,6 +25,7 @@ from typing import Any
 from dmi_eval.config import Study, load_study
 from dmi_eval.data import Ingest, load_study_data
 from dmi_eval.evaluation import SiteEvaluation, evaluate_site
+from dmi_eval.geo import StudyGeo, load_study_geo
 from dmi_eval.inference.parallel import compute, configured, parallel_map
 
 
@@ -40,11 +41,15 @@ class StudyEvaluation:
         The data as read (panel, reject log, row counts).
     sites
         Site id -> :class:`~dmi_eval.evaluation.SiteEvaluation`, in study order.
+    geo
+        The study's area polygons and markets, read once for the maps (``None``
+        when the study has no ``[geo]``).
     """
 
     study: Study
     ingest: Ingest
     sites: Mapping[str, SiteEvaluation]
+    geo: StudyGeo | None = None
 
     def site(self, site_id: str) -> SiteEvaluation:
         try:
@@ -84,7 +89,8 @@ def evaluate_study_sites(
             partial(evaluate_site, ingest.panel, study), wanted, min_items=2, desc="sites"
         )
     evaluated = dict(zip(wanted, fitted, strict=True))
-    return StudyEvaluation(study=study, ingest=ingest, sites=MappingProxyType(evaluated))
+    geo = load_study_geo(study)
+    return StudyEvaluation(study=study, ingest=ingest, sites=MappingProxyType(evaluated), geo=geo)
 
 
 def _study_compute(study: Study) -> AbstractContextManager[None]:

@@ -32,6 +32,7 @@ from dmi_eval.config import Study, load_study
 from dmi_eval.data import Ingest
 from dmi_eval.errors import DmiEvalError
 from dmi_eval.inference import PROGRESS_ENV
+from dmi_eval.panel import site_roles
 from dmi_eval.pipeline import evaluate_study_sites, save
 from dmi_eval.render import write_html
 from dmi_eval.results import EFFECT_COLUMNS
@@ -171,6 +172,9 @@ def input_files(study: Study) -> list[Path]:
             files.append(p)
     if isinstance(study.data.offense_map, Path):
         files.append(study.data.offense_map)
+    if study.geo is not None:
+        files += [p for p in (study.geo.areas, study.geo.boundary) if p is not None]
+    files += [s.market for s in study.sites if s.market is not None]
     return files
 
 
@@ -184,10 +188,18 @@ def write_ingest_results(ingest: Ingest, results_dir: Path) -> None:
         {"file": ingest.file, "quantity": "rows_counted", "rows": ingest.rows_counted},
         {"file": ingest.file, "quantity": "rows_rejected", "rows": ingest.rows_rejected},
     ] + [
-        {"file": ingest.file, "quantity": f"rejected:{r}", "rows": int(n)}
-        for r, n in zip(summary["reason"], summary["rows"], strict=True)
+        {"file": ingest.file, "quantity": f"rejected:{r}", "rows": int(n), "description": d}
+        for r, n, d in zip(summary["reason"], summary["rows"], summary["description"], strict=True)
     ]
-    pd.DataFrame(rows).to_csv(results_dir / "ingest.csv", index=False, lineterminator="\n")
+    frame = pd.DataFrame(rows, columns=["file", "quantity", "rows", "description"])
+    frame.to_csv(results_dir / "ingest.csv", index=False, lineterminator="\n")
+
+
+def write_site_roles(ingest: Ingest, study: Study, results_dir: Path) -> None:
+    """Write ``sites.csv``: ``site, role, area_id`` of every treated, catchment and donor area."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    roles = site_roles(ingest.panel, study)
+    roles.to_csv(results_dir / "sites.csv", index=False, lineterminator="\n")
 
 
 def evaluate_study(
@@ -216,12 +228,18 @@ def evaluate_study(
     progress = on_progress or (lambda _msg: None)
     study = load_study(study_path)
     out = Path(out_dir).resolve()
-    evaluation = evaluate_study_sites(study, on_progress=progress)
+    try:
+        evaluation = evaluate_study_sites(study, on_progress=progress)
+    except errors.NoUsableRowsError as exc:  # the user needs the log to fix the extract
+        (out / "results").mkdir(parents=True, exist_ok=True)
+        exc.rejects.to_csv(out / "results" / "rejects.csv", index=False, lineterminator="\n")
+        raise
     ingest = evaluation.ingest
     for sub in ("sites", "figures", "results/sites"):
         shutil.rmtree(out / sub, ignore_errors=True)
     results_dir = out / "results"
     write_ingest_results(ingest, results_dir)
+    write_site_roles(ingest, study, results_dir)
     with tempfile.TemporaryDirectory(prefix="dmi-eval-") as tmp:
         fitted = save(evaluation, Path(tmp) / "evaluation.pickle")
         _render_study(study, out, results_dir, str(fitted), command, progress)

@@ -16,6 +16,19 @@ plain difference-in-differences against the city are biased, while a weighted
 combination of donors (synthetic control) can reproduce a market's path.
 Counts are Poisson draws, expanded into incident rows with NIBRS codes.
 
+The study is written as a police records-system extract, so that the shipped
+study runs the path a real site runs: the micro-areas are 150 m square blocks
+of a fictional city in North Carolina (laid out in UTM zone 17N, written as
+GeoJSON in longitude/latitude), each incident is a point drawn uniformly inside
+its block (never within 5% of a block's edge), columns carry police-style
+names (``Case Number``, ``Date Occurred``, ``UCR Code``, ``Block Address``,
+``Latitude``, ``Longitude``) and dates are US timestamps. Each market is drawn
+as a polygon inside its treated blocks; its catchment is every block whose
+centroid is within ``CATCHMENT_M`` metres of the market, which is exactly the
+ring of blocks around it. Planted failures — bad dates, unmapped codes,
+duplicate ids, empty / (0, 0) / text coordinates and points outside the city —
+are rejected, never counted.
+
 Six scenarios cover what a DMI evaluation must tell apart: a sustained
 closure, no effect, displacement into the catchment area, a relapse, a
 closure with diffusion of benefits, and a market too small to judge.
@@ -119,14 +132,40 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 
 
+CELL_M = 150.0
+"""Side of a synthetic block, metres."""
+CATCHMENT_M = 200.0
+"""Catchment distance of every synthetic site: the ring of blocks around its market."""
+UTM_CRS = "EPSG:32617"
+ORIGIN = (586_000.0, 3_981_000.0)
+"""North-west corner of the synthetic city in UTM 17N (near High Point, NC)."""
+DATE_FORMAT = "%m/%d/%Y %I:%M:%S %p"
+COLUMNS = {
+    "incident_id": "Case Number",
+    "date": "Date Occurred",
+    "offense": "UCR Code",
+    "x": "Longitude",
+    "y": "Latitude",
+}
+_STREETS = ("ELM ST", "OAK AVE", "MAIN ST", "PARK DR", "HIGH ST", "MILL RD", "LEE ST", "KING ST")
+
+
 @dataclass(frozen=True)
 class SyntheticStudy:
-    """A generated study: incident rows, area covariates, the study table and the truth."""
+    """A generated study: the extract, area covariates and polygons, the study table, the truth.
+
+    ``site_areas`` maps each site to the ``treated`` and ``catchment`` area ids
+    the generator used; the study file gives markets instead, and reading it
+    must recover exactly these lists.
+    """
 
     incidents: pd.DataFrame
     areas: pd.DataFrame
     study: dict[str, Any]
     truth: dict[str, Any]
+    blocks: dict[str, Any]
+    markets: dict[str, dict[str, Any]]
+    site_areas: dict[str, dict[str, tuple[str, ...]]]
 
 
 def simulate_study(
@@ -159,7 +198,7 @@ def simulate_study(
     """
     rng = np.random.default_rng(seed)
     n_areas = n_rows * n_cols
-    area_ids = np.array([f"A{i + 1:03d}" for i in range(n_areas)], dtype=object)
+    area_ids = np.array([f"37081{i + 1:06d}" for i in range(n_areas)], dtype=object)
     months = pd.period_range(start, periods=n_months, freq="M")
     t = np.arange(n_months)
 
@@ -193,6 +232,8 @@ def simulate_study(
 
     multiplier = {o: np.ones((n_areas, n_months)) for o in OUTCOMES}
     sites_toml: list[dict[str, Any]] = []
+    markets: dict[str, dict[str, Any]] = {}
+    site_areas: dict[str, dict[str, tuple[str, ...]]] = {}
     roles: list[tuple[Scenario, dt.date, list[int], list[int], np.ndarray]] = []
     for scen, (r0, c0) in zip(scenarios, positions, strict=False):
         h, w = scen.block
@@ -218,13 +259,18 @@ def simulate_study(
             multiplier[o][treated] *= 1 + (scen.treated_other - 1) * path
         multiplier["drug"][ring] *= 1 + (scen.catchment_drug - 1) * path
         roles.append((scen, call_in_date, treated, ring, path))
+        site_areas[scen.id] = {
+            "treated": tuple(sorted(area_ids[i] for i in treated)),
+            "catchment": tuple(sorted(area_ids[i] for i in ring)),
+        }
+        markets[scen.id] = _market_geojson(scen, r0, c0)
         sites_toml.append(
             {
                 "id": scen.id,
                 "name": scen.name,
                 "intervention": call_in_date.isoformat(),
-                "treated_areas": [area_ids[i] for i in treated],
-                "catchment_areas": [area_ids[i] for i in ring],
+                "market": f"markets/{scen.id}.geojson",
+                "catchment_buffer_m": CATCHMENT_M,
                 "outcomes": list(SITE_OUTCOMES),
                 "primary_outcome": "drug",
             }
@@ -243,6 +289,11 @@ def simulate_study(
     incidents = _expand_incidents(rng, counts, area_ids, months)
     incidents = _add_junk(rng, incidents, junk_share, n_areas)
     areas = _covariates(rng, area_ids, log_base, loadings)
+    # Points, times and failed geocodes come from their own stream: the counts,
+    # covariates and truth above are those of the area-id generator this replaced.
+    geo_rng = np.random.default_rng([seed, 11])
+    incidents = _add_failed_geocodes(geo_rng, incidents, junk_share)
+    incidents = _as_extract(geo_rng, incidents, n_cols)
     truth = _truth(seed, roles, expected_cf, multiplier, counts, months, area_ids)
     first = months[0].start_time.date()
     last = months[-1].end_time.date()
@@ -254,10 +305,25 @@ def simulate_study(
             "start": first.isoformat(),
             "end": last.isoformat(),
         },
-        "data": {"incidents": "incidents.csv", "areas": "areas.csv", "offense_map": "nibrs"},
+        "data": {
+            "incidents": "extract.csv",
+            "areas": "areas.csv",
+            "offense_map": "nibrs",
+            "date_format": DATE_FORMAT,
+        },
+        "data.columns": dict(COLUMNS),
+        "geo": {"crs": "EPSG:4326", "areas": "blocks.geojson", "area_id_field": "GEOID"},
         "sites": sites_toml,
     }
-    return SyntheticStudy(incidents=incidents, areas=areas, study=study, truth=truth)
+    return SyntheticStudy(
+        incidents=incidents,
+        areas=areas,
+        study=study,
+        truth=truth,
+        blocks=_blocks_geojson(area_ids, n_rows, n_cols),
+        markets=markets,
+        site_areas=site_areas,
+    )
 
 
 def _call_in_date(scen: Scenario, months: pd.PeriodIndex) -> dt.date:
@@ -305,11 +371,17 @@ def _expand_incidents(rng, counts, area_ids, months) -> pd.DataFrame:
     frame = frame.sort_values(["date", "area_id", "offense"], kind="stable").reset_index(drop=True)
     frame.insert(0, "incident_id", [f"INC{i + 1:07d}" for i in range(len(frame))])
     frame["date"] = frame["date"].dt.strftime("%Y-%m-%d")
+    frame["cell"] = pd.Index(area_ids).get_indexer(frame["area_id"])
     return frame
 
 
 def _add_junk(rng, incidents: pd.DataFrame, share: float, n_areas: int) -> pd.DataFrame:
-    """Append malformed rows of four kinds; none of them may be counted."""
+    """Append malformed rows of four kinds; none of them may be counted.
+
+    Bad dates, points geocoded outside the city (``cell = -1``), unmapped offense
+    codes and exact duplicates. (The draws are those of the area-id generator
+    this one replaced, so the covariates drawn next are unchanged.)
+    """
     n = int(round(share * len(incidents) / 4))
     if n == 0:
         return incidents
@@ -318,7 +390,7 @@ def _add_junk(rng, incidents: pd.DataFrame, share: float, n_areas: int) -> pd.Da
     base = len(incidents)
     take["incident_id"] = [f"INC{base + i + 1:07d}" for i in range(4 * n)]
     take.loc[: n - 1, "date"] = take.loc[: n - 1, "date"].str.slice(0, 8) + "32"  # bad date
-    take.loc[n : 2 * n - 1, "area_id"] = f"A{n_areas + 500:03d}"  # unknown area
+    take.loc[n : 2 * n - 1, "cell"] = -1  # geocoded outside the city
     take.loc[2 * n : 3 * n - 1, "offense"] = rng.choice(["90Z", "90D", "09C"], size=n)
     dup_source = incidents.iloc[rng.choice(len(incidents), size=n, replace=False)]
     take.loc[3 * n :, :] = dup_source.to_numpy()  # exact duplicates of counted rows
@@ -327,6 +399,103 @@ def _add_junk(rng, incidents: pd.DataFrame, share: float, n_areas: int) -> pd.Da
     # Keep the file roughly chronological: shuffle only the junk into place by date.
     out = out.iloc[order].sort_values("date", kind="stable").reset_index(drop=True)
     return out
+
+
+def _add_failed_geocodes(rng, incidents: pd.DataFrame, share: float) -> pd.DataFrame:
+    """Append rows whose geocoding failed (``cell = -2``: empty, (0, 0) or text x/y)."""
+    n = int(round(share * len(incidents) / 4.004))
+    if n == 0:
+        return incidents
+    take = incidents.iloc[rng.choice(len(incidents), size=n, replace=False)].copy()
+    take["incident_id"] = [f"INC{len(incidents) + i + 1:07d}" for i in range(n)]
+    take["cell"] = -2
+    out = pd.concat([incidents, take], ignore_index=True)
+    return out.sort_values("date", kind="stable").reset_index(drop=True)
+
+
+def _as_extract(rng, frame: pd.DataFrame, n_cols: int) -> pd.DataFrame:
+    """Police-style columns, US timestamps and a point inside each incident's block."""
+    from pyproj import Transformer
+
+    n = len(frame)
+    cell = frame["cell"].to_numpy()
+    row, col = np.divmod(np.maximum(cell, 0), n_cols)
+    u, v = rng.uniform(0.05, 0.95, n), rng.uniform(0.05, 0.95, n)
+    east = ORIGIN[0] + (col + u) * CELL_M
+    north = ORIGIN[1] - (row + v) * CELL_M
+    outside = cell == -1  # a few kilometres east of the city
+    east = np.where(outside, ORIGIN[0] + (n_cols + 20 + u * 10) * CELL_M, east)
+    lon, lat = Transformer.from_crs(UTM_CRS, "EPSG:4326", always_xy=True).transform(east, north)
+    lon_text = np.char.mod("%.6f", lon).astype(object)
+    lat_text = np.char.mod("%.6f", lat).astype(object)
+    failed = np.flatnonzero(cell == -2)
+    kinds = np.array([("", ""), ("0", "0"), ("#N/A", "#N/A")], dtype=object)
+    pick = kinds[np.arange(len(failed)) % 3]
+    lat_text[failed], lon_text[failed] = pick[:, 0], pick[:, 1]
+    minutes = rng.integers(0, 24 * 60, n)
+    hour, minute = np.divmod(minutes, 60)
+    clock = pd.Series(
+        [
+            f"{(h + 11) % 12 + 1:02d}:{m:02d}:00 {'AM' if h < 12 else 'PM'}"
+            for h, m in zip(hour, minute, strict=True)
+        ]
+    )
+    iso = frame["date"].str
+    date = iso.slice(5, 7) + "/" + iso.slice(8, 10) + "/" + iso.slice(0, 4) + " " + clock
+    address = [
+        f"{(c + 1) * 100 + int(w * 90):d} {_STREETS[r % len(_STREETS)]}"
+        for r, c, w in zip(row, col, u, strict=True)
+    ]
+    return pd.DataFrame(
+        {
+            COLUMNS["incident_id"]: frame["date"].str.slice(2, 4)
+            + "-"
+            + frame["incident_id"].str.slice(3),
+            COLUMNS["date"]: date.to_numpy(),
+            COLUMNS["offense"]: frame["offense"].to_numpy(),
+            "Block Address": address,
+            COLUMNS["y"]: lat_text,
+            COLUMNS["x"]: lon_text,
+        }
+    )
+
+
+def _lonlat_ring(east: list[float], north: list[float]) -> list[list[float]]:
+    from pyproj import Transformer
+
+    lon, lat = Transformer.from_crs(UTM_CRS, "EPSG:4326", always_xy=True).transform(east, north)
+    return [[round(float(x), 7), round(float(y), 7)] for x, y in zip(lon, lat, strict=True)]
+
+
+def _feature(properties: dict[str, Any], east: list[float], north: list[float]) -> dict[str, Any]:
+    return {
+        "type": "Feature",
+        "properties": properties,
+        "geometry": {"type": "Polygon", "coordinates": [_lonlat_ring(east, north)]},
+    }
+
+
+def _blocks_geojson(area_ids: np.ndarray, n_rows: int, n_cols: int) -> dict[str, Any]:
+    """One square polygon per block (counter-clockwise rings, RFC 7946)."""
+    features = []
+    for i, area in enumerate(area_ids):
+        r, c = divmod(i, n_cols)
+        x0, x1 = ORIGIN[0] + c * CELL_M, ORIGIN[0] + (c + 1) * CELL_M
+        y1, y0 = ORIGIN[1] - r * CELL_M, ORIGIN[1] - (r + 1) * CELL_M
+        features.append(_feature({"GEOID": area}, [x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0]))
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _market_geojson(scen: Scenario, r0: int, c0: int) -> dict[str, Any]:
+    """The market as the DMI team would draw it: inside its treated blocks, corners cut."""
+    h, w = scen.block
+    inset, cut = 0.2 * CELL_M, 0.15 * CELL_M
+    x0, x1 = ORIGIN[0] + c0 * CELL_M + inset, ORIGIN[0] + (c0 + w) * CELL_M - inset
+    y1, y0 = ORIGIN[1] - r0 * CELL_M - inset, ORIGIN[1] - (r0 + h) * CELL_M + inset
+    east = [x0 + cut, x1 - cut, x1, x1, x1 - cut, x0 + cut, x0, x0, x0 + cut]
+    north = [y0, y0, y0 + cut, y1 - cut, y1, y1, y1 - cut, y0 + cut, y0]
+    feature = _feature({"site": scen.id, "name": f"{scen.name} market"}, east, north)
+    return {"type": "FeatureCollection", "features": [feature]}
 
 
 def _covariates(rng, area_ids, log_base, loadings) -> pd.DataFrame:
@@ -394,10 +563,14 @@ def _truth(seed, roles, expected_cf, multiplier, counts, months, area_ids) -> di
 
 
 def write_study(sim: SyntheticStudy, out_dir: str | Path) -> Path:
-    """Write ``study.toml``, ``incidents.csv``, ``areas.csv`` and ``truth.json``; return the toml path."""
+    """Write ``study.toml``, ``extract.csv``, ``areas.csv``, ``blocks.geojson``,
+    ``markets/<site>.geojson`` and ``truth.json``; return the toml path."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    sim.incidents.to_csv(out / "incidents.csv", index=False, lineterminator="\n")
+    (out / "markets").mkdir(parents=True, exist_ok=True)
+    sim.incidents.to_csv(out / "extract.csv", index=False, lineterminator="\n")
+    _write_json(out / "blocks.geojson", sim.blocks)
+    for site_id, market in sim.markets.items():
+        _write_json(out / "markets" / f"{site_id}.geojson", market)
     sim.areas.to_csv(out / "areas.csv", index=False, lineterminator="\n")
     (out / "truth.json").write_text(
         json.dumps(sim.truth, indent=2, sort_keys=True) + "\n", encoding="utf-8"
@@ -405,6 +578,11 @@ def write_study(sim: SyntheticStudy, out_dir: str | Path) -> Path:
     path = out / "study.toml"
     path.write_text(_toml(sim.study), encoding="utf-8")
     return path
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    """Compact, key-ordered JSON: same study, same bytes."""
+    path.write_text(json.dumps(value, separators=(",", ":")) + "\n", encoding="utf-8")
 
 
 def _toml(study: dict[str, Any]) -> str:
@@ -422,7 +600,9 @@ def _toml(study: dict[str, Any]) -> str:
         raise TypeError(type(v))
 
     lines = ["# Generated by `dmi-eval simulate` (dmi_eval.synthetic); do not edit by hand.", ""]
-    for table in ("study", "data"):
+    for table in ("study", "data", "data.columns", "geo"):
+        if table not in study:
+            continue
         lines.append(f"[{table}]")
         lines += [f"{k} = {value(v)}" for k, v in study[table].items()]
         lines.append("")

@@ -107,3 +107,122 @@ def test_verdict_and_report_tables(tmp_path):
     assert study.report.suppress_below == 5
     with pytest.raises(ConfigError, match=r"\[verdict\]\.min_reductoin: unknown key"):
         load_study(write_toml(tmp_path, BASE_TOML + "\n[verdict]\nmin_reductoin = 0.3\n"))
+
+
+EXTRACT_TOML = BASE_TOML.replace(
+    'incidents = "incidents.csv"',
+    'incidents = "extract.csv"\ndate_format = "%m/%d/%Y"\ntimezone = "America/Chicago"\n'
+    'delimiter = "tab"\n\n[data.columns]\nincident_id = "Case Number"\ndate = "Date Occurred"\n'
+    'offense = "UCR"\narea_id = "Beat"',
+)
+
+
+def test_extract_keys_are_read(tmp_path):
+    study = load_study(write_toml(tmp_path, EXTRACT_TOML))
+    data = study.data
+    assert (data.date_format, data.timezone, data.delimiter) == (
+        "%m/%d/%Y",
+        "America/Chicago",
+        "\t",
+    )
+    assert (data.columns.incident_id, data.columns.date, data.columns.offense) == (
+        "Case Number",
+        "Date Occurred",
+        "UCR",
+    )
+    assert data.columns.area_id == "Beat" and not data.columns.geocoded
+    assert study.geo is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            'date_format = "%m/%d/%Y"',
+            'date_format = "MM/DD/YYYY"',
+            r"\[data\]\.date_format: 'MM/DD/YYYY' has no strftime codes",
+        ),
+        (
+            'timezone = "America/Chicago"',
+            'timezone = "Central"',
+            r"\[data\]\.timezone: 'Central' is not a time zone",
+        ),
+        ('delimiter = "tab"', 'delimiter = ":"', r"\[data\]\.delimiter: must be one of"),
+        (
+            'area_id = "Beat"',
+            'area_id = "Beat"\nbeat = "x"',
+            r"\[data.columns\]\.beat: unknown key",
+        ),
+        ('area_id = "Beat"', 'x = "Lon"', r"\[data.columns\]\.y: give both x and y"),
+        (
+            'area_id = "Beat"',
+            'area_id = "Beat"\nx = "Lon"\ny = "Lat"',
+            r"give either area_id or x and y",
+        ),
+        (
+            'area_id = "Beat"',
+            'x = "Lon"\ny = "Lat"',
+            r"study.toml\.geo: section is required when \[data.columns\] gives x and y",
+        ),
+        ('area_id = "Beat"', 'area_id = "UCR"', r"column 'UCR' is given for two fields"),
+        (
+            'treated_areas = ["A1"]',
+            'treated_areas = ["A1"]\nmarket = "m.geojson"',
+            r"id='east'.*market: needs a \[geo\] section",
+        ),
+        (
+            'treated_areas = ["A1"]',
+            'treated_areas = ["A1"]\ncatchment_buffer_m = 200',
+            r"catchment_buffer_m: needs market",
+        ),
+    ],
+)
+def test_extract_key_errors(tmp_path, old, new, expected):
+    assert old in EXTRACT_TOML
+    with pytest.raises(ConfigError, match=expected):
+        load_study(write_toml(tmp_path, EXTRACT_TOML.replace(old, new, 1)))
+
+
+GEO_TOML = (
+    EXTRACT_TOML.replace('area_id = "Beat"', 'x = "Lon"\ny = "Lat"')
+    + """
+[geo]
+crs = "EPSG:4326"
+areas = "blocks.geojson"
+area_id_field = "GEOID"
+"""
+)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ('crs = "EPSG:4326"\n', "", r"\[geo\]\.crs: is required"),
+        (
+            'crs = "EPSG:4326"',
+            'crs = "WGS 84 please"',
+            r"\[geo\]\.crs: 'WGS 84 please' is not a CRS",
+        ),
+        ('area_id_field = "GEOID"\n', "", r"\[geo\]\.area_id_field: is required with areas"),
+        (
+            'areas = "blocks.geojson"',
+            'areas = "blocks.geojson"\ngrid_m = 100',
+            r"give exactly one of 'areas'",
+        ),
+        (
+            'area_id_field = "GEOID"',
+            'area_id_field = "GEOID"\ncell = 3',
+            r"\[geo\]\.cell: unknown key",
+        ),
+    ],
+)
+def test_geo_key_errors(tmp_path, old, new, expected):
+    assert old in GEO_TOML
+    with pytest.raises(ConfigError, match=expected):
+        load_study(write_toml(tmp_path, GEO_TOML.replace(old, new, 1)))
+
+
+def test_counts_files_refuse_extract_keys(tmp_path):
+    text = BASE_TOML.replace('incidents = "incidents.csv"', 'counts = "c.csv"\ndate_format = "%Y"')
+    with pytest.raises(ConfigError, match=r"date_format: applies to an incidents file only"):
+        load_study(write_toml(tmp_path, text))

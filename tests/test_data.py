@@ -116,7 +116,7 @@ def test_empty_and_missing_files(tmp_path):
     with pytest.raises(DataError, match="file not found"):
         read_incidents(tmp_path / "nope.csv", frequency="month", offense_map=NIBRS)
     header_only = write_csv(tmp_path, "h.csv", "incident_id,date,offense,area_id\n")
-    with pytest.raises(DataError, match="no usable rows"):
+    with pytest.raises(DataError, match="h.csv: the file has a header but no data rows"):
         read_incidents(header_only, frequency="month", offense_map=NIBRS)
 
 
@@ -280,3 +280,118 @@ max_reject_share = 0.5""",
                 ),
             )
         )
+
+
+# --- police extracts: column names, delimiters, date formats, time zones ------------------
+
+
+def read_one_month(path, **options):
+    """Counted rows per month for a file with areas A1 (drug codes only)."""
+    ingest = read_incidents(path, frequency="month", offense_map=NIBRS, **options)
+    series = ingest.panel.series("drug", ["A1"])
+    return ingest, {str(p): int(v) for p, v in series.items()}
+
+
+@pytest.mark.parametrize("sep", [",", ";", "|", "\t"])
+def test_delimiter_is_detected_from_the_header(tmp_path, sep):
+    rows = ["incident_id,date,offense,area_id", "1,2019-01-03,35A,A1", "2,2019-02-03,35A,A1"]
+    path = tmp_path / "x.csv"
+    path.write_text("\n".join(r.replace(",", sep) for r in rows) + "\n")
+    ingest, months = read_one_month(path)
+    assert months == {"2019-01": 1, "2019-02": 1}
+    assert ingest.rows_rejected == 0
+
+
+def test_column_mapping_reads_the_departments_own_names(tmp_path):
+    from dmi_eval.config import ColumnMap
+
+    path = write_csv(
+        tmp_path,
+        "extract.csv",
+        """
+        Case Number;Date Occurred;UCR Code;Beat;Address
+        19-1;2019-01-03;35A;A1;100 BLOCK ELM ST
+        19-2;2019-01-05;35B;A1;200 BLOCK OAK AVE
+        19-2;2019-01-06;35B;A1;duplicate
+        """,
+    )
+    columns = ColumnMap(
+        incident_id="Case Number", date="Date Occurred", offense="UCR Code", area_id="Beat"
+    )
+    ingest, months = read_one_month(path, columns=columns)
+    assert months == {"2019-01": 2}
+    assert ingest.rejects[["row", "reason", "field"]].to_dict("records") == [
+        {"row": 3, "reason": "duplicate_id", "field": "Case Number"}
+    ]
+    with pytest.raises(DataError, match=r"missing column\(s\) incident_id.*\[data.columns\]"):
+        read_incidents(path, frequency="month", offense_map=NIBRS)
+
+
+def test_wrong_case_column_names_point_to_the_mapping(tmp_path):
+    path = write_csv(tmp_path, "x.csv", "Incident_ID,date,offense,area_id\n1,2019-01-03,35A,A1\n")
+    with pytest.raises(
+        DataError,
+        match=r"incident_id \(did you mean 'Incident_ID'\?\).*incident_id = \"Incident_ID\"",
+    ):
+        read_incidents(path, frequency="month", offense_map=NIBRS)
+
+
+@pytest.mark.parametrize(
+    ("date_format", "values", "expected"),
+    [
+        (None, ["2019-01-31", "2019-02-01T00:30:00", "2019/01/01"], [1, 1, "bad"]),
+        ("%m/%d/%Y", ["01/31/2019", "02/01/2019", "2019-01-31"], [1, 1, "bad"]),
+        ("%Y/%m/%d", ["2019/01/31", "2019/02/01", "31/01/2019"], [1, 1, "bad"]),
+        (
+            "%m/%d/%Y %I:%M:%S %p",
+            ["01/31/2019 11:59:00 PM", "02/01/2019 12:10:00 AM", "01/31/2019 23:59"],
+            [1, 1, "bad"],
+        ),
+        # 1548979140000 ms = 2019-01-31 23:59 UTC; 1548979260000 = 2019-02-01 00:01 UTC
+        ("epoch_ms", ["1548979140000", "1548979260000", "1.5e99"], [1, 1, "bad"]),
+    ],
+)
+def test_each_date_format(tmp_path, date_format, values, expected):
+    rows = "\n".join(f"{i},{v},35A,A1" for i, v in enumerate(values, 1))
+    path = write_csv(tmp_path, "x.csv", "incident_id,date,offense,area_id\n" + rows + "\n")
+    ingest, months = read_one_month(path, date_format=date_format)
+    assert months == {"2019-01": expected[0], "2019-02": expected[1]}
+    assert ingest.rejects[["row", "reason"]].to_dict("records") == [
+        {"row": 3, "reason": "bad_date"}
+    ]
+    described = ingest.reject_summary().set_index("reason").loc["bad_date", "description"]
+    assert (date_format or "ISO 8601") in described
+
+
+def test_offsets_and_z_are_converted_to_the_local_time_zone(tmp_path):
+    # 2019-02-01 03:30Z is 2019-01-31 22:30 in New York: counted in January with the zone.
+    # 01:00-04:00 is 05:00Z, i.e. 00:00 EST on 1 February; a time without an offset is local.
+    values = ["2019-02-01T03:30:00Z", "2019-02-01T01:00:00-04:00", "2019-02-01T00:30:00"]
+    rows = "\n".join(f"{i},{v},35A,A1" for i, v in enumerate(values, 1))
+    path = write_csv(tmp_path, "x.csv", "incident_id,date,offense,area_id\n" + rows + "\n")
+    _, local = read_one_month(path, timezone="America/New_York")
+    assert local == {"2019-01": 1, "2019-02": 2}
+    _, as_written = read_one_month(path)
+    assert as_written == {"2019-02": 3}
+    epoch = write_csv(
+        tmp_path, "e.csv", "incident_id,date,offense,area_id\n1,1548991800000,35A,A1\n"
+    )
+    _, ny = read_one_month(epoch, date_format="epoch_ms", timezone="America/New_York")
+    _, utc = read_one_month(epoch, date_format="epoch_ms")
+    assert ny == {"2019-01": 1} and utc == {"2019-02": 1}  # 2019-02-01 03:30 UTC
+
+
+def test_every_row_rejected_names_the_top_reasons(tmp_path):
+    from dmi_eval.errors import NoUsableRowsError
+
+    path = write_csv(
+        tmp_path,
+        "x.csv",
+        "incident_id,date,offense,area_id\n1,01/02/2019,35A,A1\n2,01/03/2019,35A,A1\n3,2019-01-04,90Z,A1\n",
+    )
+    with pytest.raises(
+        NoUsableRowsError,
+        match=r"all 3 rows were rejected — 2 bad_date .*ISO 8601.*; 1 unmapped_offense",
+    ) as err:
+        read_incidents(path, frequency="month", offense_map=NIBRS)
+    assert err.value.rejects["row"].tolist() == [1, 2, 3]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -133,21 +134,20 @@ def small_study(tmp_path_factory):
     [
         (r'intervention = "[0-9-]+"', 'intervention = "2031-01-10"', "is outside the data"),
         (r'intervention = "[0-9-]+"', 'intervention = "2015-03-10"', "the designs need at least 8"),
-        (r'treated_areas = \["A', 'treated_areas = ["Z99", "A', "area(s) Z99 have no data"),
-        (r'primary_outcome = "drug"', 'primary_outcome = "arson"', "'arson' is not among outcomes"),
         (
-            r'catchment_areas = \["A',
-            'donor_areas = ["A016"]\ncatchment_areas = ["A',
-            "an area has one role",
+            r"market = ",
+            'treated_areas = ["Z99", "37081000016"]\nmarket = ',
+            "area(s) Z99 have no data",
         ),
+        (r'primary_outcome = "drug"', 'primary_outcome = "arson"', "'arson' is not among outcomes"),
+        (r"market = ", 'donor_areas = ["37081000016"]\nmarket = ', "an area has one role"),
     ],
 )
 def test_site_errors_name_the_site_and_the_fix(small_study, tmp_path, capsys, old, new, expected):
     text = (small_study / "study.toml").read_text()
     changed = re.sub(old, new.replace("\\", "\\\\"), text, count=1)
     assert changed != text, old
-    for name in ("incidents.csv", "areas.csv"):
-        (tmp_path / name).write_bytes((small_study / name).read_bytes())
+    shutil.copytree(small_study, tmp_path, dirs_exist_ok=True)
     (tmp_path / "study.toml").write_text(changed)
     assert main(["validate-data", str(tmp_path / "study.toml")]) == 2
     err = capsys.readouterr().err

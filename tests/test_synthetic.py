@@ -14,7 +14,11 @@ from dmi_eval.synthetic import SCENARIOS, simulate_study, write_study
 
 
 def _digest(folder):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +34,8 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
     b = write_study(simulate_study(seed=5, n_rows=8, n_cols=14, n_months=36), tmp_path / "b")
     c = write_study(simulate_study(seed=6, n_rows=8, n_cols=14, n_months=36), tmp_path / "c")
     assert _digest(a.parent) == _digest(b.parent)
-    assert _digest(a.parent)["incidents.csv"] != _digest(c.parent)["incidents.csv"]
+    assert _digest(a.parent)["extract.csv"] != _digest(c.parent)["extract.csv"]
+    assert "markets/eastside.geojson" in _digest(a.parent)
 
 
 def test_six_scenarios_with_their_verdicts(full_study):
@@ -67,21 +72,31 @@ def test_written_study_reads_back_with_every_row_accounted(full_study):
     ingest = load_study_data(study)
     assert ingest.rows_read == len(sim.incidents)
     assert ingest.rows_counted + ingest.rows_rejected == ingest.rows_read
-    # The junk rows (four kinds) are exactly the rejects; true counts are untouched.
-    assert set(ingest.rejects["reason"]) == {
-        "bad_date",
-        "unknown_area",
-        "unmapped_offense",
-        "duplicate_id",
+    # The junk rows (six kinds, four of them geocoding or extract failures) are exactly the
+    # rejects; true counts are untouched.
+    n_junk = int(round(0.004 * (ingest.rows_read * 4 / 4.02) / 4))
+    assert ingest.rejects["reason"].value_counts().to_dict() == {
+        reason: n_junk
+        for reason in (
+            "bad_date",
+            "outside_areas",
+            "bad_coordinates",
+            "unmapped_offense",
+            "duplicate_id",
+        )
     }
     assert len(study.sites[0].treated_areas) == 4
+    # The markets and 200 m catchments recover exactly the blocks the generator used.
+    for site in study.sites:
+        assert site.treated_areas == sim.site_areas[site.id]["treated"]
+        assert site.catchment_areas == sim.site_areas[site.id]["catchment"]
     for site in study.sites:
         data = ingest.panel.site_data(study, site.id)
         assert data.n_pre >= 36 and data.n_post >= 17
         assert not set(data.donor_areas) & study.intervention_areas
     assert path.parent.joinpath("truth.json").exists()
-    sizes = sum(p.stat().st_size for p in path.parent.iterdir())
-    assert sizes < 10_000_000
+    sizes = sum(p.stat().st_size for p in path.parent.rglob("*") if p.is_file())
+    assert sizes < 20_000_000
 
 
 def test_factor_structure_makes_areas_differ_in_trend(full_study):

@@ -1,0 +1,310 @@
+"""Read a CSV extract as the department wrote it: delimiter, column names, date formats.
+
+Helpers of :mod:`dmi_eval.data` (and of the grid pre-pass in :mod:`dmi_eval.geo`):
+
+- :func:`detect_delimiter` picks ``,``, ``;``, ``|`` or tab from the header line;
+- :func:`header` checks that the required columns exist (with a did-you-mean hint
+  and the ``[data.columns]`` key that maps them), and says when a file is empty
+  or holds a header only;
+- :func:`chunks` streams only the required columns, as strings;
+- :class:`RowStream` / :class:`ChunkFilter` / :class:`Rejects` number the rows
+  and move every unusable one to the reject log with its reason;
+- :func:`parse_dates` turns date text into naive local timestamps per
+  ``[data].date_format`` and ``[data].timezone``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dmi_eval.errors import DataError
+
+CHUNK_ROWS = 500_000
+CANDIDATE_DELIMITERS: tuple[str, ...] = (",", ";", "|", "\t")
+_OFFSET_GROUP = r"(Z|[+-]\d{2}:?\d{2})$"
+_OFFSET_AT_END = r"\s?(?:Z|[+-]\d{2}:?\d{2})$"
+
+
+def describe_format(date_format: str | None) -> str:
+    """The expected date format in words (used in reject reasons and errors)."""
+    if date_format is None:
+        return "ISO 8601 (YYYY-MM-DD, optionally followed by a time)"
+    if date_format == "epoch_ms":
+        return "epoch milliseconds (epoch_ms)"
+    return f"date_format {date_format!r}"
+
+
+def detect_delimiter(path: Path) -> str:
+    """The candidate delimiter that occurs most often in the header line (``,`` on a tie)."""
+    with path.open("r", encoding="utf-8", errors="replace", newline="") as fh:
+        first = fh.readline()
+    counts = {d: first.count(d) for d in CANDIDATE_DELIMITERS}
+    best = max(CANDIDATE_DELIMITERS, key=lambda d: (counts[d], d == ","))
+    return best if counts[best] > 0 else ","
+
+
+def header(
+    path: Path,
+    required: Mapping[str, str],
+    *,
+    delimiter: str | None = None,
+    mapping_key: str | None = "[data.columns]",
+) -> str:
+    """Check the file's header and return the delimiter to read it with.
+
+    Parameters
+    ----------
+    path
+        The CSV file.
+    required
+        Field -> the column name expected in the file (after ``[data.columns]``).
+    delimiter
+        ``None``: detected from the header line.
+    mapping_key
+        Where the user can map a column to another name (named in the error).
+    """
+    if not path.exists():
+        raise DataError(f"{path.name}: file not found at {path}; fix the path in study.toml [data]")
+    sep = delimiter or detect_delimiter(path)
+    try:
+        head = pd.read_csv(
+            path, nrows=1, sep=sep, dtype=str, encoding="utf-8", encoding_errors="replace"
+        )
+    except pd.errors.EmptyDataError:
+        raise DataError(
+            f"{path.name}: the file is empty; it needs a header line "
+            f"'{','.join(required.values())}' and data rows"
+        ) from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path.name}: cannot read the header ({exc})") from None
+    columns = [str(c).strip() for c in head.columns]
+    missing = [(f, c) for f, c in required.items() if c not in columns]
+    if missing:
+        hints = []
+        for _, col in missing:
+            close = difflib.get_close_matches(col, columns, n=1)
+            if not close:
+                close = [c for c in columns if c.lower() == col.lower()]
+            hint = f"{col} (did you mean {close[0]!r}?)" if close else col
+            hints.append(hint)
+        where = ""
+        if mapping_key:
+            field_name, col = missing[0]
+            where = (
+                f" Name your own columns in {mapping_key}, e.g. "
+                f'{field_name} = "{_guess(col, columns)}".'
+            )
+        shown = ", ".join(columns)
+        if len(columns) == 1 and delimiter is None:
+            shown += " (one column: is the delimiter one of , ; | tab? set [data].delimiter)"
+        raise DataError(
+            f"{path.name}: missing column(s) {', '.join(hints)}; found: {shown}. "
+            f"Required: {', '.join(required.values())}.{where}"
+        )
+    if head.empty:
+        raise DataError(
+            f"{path.name}: the file has a header but no data rows; export the incidents again"
+        )
+    return sep
+
+
+def _guess(col: str, columns: list[str]) -> str:
+    close = difflib.get_close_matches(col, columns, n=1, cutoff=0.3)
+    return close[0] if close else "Your Column"
+
+
+def chunks(path: Path, columns: Mapping[str, str], *, delimiter: str) -> Iterator[pd.DataFrame]:
+    """Stream the required columns as strings, renamed to their field names.
+
+    ``columns`` maps field -> column name in the file. Other columns (addresses,
+    narratives) are never parsed into memory.
+    """
+    wanted = {c: f for f, c in columns.items()}
+    reader = pd.read_csv(
+        path,
+        sep=delimiter,
+        usecols=lambda c: str(c).strip() in wanted,
+        dtype=str,
+        keep_default_na=False,
+        encoding="utf-8",
+        encoding_errors="replace",
+        chunksize=CHUNK_ROWS,
+    )
+    with reader:
+        try:
+            for chunk in reader:
+                chunk.columns = [wanted[str(c).strip()] for c in chunk.columns]
+                yield chunk.fillna("")
+        except pd.errors.ParserError as exc:
+            raise DataError(
+                f"{path.name}: malformed CSV ({exc}); fix that row and re-run"
+            ) from None
+
+
+def parse_dates(
+    values: pd.Series, *, date_format: str | None = None, timezone: str | None = None
+) -> pd.Series:
+    """Date text -> naive local ``datetime64``; text that does not match -> ``NaT``.
+
+    Rules (Notes of the input contract):
+
+    - ISO 8601 (default): ``YYYY-MM-DD`` optionally followed by ``T`` or a space and
+      a time. Without ``timezone`` the date is taken as written (an offset or ``Z``
+      is ignored); with it, a time carrying an offset or ``Z`` is converted to
+      that zone first, a time without one is taken as local already.
+    - strftime codes: the same rule, for values that carry an offset; the format
+      must then end in ``%z`` unless ``timezone`` is given (``Z`` is accepted).
+    - ``"epoch_ms"``: milliseconds since 1970-01-01 UTC, converted to ``timezone``
+      (UTC when none is given).
+    """
+    text = values.astype(str).str.strip()
+    if date_format == "epoch_ms":
+        ms = pd.to_numeric(text, errors="coerce")
+        ms = ms.where((ms % 1 == 0) & (ms.abs() < 1e14))
+        stamps = pd.to_datetime(ms, unit="ms", utc=True)
+        if timezone is not None:
+            stamps = stamps.dt.tz_convert(timezone)
+        return stamps.dt.tz_localize(None).astype("datetime64[ns]")
+    if timezone is None and (date_format is None or "%z" not in date_format):
+        # Offsets change nothing here: ISO dates are read up to the day, and a format
+        # without %z does not match a value that carries one (bad_date).
+        return _parse_local(text, date_format)
+    offset = text.str.extract(_OFFSET_GROUP, expand=False)
+    has_offset = offset.notna()
+    if not has_offset.any():
+        return _parse_local(text, date_format)
+    stripped = text.str.replace(_OFFSET_AT_END, "", regex=True)
+    local = _parse_local(stripped, _strip_z(date_format))
+    if timezone is None:
+        return local
+    # The time of day matters here: parse the rows with an offset in full.
+    full_format = "ISO8601" if date_format is None else _strip_z(date_format)
+    timed = pd.to_datetime(stripped[has_offset], format=full_format, errors="coerce")
+    sign = offset.str.slice(0, 1).map({"+": 1, "-": -1}).fillna(0)
+    digits = offset.str.replace(":", "", regex=False).str.slice(1)
+    minutes = sign * (
+        pd.to_numeric(digits.str.slice(0, 2), errors="coerce").fillna(0) * 60
+        + pd.to_numeric(digits.str.slice(2, 4), errors="coerce").fillna(0)
+    )
+    utc = timed.astype("datetime64[ns]") - pd.to_timedelta(minutes[has_offset], unit="min")
+    converted = utc.dt.tz_localize("UTC").dt.tz_convert(timezone).dt.tz_localize(None)
+    local[has_offset] = converted.astype("datetime64[ns]")
+    return local
+
+
+def _strip_z(date_format: str | None) -> str | None:
+    if date_format is None:
+        return None
+    return re.sub(r"\s?%[zZ]", "", date_format)
+
+
+def _parse_local(text: pd.Series, date_format: str | None) -> pd.Series:
+    if date_format is None:
+        head = text.str.slice(0, 10)
+        tail = text.str.slice(10, 11)
+        parsed = pd.to_datetime(head, format="%Y-%m-%d", errors="coerce")
+        return parsed.where(tail.isin(["", "T", " "])).astype("datetime64[ns]")
+    return pd.to_datetime(text, format=date_format, errors="coerce").astype("datetime64[ns]")
+
+
+# --- accounting for every row ---------------------------------------------------------
+
+REJECT_COLUMNS: tuple[str, ...] = ("file", "row", "reason", "field", "value")
+
+
+class RowStream:
+    """A CSV's chunks, each with its 1-based row numbers and a :class:`ChunkFilter`
+    in which rows with an empty required field are already rejected.
+
+    ``columns`` maps field -> column name in the file; chunks come with field
+    names; the reject log names the file's own column.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        columns: Mapping[str, str],
+        rejects: Rejects,
+        *,
+        delimiter: str = ",",
+        nonempty: tuple[str, ...] | None = None,
+    ):
+        self.path = path
+        self.columns = dict(columns)
+        self.rejects = rejects
+        self.delimiter = delimiter
+        self.nonempty = tuple(columns) if nonempty is None else nonempty
+        self.rows_read = 0
+
+    def __iter__(self) -> Iterator[tuple[pd.DataFrame, ChunkFilter]]:
+        for chunk in chunks(self.path, self.columns, delimiter=self.delimiter):
+            rows = np.arange(self.rows_read + 1, self.rows_read + len(chunk) + 1)
+            self.rows_read += len(chunk)
+            chunk_filter = ChunkFilter(rows, self.rejects)
+            for col in self.nonempty:
+                empty = (chunk[col].str.strip() == "").to_numpy()
+                chunk_filter.reject(empty, "missing_value", self.columns[col])
+            yield chunk, chunk_filter
+
+
+class ChunkFilter:
+    """The rows of one chunk still in play; each check moves failures to the reject log."""
+
+    def __init__(self, rows: np.ndarray, rejects: Rejects):
+        self.rows = rows
+        self.rejects = rejects
+        self.keep = np.ones(len(rows), dtype=bool)
+
+    def reject(self, mask: np.ndarray, reason: str, field_name: str, values=None) -> None:
+        """Reject rows in ``mask`` that are still kept, with ``reason``."""
+        mask = np.asarray(mask, dtype=bool) & self.keep
+        shown = None if values is None else np.asarray(values)[mask]
+        self.rejects.add(self.rows[mask], reason, field_name, shown)
+        self.keep &= ~mask
+
+
+class Rejects:
+    """Collects rejected rows as small arrays (file, row, reason, field, value)."""
+
+    def __init__(self, file: str):
+        self.file = file
+        self.parts: list[pd.DataFrame] = []
+
+    def add(self, rows: np.ndarray, reason: str, field_name: str, values=None) -> None:
+        if len(rows) == 0:
+            return
+        self.parts.append(
+            pd.DataFrame(
+                {
+                    "file": self.file,
+                    "row": rows.astype("int64"),
+                    "reason": reason,
+                    "field": field_name,
+                    "value": "" if values is None else np.asarray(values, dtype=object),
+                }
+            )
+        )
+
+    def frame(self) -> pd.DataFrame:
+        if not self.parts:
+            return pd.DataFrame(
+                {c: pd.Series(dtype="int64" if c == "row" else object) for c in REJECT_COLUMNS}
+            )
+        out = pd.concat(self.parts, ignore_index=True)
+        out = out.sort_values("row", kind="stable").reset_index(drop=True)
+        out["value"] = out["value"].astype(object)
+        return out[list(REJECT_COLUMNS)]
+
+
+def check_conservation(file: str, read: int, counted: int, rejected: int) -> None:
+    if read != counted + rejected:
+        raise AssertionError(
+            f"{file}: {read} rows read but {counted} counted + {rejected} rejected; "
+            "this is a bug in dmi_eval, please report it"
+        )

@@ -1,0 +1,454 @@
+"""Coordinates -> areas, markets and buffers: edges, metres in two CRSs, every geo error."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+from pyproj import Transformer
+
+from dmi_eval.config import GeoSpec, load_study
+from dmi_eval.data import load_study_data
+from dmi_eval.errors import ConfigError, GeoError, NoUsableRowsError
+from dmi_eval.geo import PointLocator, load_areas, metric_crs
+
+UTM = "EPSG:32617"
+ORIGIN = (586_000.0, 3_981_000.0)  # UTM 17N, near High Point NC
+
+
+def square_grid(n: int, size: float, origin=(0.0, 0.0), prefix="a"):
+    """``n x n`` squares; ids sort row by row (a00, a01, ...)."""
+    ids, geoms = [], []
+    for r in range(n):
+        for c in range(n):
+            x0, y0 = origin[0] + c * size, origin[1] + r * size
+            ids.append(f"{prefix}{r}{c}")
+            geoms.append(shapely.box(x0, y0, x0 + size, y0 + size))
+    return ids, geoms
+
+
+def write_layer(path, ids, geoms, crs, field="GEOID"):
+    frame = gpd.GeoDataFrame({field: ids}, geometry=geoms, crs=crs)
+    frame.to_file(path, driver="GPKG" if path.suffix == ".gpkg" else "GeoJSON", engine="pyogrio")
+    return path
+
+
+def write_geojson(path, polygons, crs_from=UTM, properties=None):
+    """Polygons given in ``crs_from`` written as GeoJSON (lon/lat)."""
+    to_ll = Transformer.from_crs(crs_from, "EPSG:4326", always_xy=True)
+    features = []
+    for i, poly in enumerate(polygons):
+        xs, ys = poly.exterior.coords.xy
+        lon, lat = to_ll.transform(np.asarray(xs), np.asarray(ys))
+        features.append(
+            {
+                "type": "Feature",
+                "properties": (properties or [{}] * len(polygons))[i],
+                "geometry": {"type": "Polygon", "coordinates": [list(zip(lon, lat, strict=True))]},
+            }
+        )
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    return path
+
+
+# --- incident -> area: edges and corners ------------------------------------------------
+
+
+def test_points_on_edges_and_corners_go_to_the_area_whose_id_sorts_first(tmp_path):
+    ids, geoms = square_grid(2, 100.0, ORIGIN)  # a00 a01 (bottom row), a10 a11 (top row)
+    # Written in reverse order: the rule must not depend on the file's feature order.
+    path = write_layer(tmp_path / "blocks.gpkg", ids[::-1], geoms[::-1], UTM)
+    layer = load_areas(GeoSpec(crs=UTM, areas=path, area_id_field="GEOID"), study_file=path)
+    locator = PointLocator(layer, UTM)
+    x0, y0 = ORIGIN
+    points = {
+        "inside a11": (x0 + 150, y0 + 150, "a11"),
+        "edge a00|a01": (x0 + 100, y0 + 50, "a00"),
+        "edge a01|a11": (x0 + 150, y0 + 100, "a01"),
+        "edge a10|a11": (x0 + 100, y0 + 150, "a10"),
+        "centre corner of all four": (x0 + 100, y0 + 100, "a00"),
+        "outer corner of a11": (x0 + 200, y0 + 200, "a11"),
+        "outer edge of a01": (x0 + 200, y0 + 50, "a01"),
+    }
+    x = np.array([p[0] for p in points.values()])
+    y = np.array([p[1] for p in points.values()])
+    got = layer.ids[locator.locate(x, y)]
+    assert dict(zip(points, got, strict=True)) == {k: v[2] for k, v in points.items()}
+    outside = locator.locate(np.array([x0 - 0.01]), np.array([y0 + 50]))
+    assert outside.tolist() == [-1]
+
+
+# --- buffers in metres -------------------------------------------------------------------
+
+STUDY_GEO = """
+[study]
+name = "Geo study"
+frequency = "month"
+
+[data]
+incidents = "extract.csv"
+
+[data.columns]
+x = "X"
+y = "Y"
+
+[geo]
+crs = "{crs}"
+areas = "{areas}"
+area_id_field = "GEOID"
+
+[[sites]]
+id = "east"
+intervention = "2019-06-15"
+market = "market.geojson"
+catchment_buffer_m = {buffer}
+outcomes = ["drug"]
+"""
+
+
+def geo_study(tmp_path, *, crs, areas, buffer, extra=""):
+    text = textwrap.dedent(STUDY_GEO).format(crs=crs, areas=areas, buffer=buffer) + extra
+    path = tmp_path / "study.toml"
+    path.write_text(text)
+    return path
+
+
+def metre_layout(tmp_path, crs: str, unit_m: float, origin):
+    """Five 100 m cells in a row (in ``crs`` units); a market inside the first one.
+
+    Cell centroids lie 50, 150, 250, 350, 450 m east of the market's west edge; the
+    market is 20 m wide (x from 40 to 60 m), so centroid distances to it are
+    0, 90, 190, 290, 390 m.
+    """
+    size = 100.0 / unit_m
+    ids = [f"c{i}" for i in range(5)]
+    geoms = [
+        shapely.box(origin[0] + i * size, origin[1], origin[0] + (i + 1) * size, origin[1] + size)
+        for i in range(5)
+    ]
+    suffix = ".gpkg" if crs != "EPSG:4326" else ".geojson"
+    areas = write_layer(tmp_path / f"blocks{suffix}", ids, geoms, crs)
+    market = shapely.box(
+        origin[0] + 40 / unit_m,
+        origin[1] + 40 / unit_m,
+        origin[0] + 60 / unit_m,
+        origin[1] + 60 / unit_m,
+    )
+    frame = gpd.GeoDataFrame({"name": ["m"]}, geometry=[market], crs=crs).to_crs("EPSG:4326")
+    frame.to_file(tmp_path / "market.geojson", driver="GeoJSON", engine="pyogrio")
+    return areas
+
+
+@pytest.mark.parametrize("buffer", [180, 200, 300])
+def test_catchment_buffer_is_in_metres_in_state_plane_feet(tmp_path, buffer):
+    # EPSG:2285: NAD83 / Washington North, US survey feet; Seattle downtown.
+    feet = 1200 / 3937
+    areas = metre_layout(tmp_path, "EPSG:2285", feet, (1_270_000.0, 220_000.0))
+    study = load_study(geo_study(tmp_path, crs="EPSG:2285", areas=areas.name, buffer=buffer))
+    site = study.site("east")
+    assert site.treated_areas == ("c0",)
+    expected = {180: ("c1",), 200: ("c1", "c2"), 300: ("c1", "c2", "c3")}[buffer]
+    assert site.catchment_areas == expected
+    crs, unit_m = metric_crs(gpd.read_file(areas))
+    assert crs.to_epsg() == 2285 and unit_m == pytest.approx(feet)
+
+
+@pytest.mark.parametrize("buffer", [180, 200, 300])
+def test_catchment_buffer_is_in_metres_for_a_study_in_longitude_latitude(tmp_path, buffer):
+    ids, geoms = [f"c{i}" for i in range(5)], []
+    to_ll = Transformer.from_crs(UTM, "EPSG:4326", always_xy=True)
+    for i in range(5):
+        cell = shapely.box(
+            ORIGIN[0] + i * 100, ORIGIN[1], ORIGIN[0] + (i + 1) * 100, ORIGIN[1] + 100
+        )
+        geoms.append(shapely.transform(cell, lambda xy: np.column_stack(to_ll.transform(*xy.T))))
+    write_layer(tmp_path / "blocks.geojson", ids, geoms, "EPSG:4326")
+    market = shapely.box(ORIGIN[0] + 40, ORIGIN[1] + 40, ORIGIN[0] + 60, ORIGIN[1] + 60)
+    write_geojson(tmp_path / "market.geojson", [market])
+    study = load_study(geo_study(tmp_path, crs="EPSG:4326", areas="blocks.geojson", buffer=buffer))
+    site = study.site("east")
+    expected = {180: ("c1",), 200: ("c1", "c2"), 300: ("c1", "c2", "c3")}[buffer]
+    assert site.treated_areas == ("c0",)
+    assert site.catchment_areas == expected
+    crs, _ = metric_crs(gpd.read_file(tmp_path / "blocks.geojson"))
+    assert crs.to_epsg() == 32617  # the UTM zone of the study's location
+
+
+def test_donor_buffer_excludes_nearby_areas_and_lists_win(tmp_path):
+    feet = 1200 / 3937
+    areas = metre_layout(tmp_path, "EPSG:2285", feet, (1_270_000.0, 220_000.0))
+    extra = "donor_buffer_m = 300\n"
+    study = load_study(
+        geo_study(tmp_path, crs="EPSG:2285", areas=areas.name, buffer=100, extra=extra)
+    )
+    assert study.site("east").donor_areas == ("c4",)  # c2 (190 m), c3 (290 m) too close
+    extra = 'catchment_areas = ["c3"]\n'
+    study = load_study(
+        geo_study(tmp_path, crs="EPSG:2285", areas=areas.name, buffer=100, extra=extra)
+    )
+    assert study.site("east").catchment_areas == ("c3",)
+
+
+# --- a small geocoded study: rejects and errors -------------------------------------------
+
+
+@pytest.fixture
+def city(tmp_path):
+    """A 3 x 3 grid of 100 m blocks in lon/lat, a market on the centre block."""
+    ids, geoms = square_grid(3, 100.0, ORIGIN, prefix="b")
+    write_geojson(tmp_path / "blocks.geojson", geoms, properties=[{"GEOID": i} for i in ids])
+    write_geojson(
+        tmp_path / "market.geojson", [shapely.box(*(np.array(ORIGIN * 2) + [130, 130, 170, 170]))]
+    )
+    return tmp_path
+
+
+def lonlat(dx, dy):
+    return Transformer.from_crs(UTM, "EPSG:4326", always_xy=True).transform(
+        ORIGIN[0] + dx, ORIGIN[1] + dy
+    )
+
+
+def write_extract(folder, rows, header="ID,When,Code,X,Y", sep=","):
+    lines = [header.replace(",", sep)] + [sep.join(map(str, r)) for r in rows]
+    (folder / "extract.csv").write_text("\n".join(lines) + "\n")
+
+
+def geo_toml(
+    folder,
+    buffer=100,
+    extra_data="",
+    columns='incident_id = "ID"\ndate = "When"\noffense = "Code"\nx = "X"\ny = "Y"',
+):
+    text = f"""
+[study]
+name = "City"
+frequency = "month"
+
+[data]
+incidents = "extract.csv"
+{extra_data}
+
+[data.columns]
+{columns}
+
+[geo]
+crs = "EPSG:4326"
+areas = "blocks.geojson"
+area_id_field = "GEOID"
+
+[[sites]]
+id = "centre"
+intervention = "2019-03-15"
+market = "market.geojson"
+catchment_buffer_m = {buffer}
+outcomes = ["drug"]
+"""
+    path = folder / "study.toml"
+    path.write_text(text)
+    return path
+
+
+def test_bad_coordinates_and_outside_areas_are_counted_like_other_rejects(city):
+    x, y = lonlat(150, 150)
+    far_x, far_y = lonlat(5000, 150)
+    rows = [(i, f"2019-0{1 + i % 6}-10", "35A", f"{x:.6f}", f"{y:.6f}") for i in range(1, 41)]
+    rows += [
+        (101, "2019-01-10", "35A", "", ""),
+        (102, "2019-01-10", "35A", "0", "0"),
+        (103, "2019-01-10", "35A", "n/a", f"{y:.6f}"),
+        (104, "2019-01-10", "35A", f"{x:.6f}", "95.5"),  # latitude beyond the CRS's range
+        (105, "2019-01-10", "35A", f"{far_x:.6f}", f"{far_y:.6f}"),  # 5 km away: in no block
+    ]
+    write_extract(city, rows)
+    study = load_study(geo_toml(city, extra_data="max_reject_share = 0.2"))
+    ingest = load_study_data(study)
+    reasons = ingest.rejects.set_index("row")["reason"].to_dict()
+    assert reasons == {
+        41: "bad_coordinates",
+        42: "bad_coordinates",
+        43: "bad_coordinates",
+        44: "bad_coordinates",
+        45: "outside_areas",
+    }
+    assert set(ingest.rejects["field"]) == {"X,Y"}
+    assert ingest.rows_counted == 40
+    assert ingest.panel.series("drug", ["b11"]).sum() == 40
+    summary = ingest.reject_summary().set_index("reason")
+    assert summary.loc["bad_coordinates", "kind"] == "quality"
+    assert summary.loc["outside_areas", "kind"] == "scope"
+
+
+def test_points_outside_the_boundary_are_outside_areas(city):
+    boundary = shapely.box(ORIGIN[0], ORIGIN[1], ORIGIN[0] + 200, ORIGIN[1] + 300)
+    write_geojson(city / "city.geojson", [boundary])
+    inside, east = lonlat(150, 150), lonlat(250, 150)  # block b12 lies beyond the city limits
+    rows = [(i, "2019-01-10", "35A", *inside) for i in range(1, 20)] + [
+        (99, "2019-01-10", "35A", *east)
+    ]
+    write_extract(city, rows)
+    path = geo_toml(city)
+    path.write_text(
+        path.read_text().replace(
+            'area_id_field = "GEOID"', 'area_id_field = "GEOID"\nboundary = "city.geojson"'
+        )
+    )
+    ingest = load_study_data(load_study(path))
+    assert ingest.rejects.set_index("row")["reason"].to_dict() == {20: "outside_areas"}
+
+
+def test_swapped_x_and_y_are_named(city):
+    x, y = lonlat(150, 150)
+    rows = [(i, "2019-01-10", "35A", f"{y:.6f}", f"{x:.6f}") for i in range(1, 30)]
+    write_extract(city, rows)
+    with pytest.raises(GeoError, match=r"x and y look swapped.*x = 'Y', y = 'X'"):
+        load_study_data(load_study(geo_toml(city)))
+
+
+def test_most_points_outside_every_area_stops_the_run(city):
+    x, y = lonlat(30_000, 150)
+    write_extract(city, [(i, "2019-01-10", "35A", f"{x:.6f}", f"{y:.6f}") for i in range(1, 30)])
+    with pytest.raises(
+        GeoError, match=r"29 of 29 points \(100%\) fall in no area of blocks.geojson.*\[geo\].crs"
+    ):
+        load_study_data(load_study(geo_toml(city)))
+
+
+def test_every_row_rejected_carries_the_reject_log_and_names_the_reasons(city):
+    x, y = lonlat(150, 150)
+    write_extract(city, [(i, f"13/0{i}/2019", "35A", f"{x:.6f}", f"{y:.6f}") for i in range(1, 5)])
+    path = geo_toml(city, extra_data='date_format = "%m/%d/%Y"\nmax_reject_share = 1.0')
+    with pytest.raises(
+        NoUsableRowsError, match=r"all 4 rows were rejected — 4 bad_date .*'%m/%d/%Y'"
+    ) as err:
+        load_study_data(load_study(path))
+    assert err.value.rejects["reason"].tolist() == ["bad_date"] * 4
+
+
+def test_header_only_extract_says_so(city):
+    write_extract(city, [])
+    with pytest.raises(GeoError.__mro__[1], match="has a header but no data rows"):
+        load_study_data(load_study(geo_toml(city)))
+
+
+def test_invalid_geometry_is_named_by_file_and_feature(city):
+    bowtie = shapely.Polygon([(0, 0), (100, 100), (100, 0), (0, 100)])
+    polys = [shapely.box(0, 0, 100, 100), shapely.affinity.translate(bowtie, ORIGIN[0], ORIGIN[1])]
+    write_geojson(city / "blocks.geojson", polys, properties=[{"GEOID": "x1"}, {"GEOID": "x2"}])
+    with pytest.raises(
+        GeoError,
+        match=r"blocks.geojson: feature 2 \(GEOID='x2'\) is not a valid polygon \(Self-intersection",
+    ):
+        load_study(geo_toml(city))
+
+
+def test_unreadable_polygon_file(city):
+    (city / "blocks.geojson").write_text("{not json")
+    with pytest.raises(GeoError, match=r"blocks.geojson: cannot read it as a polygon file"):
+        load_study(geo_toml(city))
+
+
+def test_market_covering_no_area(city):
+    write_geojson(
+        city / "market.geojson",
+        [shapely.box(ORIGIN[0] + 5, ORIGIN[1] + 5, ORIGIN[0] + 20, ORIGIN[1] + 20)],
+    )
+    with pytest.raises(
+        GeoError,
+        match=r"market.geojson: the market of site 'centre' covers no area.*nearest: b00, 4\d m away",
+    ):
+        load_study(geo_toml(city))
+
+
+def test_markets_and_catchments_overlapping_another_sites_market(city):
+    write_geojson(
+        city / "m2.geojson",
+        [shapely.box(ORIGIN[0] + 140, ORIGIN[1] + 20, ORIGIN[0] + 160, ORIGIN[1] + 80)],
+    )
+    second = '\n[[sites]]\nid = "south"\nintervention = "2019-03-15"\nmarket = "m2.geojson"\noutcomes = ["drug"]\n'
+    path = geo_toml(city, buffer=100)
+    path.write_text(path.read_text() + second)
+    with pytest.raises(
+        GeoError,
+        match=r"the catchment of site 'centre' \(100 m around its market\) overlaps the market of site 'south'",
+    ):
+        load_study(path)
+    write_geojson(
+        city / "m2.geojson",
+        [shapely.box(ORIGIN[0] + 150, ORIGIN[1] + 20, ORIGIN[0] + 160, ORIGIN[1] + 140)],
+    )
+    with pytest.raises(GeoError, match=r"the markets of sites 'centre' and 'south' overlap"):
+        load_study(path)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            'area_id_field = "GEOID"',
+            'area_id_field = "GEOID10"',
+            r"no property 'GEOID10' \(did you mean 'GEOID'\?\)",
+        ),
+        (
+            'crs = "EPSG:4326"',
+            'crs = "EPSG:999999"',
+            r"\[geo\]\.crs: 'EPSG:999999' is not a CRS pyproj can read",
+        ),
+    ],
+)
+def test_area_field_and_crs_errors(city, old, new, expected):
+    path = geo_toml(city)
+    path.write_text(path.read_text().replace(old, new))
+    with pytest.raises((GeoError, ConfigError), match=expected):
+        load_study(path)
+
+
+def test_area_id_field_must_be_unique(city):
+    ids, geoms = square_grid(3, 100.0, ORIGIN, prefix="b")
+    props = [{"GEOID": "b00" if i == "b22" else i} for i in ids]
+    write_geojson(city / "blocks.geojson", geoms, properties=props)
+    with pytest.raises(
+        GeoError, match=r"GEOID 'b00' names features 1, 9; \[geo\].area_id_field must be unique"
+    ):
+        load_study(geo_toml(city))
+
+
+def test_grid_cells_over_the_incidents(city):
+    x, y = lonlat(150, 150)
+    x2, y2 = lonlat(420, 150)
+    rows = [(i, "2019-01-10", "35A", f"{x:.6f}", f"{y:.6f}") for i in range(1, 11)]
+    rows += [(i, "2019-02-10", "35A", f"{x2:.6f}", f"{y2:.6f}") for i in range(11, 14)]
+    write_extract(city, rows)
+    path = geo_toml(city)
+    text = path.read_text().replace(
+        'areas = "blocks.geojson"\narea_id_field = "GEOID"', "grid_m = 100"
+    )
+    text = text.replace(
+        'market = "market.geojson"\ncatchment_buffer_m = 100\n', 'treated_areas = ["G0000_0000"]\n'
+    )
+    path.write_text(text)
+    ingest = load_study_data(load_study(path))
+    assert ingest.rows_counted == 13
+    totals = ingest.panel.matrix("drug").sum(axis=1)
+    assert sorted(totals[totals > 0].tolist()) == [3, 10]
+
+
+def test_sites_csv_rows_list_every_role(city):
+    from dmi_eval.panel import site_roles
+
+    x, y = lonlat(150, 150)
+    write_extract(city, [(i, "2019-01-10", "35A", f"{x:.6f}", f"{y:.6f}") for i in range(1, 5)])
+    study = load_study(geo_toml(city, buffer=100))
+    roles = site_roles(load_study_data(study).panel, study)
+    assert list(roles.columns) == ["site", "role", "area_id"]
+    got = roles.groupby("role")["area_id"].apply(tuple).to_dict()
+    # Orthogonal neighbours' centroids are 80 m from the market, diagonal ones 113 m.
+    assert got == {
+        "treated": ("b11",),
+        "catchment": ("b01", "b10", "b12", "b21"),
+        "donor": ("b00", "b02", "b20", "b22"),
+    }
