@@ -121,13 +121,13 @@ def test_unreachable_scheduler_is_a_clear_error() -> None:
                 pass
 
 
-def test_compute_section_is_validated(small_study: Path, tmp_path: Path) -> None:
+def test_compute_section_is_validated(small_study: Path) -> None:
     text = small_study.read_text(encoding="utf-8")
-    good = tmp_path / "study.toml"
+    good = small_study.parent / "compute.toml"  # next to the study's data files
     good.write_text(text + '\n[compute]\nscheduler = "tcp://10.0.0.1:8786"\njobs = 3\n')
     study = load_study(good)
     assert (study.compute.scheduler, study.compute.jobs) == ("tcp://10.0.0.1:8786", 3)
-    bad = tmp_path / "bad.toml"
+    bad = small_study.parent / "bad_compute.toml"
     bad.write_text(text + '\n[compute]\nscheduler = "10.0.0.1"\n')
     with pytest.raises(ConfigError, match=r"\[compute\]\.scheduler"):
         load_study(bad)
