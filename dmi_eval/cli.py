@@ -97,6 +97,28 @@ def _shown(path: str) -> str:
     return Path(path).name if Path(path).is_absolute() else Path(path).as_posix()
 
 
+def _compute(args: argparse.Namespace):
+    """``--scheduler`` / ``--jobs``: where the work runs (default: the study's ``[compute]``)."""
+    from contextlib import nullcontext
+
+    if args.scheduler is None and args.jobs is None:
+        return nullcontext()
+    from dmi_eval.inference.parallel import compute
+
+    return compute(scheduler=args.scheduler, n_jobs=args.jobs)
+
+
+def _add_compute_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="run on this Dask scheduler (needs dmi_eval[dask]); same bytes as a local run",
+    )
+    p.add_argument(
+        "--jobs", type=int, metavar="N", help="local worker processes (1: all in this process)"
+    )
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from dmi_eval.outputs import default_out_dir
     from dmi_eval.report import evaluate_study
@@ -111,7 +133,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     elif sys.stderr.isatty() and not os.environ.get("CI"):
         os.environ[PROGRESS_ENV] = "1"  # the analysis kernels inherit it
     progress = SiteProgress(quiet=args.quiet)
-    summary = evaluate_study(args.study, out, command=command, force=args.force, progress=progress)
+    with _compute(args):
+        summary = evaluate_study(
+            args.study, out, command=command, force=args.force, progress=progress
+        )
     if not args.quiet:
         print(
             f"Evaluated {len(summary.sites)} site(s); {summary.rows_read:,} rows read, "
@@ -153,7 +178,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     study = load_study(args.study)
     site = study.site(args.site)
-    fitted = evaluate_study_sites(study, sites=[site.id])
+    with _compute(args):
+        fitted = evaluate_study_sites(study, sites=[site.id])
     evaluation = fitted.site(site.id)
     verdict = evaluation.verdict
     effects = evaluation.effects()
@@ -261,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write into a non-empty folder that dmi-eval did not write (nothing there is removed)",
     )
+    _add_compute_flags(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("check", help="one site's answer: did the market close?")
@@ -272,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write into a non-empty folder that dmi-eval did not write (nothing there is removed)",
     )
+    _add_compute_flags(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("validate-data", help="read the inputs and account for every row")

@@ -209,6 +209,18 @@ class GeoSpec:
 
 
 @dataclass(frozen=True)
+class Compute:
+    """``[compute]``: where the work runs (``--scheduler`` / ``--jobs`` override it).
+
+    Results do not depend on it: 1 core, N local processes and a Dask cluster
+    give byte-identical reports.
+    """
+
+    scheduler: str | None = None  # a Dask scheduler, tcp://HOST:PORT
+    jobs: int | None = None  # local worker processes
+
+
+@dataclass(frozen=True)
 class Site:
     """One DMI site (one ``[[sites]]`` table)."""
 
@@ -242,6 +254,7 @@ class Study:
     path: Path
     text: str = field(repr=False, default="")
     geo: GeoSpec | None = None
+    compute: Compute = field(default_factory=Compute)
 
     def site(self, site_id: str) -> Site:
         """Return the site with id ``site_id``."""
@@ -295,7 +308,8 @@ _SITE_KEYS = {
     "catchment_buffer_m",
     "donor_buffer_m",
 }
-_TOP_KEYS = {"study", "data", "sites", "verdict", "report", "geo"}
+_TOP_KEYS = {"study", "data", "sites", "verdict", "report", "geo", "compute"}
+_COMPUTE_KEYS = {"scheduler", "jobs"}
 
 
 def _spelled(key: str, value: Any) -> str:
@@ -508,6 +522,7 @@ def parse_study(raw: dict[str, Any], *, file: Path, text: str = "") -> Study:
 
     verdict = _parse_verdict(file, raw.get("verdict", {}))
     report = _parse_report(file, raw.get("report", {}))
+    compute = _parse_compute(file, raw.get("compute", {}))
     return Study(
         name=name,
         frequency=frequency,  # type: ignore[arg-type]
@@ -522,7 +537,24 @@ def parse_study(raw: dict[str, Any], *, file: Path, text: str = "") -> Study:
         path=file,
         text=text,
         geo=geo,
+        compute=compute,
     )
+
+
+def _parse_compute(file: Path, table: Any) -> Compute:
+    """``[compute]``: ``scheduler = "tcp://HOST:PORT"`` and/or ``jobs = N``."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{file.name}: [compute] must be a table")
+    c = _Reader(file, table, "[compute]", _COMPUTE_KEYS)
+    scheduler = c.str("scheduler")
+    if scheduler is not None and "://" not in scheduler:
+        raise c.error(
+            "scheduler", f"must be a Dask scheduler address like tcp://HOST:PORT, got {scheduler!r}"
+        )
+    jobs = c.integer("jobs", 0, low=0, high=4096) if c.has("jobs") else None
+    if jobs == 0:
+        raise c.error("jobs", "must be at least 1 (the number of local worker processes)")
+    return Compute(scheduler=scheduler, jobs=jobs)
 
 
 def _parse_extract(file: Path, d: _Reader) -> dict[str, Any]:

@@ -1,7 +1,10 @@
 """Load a study once and evaluate its sites; hand the fitted results to the report.
 
 :func:`evaluate_study_sites` reads the study file and its data once, fits every
-site (:func:`dmi_eval.evaluation.evaluate_site`) and returns a read-only
+site (:func:`dmi_eval.evaluation.evaluate_site`; sites in parallel through
+:func:`dmi_eval.inference.parallel_map`, on local processes or a Dask cluster
+per the study's ``[compute]`` section or the caller's
+:func:`dmi_eval.inference.compute`) and returns a read-only
 :class:`StudyEvaluation`. The analysis scripts receive it as a file written by
 :func:`save` (a pickle: the scripts run in their own kernels) and read it with
 :func:`load`; they never read the study's data again.
@@ -13,7 +16,9 @@ import copyreg
 import pickle
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -22,6 +27,7 @@ from dmi_eval.config import Study, load_study
 from dmi_eval.data import Ingest, load_study_data
 from dmi_eval.evaluation import SiteEvaluation, evaluate_site
 from dmi_eval.geo import StudyGeo, load_study_geo
+from dmi_eval.inference.parallel import compute, configured, parallel_map
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,13 @@ SILENT: Progress = _Silent()
 """A :class:`Progress` that shows nothing."""
 
 
+def _evaluate_timed(panel: Any, study: Study, site_id: str) -> tuple[SiteEvaluation, float]:
+    """One site's evaluation and its wall time in seconds (shown as progress, never reported)."""
+    started = time.perf_counter()
+    evaluation = evaluate_site(panel, study, site_id)
+    return evaluation, time.perf_counter() - started
+
+
 def evaluate_study_sites(
     study: Study | str | Path,
     *,
@@ -104,14 +117,24 @@ def evaluate_study_sites(
     progress.step("reading data")
     ingest = load_study_data(study)
     wanted = [s.id for s in study.sites] if sites is None else [study.site(s).id for s in sites]
-    evaluated = {}
     progress.start(len(wanted))
-    for site_id in wanted:
-        started = time.perf_counter()
-        evaluated[site_id] = evaluate_site(ingest.panel, study, site_id)
-        progress.site_done(site_id, time.perf_counter() - started)
+    with _study_compute(study):
+        fitted = parallel_map(
+            partial(_evaluate_timed, ingest.panel, study), wanted, min_items=2, desc="sites"
+        )
+    evaluated = {}
+    for site_id, (evaluation, seconds) in zip(wanted, fitted, strict=True):
+        evaluated[site_id] = evaluation
+        progress.site_done(site_id, seconds)
     geo = load_study_geo(study)
     return StudyEvaluation(study=study, ingest=ingest, sites=MappingProxyType(evaluated), geo=geo)
+
+
+def _study_compute(study: Study) -> AbstractContextManager[None]:
+    """The study's ``[compute]`` settings, unless the caller already chose (``--jobs``, ``--scheduler``)."""
+    if configured():
+        return nullcontext()
+    return compute(scheduler=study.compute.scheduler, n_jobs=study.compute.jobs)
 
 
 def _mappingproxy(items: dict[Any, Any]) -> MappingProxyType:

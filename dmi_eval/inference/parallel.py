@@ -5,58 +5,165 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, parallel_config
+from joblib.parallel import get_active_backend
 from tqdm import tqdm
 
+from dmi_eval.errors import DmiEvalError
+
 Alternative = Literal["lower", "greater", "two-sided"]
+
+
+class ComputeError(DmiEvalError):
+    """The compute settings (``--jobs``, ``--scheduler``, ``[compute]``) cannot be used."""
 
 
 def _run_chunk(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
     return [fn(item) for item in items]
 
 
+def _run_chunk_in_worker(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    """A chunk on a worker: loops nested inside it run in that worker (no tasks from tasks)."""
+    with parallel_config(backend="sequential"):
+        return [fn(item) for item in items]
+
+
+def _workers(n_jobs: int | None) -> tuple[str, int]:
+    """The active joblib backend's name and how many workers this loop may use.
+
+    A ``joblib.parallel_config`` set by the caller (``--jobs``, ``--scheduler``)
+    wins over the loop's own default ``n_jobs``. Inside a worker (a nested loop)
+    and under the sequential backend the loop runs in this process.
+    """
+    backend, config_jobs = get_active_backend()
+    name = type(backend).__name__
+    if name == "SequentialBackend" or (getattr(backend, "nesting_level", 0) or 0) > 0:
+        return name, 1
+    if name == "DaskDistributedBackend":
+        return name, max(int(n_jobs or 1), 2)
+    jobs = config_jobs if config_jobs is not None else n_jobs
+    if jobs is None:
+        return name, 1
+    jobs = int(jobs)
+    return name, max(jobs, 1) if jobs > 0 else max(os.cpu_count() or 1, 1)
+
+
 def parallel_map(
     fn: Callable[[Any], Any],
     items: Sequence[Any],
     *,
-    n_jobs: int = 2,
+    n_jobs: int | None = 2,
     min_items: int = 8,
     min_seconds: float = 1.0,
+    desc: str = "placebo fits",
 ) -> list[Any]:
-    """``[fn(x) for x in items]``, in order, over ``n_jobs`` joblib workers.
+    """``[fn(x) for x in items]``, in order, over the active joblib backend.
+
+    The one entry point of every parallel loop. It honours
+    ``joblib.parallel_config``: ``--jobs N`` sets local worker processes,
+    ``--scheduler`` a Dask cluster (backend ``"dask"``); ``n_jobs`` is the
+    loop's own default when no configuration is active.
 
     The first item runs in this process and is timed: when the whole loop
     would take less than ``min_seconds`` in this process (or there are fewer
-    than ``min_items`` items, or ``n_jobs == 1``) the rest runs here too, since
+    than ``min_items`` items, or one worker) the rest runs here too, since
     starting workers would cost more than it saves. Otherwise the remaining
-    items are split into contiguous chunks up front (about four per worker).
-    Each item's result depends only on the item, so the output is identical
-    whatever ``n_jobs`` is and whichever path is taken.
+    items are split into contiguous chunks up front (about four per worker) so
+    that dispatch does not dominate. Each item's result depends only on the
+    item (random draws come from the item, e.g. a per-task seed), so the output
+    is identical whatever the backend, the number of workers and the path taken.
+    A task that fails raises here (on Dask, after Dask's retries of lost
+    workers): the loop never returns partial results.
     """
     items = list(items)
-    if n_jobs == 1 or len(items) < min_items:
+    backend, jobs = _workers(n_jobs)
+    if jobs == 1 or len(items) < min_items:
         return _run_chunk(fn, items)
     start = time.perf_counter()
     first = fn(items[0])
     if (time.perf_counter() - start) * len(items) < min_seconds:
         return [first, *_run_chunk(fn, items[1:])]
     rest = items[1:]
-    n_chunks = min(len(rest), 4 * max(n_jobs, 1))
+    n_chunks = min(len(rest), 4 * jobs)
     bounds = np.linspace(0, len(rest), n_chunks + 1).round().astype(int)
     chunks = [rest[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
-    parts = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_run_chunk)(fn, c) for c in chunks
-    )
+    run = Parallel(return_as="generator") if backend == "DaskDistributedBackend" else None
+    if run is None:
+        run = Parallel(n_jobs=jobs, return_as="generator")
+    parts = run(delayed(_run_chunk_in_worker)(fn, c) for c in chunks)
     out = []
-    with progress_bar(len(rest), "placebo fits") as bar:
+    with progress_bar(len(rest), desc) as bar:
         for part in parts:
             out.extend(part)
             bar.update(len(part))
+    if len(out) != len(rest):
+        raise RuntimeError(f"parallel loop returned {len(out)} of {len(rest)} results")
     return [first, *out]
+
+
+def task_seeds(seed: int, n: int) -> list[np.random.SeedSequence]:
+    """``n`` independent per-task seeds from one seed (``SeedSequence(seed).spawn``).
+
+    A task drawing from its own seed gives the same numbers whichever worker
+    runs it and however the tasks are chunked.
+    """
+    return np.random.SeedSequence(seed).spawn(n)
+
+
+@contextmanager
+def compute(*, scheduler: str | None = None, n_jobs: int | None = None) -> Iterator[None]:
+    """Run every :func:`parallel_map` inside on a Dask cluster or ``n_jobs`` local processes.
+
+    Parameters
+    ----------
+    scheduler
+        Address of a running Dask scheduler (``tcp://HOST:PORT``); needs the
+        optional extra ``pip install dmi_eval[dask]``. A ``distributed.Client``
+        is opened for the duration and joblib's ``"dask"`` backend is used.
+    n_jobs
+        Local worker processes (joblib's loky backend); ``1`` runs everything
+        in this process. Ignored with ``scheduler``.
+    """
+    if scheduler is not None:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise ComputeError(
+                f"scheduler {scheduler!r}: running on a Dask cluster needs the optional "
+                "extra; install it with `pip install dmi_eval[dask]`"
+            ) from None
+        try:
+            client = Client(scheduler)  # connect timeout: distributed.comm.timeouts.connect
+        except OSError as exc:
+            raise ComputeError(
+                f"cannot reach the Dask scheduler at {scheduler!r} ({exc}); start one "
+                "with `dask scheduler` and workers with `dask worker ADDRESS`, or fix "
+                "[compute] scheduler in study.toml / --scheduler"
+            ) from exc
+        with client, parallel_config(backend="dask"):
+            yield
+        return
+    if n_jobs is not None and int(n_jobs) < 1:
+        raise ComputeError(f"--jobs must be at least 1; got {n_jobs}")
+    if n_jobs is None:
+        yield
+    elif int(n_jobs) == 1:
+        with parallel_config(backend="sequential"):
+            yield
+    else:
+        with parallel_config(backend="loky", n_jobs=int(n_jobs)):
+            yield
+
+
+def configured() -> bool:
+    """Whether the caller chose a backend or worker count (``joblib.parallel_config``)."""
+    backend, n_jobs = get_active_backend()
+    return n_jobs is not None or type(backend).__name__ != "LokyBackend"
 
 
 PROGRESS_ENV = "DMI_EVAL_PROGRESS"

@@ -185,6 +185,39 @@ def grake_linear(
     return d * g, iteration, worst, converged
 
 
+def min_relative_misfit(x: np.ndarray, targets: np.ndarray) -> float:
+    """The smallest ``max_j |t_j - x_j'w| / (1 + |t_j|)`` any weights ``w >= 0`` reach.
+
+    A linear programme (HiGHS through :func:`scipy.optimize.linprog`), solved in
+    milliseconds: when it is above the calibration's ``epsilon`` no bounded
+    calibration can converge, so the Newton iterations of :func:`grake_linear`
+    need not be run.
+
+    Notes
+    -----
+    With ``a_j = x_j / (1 + |t_j|)`` and ``b_j = t_j / (1 + |t_j|)``: minimise
+    ``z`` over ``w >= 0, z`` subject to ``-z <= a_j'w - b_j <= z`` for every
+    constraint ``j``.
+    """
+    from scipy.optimize import linprog
+
+    x = np.asarray(x, dtype=float)
+    t = np.asarray(targets, dtype=float)
+    scale = 1.0 / (1.0 + np.abs(t))
+    a = (x * scale).T  # constraints x units
+    b = t * scale
+    n, p = x.shape
+    ones = np.ones((p, 1))
+    a_ub = np.vstack([np.hstack([a, -ones]), np.hstack([-a, -ones])])
+    b_ub = np.concatenate([b, -b])
+    c = np.zeros(n + 1)
+    c[-1] = 1.0
+    res = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"the calibration feasibility programme failed: {res.message}")
+    return float(res.x[-1])
+
+
 def _ginv(a: np.ndarray) -> np.ndarray:
     """Moore-Penrose inverse dropping singular values below ``256 eps * max``."""
     u, s, vt = np.linalg.svd(a)
@@ -311,7 +344,15 @@ def calibrate(
     w_c = None
     iterations = 0
     method: Literal["exact", "fallback", "failed"] = "exact"
-    if not impossible.any():
+    reachable = None if impossible.any() else min_relative_misfit(xc[:, kept], t_all[kept])
+    if reachable is not None and reachable > 1.01 * epsilon:
+        method = "failed"
+        message = (
+            "exact calibration is impossible: no non-negative weights of the control units "
+            f"reproduce the treated totals (smallest reachable relative misfit {reachable:.3g})"
+        )
+        w_c = init.copy()
+    elif not impossible.any():
         w_c, iterations, worst, converged = grake_linear(
             xc[:, kept], t_all[kept], init, epsilon=epsilon, maxit=maxit
         )

@@ -366,29 +366,6 @@ def _jackknife_rows(
         inf_rows.append(_omnibus_normal_row(wname, "jackknife", om, sided, len(outcomes)))
 
 
-_SINGLE_THREAD_ENV = {
-    var: "1"
-    for var in (
-        "OMP_NUM_THREADS",
-        "OPENBLAS_NUM_THREADS",
-        "MKL_NUM_THREADS",
-        "BLIS_NUM_THREADS",
-        "VECLIB_MAXIMUM_THREADS",
-    )
-}
-
-
-def _executor(n_jobs: int):
-    """A private loky process pool whose workers use single-threaded BLAS.
-
-    Not loky's reusable singleton: joblib's ``Parallel`` shares that one and
-    breaks when it was created with other settings. The caller shuts it down.
-    """
-    from joblib.externals.loky.process_executor import ProcessPoolExecutor
-
-    return ProcessPoolExecutor(max_workers=n_jobs, env=_SINGLE_THREAD_ENV)
-
-
 def _draw_placebo_sets(rng: np.random.Generator, n: int, treat: np.ndarray, b: int) -> np.ndarray:
     """All placebo treated sets, drawn up front (rows of unit indices).
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,6 @@ from dmi_eval.designs.microsynth.inference import (
     Sided,
     _ci,
     _draw_placebo_sets,
-    _executor,
     _inf_row,
     _jack_chunk,
     _jackknife_groups,
@@ -36,7 +36,7 @@ from dmi_eval.designs.microsynth.inference import (
 )
 from dmi_eval.designs.microsynth.results import MicroSynthResults
 from dmi_eval.errors import DesignError
-from dmi_eval.inference import progress_bar
+from dmi_eval.inference import parallel_map
 from dmi_eval.options import check_alpha
 
 # ---------------------------------------------------------------------------
@@ -243,41 +243,29 @@ def fit_microsynth(
     if n_permutations > 0:
         sets = _draw_placebo_sets(rng, n, treat, int(n_permutations))  # type: ignore[arg-type]
     jack_out = perm = None
-    if groups is None and sets is None:
-        main, main_stats = _main_task(constraints, treat, y_windows, *calib)
-    else:
-        ex = _executor(int(n_jobs))
-        fut_main = ex.submit(_main_task, constraints, treat, y_windows, *calib)
-        jack_futs = []
-        if groups is not None:
-            for chunk in np.array_split(np.arange(n_groups), min(n_groups, 2 * int(n_jobs))):
-                jack_futs.append(
-                    ex.submit(_jack_chunk, constraints, treat, groups, chunk, y_windows, *calib)
-                )
-        perm_futs = []
-        if sets is not None:
-            n_chunks = min(len(sets), 4 * int(n_jobs))
-            chunks = np.array_split(np.arange(len(sets)), n_chunks)
-            chunk_sizes = [len(c) for c in chunks]
-            for chunk in chunks:
-                perm_futs.append(
-                    ex.submit(_placebo_chunk, constraints, y_windows, sets[chunk], *calib)
-                )
-        main, main_stats = fut_main.result()
-        if jack_futs:
-            parts = [f.result() for f in jack_futs]
-            jack_out = (
-                [np.concatenate([p[0][wi] for p in parts]) for wi in range(len(y_windows))],
-                sum(p[1] for p in parts),
-            )
-        if perm_futs:
-            parts = []
-            with progress_bar(len(sets), "permutations") as bar:
-                for f, chunk_size in zip(perm_futs, chunk_sizes, strict=True):
-                    parts.append(f.result())
-                    bar.update(chunk_size)
-            perm = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-        ex.shutdown(wait=True)
+    # One task list through the shared parallel map (local processes or a Dask cluster);
+    # the chunks are fixed by the counts, never by the workers, and every task runs with
+    # single-threaded BLAS, so the bytes do not depend on where or how widely it ran.
+    tasks: list[tuple[str, Any]] = [("main", None)]
+    if groups is not None:
+        tasks += [("jack", c) for c in np.array_split(np.arange(n_groups), min(n_groups, 8))]
+    if sets is not None:
+        chunks = np.array_split(np.arange(len(sets)), min(len(sets), 16))
+        tasks += [("perm", sets[c]) for c in chunks]
+    shared = (constraints, treat, groups, y_windows, calib)
+    done = parallel_map(
+        partial(_micro_task, shared), tasks, n_jobs=int(n_jobs), min_items=2, desc="microsynth"
+    )
+    main, main_stats = done[0]
+    jack_parts = [r for (kind, _), r in zip(tasks, done, strict=True) if kind == "jack"]
+    perm_parts = [r for (kind, _), r in zip(tasks, done, strict=True) if kind == "perm"]
+    if jack_parts:
+        jack_out = (
+            [np.concatenate([p[0][wi] for p in jack_parts]) for wi in range(len(y_windows))],
+            sum(p[1] for p in jack_parts),
+        )
+    if perm_parts:
+        perm = {key: np.concatenate([p[key] for p in perm_parts]) for key in perm_parts[0]}
     w = main.weights
     notes: list[str] = []
     if main.method != "exact":
@@ -419,3 +407,17 @@ def fit_microsynth(
         seed=seed,
         notes=tuple(notes),
     )
+
+
+def _micro_task(shared: tuple[Any, ...], task: tuple[str, Any]) -> Any:
+    """One microsynth task (the real fit, a jackknife chunk or a placebo chunk), single-threaded BLAS."""
+    from threadpoolctl import threadpool_limits
+
+    constraints, treat, groups, y_windows, calib = shared
+    kind, part = task
+    with threadpool_limits(limits=1):
+        if kind == "main":
+            return _main_task(constraints, treat, y_windows, *calib)
+        if kind == "jack":
+            return _jack_chunk(constraints, treat, groups, part, y_windows, *calib)
+        return _placebo_chunk(constraints, y_windows, part, *calib)

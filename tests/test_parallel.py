@@ -1,0 +1,133 @@
+"""The one parallel map: same bytes on 1 core, local processes and a Dask cluster; no partial results."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dmi_eval.config import load_study
+from dmi_eval.errors import ConfigError
+from dmi_eval.inference.parallel import ComputeError, compute, parallel_map, task_seeds
+from dmi_eval.pipeline import evaluate_study_sites
+from dmi_eval.synthetic import simulate_study, write_study
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded two-site study on a few areas (quick to evaluate)."""
+    folder = tmp_path_factory.mktemp("small")
+    return write_study(simulate_study(seed=3, n_rows=8, n_cols=14, n_months=48, n_sites=2), folder)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Dask cluster of two single-threaded worker processes (a task may lose one worker)."""
+    import cloudpickle
+    import dask
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 1}),
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as lc,
+        distributed.Client(lc) as client,
+    ):
+        yield client
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def _fingerprint(study_path: Path) -> tuple[str, str]:
+    """Every site's effects table and verdict, as the bytes a report would be written from."""
+    fitted = evaluate_study_sites(study_path)
+    effects = pd.concat([s.effects() for s in fitted.sites.values()], ignore_index=True)
+    verdicts = "\n".join(
+        f"{sid},{s.verdict.label},{'; '.join(s.verdict.reasons)}" for sid, s in fitted.sites.items()
+    )
+    return effects.to_csv(index=False, float_format="%.17g"), verdicts
+
+
+def test_study_same_bytes_on_one_core_and_on_dask(small_study: Path, cluster) -> None:
+    with compute(n_jobs=1):
+        one_core = _fingerprint(small_study)
+    from joblib import parallel_config
+
+    with parallel_config(backend="dask"):
+        on_dask = _fingerprint(small_study)
+    assert len(one_core[0].splitlines()) > 10
+    assert on_dask == one_core
+
+
+def _draw(seed: np.random.SeedSequence) -> float:
+    time.sleep(0.15)  # slow enough for the map to hand the loop to the workers
+    return float(np.random.default_rng(seed).normal())
+
+
+def test_per_task_seeds_give_the_same_draws_wherever_they_run(cluster) -> None:
+    seeds = task_seeds(7, 12)
+    here = [_draw(s) for s in seeds]
+    from joblib import parallel_config
+
+    with parallel_config(backend="dask"):
+        there = parallel_map(_draw, seeds, n_jobs=2)
+    assert there == here
+    assert len(set(here)) == len(here)
+
+
+def _in_worker() -> bool:
+    try:
+        distributed.get_worker()
+    except ValueError:
+        return False
+    return True
+
+
+def _die_once(marker_dir: str, x: int) -> int:
+    """Kill the worker process the first time item 5 runs on a worker, then behave."""
+    time.sleep(0.15)  # slow enough for the map to hand the loop to the workers
+    marker = Path(marker_dir) / "killed"
+    if x == 5 and _in_worker() and not marker.exists():
+        marker.write_text("1")
+        os._exit(1)
+    return x * x
+
+
+def test_killed_worker_is_retried_and_the_result_unchanged(cluster, tmp_path: Path) -> None:
+    from functools import partial
+
+    from joblib import parallel_config
+
+    items = list(range(10))
+    with parallel_config(backend="dask"):
+        out = parallel_map(partial(_die_once, str(tmp_path)), items, n_jobs=2)
+    assert (tmp_path / "killed").exists(), "the test did not kill a worker"
+    assert out == [x * x for x in items]
+
+
+def test_unreachable_scheduler_is_a_clear_error() -> None:
+    import dask
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        with pytest.raises(ComputeError, match="cannot reach the Dask scheduler"):
+            with compute(scheduler="tcp://127.0.0.1:9"):
+                pass
+
+
+def test_compute_section_is_validated(small_study: Path) -> None:
+    text = small_study.read_text(encoding="utf-8")
+    good = small_study.parent / "compute.toml"  # next to the study's data files
+    good.write_text(text + '\n[compute]\nscheduler = "tcp://10.0.0.1:8786"\njobs = 3\n')
+    study = load_study(good)
+    assert (study.compute.scheduler, study.compute.jobs) == ("tcp://10.0.0.1:8786", 3)
+    bad = small_study.parent / "bad_compute.toml"
+    bad.write_text(text + '\n[compute]\nscheduler = "10.0.0.1"\n')
+    with pytest.raises(ConfigError, match=r"\[compute\]\.scheduler"):
+        load_study(bad)
