@@ -170,7 +170,7 @@ def parse_dates(
         stamps = pd.to_datetime(ms, unit="ms", utc=True)
         if timezone is not None:
             stamps = stamps.dt.tz_convert(timezone)
-        return stamps.dt.tz_localize(None).astype("datetime64[ns]")
+        return _as_ns(stamps.dt.tz_localize(None))
     if timezone is None and (date_format is None or "%z" not in date_format):
         # Offsets change nothing here: ISO dates are read up to the day, and a format
         # without %z does not match a value that carries one (bad_date).
@@ -192,7 +192,7 @@ def parse_dates(
         pd.to_numeric(digits.str.slice(0, 2), errors="coerce").fillna(0) * 60
         + pd.to_numeric(digits.str.slice(2, 4), errors="coerce").fillna(0)
     )
-    utc = timed.astype("datetime64[ns]") - pd.to_timedelta(minutes[has_offset], unit="min")
+    utc = _as_ns(timed) - pd.to_timedelta(minutes[has_offset], unit="min")
     converted = utc.dt.tz_localize("UTC").dt.tz_convert(timezone).dt.tz_localize(None)
     local[has_offset] = converted.astype("datetime64[ns]")
     return local
@@ -209,8 +209,15 @@ def _parse_local(text: pd.Series, date_format: str | None) -> pd.Series:
         head = text.str.slice(0, 10)
         tail = text.str.slice(10, 11)
         parsed = pd.to_datetime(head, format="%Y-%m-%d", errors="coerce")
-        return parsed.where(tail.isin(["", "T", " "])).astype("datetime64[ns]")
-    return pd.to_datetime(text, format=date_format, errors="coerce").astype("datetime64[ns]")
+        return _as_ns(parsed.where(tail.isin(["", "T", " "])))
+    return _as_ns(pd.to_datetime(text, format=date_format, errors="coerce"))
+
+
+def _as_ns(parsed: pd.Series) -> pd.Series:
+    """Nanosecond datetimes; a date outside their range (years 1677-2262), such as a
+    corrupted year ``-019``, becomes NaT and so a ``bad_date`` reject, not a traceback."""
+    inside = (parsed >= pd.Timestamp.min) & (parsed <= pd.Timestamp.max)
+    return parsed.where(inside).astype("datetime64[ns]")
 
 
 # --- accounting for every row ---------------------------------------------------------

@@ -395,3 +395,15 @@ def test_every_row_rejected_names_the_top_reasons(tmp_path):
     ) as err:
         read_incidents(path, frequency="month", offense_map=NIBRS)
     assert err.value.rejects["row"].tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("values", "date_format"),
+    [(["-019-01-01", "2019-02-02"], None), (["01/02/0019", "01/02/2019"], "%m/%d/%Y")],
+)
+def test_dates_outside_the_nanosecond_range_are_bad_dates_not_tracebacks(values, date_format):
+    # found by the corruption fuzz test: pandas parses year -19 but cannot hold it in ns
+    from dmi_eval.extract import parse_dates
+
+    parsed = parse_dates(pd.Series(values), date_format=date_format)
+    assert parsed.isna().tolist() == [True, False]
