@@ -15,7 +15,10 @@ Helpers of :mod:`dmi_eval.data` (and of the grid pre-pass in :mod:`dmi_eval.geo`
 
 from __future__ import annotations
 
+import bz2
 import difflib
+import gzip
+import lzma
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -40,9 +43,17 @@ def describe_format(date_format: str | None) -> str:
     return f"date_format {date_format!r}"
 
 
+_COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
 def detect_delimiter(path: Path) -> str:
     """The candidate delimiter that occurs most often in the header line (``,`` on a tie)."""
-    with path.open("r", encoding="utf-8", errors="replace", newline="") as fh:
+    opener = _COMPRESSED.get(path.suffix.lower())
+    if opener is None:
+        fh = path.open("r", encoding="utf-8", errors="replace", newline="")
+    else:  # read the header of a compressed extract (pandas reads these by their suffix)
+        fh = opener(path, "rt", encoding="utf-8", errors="replace", newline="")
+    with fh:
         first = fh.readline()
     counts = {d: first.count(d) for d in CANDIDATE_DELIMITERS}
     best = max(CANDIDATE_DELIMITERS, key=lambda d: (counts[d], d == ","))

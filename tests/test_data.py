@@ -407,3 +407,15 @@ def test_dates_outside_the_nanosecond_range_are_bad_dates_not_tracebacks(values,
 
     parsed = parse_dates(pd.Series(values), date_format=date_format)
     assert parsed.isna().tolist() == [True, False]
+
+
+def test_delimiter_of_a_gzipped_extract_is_read_from_its_text(tmp_path):
+    # the Seattle reference file is a .csv.gz; its compressed bytes must not be sniffed
+    import gzip
+
+    from dmi_eval.extract import detect_delimiter
+
+    path = tmp_path / "extract.csv.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        fh.write("ID,time,i_drugs\n1,1,0\n")
+    assert detect_delimiter(path) == ","
