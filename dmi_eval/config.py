@@ -10,269 +10,74 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
-import re
 import tomllib
 import zoneinfo
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import pandas as pd
 
 from dmi_eval.errors import ConfigError
-
-Frequency = Literal["month", "week", "quarter"]
-Transition = Literal["exclude", "post"]
-
-FREQUENCIES: tuple[str, ...] = get_args(Frequency)
-TRANSITIONS: tuple[str, ...] = get_args(Transition)
-PANDAS_FREQ_OF: dict[str, str] = {"month": "M", "week": "W-SUN", "quarter": "Q"}
-SITE_ID_PATTERN = re.compile(r"^[a-z0-9_-]+$")
-DAYS_PER: dict[str, float] = {
-    "week": 7.0,
-    "month": 365.25 / 12,
-    "quarter": 365.25 / 4,
-    "year": 365.25,
-}
-_DURATION = re.compile(r"^\s*(\d+)\s*(week|month|quarter|year)s?\s*$")
-
-
-def parse_duration(text: str) -> tuple[int, str]:
-    """``"6 months"`` -> ``(6, "month")``; units week, month, quarter, year.
-
-    Raises :class:`ValueError` (saying what is allowed) for anything else.
-    """
-    m = _DURATION.match(str(text).lower()) if isinstance(text, str) else None
-    if not m or int(m.group(1)) < 1:
-        raise ValueError(
-            f"{text!r} is not a duration; write a whole number and a unit, "
-            'e.g. "6 months", "26 weeks", "2 quarters" or "1 year"'
-        )
-    return int(m.group(1)), m.group(2)
-
-
-def duration_text(n: int, frequency: str) -> str:
-    """``(6, "month")`` -> ``"6 months"``; ``(1, "quarter")`` -> ``"1 quarter"``."""
-    return f"{n} {frequency}{'' if n == 1 else 's'}"
-
-
-@dataclass(frozen=True)
-class VerdictRules:
-    """Thresholds of the market-closure rule (``[verdict]`` in study.toml).
-
-    The default rule is stated in DESIGN.md: *closed* when the primary outcome's
-    post-period reduction is significant (one-sided ``p < alpha``), at least
-    ``min_reduction``, still present over the last ``persistence`` of the post
-    period (a duration such as ``"6 months"``, converted to the study's
-    periods by :meth:`persistence_in`) and not offset by a significant rise in
-    the catchment area.
-
-    ``persistence_periods`` (an integer number of the data's periods) is the
-    older spelling; when given it replaces ``persistence``.
-    """
-
-    alpha: float = 0.05
-    min_reduction: float = 0.25
-    persistence: str = "6 months"
-    persistence_periods: int | None = None
-    min_pre_periods: int = 12
-    min_expected_count: float = 5.0
-    max_pre_rmspe_ratio: float = 0.5
-
-    def __post_init__(self) -> None:
-        parse_duration(self.persistence)
-        if self.persistence_periods is not None and self.persistence_periods < 1:
-            raise ValueError(
-                f"persistence_periods must be a positive integer; got {self.persistence_periods}"
-            )
-
-    def persistence_in(self, frequency: str) -> int:
-        """The persistence window in periods of ``frequency`` (at least 1).
-
-        ``"6 months"`` is 6 months, 26 weeks or 2 quarters: the duration in days
-        (a month is 365.25/12 days) divided by the period's length, rounded.
-        """
-        if self.persistence_periods is not None:
-            return int(self.persistence_periods)
-        n, unit = parse_duration(self.persistence)
-        return max(1, round(n * DAYS_PER[unit] / DAYS_PER[frequency]))
-
-    def persistence_text(self, frequency: str) -> str:
-        """The persistence window in words, in the study's periods (``"26 weeks"``)."""
-        return duration_text(self.persistence_in(frequency), frequency)
-
-
-@dataclass(frozen=True)
-class ReportOptions:
-    """``[report]`` options: small-cell suppression, outcome names in words.
-
-    ``outcome_labels`` maps an outcome (a data column such as ``i_drugs``) to
-    the words reports use for it (``"drug offences"``); an outcome without a
-    label reads as its name with ``_`` as spaces, followed by "offences".
-    """
-
-    suppress_below: int = 0
-    outcome_labels: tuple[tuple[str, str], ...] = ()
-
-    def outcome_label(self, outcome: str) -> str:
-        """How reports name ``outcome`` in prose and tables (``"drug offences"``)."""
-        labels = dict(self.outcome_labels)
-        if outcome in labels:
-            return labels[outcome]
-        return f"{outcome.replace('_', ' ')} offences"
-
-
-Layout = Literal["long", "wide"]
-
-
-@dataclass(frozen=True)
-class CountsLayout:
-    """How a counts file is laid out (keys in ``[data]``, used with ``counts`` only).
-
-    ``long`` (default): ``area_id, period, outcome, count``. ``wide``: one row
-    per area and period, one column per outcome (``outcome_columns``); the
-    ``covariate_columns`` of each area's first row become its covariates.
-    ``first_period``: the period column holds integers 1, 2, ... counted from
-    this period (e.g. ``"2010Q1"``).
-    """
-
-    layout: Layout = "long"
-    area_column: str = "area_id"
-    period_column: str = "period"
-    first_period: str | None = None
-    outcome_columns: tuple[str, ...] = ()
-    covariate_columns: tuple[str, ...] = ()
-
-
-DELIMITERS: dict[str, str] = {",": ",", ";": ";", "|": "|", "\t": "\t", "tab": "\t"}
-"""Accepted ``[data].delimiter`` values and the character each stands for."""
-
-
-@dataclass(frozen=True)
-class ColumnMap:
-    """``[data.columns]``: the extract's own names for the columns dmi_eval reads.
-
-    ``area_id`` is read unless ``x`` and ``y`` (coordinates in ``[geo].crs``)
-    are given; then each incident is placed in the area polygon that contains it.
-    """
-
-    incident_id: str = "incident_id"
-    date: str = "date"
-    offense: str = "offense"
-    area_id: str | None = "area_id"
-    x: str | None = None
-    y: str | None = None
-
-    @property
-    def geocoded(self) -> bool:
-        """True when incidents carry coordinates instead of an area id."""
-        return self.x is not None
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """``[data]``: where the inputs are, resolved to absolute paths, and how to read them.
-
-    ``date_format`` is ``None`` (ISO 8601), strftime codes, or ``"epoch_ms"``;
-    ``timezone`` (an IANA name) converts offsets / ``Z`` / epoch times to local
-    time before counting; ``delimiter`` is ``None`` (detected from the header).
-    """
-
-    incidents: Path | None
-    counts: Path | None
-    areas: Path | None
-    offense_map: str | Path
-    max_reject_share: float = 0.05
-    layout: CountsLayout = field(default_factory=CountsLayout)
-    date_format: str | None = None
-    timezone: str | None = None
-    delimiter: str | None = None
-    columns: ColumnMap = field(default_factory=ColumnMap)
-
-
-@dataclass(frozen=True)
-class GeoSpec:
-    """``[geo]``: the study's small areas as polygons (or a square grid).
-
-    ``crs`` is the CRS of the incidents' x/y columns; ``areas`` a polygon file
-    (GeoJSON, GeoPackage, shapefile) whose ``area_id_field`` names each area;
-    or ``grid_m``: square cells of that many metres over ``boundary`` (or over
-    the incidents). ``boundary``: optional city limits; points outside it are
-    rejected as ``outside_areas``.
-    """
-
-    crs: str | None = None
-    areas: Path | None = None
-    area_id_field: str | None = None
-    grid_m: float | None = None
-    boundary: Path | None = None
-
-
-@dataclass(frozen=True)
-class Compute:
-    """``[compute]``: where the work runs (``--scheduler`` / ``--jobs`` override it).
-
-    Results do not depend on it: 1 core, N local processes and a Dask cluster
-    give byte-identical reports.
-    """
-
-    scheduler: str | None = None  # a Dask scheduler, tcp://HOST:PORT
-    jobs: int | None = None  # local worker processes
-
-
-@dataclass(frozen=True)
-class Site:
-    """One DMI site (one ``[[sites]]`` table)."""
-
-    id: str
-    name: str
-    intervention: dt.date
-    treated_areas: tuple[str, ...]
-    catchment_areas: tuple[str, ...]
-    donor_areas: tuple[str, ...]
-    outcomes: tuple[str, ...]
-    primary_outcome: str
-    market: Path | None = None
-    catchment_buffer_m: float | None = None
-    donor_buffer_m: float | None = None
-
-
-@dataclass(frozen=True)
-class Study:
-    """A validated study: options, inputs and sites."""
-
-    name: str
-    frequency: Frequency
-    transition: Transition
-    seed: int
-    start: dt.date | None
-    end: dt.date | None
-    data: DataSpec
-    sites: tuple[Site, ...]
-    verdict: VerdictRules
-    report: ReportOptions
-    path: Path
-    text: str = field(repr=False, default="")
-    geo: GeoSpec | None = None
-    compute: Compute = field(default_factory=Compute)
-
-    def site(self, site_id: str) -> Site:
-        """Return the site with id ``site_id``."""
-        for site in self.sites:
-            if site.id == site_id:
-                return site
-        known = ", ".join(s.id for s in self.sites)
-        raise ConfigError(f"{self.path.name}: no site with id {site_id!r}; the study has: {known}")
-
-    @property
-    def intervention_areas(self) -> frozenset[str]:
-        """Areas treated or in the catchment of any site (never default donors)."""
-        areas: set[str] = set()
-        for site in self.sites:
-            areas.update(site.treated_areas)
-            areas.update(site.catchment_areas)
-        return frozenset(areas)
-
+from dmi_eval.study_spec import (
+    _DURATION as _DURATION,
+)
+from dmi_eval.study_spec import (
+    DAYS_PER as DAYS_PER,
+)
+from dmi_eval.study_spec import (
+    DELIMITERS as DELIMITERS,
+)
+from dmi_eval.study_spec import (
+    FREQUENCIES as FREQUENCIES,
+)
+from dmi_eval.study_spec import (
+    PANDAS_FREQ_OF as PANDAS_FREQ_OF,
+)
+from dmi_eval.study_spec import (
+    SITE_ID_PATTERN as SITE_ID_PATTERN,
+)
+from dmi_eval.study_spec import (
+    TRANSITIONS as TRANSITIONS,
+)
+from dmi_eval.study_spec import (  # re-exported: callers import these from config
+    ColumnMap as ColumnMap,
+)
+from dmi_eval.study_spec import (
+    Compute as Compute,
+)
+from dmi_eval.study_spec import (
+    CountsLayout as CountsLayout,
+)
+from dmi_eval.study_spec import (
+    DataSpec as DataSpec,
+)
+from dmi_eval.study_spec import (
+    Frequency as Frequency,
+)
+from dmi_eval.study_spec import (
+    GeoSpec as GeoSpec,
+)
+from dmi_eval.study_spec import (
+    ReportOptions as ReportOptions,
+)
+from dmi_eval.study_spec import (
+    Site as Site,
+)
+from dmi_eval.study_spec import (
+    Study as Study,
+)
+from dmi_eval.study_spec import (
+    Transition as Transition,
+)
+from dmi_eval.study_spec import (
+    VerdictRules as VerdictRules,
+)
+from dmi_eval.study_spec import (
+    duration_text as duration_text,
+)
+from dmi_eval.study_spec import (
+    parse_duration as parse_duration,
+)
 
 _STUDY_KEYS = {"name", "frequency", "transition", "seed", "start", "end"}
 _LAYOUT_KEYS = {
