@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dmi_eval.inference.parallel import Alternative, parallel_map
+from dmi_eval.inference.parallel import parallel_map
+from dmi_eval.options import Sided, check_choice
 
 
 def select_placebos(n: int, max_placebos: int | None, seed: int) -> np.ndarray:
@@ -110,7 +111,7 @@ class PlaceboTest:
         self,
         window: np.ndarray | None = None,
         *,
-        alternative: Alternative = "lower",
+        sided: Sided = "lower",
         max_pre_mspe_multiple: float | None = None,
     ) -> float:
         """Rank p-value of the standardised mean gap over ``window``."""
@@ -118,13 +119,12 @@ class PlaceboTest:
         z = self.standardised_effects(window).to_numpy()[keep]
         z = np.nan_to_num(z, nan=0.0)
         tol = 1e-12 * max(1.0, abs(z[0]))
-        if alternative == "lower":
+        check_choice("sided", sided, Sided)
+        if sided == "lower":
             return float(np.mean(z <= z[0] + tol))
-        if alternative == "greater":
+        if sided == "greater":
             return float(np.mean(z >= z[0] - tol))
-        if alternative == "two-sided":
-            return float(np.mean(np.abs(z) >= abs(z[0]) - tol))
-        raise ValueError(f"alternative must be lower, greater or two-sided, got {alternative!r}")
+        return float(np.mean(np.abs(z) >= abs(z[0]) - tol))
 
     def interval(
         self,

@@ -42,8 +42,8 @@ class DIDResults(WindowResults):
     inference
         ``"placebo"`` (placebo-area intervals, p-values and pre-trend test) or
         ``"cluster"`` (area-clustered SEs); see :class:`DID`.
-    alpha, last_k, window
-        1 - confidence level; length of the ``last{k}`` window; event-time window.
+    level, last_k, window
+        Confidence level of the intervals; length of the ``last{k}`` window; event-time window.
     outcomes, by_outcome
         Fitted outcomes and outcome -> :class:`OutcomeDID`.
     """
@@ -51,7 +51,7 @@ class DIDResults(WindowResults):
     site_id: str
     model: str
     inference: str
-    alpha: float
+    level: float
     last_k: int
     window: tuple[int, int]
     outcomes: tuple[str, ...]
@@ -60,7 +60,7 @@ class DIDResults(WindowResults):
 
     def method(self, outcome: str | None = None) -> str:
         """The ``method`` text of the effects rows."""
-        conf = f"{100 * (1 - self.alpha):g}%"
+        conf = f"{100 * self.level:g}%"
         scale = {
             "poisson": "rate ratio, delta method on log(O/C)",
             "log1p": "exp(beta) of log(1+y) taken as the rate ratio (approximation), delta method",

@@ -21,7 +21,7 @@ from dmi_eval.designs.its.model import (
 )
 from dmi_eval.designs.its.results import ITSResults, OutcomeITS
 from dmi_eval.errors import DesignError
-from dmi_eval.options import check_alpha, check_choice, check_last_k, check_outcomes
+from dmi_eval.options import alpha_of, check_choice, check_last_k, check_level, check_outcomes
 from dmi_eval.panel import PERIODS_PER_YEAR, SiteData
 
 
@@ -186,8 +186,8 @@ class ITS:
         intervals are far too wide).
     last_k
         Length of the ``last{k}`` window (capped at the number of post periods).
-    alpha
-        1 - confidence level of the intervals.
+    level
+        Confidence level of the intervals (default 0.95).
     n_harmonics, slope_change, ramp
         Model terms (see :func:`segmented_design`).
     hac_lags
@@ -231,7 +231,7 @@ class ITS:
         seasonality: Literal["auto", "none", "fourier", "dummies"] = "auto",
         comparison: Comparison = "none",
         last_k: int = 6,
-        alpha: float = 0.05,
+        level: float = 0.95,
         n_harmonics: int = 2,
         slope_change: bool = True,
         ramp: int = 0,
@@ -256,7 +256,7 @@ class ITS:
         if comparison != "none" and family == "sarimax":
             raise ValueError(f"family 'sarimax' is not available with comparison={comparison!r}")
         check_last_k(last_k)
-        check_alpha(alpha)
+        check_level(level)
         if not isinstance(max_placebos, int) or max_placebos < 0:
             raise ValueError("max_placebos must be a non-negative integer")
         chosen = check_outcomes(site_data.outcomes, outcomes)
@@ -279,7 +279,7 @@ class ITS:
         self.seasonality = seasonality
         self.comparison = comparison
         self.last_k = last_k
-        self.alpha = alpha
+        self.level = level
         self.n_harmonics = n_harmonics
         self.slope_change = slope_change
         self.ramp = ramp
@@ -297,7 +297,7 @@ class ITS:
         return ITSResults(
             site_id=self.site_id,
             design="its" if self.comparison == "none" else "cits",
-            alpha=self.alpha,
+            level=self.level,
             last_k=self.last_k,
             outcomes=self.outcomes,
             by_outcome=MappingProxyType(by_outcome),
@@ -369,7 +369,7 @@ class ITS:
             count_cov=count_cov,
             sarimax_order=self.sarimax_order,  # type: ignore[arg-type]
             t_inference=t_inference,
-            alpha=self.alpha,
+            alpha=alpha_of(self.level),
             exposure=(float(self.n_areas[0]), float(self.n_areas[1]))
             if self.comparison == "donor_total"
             else None,

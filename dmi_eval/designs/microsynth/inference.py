@@ -17,8 +17,7 @@ from dmi_eval.designs.microsynth.calibration import (
     calibrate,
 )
 from dmi_eval.inference.delta import normal_tails
-
-Sided = Literal["lower", "two-sided", "upper"]
+from dmi_eval.options import Sided
 
 
 InferenceMethod = Literal["linearization", "jackknife", "permutation"]
@@ -220,7 +219,7 @@ def _p_values(z: float, sided: str) -> tuple[float, float, float, float]:
     if not np.isfinite(z):
         return (math.nan,) * 4
     lower, upper, two = normal_tails(float(z))
-    chosen = {"lower": lower, "upper": upper, "two-sided": two}[sided]
+    chosen = {"lower": lower, "greater": upper, "two-sided": two}[sided]
     return lower, upper, two, chosen
 
 
@@ -415,7 +414,7 @@ def _perm_rows(
                 p2 = float((1 + np.sum(np.abs(z_pl) >= abs(z_obs))) / n_pl)
             else:
                 pl = pu = p2 = math.nan
-            pv = {"lower": pl, "upper": pu, "two-sided": p2}[sided]
+            pv = {"lower": pl, "greater": pu, "two-sided": p2}[sided]
             # interval from quantiles of standardised log ratios (observed included)
             lr_all = np.concatenate([[st["log_ratio"][k]], perm["log_ratio"][exact, wi, k]])
             dv_all = np.concatenate([[st["dvar"][k]], perm["dvar"][exact, wi, k]])

@@ -37,7 +37,7 @@ from dmi_eval.designs.microsynth.inference import (
 from dmi_eval.designs.microsynth.results import MicroSynthResults
 from dmi_eval.errors import DesignError
 from dmi_eval.inference import parallel_map
-from dmi_eval.options import check_alpha
+from dmi_eval.options import alpha_of
 
 # ---------------------------------------------------------------------------
 # numeric core on DataFrames
@@ -53,7 +53,7 @@ def fit_microsynth(
     match_outcomes: Sequence[str] | None = None,
     match_periods: MatchPeriods = "each",
     block_length: int = 3,
-    alpha: float = 0.10,
+    level: float = 0.90,
     sided: Sided = "lower",
     n_permutations: int = 0,
     jackknife: bool | int = False,
@@ -85,11 +85,11 @@ def fit_microsynth(
     match_periods
         ``"each"`` pre period, ``"blocks"`` of ``block_length`` periods counted
         back from the last pre period, or the pre-period ``"total"``.
-    alpha
-        Intervals are equal-tailed at level ``1 - alpha`` (0.10: 90%, as the
-        Seattle evaluation).
+    level
+        Confidence level of the equal-tailed intervals (default 0.90, as the
+        Seattle evaluation); ``alpha = 1 - level`` below.
     sided
-        ``"lower"`` (a reduction; the Seattle evaluation's test), ``"upper"``
+        ``"lower"`` (a reduction; the Seattle evaluation's test), ``"greater"``
         or ``"two-sided"``: which p-value is reported as ``p_value``.
     n_permutations
         Placebo treated sets (drawn up front from ``seed`` among all units);
@@ -145,7 +145,7 @@ def fit_microsynth(
         raise ValueError(f"match_periods must be one of {', '.join(MATCH_PERIODS)}")
     if primary not in PRIMARY:
         raise ValueError(f"primary must be one of {', '.join(PRIMARY)}; got {primary!r}")
-    check_alpha(alpha)
+    alpha = alpha_of(level)
     if (
         isinstance(n_permutations, bool)
         or int(n_permutations) != n_permutations
@@ -383,7 +383,7 @@ def fit_microsynth(
         site_id=site,
         outcomes=outcomes,
         window_periods={k: tuple(periods[v]) for k, v in win_idx.items()},
-        alpha=alpha,
+        level=level,
         sided=sided,
         primary=primary_m,
         weights=pd.Series(w, index=units, name="weight"),

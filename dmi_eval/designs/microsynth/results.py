@@ -70,7 +70,7 @@ class MicroSynthResults(DesignResults):
     site_id: str
     outcomes: tuple[str, ...]
     window_periods: Mapping[str, tuple[Any, ...]]
-    alpha: float
+    level: float
     sided: Sided
     primary: InferenceMethod
     weights: pd.Series
@@ -90,10 +90,6 @@ class MicroSynthResults(DesignResults):
     @property
     def design(self) -> str:  # type: ignore[override]
         return DESIGN
-
-    @property
-    def level(self) -> float:  # type: ignore[override]
-        return 1 - self.alpha
 
     @property
     def windows(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -196,8 +192,8 @@ class MicroSynthResults(DesignResults):
         return tuple(pd.unique(self.inference["method"]))
 
     def _method_label(self, method: str) -> str:
-        level = f"{round(100 * (1 - self.alpha))}%"
-        side = {"lower": "one-sided lower", "upper": "one-sided upper"}.get(self.sided, "two-sided")
+        level = f"{round(100 * self.level)}%"
+        side = {"lower": "one-sided lower", "greater": "one-sided upper"}.get(self.sided, "two-sided")
         what = {
             "linearization": "linearization (survey-weighted regression, delta method)",
             "jackknife": f"jackknife ({self.n_jackknife_groups} groups, weights recomputed)",
@@ -211,7 +207,7 @@ class MicroSynthResults(DesignResults):
         ``method`` chooses the inference behind ``ci_low, ci_high, p_value``;
         default :attr:`primary` (permutation when placebos were run, else
         jackknife when run, else linearization). ``p_value`` follows the
-        ``sided`` option; intervals are equal-tailed at level ``1 - alpha``.
+        ``sided`` option; intervals are equal-tailed at confidence ``level``.
         """
         method = method or self.primary
         if method not in self.methods:
