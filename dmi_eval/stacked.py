@@ -286,7 +286,9 @@ def stacked_event_study(
     X = pd.DataFrame({_event_name(k): (tr & (ev == k)).astype(float) for k in ks if k != -1})
     wild = model == "poisson"
     site_of = np.concatenate([np.full(a.size, i) for i, a in enumerate(ys)])
-    fit = fit_fe(y, ent, tim, X, model=model, cluster=site_of if wild else clu, alpha=alpha_of(level))
+    fit = fit_fe(
+        y, ent, tim, X, model=model, cluster=site_of if wild else clu, alpha=alpha_of(level)
+    )
     treated_obs = {k: (int((tr & (ev == k)).sum()), float(y[tr & (ev == k)].sum())) for k in ks}
     frame = _event_frame(fit, ks, treated_obs)
     n_sites_k = {k: 0 for k in ks}

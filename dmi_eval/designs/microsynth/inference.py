@@ -19,7 +19,6 @@ from dmi_eval.designs.microsynth.calibration import (
 from dmi_eval.inference.delta import normal_tails
 from dmi_eval.options import Sided
 
-
 InferenceMethod = Literal["linearization", "jackknife", "permutation"]
 
 

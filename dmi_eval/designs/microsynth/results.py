@@ -193,7 +193,9 @@ class MicroSynthResults(DesignResults):
 
     def _method_label(self, method: str) -> str:
         level = f"{round(100 * self.level)}%"
-        side = {"lower": "one-sided lower", "greater": "one-sided upper"}.get(self.sided, "two-sided")
+        side = {"lower": "one-sided lower", "greater": "one-sided upper"}.get(
+            self.sided, "two-sided"
+        )
         what = {
             "linearization": "linearization (survey-weighted regression, delta method)",
             "jackknife": f"jackknife ({self.n_jackknife_groups} groups, weights recomputed)",

@@ -12,10 +12,10 @@ import pandas as pd
 
 from dmi_eval.designs.synth.inference import NoiseInputs, NoiseStandardisedTest
 from dmi_eval.designs.synth.reference import Method
-from dmi_eval.options import Sided
 from dmi_eval.inference import (
     PlaceboTest,
 )
+from dmi_eval.options import Sided
 from dmi_eval.results import (
     DesignResults,
     diagnostics_frame,
@@ -210,9 +210,7 @@ class SyntheticControlResults(DesignResults):
         last[idx[:-k]] = False
         return {"post": post, f"last{self.last_k}": last}
 
-    def p_value(
-        self, outcome: str, *, window: str = "post", sided: Sided = "lower"
-    ) -> float:
+    def p_value(self, outcome: str, *, window: str = "post", sided: Sided = "lower") -> float:
         """Placebo-in-space rank p-value in ``window``, the requested tail counted on its own."""
         noise = self.noise_test(outcome, window)
         if noise is not None:
@@ -222,9 +220,7 @@ class SyntheticControlResults(DesignResults):
         if test is None or test.n_placebos == 0:
             return float("nan")
         mask = self._windows()[window]
-        return test.p_value(
-            mask, sided=sided, max_pre_mspe_multiple=self.max_pre_mspe_multiple
-        )
+        return test.p_value(mask, sided=sided, max_pre_mspe_multiple=self.max_pre_mspe_multiple)
 
     def p_value_lower(self, outcome: str, window: str = "post") -> float:
         """One-sided p-value of a reduction (the verdict's test), whatever ``sided`` was."""
