@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from typing import Any, Literal, get_args
@@ -362,28 +361,6 @@ def _jackknife_rows(
         cov_beta = scale * np.einsum("ga,gb->ab", dev[:, :, 0], dev[:, :, 0])
         om = _omnibus(st["beta"], cov_beta, sided)
         inf_rows.append(_omnibus_normal_row(wname, "jackknife", om, sided, len(outcomes)))
-
-
-def _draw_placebo_sets(rng: np.random.Generator, n: int, treat: np.ndarray, b: int) -> np.ndarray:
-    """All placebo treated sets, drawn up front (rows of unit indices).
-
-    Random sets of ``n_treated`` units among all units (the actual set excluded);
-    when there are no more than ``b`` possible sets, every one of them (an exact
-    permutation test).
-    """
-    n_t = int(treat.sum())
-    actual = np.flatnonzero(treat)
-    if math.comb(n, n_t) - 1 <= b:
-        every = [c for c in itertools.combinations(range(n), n_t) if not np.array_equal(c, actual)]
-        return np.array(every, dtype=np.int64).reshape(len(every), n_t)
-    sets = np.empty((b, n_t), dtype=np.int64)
-    for j in range(b):
-        while True:
-            chosen = np.sort(rng.choice(n, size=n_t, replace=False))
-            if not np.array_equal(chosen, actual):
-                break
-        sets[j] = chosen
-    return sets
 
 
 def _perm_rows(

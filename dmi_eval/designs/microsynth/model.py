@@ -22,7 +22,6 @@ from dmi_eval.designs.microsynth.inference import (
     Primary,
     Sided,
     _ci,
-    _draw_placebo_sets,
     _inf_row,
     _jack_chunk,
     _jackknife_groups,
@@ -37,6 +36,7 @@ from dmi_eval.designs.microsynth.inference import (
 from dmi_eval.designs.microsynth.results import MicroSynthResults
 from dmi_eval.errors import DesignError
 from dmi_eval.inference import parallel_map
+from dmi_eval.inference.placebo import draw_placebo_sets
 from dmi_eval.options import alpha_of
 
 # ---------------------------------------------------------------------------
@@ -241,7 +241,7 @@ def fit_microsynth(
         groups = _jackknife_groups(treat, n_groups, rng)  # type: ignore[arg-type]
     sets = None
     if n_permutations > 0:
-        sets = _draw_placebo_sets(rng, n, treat, int(n_permutations))  # type: ignore[arg-type]
+        sets = draw_placebo_sets(rng, n, treat, int(n_permutations))  # type: ignore[arg-type]
     jack_out = perm = None
     # One task list through the shared parallel map (local processes or a Dask cluster);
     # the chunks are fixed by the counts, never by the workers, and every task runs with
