@@ -312,23 +312,55 @@ def fit_segmented(
         alpha,
         extra,
     )
+    fitted_model = (params, cov, fitted, resid, df, use_t, disp, extra, notes)
+    return _segmented_fit(
+        fitted_model,
+        family=family,
+        exog=exog,
+        interventions=interventions,
+        y=yv,
+        exposure=expo,
+        target=np.ones(yv.size, dtype=bool),
+        post=postv.copy(),
+        t_inference=t_inference,
+        alpha=alpha,
+        choices=choices,
+    )
+
+
+def _segmented_fit(
+    fitted_model: tuple[Any, ...],
+    *,
+    family: str,
+    exog: pd.DataFrame,
+    interventions: Sequence[str],
+    y: np.ndarray,
+    exposure: np.ndarray | None,
+    target: np.ndarray,
+    post: np.ndarray,
+    t_inference: bool | None,
+    alpha: float,
+    choices: Mapping[str, Any],
+) -> SegmentedFit:
+    """The frozen :class:`SegmentedFit` of a fitted model (``_fit_model``'s tuple)."""
+    params, cov, fitted, resid, df, use_t, disp, extra, notes = fitted_model
     return SegmentedFit(
         family=family,
         params=params,
         cov=cov,
         exog=exog,
         interventions=tuple(interventions),
-        y=yv,
-        exposure=np.ones_like(yv) if expo is None else expo,
-        target=np.ones(yv.size, dtype=bool),
-        post=postv.copy(),
+        y=y,
+        exposure=np.ones_like(y) if exposure is None else exposure,
+        target=target,
+        post=post,
         fitted=fitted,
         resid=resid,
         df_resid=df,
         use_t=use_t if t_inference is None else bool(t_inference),
         dispersion=disp,
         alpha=alpha,
-        choices=MappingProxyType(choices),
+        choices=MappingProxyType(dict(choices)),
         notes=tuple(notes),
         extra=MappingProxyType(extra),
     )
@@ -549,23 +581,17 @@ def fit_multigroup(
     if family == "ols":
         choices["hac_panel"] = hac_panel
     target = z.astype(bool)
-    return SegmentedFit(
+    fitted_model = (params, cov, fitted, resid, df, use_t, disp, extra, notes)
+    return _segmented_fit(
+        fitted_model,
         family=family,
-        params=params,
-        cov=cov,
         exog=exog,
-        interventions=tuple(interventions),
+        interventions=interventions,
         y=yy,
-        exposure=np.ones_like(yy) if expo is None else expo,
+        exposure=expo,
         target=target,
         post=target & np.tile(postv, n_units),
-        fitted=fitted,
-        resid=resid,
-        df_resid=df,
-        use_t=use_t if t_inference is None else bool(t_inference),
-        dispersion=disp,
+        t_inference=t_inference,
         alpha=alpha,
-        choices=MappingProxyType(choices),
-        notes=tuple(notes),
-        extra=MappingProxyType(extra),
+        choices=choices,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -152,6 +153,36 @@ def _linearization(
     }
 
 
+@dataclass(frozen=True)
+class Calibrator:
+    """The calibration settings every microsynth fit of one site shares (real, jackknife, placebo).
+
+    ``sided`` is the tail of the linearization p-values computed with each fit.
+    """
+
+    names: tuple[str, ...]
+    totals: tuple[tuple[int, ...], ...]
+    sided: str
+    epsilon: float
+    maxit: int
+    fallback: bool
+
+    def fit(
+        self, constraints: np.ndarray, treat: np.ndarray, use: np.ndarray | None = None
+    ) -> CalibrationFit:
+        """:func:`calibrate` the controls for the treated set ``treat`` (rows ``use``)."""
+        return calibrate(
+            constraints,
+            treat,
+            use=use,
+            names=self.names,
+            totals=self.totals,
+            epsilon=self.epsilon,
+            maxit=self.maxit,
+            fallback=self.fallback,
+        )
+
+
 def _window_arrays(y_all: np.ndarray, windows: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [np.ascontiguousarray(y_all[:, :, idx]) for idx in windows]
 
@@ -160,12 +191,7 @@ def _placebo_chunk(
     constraints: np.ndarray,
     y_windows: list[np.ndarray],
     sets: np.ndarray,
-    names: tuple[str, ...],
-    totals: tuple[tuple[int, ...], ...],
-    sided: str,
-    epsilon: float,
-    maxit: int,
-    fallback: bool,
+    calib: Calibrator,
 ) -> dict[str, np.ndarray]:
     """Weights and standardised statistics for a chunk of placebo treated sets."""
     n = constraints.shape[0]
@@ -181,18 +207,10 @@ def _placebo_chunk(
     for j, chosen in enumerate(sets):
         treat = np.zeros(n, dtype=bool)
         treat[chosen] = True
-        fit = calibrate(
-            constraints,
-            treat,
-            names=names,
-            totals=totals,
-            epsilon=epsilon,
-            maxit=maxit,
-            fallback=fallback,
-        )
+        fit = calib.fit(constraints, treat)
         method[j] = codes[fit.method]
         for wi, y in enumerate(y_windows):
-            st = _linearization(y, fit.weights, treat, n, sided)
+            st = _linearization(y, fit.weights, treat, n, calib.sided)
             z[j, wi], lr[j, wi], dv[j, wi], om[j, wi] = (
                 st["z"],
                 st["log_ratio"],
@@ -276,25 +294,12 @@ def _main_task(
     constraints: np.ndarray,
     treat: np.ndarray,
     y_windows: list[np.ndarray],
-    names: tuple[str, ...],
-    totals: tuple[tuple[int, ...], ...],
-    sided: str,
-    epsilon: float,
-    maxit: int,
-    fallback: bool,
+    calib: Calibrator,
 ) -> tuple[CalibrationFit, list[dict[str, Any]]]:
     """Weights of the real treated set and their linearization statistics per window."""
-    fit = calibrate(
-        constraints,
-        treat,
-        names=names,
-        totals=totals,
-        epsilon=epsilon,
-        maxit=maxit,
-        fallback=fallback,
-    )
+    fit = calib.fit(constraints, treat)
     n = constraints.shape[0]
-    return fit, [_linearization(y, fit.weights, treat, n, sided) for y in y_windows]
+    return fit, [_linearization(y, fit.weights, treat, n, calib.sided) for y in y_windows]
 
 
 def _jack_chunk(
@@ -303,27 +308,13 @@ def _jack_chunk(
     groups: np.ndarray,
     chunk: np.ndarray,
     y_windows: list[np.ndarray],
-    names: tuple[str, ...],
-    totals: tuple[tuple[int, ...], ...],
-    sided: str,
-    epsilon: float,
-    maxit: int,
-    fallback: bool,
+    calib: Calibrator,
 ) -> tuple[list[np.ndarray], int]:
     """Replicate coefficients ``(beta, gamma)`` for jackknife groups ``chunk``, weights recomputed."""
     out: list[list[np.ndarray]] = [[] for _ in y_windows]
     bad = 0
     for g in chunk:
-        fit = calibrate(
-            constraints,
-            treat,
-            use=groups != g,
-            names=names,
-            totals=totals,
-            epsilon=epsilon,
-            maxit=maxit,
-            fallback=fallback,
-        )
+        fit = calib.fit(constraints, treat, use=groups != g)
         bad += fit.method != "exact"
         for wi, y in enumerate(y_windows):
             beta, gamma, _, _ = _wls_coefs(y, fit.weights, treat)

@@ -18,6 +18,7 @@ from dmi_eval.designs.microsynth.inference import (
     MATCH_PERIODS,
     PRIMARY,
     SIDED,
+    Calibrator,
     InferenceMethod,
     Primary,
     Sided,
@@ -225,7 +226,7 @@ def fit_microsynth(
     y_all = np.stack([counts[o].to_numpy(dtype=float) for o in outcomes])  # K x n x T
     wnames = list(win_idx)
     y_windows = _window_arrays(y_all, [win_idx[k] for k in wnames])
-    calib = (names_t, totals_t, sided, epsilon, maxit, fallback)
+    calib = Calibrator(names_t, totals_t, sided, epsilon, maxit, fallback)
 
     # Random parts are drawn up front from the seed (jackknife groups, then placebo sets).
     # With any random inference, every fit runs in worker processes with single-threaded
@@ -417,7 +418,7 @@ def _micro_task(shared: tuple[Any, ...], task: tuple[str, Any]) -> Any:
     kind, part = task
     with threadpool_limits(limits=1):
         if kind == "main":
-            return _main_task(constraints, treat, y_windows, *calib)
+            return _main_task(constraints, treat, y_windows, calib)
         if kind == "jack":
-            return _jack_chunk(constraints, treat, groups, part, y_windows, *calib)
-        return _placebo_chunk(constraints, y_windows, part, *calib)
+            return _jack_chunk(constraints, treat, groups, part, y_windows, calib)
+        return _placebo_chunk(constraints, y_windows, part, calib)
