@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dmi_eval.checks import PRETREND
 from dmi_eval.designs.did.inference import WindowEffect, _event_plot_data
 from dmi_eval.designs.did.model import MODEL_LABEL, FEFit
 from dmi_eval.results import WindowResults, diagnostics_frame, series_frame
@@ -98,7 +99,7 @@ class DIDResults(WindowResults):
     @cached_property
     def checks(self) -> dict[str, pd.DataFrame]:  # type: ignore[override]
         rows = [{"outcome": o, **self.by_outcome[o].pretrend} for o in self.outcomes]
-        return {"pretrend": pd.DataFrame(rows)}
+        return {PRETREND: pd.DataFrame(rows)}
 
     def event_study(self, outcome: str | None = None) -> pd.DataFrame:
         """Event-time coefficients (reference period -1 fixed at 0).

@@ -11,6 +11,7 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
+from dmi_eval.checks import placebo_in_time
 from dmi_eval.designs.its.fit import fit_multigroup, fit_segmented
 from dmi_eval.designs.its.model import (
     COUNT_FAMILIES,
@@ -104,51 +105,36 @@ def _placebo_in_time(
 ) -> pd.DataFrame:
     """Fake call-in dates inside the pre-period, each fitted on pre data only.
 
-    For each fake start ``j`` the model is re-fitted to the first ``j + window``
-    pre periods with ``post = rows >= j``, and the effect over those ``window``
-    fake post periods is recorded. Returns a frame with ``row`` (position of
-    the fake start in the fitted pre rows), ``pct_change``, ``log_ratio`` and
-    ``p_value``; empty when the pre-period is too short.
+    For each fake start ``j`` (:func:`dmi_eval.checks.fake_starts`) the model is
+    re-fitted to the first ``j + window`` pre periods with ``post = rows >= j``, and
+    the effect over those ``window`` fake post periods is recorded
+    (:func:`dmi_eval.checks.placebo_in_time`; empty when the pre-period is too short).
     """
     pre = ~post
     y_pre, t_pre, s_pre = y[pre], time[pre], season[pre]
     c_pre = None if controls is None else controls[:, pre]
-    n_pre = y_pre.size
     n_terms = 2 + (2 * spec.n_harmonics if spec.seasonality == "fourier" else 0)
     n_terms += spec.period_length - 1 if spec.seasonality == "dummies" else 0
-    min_train = max(8, n_terms + 4)
-    starts = np.arange(min_train, n_pre - window + 1)
-    rows: list[dict[str, float]] = []
-    if window < 2 or starts.size == 0:
-        return pd.DataFrame(columns=["row", "pct_change", "log_ratio", "p_value"])
-    if starts.size > max_placebos:
-        pick = np.unique(np.round(np.linspace(0, starts.size - 1, max_placebos)).astype(int))
-        starts = starts[pick]
-    for j in starts:
-        end = j + window
+
+    def refit(j: int, end: int) -> tuple[float, float]:
         fake_post = np.arange(end) >= j
-        try:
-            f = spec.fit(
-                y_pre[:end],
-                fake_post,
-                t_pre[:end],
-                s_pre[:end],
-                None if c_pre is None else c_pre[:, :end],
-            )
-            eff = f.window_effect(f.post)
-        except (DesignError, ValueError, np.linalg.LinAlgError):
-            continue
-        if not np.isfinite(eff.pct_change) or eff.pct_change <= -1:
-            continue
-        rows.append(
-            {
-                "row": int(j),
-                "pct_change": eff.pct_change,
-                "log_ratio": math.log1p(eff.pct_change),
-                "p_value": eff.p_value,
-            }
+        f = spec.fit(
+            y_pre[:end],
+            fake_post,
+            t_pre[:end],
+            s_pre[:end],
+            None if c_pre is None else c_pre[:, :end],
         )
-    return pd.DataFrame(rows, columns=["row", "pct_change", "log_ratio", "p_value"])
+        eff = f.window_effect(f.post)
+        return eff.pct_change, eff.p_value
+
+    return placebo_in_time(
+        refit,
+        y_pre.size,
+        window=window,
+        min_train=max(8, n_terms + 4),
+        max_placebos=max_placebos,
+    )
 
 
 def _season_positions(periods: pd.PeriodIndex, frequency: str) -> np.ndarray:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dmi_eval.checks import PLACEBO_TIME, by_outcome
 from dmi_eval.designs.its.model import FAMILY_LABEL, SegmentedFit, WindowEffect
 from dmi_eval.power import mde_from_se
 from dmi_eval.results import WindowResults, diagnostics_frame, series_frame
@@ -98,8 +99,7 @@ class ITSResults(WindowResults):
 
     @cached_property
     def checks(self) -> dict[str, pd.DataFrame]:  # type: ignore[override]
-        frames = [self.placebo(o).assign(outcome=o) for o in self.outcomes]
-        return {"placebo_time": pd.concat(frames, ignore_index=True)}
+        return {PLACEBO_TIME: by_outcome({o: self.placebo(o) for o in self.outcomes})}
 
     def coefficients(self, outcome: str) -> pd.DataFrame:
         """Coefficient table of an outcome's model (see :meth:`SegmentedFit.coefficients`)."""

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dmi_eval.checks import PLACEBO_SPACE
 from dmi_eval.designs.microsynth.inference import DESIGN, InferenceMethod, Sided
 from dmi_eval.power import mde_from_placebos, mde_from_se, min_rank_p
 from dmi_eval.results import (
@@ -184,7 +185,7 @@ class MicroSynthResults(DesignResults):
 
     @cached_property
     def checks(self) -> dict[str, pd.DataFrame]:  # type: ignore[override]
-        return {"placebo_space": self.placebos.copy()}
+        return {PLACEBO_SPACE: self.placebos.copy()}
 
     @property
     def methods(self) -> tuple[str, ...]:

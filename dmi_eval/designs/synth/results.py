@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dmi_eval.checks import LEAVE_ONE_OUT, PLACEBO_TIME
 from dmi_eval.designs.synth.inference import NoiseInputs, NoiseStandardisedTest
 from dmi_eval.designs.synth.reference import Method
 from dmi_eval.inference import (
@@ -197,8 +198,8 @@ class SyntheticControlResults(DesignResults):
     @cached_property
     def checks(self) -> dict[str, pd.DataFrame]:  # type: ignore[override]
         return {
-            "placebo_time": self.placebo_in_time.copy(),
-            "leave_one_out": self.leave_one_out.copy(),
+            PLACEBO_TIME: self.placebo_in_time.copy(),
+            LEAVE_ONE_OUT: self.leave_one_out.copy(),
         }
 
     # -- windows --------------------------------------------------------------
