@@ -306,16 +306,11 @@ def test_site_level_model_reproduces_seattle(seattle):
 # plots
 
 
-def test_plots_draw_the_results_series():
-    from dmi_eval.plots.microsynth import plot_microsynth, plot_microsynth_permutation
+def test_permutation_plot_marks_the_observed_statistic():
+    from dmi_eval.plots.microsynth import plot_microsynth_permutation
 
     sd, _ = _simulate(effect=-0.3, seed=2, n_areas=80)
     res = MicroSynth(sd, match_periods="total", n_permutations=8, seed=1).fit()
-    fig, ax = plot_microsynth(res, outcome="drug")
-    data = res.get_plot_data("drug")
-    np.testing.assert_allclose(ax.lines[0].get_ydata(), data["observed"])
-    np.testing.assert_allclose(ax.lines[1].get_ydata(), data["counterfactual"])
-    plt.close(fig)
     fig, ax = plot_microsynth_permutation(res, outcome="drug")
     obs = res.get_permutation_data("drug")["statistic"].iloc[0]
     assert ax.lines[0].get_xdata()[0] == pytest.approx(obs)

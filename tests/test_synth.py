@@ -25,7 +25,6 @@ from dmi_eval.panel import Panel
 from dmi_eval.plots.synth import (
     plot_rmspe_ratios,
     plot_synth_gaps,
-    plot_synth_path,
     plot_synth_weights,
 )
 from dmi_eval.results import EFFECT_COLUMNS
@@ -304,7 +303,7 @@ def test_site_model_validates_and_does_not_mutate(city):
 def test_plots_return_figure_and_axes(city):
     site, _ = city
     res = SyntheticControl(site, outcomes=["drug"], n_jobs=1, max_placebos=10).fit()
-    for fn in (plot_synth_path, plot_synth_gaps, plot_rmspe_ratios, plot_synth_weights):
+    for fn in (plot_synth_gaps, plot_rmspe_ratios, plot_synth_weights):
         fig, ax = fn(res)
         assert ax.has_data()
         plt.close(fig)
