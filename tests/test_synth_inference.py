@@ -126,7 +126,7 @@ def test_quiet_placebos_do_not_inflate_the_drift_or_the_interval():
         syn = np.broadcast_to(np.maximum(obs[:, pre].mean(axis=1), 1e-9)[:, None], obs.shape)
         for m in tau2:
             t = NoiseStandardisedTest.from_paths(
-                obs, syn, pre, post, np.zeros(mu.size), min_count=m
+                obs, syn, pre, post, np.zeros(mu.size), min_count=m, min_placebos=40
             )
             low, high = t.interval(0.9)
             tau2[m].append(t.tau2)
@@ -152,11 +152,11 @@ def test_site_sc_reports_each_tail_an_mde_and_weights_that_choose():
     ).fit()
     row = res.table.query("window == 'post'").iloc[0]
     n = int(res.diagnostics.loc["drug", "n_placebos"])
-    assert n >= 40  # the busiest areas, at least 40 of them
-    # the test used exactly the placebos busy enough for the post window (or the busiest 40)
+    assert n >= 80  # the busiest areas, at least 80 of them
+    # the test used exactly the placebos busy enough for the post window (or the busiest 80)
     inputs = res.noise["drug"]
     expected = inputs.synthetic[1:, data.post_mask].sum(axis=1)
-    assert n == max(int(np.sum(expected >= 20)), min(40, expected.size))
+    assert n == max(int(np.sum(expected >= 20)), min(80, expected.size))
     assert row["p_lower"] >= 1 / (n + 1) and row["p_upper"] >= 1 / (n + 1)
     assert row["p_lower"] + row["p_upper"] == pytest.approx(1 + 1 / (n + 1), abs=1e-9)
     assert row["ci_low"] < row["pct_change"] < row["ci_high"]
