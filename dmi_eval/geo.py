@@ -40,7 +40,7 @@ from pyproj import CRS, Transformer
 from dmi_eval.errors import ConfigError, GeoError
 
 if TYPE_CHECKING:
-    from dmi_eval.config import DataSpec, GeoSpec, Site
+    from dmi_eval.study_spec import DataSpec, GeoSpec, Site
 
 POLYGON_TYPES = frozenset({"Polygon", "MultiPolygon"})
 SWAP_SAMPLE = 5_000
