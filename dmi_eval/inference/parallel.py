@@ -39,6 +39,14 @@ def _run_chunk_in_worker(
         return start, [fn(item) for item in items]
 
 
+COLD_START_SECONDS = 6.0
+"""What starting local worker processes costs before they do any work (each one
+imports numpy, pandas, scipy, statsmodels and the designs: about 3 s on an idle
+2-core machine, more under load): a loop hands its items to a local pool that
+is not running yet only when it would otherwise take longer than this more."""
+_LOCAL_POOL = {"started": False}
+
+
 def _workers(n_jobs: int | None) -> tuple[str, int]:
     """The active joblib backend's name and how many workers this loop may use.
 
@@ -80,7 +88,9 @@ def parallel_map(
     The first item runs in this process and is timed: when the whole loop
     would take less than ``min_seconds`` in this process (or there are fewer
     than ``min_items`` items, or one worker) the rest runs here too, since
-    starting workers would cost more than it saves. Otherwise the remaining
+    starting workers would cost more than it saves (the first loop that would
+    start local workers also has to be longer than :data:`COLD_START_SECONDS`).
+    Otherwise the remaining
     items are split into contiguous chunks up front (``chunk_size`` items
     each; default about four chunks per worker) so that dispatch does not
     dominate. Each item's result depends only on the item (random draws come
@@ -110,7 +120,8 @@ def parallel_map(
     started = time.perf_counter()
     first = fn(items[0])
     notify(0, first)
-    if (time.perf_counter() - started) * len(items) < min_seconds:
+    cold = backend == "LokyBackend" and not _LOCAL_POOL["started"]
+    if (time.perf_counter() - started) * len(items) < min_seconds + cold * COLD_START_SECONDS:
         return [first, *inline(1)]
     n_rest = len(items) - 1
     if chunk_size is None:
@@ -122,6 +133,7 @@ def parallel_map(
     if backend == "DaskDistributedBackend":
         parts = _on_dask(fn, chunks)
     else:
+        _LOCAL_POOL["started"] = True  # loky keeps its workers for later loops
         run = Parallel(n_jobs=jobs, return_as="generator_unordered")
         parts = run(delayed(_run_chunk_in_worker)(fn, a, c) for a, c in chunks)
     out: list[Any] = [first, *([None] * n_rest)]
