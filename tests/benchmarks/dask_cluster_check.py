@@ -2,8 +2,8 @@
 
 Starts ``dask scheduler --port PORT`` and two ``dask worker tcp://127.0.0.1:PORT
 --nworkers 1 --nthreads 1`` processes, runs ``dmi-eval evaluate STUDY --out
-OUT/dask --scheduler tcp://127.0.0.1:PORT`` and a plain ``dmi-eval evaluate
-STUDY --out OUT/plain``, and compares every file of the two folders byte for
+OUT/dask/reports --scheduler tcp://127.0.0.1:PORT`` and a plain ``dmi-eval
+evaluate STUDY --out OUT/plain/reports``, and compares every file of the two folders byte for
 byte. Exit status 0 when they are identical, 1 otherwise (the differing files
 are listed). The scheduler and workers are stopped at the end.
 
@@ -41,6 +41,11 @@ def _wait_for_workers(address: str, n: int, timeout: float = 120.0) -> None:
 
     with Client(address, timeout=timeout) as client:
         client.wait_for_workers(n, timeout=timeout)
+
+
+def _report(out: Path, run: str) -> Path:
+    """The report folder of one run (same name in both: the command line is in the report)."""
+    return out / run / "reports"
 
 
 def _files(folder: Path) -> set[str]:
@@ -92,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         for sub, extra in (("dask", ["--scheduler", address]), ("plain", [])):
             start = time.perf_counter()
             subprocess.run(
-                [dmi, "evaluate", args.study, "--out", str(args.out / sub), "--quiet", *extra],
+                [dmi, "evaluate", args.study, "--out", str(_report(args.out, sub)), "--quiet"]
+                + extra,
                 check=True,
                 cwd=ROOT,
             )
@@ -107,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                 p.kill()
         for log in logs:
             log.close()
-    diff = compare(args.out / "dask", args.out / "plain")
-    n = len(_files(args.out / "plain"))
+    diff = compare(_report(args.out, "dask"), _report(args.out, "plain"))
+    n = len(_files(_report(args.out, "plain")))
     print(
         f"dask run {timings['dask']:.0f} s, plain run {timings['plain']:.0f} s; "
         f"{n} files compared, {len(diff)} differ"
