@@ -157,7 +157,8 @@ def test_results_are_reported_as_they_finish_and_returned_in_order(cluster) -> N
         )
     assert out == [10 * x for x in range(6)]
     assert sorted(seen) == list(range(6))
-    assert seen.index(1) > seen.index(2), "item 1 (slow) held back the report of item 2"
+    # Dask picks the order; the slow item 1 cannot hold back every later item's report.
+    assert any(seen.index(j) < seen.index(1) for j in range(2, 6)), seen
 
 
 def test_unreachable_scheduler_is_a_clear_error() -> None:
