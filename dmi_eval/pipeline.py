@@ -118,14 +118,22 @@ def evaluate_study_sites(
     ingest = load_study_data(study)
     wanted = [s.id for s in study.sites] if sites is None else [study.site(s).id for s in sites]
     progress.start(len(wanted))
+
+    def site_done(i: int, result: tuple[SiteEvaluation, float]) -> None:
+        progress.site_done(wanted[i], result[1])  # as each site finishes, in any order
+
     with _study_compute(study):
         fitted = parallel_map(
-            partial(_evaluate_timed, ingest.panel, study), wanted, min_items=2, desc="sites"
+            partial(_evaluate_timed, ingest.panel, study),
+            wanted,
+            min_items=2,
+            desc=None,  # the caller's progress shows the sites
+            chunk_size=1,  # a site is long: one task each, so the bar moves as sites finish
+            on_result=site_done,
         )
-    evaluated = {}
-    for site_id, (evaluation, seconds) in zip(wanted, fitted, strict=True):
-        evaluated[site_id] = evaluation
-        progress.site_done(site_id, seconds)
+    evaluated = {
+        site_id: evaluation for site_id, (evaluation, _) in zip(wanted, fitted, strict=True)
+    }
     geo = load_study_geo(study)
     return StudyEvaluation(study=study, ingest=ingest, sites=MappingProxyType(evaluated), geo=geo)
 

@@ -13,7 +13,13 @@ import pytest
 
 from dmi_eval.config import load_study
 from dmi_eval.errors import ConfigError
-from dmi_eval.inference.parallel import ComputeError, compute, parallel_map, task_seeds
+from dmi_eval.inference.parallel import (
+    ComputeError,
+    WorkerLostError,
+    compute,
+    parallel_map,
+    task_seeds,
+)
 from dmi_eval.pipeline import evaluate_study_sites
 from dmi_eval.synthetic import simulate_study, write_study
 
@@ -37,7 +43,7 @@ def cluster():
     with (
         dask.config.set({"distributed.scheduler.allowed-failures": 1}),
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as lc,
         distributed.Client(lc) as client,
     ):
@@ -110,6 +116,49 @@ def test_killed_worker_is_retried_and_the_result_unchanged(cluster, tmp_path: Pa
         out = parallel_map(partial(_die_once, str(tmp_path)), items, n_jobs=2)
     assert (tmp_path / "killed").exists(), "the test did not kill a worker"
     assert out == [x * x for x in items]
+
+
+def _always_die(x: int) -> int:
+    time.sleep(0.15)
+    if x == 3 and _in_worker():
+        os._exit(1)
+    return x
+
+
+def test_worker_dying_every_time_stops_the_run_with_a_clear_error(cluster) -> None:
+    from joblib import parallel_config
+
+    with parallel_config(backend="dask"), pytest.raises(WorkerLostError, match="worker died"):
+        parallel_map(
+            _always_die, list(range(6)), n_jobs=2, min_items=2, min_seconds=0, chunk_size=1
+        )
+    cluster.wait_for_workers(2, timeout=60)  # the nannies restart the killed workers
+
+
+def _slow_first(x: int) -> int:
+    time.sleep(1.2 if x == 1 else 0.15)
+    return 10 * x
+
+
+def test_results_are_reported_as_they_finish_and_returned_in_order(cluster) -> None:
+    from joblib import parallel_config
+
+    seen: list[int] = []
+    with parallel_config(backend="dask"):
+        out = parallel_map(
+            _slow_first,
+            list(range(6)),
+            n_jobs=2,
+            min_items=2,
+            min_seconds=0,
+            chunk_size=1,
+            desc=None,
+            on_result=lambda i, r: seen.append(i),
+        )
+    assert out == [10 * x for x in range(6)]
+    assert sorted(seen) == list(range(6))
+    # Dask picks the order; the slow item 1 cannot hold back every later item's report.
+    assert any(seen.index(j) < seen.index(1) for j in range(2, 6)), seen
 
 
 def test_unreachable_scheduler_is_a_clear_error() -> None:

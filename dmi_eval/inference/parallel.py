@@ -23,14 +23,28 @@ class ComputeError(DmiEvalError):
     """The compute settings (``--jobs``, ``--scheduler``, ``[compute]``) cannot be used."""
 
 
+class WorkerLostError(ComputeError):
+    """A Dask worker died running the same task too often; the run stopped (no partial results)."""
+
+
 def _run_chunk(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
     return [fn(item) for item in items]
 
 
-def _run_chunk_in_worker(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+def _run_chunk_in_worker(
+    fn: Callable[[Any], Any], start: int, items: Sequence[Any]
+) -> tuple[int, list[Any]]:
     """A chunk on a worker: loops nested inside it run in that worker (no tasks from tasks)."""
     with parallel_config(backend="sequential"):
-        return [fn(item) for item in items]
+        return start, [fn(item) for item in items]
+
+
+COLD_START_SECONDS = 6.0
+"""What starting local worker processes costs before they do any work (each one
+imports numpy, pandas, scipy, statsmodels and the designs: about 3 s on an idle
+2-core machine, more under load): a loop hands its items to a local pool that
+is not running yet only when it would otherwise take longer than this more."""
+_LOCAL_POOL = {"started": False}
 
 
 def _workers(n_jobs: int | None) -> tuple[str, int]:
@@ -60,7 +74,9 @@ def parallel_map(
     n_jobs: int | None = 2,
     min_items: int = 8,
     min_seconds: float = 1.0,
-    desc: str = "placebo fits",
+    desc: str | None = "placebo fits",
+    chunk_size: int | None = None,
+    on_result: Callable[[int, Any], None] | None = None,
 ) -> list[Any]:
     """``[fn(x) for x in items]``, in order, over the active joblib backend.
 
@@ -72,38 +88,106 @@ def parallel_map(
     The first item runs in this process and is timed: when the whole loop
     would take less than ``min_seconds`` in this process (or there are fewer
     than ``min_items`` items, or one worker) the rest runs here too, since
-    starting workers would cost more than it saves. Otherwise the remaining
-    items are split into contiguous chunks up front (about four per worker) so
-    that dispatch does not dominate. Each item's result depends only on the
-    item (random draws come from the item, e.g. a per-task seed), so the output
-    is identical whatever the backend, the number of workers and the path taken.
+    starting workers would cost more than it saves (the first loop that would
+    start local workers also has to be longer than :data:`COLD_START_SECONDS`).
+    Otherwise the remaining
+    items are split into contiguous chunks up front (``chunk_size`` items
+    each; default about four chunks per worker) so that dispatch does not
+    dominate. Each item's result depends only on the item (random draws come
+    from the item, e.g. a per-task seed), so the output is identical whatever
+    the backend, the number of workers and the path taken.
     A task that fails raises here (on Dask, after Dask's retries of lost
     workers): the loop never returns partial results.
+
+    ``on_result(i, result)`` is called in this process as soon as item ``i``
+    is done (chunks finish in any order); the returned list is in item order.
+    ``desc`` labels the loop's own progress bar (``None``: no bar, the caller
+    shows progress through ``on_result``).
     """
     items = list(items)
+    notify = on_result or (lambda i, r: None)
+
+    def inline(start: int) -> list[Any]:
+        done = []
+        for i in range(start, len(items)):
+            done.append(fn(items[i]))
+            notify(i, done[-1])
+        return done
+
     backend, jobs = _workers(n_jobs)
     if jobs == 1 or len(items) < min_items:
-        return _run_chunk(fn, items)
-    start = time.perf_counter()
+        return inline(0)
+    started = time.perf_counter()
     first = fn(items[0])
-    if (time.perf_counter() - start) * len(items) < min_seconds:
-        return [first, *_run_chunk(fn, items[1:])]
-    rest = items[1:]
-    n_chunks = min(len(rest), 4 * jobs)
-    bounds = np.linspace(0, len(rest), n_chunks + 1).round().astype(int)
-    chunks = [rest[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
-    run = Parallel(return_as="generator") if backend == "DaskDistributedBackend" else None
-    if run is None:
-        run = Parallel(n_jobs=jobs, return_as="generator")
-    parts = run(delayed(_run_chunk_in_worker)(fn, c) for c in chunks)
-    out = []
-    with progress_bar(len(rest), desc) as bar:
-        for part in parts:
-            out.extend(part)
-            bar.update(len(part))
-    if len(out) != len(rest):
-        raise RuntimeError(f"parallel loop returned {len(out)} of {len(rest)} results")
-    return [first, *out]
+    notify(0, first)
+    cold = backend == "LokyBackend" and not _LOCAL_POOL["started"]
+    if (time.perf_counter() - started) * len(items) < min_seconds + cold * COLD_START_SECONDS:
+        return [first, *inline(1)]
+    n_rest = len(items) - 1
+    if chunk_size is None:
+        n_chunks = min(n_rest, 4 * jobs)
+    else:
+        n_chunks = -(-n_rest // max(int(chunk_size), 1))
+    bounds = 1 + np.linspace(0, n_rest, n_chunks + 1).round().astype(int)
+    chunks = [(int(a), items[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    if backend == "DaskDistributedBackend":
+        parts = _on_dask(fn, chunks)
+    else:
+        _LOCAL_POOL["started"] = True  # loky keeps its workers for later loops
+        run = Parallel(n_jobs=jobs, return_as="generator_unordered")
+        parts = run(delayed(_run_chunk_in_worker)(fn, a, c) for a, c in chunks)
+    out: list[Any] = [first, *([None] * n_rest)]
+    filled = np.zeros(len(items), dtype=bool)
+    filled[0] = True
+    with progress_bar(n_rest, desc or "", disable=desc is None) as bar:
+        try:
+            for start, part in parts:
+                out[start : start + len(part)] = part
+                filled[start : start + len(part)] = True
+                for i, result in enumerate(part, start=start):
+                    notify(i, result)
+                bar.update(len(part))
+        except Exception as exc:
+            if type(exc).__name__ == "KilledWorker":  # distributed.KilledWorker
+                raise WorkerLostError(
+                    f"a Dask worker died while running {desc or 'a parallel loop'} ({exc}); "
+                    "Dask retried the task on other workers and gave up, so the run stopped "
+                    "and returns no partial results. Give the workers more memory (`dask worker "
+                    "--memory-limit`), raise distributed.scheduler.allowed-failures, or run "
+                    "locally with --jobs"
+                ) from exc
+            raise
+    if not filled.all():
+        raise RuntimeError(f"parallel loop returned {int(filled.sum())} of {len(items)} results")
+    return out
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def _on_dask(
+    fn: Callable[[Any], Any], chunks: list[tuple[int, list[Any]]]
+) -> Iterator[tuple[int, list[Any]]]:
+    """The chunks on the Dask client of the active ``"dask"`` backend, as they finish.
+
+    The client's futures are used directly (not through joblib): a task whose
+    worker died more often than ``distributed.scheduler.allowed-failures``
+    raises ``KilledWorker`` here, where joblib's Dask backend would wait for
+    it forever.
+    """
+    from distributed import as_completed
+
+    client = get_active_backend()[0].client
+    # The loop's function and data travel once, as a task (not scattered data):
+    # if the worker holding it dies, the scheduler recomputes it elsewhere.
+    shared = client.submit(_identity, fn, pure=False)
+    futures = [client.submit(_run_chunk_in_worker, shared, a, c, pure=False) for a, c in chunks]
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        client.cancel([*futures, shared])  # after an error, nothing is left running
 
 
 def task_seeds(seed: int, n: int) -> list[np.random.SeedSequence]:
@@ -171,7 +255,7 @@ PROGRESS_ENV = "DMI_EVAL_PROGRESS"
 to 0 by ``--quiet`` (no bar at all)."""
 
 
-def progress_bar(total: int, desc: str) -> tqdm:
+def progress_bar(total: int, desc: str, *, disable: bool = False) -> tqdm:
     """A progress bar on a terminal; silent in CI logs and pipes.
 
     Inside an analysis kernel stderr is not a terminal; the bar is shown there
@@ -180,4 +264,6 @@ def progress_bar(total: int, desc: str) -> tqdm:
     """
     wanted = sys.stderr.isatty() or os.environ.get(PROGRESS_ENV) == "1"
     quiet = not wanted or bool(os.environ.get("CI")) or os.environ.get(PROGRESS_ENV) == "0"
-    return tqdm(total=total, desc=desc, disable=quiet, leave=False, file=sys.stderr, ncols=80)
+    return tqdm(
+        total=total, desc=desc, disable=quiet or disable, leave=False, file=sys.stderr, ncols=80
+    )
