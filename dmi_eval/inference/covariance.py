@@ -69,10 +69,14 @@ def ar1_sandwich(
     def corr_of(rho: float) -> np.ndarray:
         return np.where(block, rho**dist, 0.0)
 
+    # E[r'Lr] / E[r'r] for residuals r = M e, Cov(e) = R(rho): tr(L M R M) = tr((M L M) R)
+    # and tr(M R M) = tr(M R) (M a symmetric projection), both elementwise sums with the
+    # symmetric R, so each step of the search costs O(n^2) instead of two n x n products.
+    lag_in_m = resid_maker @ lag_op @ resid_maker
+
     def expected_r1(rho: float) -> float:
-        # E[r'Lr] / E[r'r] for residuals r = M e, Cov(e) = R(rho)
-        cov_r = resid_maker @ corr_of(rho) @ resid_maker
-        return float(np.trace(lag_op @ cov_r) / np.trace(cov_r))
+        corr = corr_of(rho)
+        return float(np.sum(lag_in_m * corr) / np.sum(resid_maker * corr))
 
     low, high = 0.0, 0.9
     if fixed_rho is not None:
