@@ -223,14 +223,46 @@ def _diagnostic(results: DesignResults, outcome: str, column: str, default: floa
     return value if np.isfinite(value) or np.isinf(value) else default
 
 
+MDE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "post": ("mde", "mde_placebo"),
+    "last": ("mde_last", "mde_placebo_last"),
+}
+"""Where a design reports its minimum detectable effect, in order of preference.
+
+``mde`` / ``mde_last`` is the design's own statement; synthetic control reports
+its placebo-distribution MDE as ``mde_placebo`` / ``mde_placebo_last``. Every
+design's MDE reaches the verdict through these names."""
+
+
+def _first_diagnostic(
+    results: DesignResults, outcome: str, columns: tuple[str, ...], default: float
+) -> float:
+    """The first of ``columns`` the design reports for ``outcome`` as a number (not NaN)."""
+    for column in columns:
+        value = _diagnostic(results, outcome, column, float("nan"))
+        if not np.isnan(value):
+            return value
+    return default
+
+
+def design_mde(results: DesignResults, outcome: str, window: str = "post") -> float:
+    """The design's minimum detectable reduction for ``outcome`` over ``window`` (NaN if none).
+
+    The first of :data:`MDE_COLUMNS` the design reports (``mde`` or
+    ``mde_placebo``; ``mde_last`` or ``mde_placebo_last`` for a ``last{k}`` window).
+    """
+    columns = MDE_COLUMNS["post" if window == "post" else "last"]
+    return _first_diagnostic(results, outcome, columns, float("nan"))
+
+
 def window_evidence(results: DesignResults, outcome: str, window: str) -> WindowEvidence:
     """One row of a design's ``table`` with its three tails, and its detectable effect.
 
-    ``mde`` is the design's ``diagnostics.mde`` (``mde_last`` for the
-    ``last{k}`` window); ``min_p`` its ``diagnostics.min_p`` (0 when absent).
+    ``mde`` is the first the design reports of :data:`MDE_COLUMNS` (``mde``,
+    then ``mde_placebo``; the ``_last`` names for the ``last{k}`` window), NaN
+    when it reports none; ``min_p`` its ``diagnostics.min_p`` (0 when absent).
     """
     row = results.row(outcome, window)
-    key = "mde" if window == "post" else "mde_last"
     return WindowEvidence(
         design=str(row["design"]),
         window=window,
@@ -241,7 +273,7 @@ def window_evidence(results: DesignResults, outcome: str, window: str) -> Window
         p_upper=float(row["p_upper"]),
         p_two_sided=float(row["p_two_sided"]),
         level=f"{100 * float(row['level']):g}%",
-        mde=_diagnostic(results, outcome, key, float("nan")),
+        mde=design_mde(results, outcome, window),
         min_p=_diagnostic(results, outcome, "min_p", 0.0),
     )
 
@@ -331,6 +363,7 @@ def build_evidence(
         catchment=catchment,
         others=others,
         warnings=design_warnings(data, main, outcome, study),
+        outcome_label=study.report.outcome_label(outcome),
     )
 
 
