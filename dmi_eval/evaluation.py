@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from dmi_eval.config import Study
+from dmi_eval.config import DAYS_PER, Study
 from dmi_eval.designs.did import DID
 from dmi_eval.designs.its import ITS
 from dmi_eval.designs.microsynth import MicroSynth
@@ -330,6 +330,41 @@ def design_warnings(
     return tuple(out)
 
 
+def monthly_fit_ratio(results: DesignResults, outcome: str, frequency: str) -> float:
+    r"""The pre-period fit error over the pre-period mean, on (about) monthly totals.
+
+    ``max_pre_rmspe_ratio`` is a share of a month's count. For monthly and
+    quarterly data this is the design's own ``pre_fit_ratio``. Weekly counts
+    of a market of 8-25 incidents a month (2-6 a week) miss any fit by half
+    their mean from counting noise alone, so for weekly data the design's
+    pre-period series is summed over blocks of
+    ``round(DAYS_PER["month"] / DAYS_PER["week"]) = 4`` weeks (aligned to end
+    at the call-in; an incomplete first block is dropped) and the ratio is
+    taken on those sums.
+
+    Notes
+    -----
+    With :math:`g_b = \sum_{t \in b} (y_t - \hat y_t)` and
+    :math:`Y_b = \sum_{t \in b} y_t` over the :math:`B` pre-period blocks,
+    the ratio is :math:`\sqrt{B^{-1} \sum_b g_b^2} / (B^{-1} \sum_b Y_b)`.
+    """
+    own = results.pre_fit_ratio(outcome)
+    block = max(1, round(DAYS_PER["month"] / DAYS_PER[frequency]))
+    if block == 1:
+        return own
+    s = results.get_plot_data(outcome)
+    pre = s[s["role"] == "pre"]
+    y = pre["observed"].to_numpy(dtype=float)
+    cf = pre["counterfactual"].to_numpy(dtype=float)
+    n = (y.size // block) * block
+    if n < 2 * block or not np.all(np.isfinite(cf[-n:])):
+        return own
+    y_b = y[-n:].reshape(-1, block).sum(axis=1)
+    gap_b = (y[-n:] - cf[-n:]).reshape(-1, block).sum(axis=1)
+    mean = float(y_b.mean())
+    return float(np.sqrt(np.mean(gap_b**2)) / mean) if mean > 0 else float("inf")
+
+
 def build_evidence(
     data: SiteData,
     results: dict[str, DesignResults],
@@ -356,7 +391,7 @@ def build_evidence(
         last=window_evidence(main, outcome, f"last{k}"),
         n_pre=data.n_pre,
         pre_mean=pre_mean,
-        pre_fit_ratio=main.pre_fit_ratio(outcome),
+        pre_fit_ratio=monthly_fit_ratio(main, outcome, study.frequency),
         n_post=data.n_post,
         last_k=k,
         frequency=study.frequency,

@@ -8,7 +8,8 @@ report (:func:`rule_text`). With the defaults:
   pre periods; the primary outcome averages fewer than ``min_expected_count``
   incidents **a month** in the market before the call-in (converted to the
   study's weeks or quarters); poor pre-period fit (RMSE of the pre-period fit
-  above ``max_pre_rmspe_ratio`` times the pre-period mean); the primary design
+  above ``max_pre_rmspe_ratio`` times the pre-period mean, on monthly counts:
+  4-week totals for weekly data); the primary design
   and another design both find significant effects (two-sided ``p < alpha``,
   each design's own two-sided p) of opposite sign; the post period is shorter
   than the ``persistence`` window ("2 months after the call-in: too early to
@@ -144,7 +145,10 @@ class Evidence:
     ``n_post`` is the number of post periods and ``last_k`` the number of
     periods in the persistence window (``[verdict] persistence`` in the study's
     ``frequency``); ``pre_mean`` the market's mean count of the outcome per
-    period before the call-in; ``warnings`` are sentences about checks that
+    period before the call-in; ``pre_fit_ratio`` the primary design's
+    pre-period fit error over the pre-period mean on monthly counts (4-week
+    totals for weekly data, :func:`dmi_eval.evaluation.monthly_fit_ratio`);
+    ``warnings`` are sentences about checks that
     failed (pre-trend, placebo in time, a spike at the end of the pre period);
     ``outcome_label`` the outcome in words (empty: its name and "offences").
     """
@@ -187,6 +191,10 @@ class Verdict:
 
     def reasons_text(self) -> str:
         return " ".join(self.reasons)
+
+
+_FIT_UNIT = {"week": "4-week totals", "month": "monthly counts", "quarter": "quarterly counts"}
+"""What the pre-period fit ratio is measured on (:func:`dmi_eval.evaluation.monthly_fit_ratio`)."""
 
 
 def _pct(x: float) -> str:
@@ -325,8 +333,8 @@ def decide(ev: Evidence, rules: VerdictRules) -> Verdict:
         problems.append(
             (
                 "poor_fit",
-                f"Poor pre-period fit: the {name} misses the market's {ev.frequency}s before the "
-                f"call-in by {ev.pre_fit_ratio:.0%} of their mean "
+                f"Poor pre-period fit: the {name} misses the market's {_FIT_UNIT[ev.frequency]} "
+                f"before the call-in by {ev.pre_fit_ratio:.0%} of their mean "
                 f"(limit {rules.max_pre_rmspe_ratio:.0%}).",
             )
         )
@@ -476,7 +484,7 @@ def rule_text(rules: VerdictRules, frequency: str = "month") -> str:
         "reduction too small or that did not hold. "
         f"*Inconclusive*: fewer than {rules.min_pre_periods} pre periods, fewer than {count} "
         f"before the call-in, a pre-period fit error above {rules.max_pre_rmspe_ratio:.0%} of "
-        "the pre-period mean, two designs that both find significant effects of opposite "
+        f"the pre-period mean (on {_FIT_UNIT[frequency]}), two designs that both find significant effects of opposite "
         f"sign, a post period shorter than {span}, no significant reduction from a design "
         f"that could not have detected a {red} drop (minimum detectable effect with 80% "
         f"power, or a smallest attainable p-value not below {a}), or a closure with a failed "
