@@ -485,10 +485,10 @@ def rule_text(rules: VerdictRules, frequency: str = "month") -> str:
         f"*Inconclusive*: fewer than {rules.min_pre_periods} pre periods, fewer than {count} "
         f"before the call-in, a pre-period fit error above {rules.max_pre_rmspe_ratio:.0%} of "
         f"the pre-period mean (on {_FIT_UNIT[frequency]}), two designs that both find significant effects of opposite "
-        f"sign, a post period shorter than {span}, no significant reduction from a design "
-        f"that could not have detected a {red} drop (minimum detectable effect with 80% "
-        f"power, or a smallest attainable p-value not below {a}), or a closure with a failed "
-        "check."
+        f"sign, a post period shorter than {span}, no significant reduction where the design "
+        f"could not have detected a {red} drop (minimum detectable effect with 80% power, or "
+        f"a smallest attainable p-value not below {a}) and its interval does not rule one "
+        "out, or a closure with a failed check."
     )
 
 

@@ -124,7 +124,7 @@ def default_scenarios(scale: float = 1.0) -> tuple[Scenario, ...]:
     )
 
 
-def _row(results: Any, outcome: str, rules: VerdictRules, window: str = "post") -> dict[str, float]:
+def _row(results: Any, outcome: str, rules: VerdictRules, window: str = "post") -> dict[str, Any]:
     """A design's change, interval, level, three tails, MDE and the persistence facts.
 
     Reads only the shared :class:`~dmi_eval.results.DesignResults` frames. The
@@ -149,9 +149,7 @@ def _row(results: Any, outcome: str, rules: VerdictRules, window: str = "post") 
         last = _row(results, outcome, rules, results.windows[-1])
         out["p_lower_last"] = last["p_lower"]
         out["pct_last"] = last["pct_change"]
-        out["held"] = bool(math.isfinite(last["pct_change"])) and bool(
-            last["pct_change"] <= -rules.lasting_drop()
-        )
+        out["held"] = bool(last["pct_change"] <= -rules.lasting_drop())  # NaN: False
     return out
 
 
