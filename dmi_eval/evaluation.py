@@ -138,7 +138,7 @@ def _fit_microsynth(data: SiteData, study: Study) -> DesignResults | str:
         return "the study has no area covariates (areas.csv)"
     if len(data.donor_areas) < MIN_MICRO_DONORS:
         return f"only {len(data.donor_areas)} comparison areas (needs {MIN_MICRO_DONORS})"
-    first = MicroSynth(data, match_periods="blocks", last_periods=last_k(study)).fit()
+    first = MicroSynth(data, match_periods="blocks", last_k=last_k(study)).fit()
     if first.calibration["method"] != "exact":
         misfit = first.calibration["max_misfit"]
         return (
@@ -152,7 +152,7 @@ def _fit_microsynth(data: SiteData, study: Study) -> DesignResults | str:
         n_permutations=MICRO_PERMUTATIONS,
         seed=study.seed,
         n_jobs=2,
-        last_periods=last_k(study),
+        last_k=last_k(study),
     ).fit()
 
 

@@ -1,9 +1,24 @@
-"""Checks of keyword options at a design's entry (one spelling each)."""
+"""The options vocabulary of the designs, and its checks at a design's entry.
+
+One spelling each, shared by every design constructor:
+
+``level``
+    Confidence level of the intervals (e.g. ``0.95``, or ``0.90`` for microsynth as in
+    the Seattle evaluation); strictly between 0 and 1.
+``sided``
+    Alternative of a reported p-value: ``"lower"`` (a reduction), ``"greater"`` or
+    ``"two-sided"`` (:data:`Sided`).
+``last_k``
+    Length of the ``last{k}`` window: a positive integer (capped by each design at the
+    number of post periods).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, get_args
+from typing import Any, Literal, get_args
+
+Sided = Literal["lower", "greater", "two-sided"]
 
 
 def check_choice(name: str, value: Any, allowed: Sequence[str] | Any) -> None:
@@ -23,8 +38,24 @@ def check_last_k(last_k: Any) -> int:
     return last_k
 
 
+def check_level(level: Any) -> float:
+    """``level`` (confidence level of the intervals): a number strictly between 0 and 1."""
+    if isinstance(level, bool) or not isinstance(level, int | float) or not 0 < level < 1:
+        raise ValueError(f"level must be a confidence level in (0, 1), e.g. 0.95; got {level!r}")
+    return float(level)
+
+
+def alpha_of(level: float) -> float:
+    """Tail mass ``1 - level`` of a confidence level, rounded to 12 decimals.
+
+    ``1 - 0.95`` is ``0.050000000000000044`` in binary floating point; rounding gives the
+    constant ``0.05`` itself, so quantiles ``q_{1 - alpha/2}`` are those of the exact level.
+    """
+    return round(1.0 - check_level(level), 12)
+
+
 def check_alpha(alpha: float) -> float:
-    """``alpha`` (1 - the confidence level): strictly between 0 and 1."""
+    """``alpha`` (1 - the confidence level) of the numeric layer: strictly between 0 and 1."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1); got {alpha}")
     return alpha

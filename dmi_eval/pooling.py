@@ -22,9 +22,7 @@ interval of published analyses.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -45,11 +43,9 @@ INTERVAL_LABEL = {
     "normal": "normal interval",
 }
 _STATSMODELS_METHOD = {"pm": "iterated", "dl": "dl"}
-_LEVEL = re.compile(r"(\d+(?:\.\d+)?)\s*%")
 
 __all__ = [
     "PooledResult",
-    "ci_level_from_method",
     "log_ratio_inputs",
     "pool_effects",
     "pool_log_ratios",
@@ -60,39 +56,21 @@ def _p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def ci_level_from_method(method: str) -> float:
-    """Confidence level stated in an effects row's ``method`` (``"... 90%, one-sided"`` -> 0.90).
-
-    Raises :class:`ValueError` when the text states no level.
-    """
-    m = _LEVEL.search(str(method))
-    if not m:
-        raise ValueError(
-            f"cannot read a confidence level from method {method!r}; pass ci_level=..."
-        )
-    level = float(m.group(1)) / 100.0
-    if not 0 < level < 1:
-        raise ValueError(f"confidence level {level} read from {method!r} is not in (0, 1)")
-    return level
-
-
-def log_ratio_inputs(effects: pd.DataFrame, *, ci_level: float | None = None) -> pd.DataFrame:
+def log_ratio_inputs(effects: pd.DataFrame) -> pd.DataFrame:
     """Each row's log rate ratio and its standard error.
 
     Parameters
     ----------
     effects
-        Rows of a tidy effects frame (``site, pct_change, ci_low, ci_high, method``
-        and, when the design reports it, ``se``: the log-ratio standard error
-        from the design's own variance model).
-    ci_level
-        Confidence level of the intervals; default: parsed from each row's
-        ``method`` (used only for rows without an ``se``).
+        Rows of a results table (:data:`~dmi_eval.results.TABLE_COLUMNS`:
+        ``site, pct_change, ci_low, ci_high``, ``level``, the confidence level of
+        the row's interval, and ``se``, the log-ratio standard error from the
+        design's own variance model, NaN where the design has none).
 
     Returns
     -------
     DataFrame
-        ``site, log_rr, se, se_source, ci_level, asymmetry, usable, reason``.
+        ``site, log_rr, se, se_source, level, asymmetry, usable, reason``.
         ``log_rr = log(1 + pct_change)``; ``se`` is the row's own ``se`` when
         finite and positive (``se_source = "design"``), else read from the
         interval (``"interval"``): ``(log(1+ci_high) - log(1+ci_low)) / (2 z)``
@@ -102,19 +80,22 @@ def log_ratio_inputs(effects: pd.DataFrame, *, ci_level: float | None = None) ->
         interval's half-width / z (0 for intervals built on the log scale).
     """
     has_se = "se" in effects.columns
+    if "level" not in effects.columns:
+        raise ValueError(
+            "the effects rows have no 'level' column (the confidence level of each interval); "
+            "pass a results table (DesignResults.table or results/effects.csv)"
+        )
     rows = []
     for _, r in effects.iterrows():
         pct, lo, hi = float(r["pct_change"]), float(r["ci_low"]), float(r["ci_high"])
         own = float(r["se"]) if has_se else float("nan")
         use_own = math.isfinite(own) and own > 0
-        level = float("nan")
-        if ci_level is not None:
-            level = ci_level
-        elif not use_own:
-            level = ci_level_from_method(r["method"])
-        else:  # the interval only feeds the asymmetry column
-            with contextlib.suppress(ValueError):
-                level = ci_level_from_method(r["method"])
+        level = float(r["level"])
+        if not use_own and not 0 < level < 1:
+            raise ValueError(
+                f"site {r['site']!r}: level {level} is not a confidence level in (0, 1) and the "
+                "row has no se to pool instead"
+            )
         reason = ""
         if not math.isfinite(pct):
             reason = "effect not finite"
@@ -141,7 +122,7 @@ def log_ratio_inputs(effects: pd.DataFrame, *, ci_level: float | None = None) ->
                 "log_rr": log_rr,
                 "se": se,
                 "se_source": "design" if use_own else "interval",
-                "ci_level": level,
+                "level": level,
                 "asymmetry": asym,
                 "usable": not reason,
                 "reason": reason,
@@ -154,7 +135,7 @@ def log_ratio_inputs(effects: pd.DataFrame, *, ci_level: float | None = None) ->
             "log_rr",
             "se",
             "se_source",
-            "ci_level",
+            "level",
             "asymmetry",
             "usable",
             "reason",
@@ -497,15 +478,15 @@ def pool_effects(
     method_re: MethodRE = "pm",
     interval: Interval = "hksj",
     alpha: float = 0.05,
-    ci_level: float | None = None,
 ) -> PooledResult:
     """Random-effects meta-analysis of one design/outcome/window across sites.
 
     Parameters
     ----------
     effects
-        A tidy effects frame (any number of designs, outcomes and windows);
-        its ``se`` column (when present) gives each row's log-ratio SE.
+        A results table (any number of designs, outcomes and windows): its
+        ``level`` column gives each interval's confidence level and its ``se``
+        column each row's log-ratio SE (see :func:`log_ratio_inputs`).
     design, outcome
         The rows to pool; may be omitted when the frame holds only one.
     window
@@ -516,9 +497,6 @@ def pool_effects(
         ``"hksj"`` (Hartung-Knapp-Sidik-Jonkman, default) or ``"normal"``.
     alpha
         1 - confidence level of the pooled and prediction intervals.
-    ci_level
-        Level of the sites' intervals, for rows without an ``se`` (default:
-        parsed from each row's ``method``).
 
     Returns
     -------
@@ -530,8 +508,6 @@ def pool_effects(
     :func:`log_ratio_inputs`.
     """
     _check_options(method_re, interval, alpha)
-    if ci_level is not None and not 0 < ci_level < 1:
-        raise ValueError(f"ci_level must be in (0, 1); got {ci_level}")
     frame = effects[effects["window"] == window]
     for col, value in (("design", design), ("outcome", outcome)):
         if value is None:
@@ -549,7 +525,7 @@ def pool_effects(
     dup = frame["site"][frame["site"].duplicated()].tolist()
     if dup:
         raise ValueError(f"several rows for site(s) {dup}; pool one row per site")
-    inputs = log_ratio_inputs(frame, ci_level=ci_level)
+    inputs = log_ratio_inputs(frame)
     excluded = {str(r.site): str(r.reason) for r in inputs.itertuples() if not r.usable}
     used = inputs[inputs["usable"]]
     if len(used) < 2:

@@ -317,13 +317,13 @@ class WindowEffect:
 class WindowResults(DesignResults):
     """Shared members of the designs whose results hold one :class:`WindowEffect` per window.
 
-    Subclasses (ITS, DID: frozen dataclasses) have ``site_id, design, alpha, last_k,
+    Subclasses (ITS, DID: frozen dataclasses) have ``site_id, design, level, last_k,
     outcomes`` and ``by_outcome`` (outcome -> an object with ``windows`` and ``choices``)
     and define ``method(outcome)``. Each :class:`WindowEffect` carries its test's three
     tails (delta-method or placebo rank test).
     """
 
-    alpha: float
+    level: float
     last_k: int
     outcomes: tuple[str, ...]
     by_outcome: Mapping[str, Any]
@@ -331,10 +331,6 @@ class WindowResults(DesignResults):
     @property
     def windows(self) -> tuple[str, ...]:  # type: ignore[override]
         return ("post", f"last{self.last_k}")
-
-    @property
-    def level(self) -> float:  # type: ignore[override]
-        return 1 - self.alpha
 
     @property
     def choices(self) -> dict[str, Any]:  # type: ignore[override]

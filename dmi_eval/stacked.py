@@ -24,7 +24,7 @@ from dmi_eval.designs.did.model import (
 )
 from dmi_eval.errors import DesignError
 from dmi_eval.inference.wild import wild_cluster_bootstrap
-from dmi_eval.options import check_alpha, check_choice
+from dmi_eval.options import alpha_of, check_choice, check_level
 from dmi_eval.panel import Panel
 
 MIN_SITES = 5
@@ -41,8 +41,8 @@ class StackedEventStudyResults:
 
     Attributes
     ----------
-    model, alpha, window
-        Model, 1 - confidence level, event-time window.
+    model, level, window
+        Model, confidence level of the intervals, event-time window.
     sites
         Sites stacked, with the outcome used for each.
     fit
@@ -65,7 +65,7 @@ class StackedEventStudyResults:
     """
 
     model: str
-    alpha: float
+    level: float
     window: tuple[int, int]
     sites: Mapping[str, str]
     fit: FEFit
@@ -93,7 +93,7 @@ class StackedEventStudyResults:
         return f"Stacked event study, {len(self.sites)} sites ({MODEL_LABEL[self.model]})"
 
     def method(self) -> str:
-        conf = f"{100 * (1 - self.alpha):g}%"
+        conf = f"{100 * self.level:g}%"
         how = (
             f"wild cluster bootstrap by site (Webb weights, {self.n_boot} draws)"
             if self.inference == "wild"
@@ -147,7 +147,7 @@ class StackedEventStudyResults:
                 f"Average post-period {what}: {a['pct_change']:+.1%}; " + " ".join(self.notes)
                 if self.notes
                 else f"Average post-period {what}: {a['pct_change']:+.1%} "
-                f"({100 * (1 - self.alpha):g}% CI {a['ci_low']:+.1%} to {a['ci_high']:+.1%}, "
+                f"({100 * self.level:g}% CI {a['ci_low']:+.1%} to {a['ci_high']:+.1%}, "
                 f"p = {a['p_value']:.3f}); joint pre-trend test {pt['stat']:.2f} on "
                 f"{pt['df']:g} leads, p = {pt['p_value']:.3f}."
             )
@@ -165,7 +165,7 @@ def stacked_event_study(
     window: tuple[int, int] = (-12, 12),
     model: FEModel = "poisson",
     sites: Sequence[str] | None = None,
-    alpha: float = 0.05,
+    level: float = 0.95,
     n_boot: int = 9999,
     seed: int | None = None,
 ) -> StackedEventStudyResults:
@@ -184,8 +184,8 @@ def stacked_event_study(
         ``"poisson"`` (default), ``"log1p"`` or ``"level"`` (see :func:`fit_fe`).
     sites
         Site ids to stack (default: all).
-    alpha
-        1 - confidence level.
+    level
+        Confidence level of the intervals (default 0.95).
     n_boot
         Wild cluster bootstrap draws (Poisson model; all ``6**G`` weight
         patterns are used when there are no more than ``n_boot``).
@@ -224,7 +224,7 @@ def stacked_event_study(
     \\delta_k` (reported as :math:`e^{\\bar\\delta} - 1` for the log models).
     """
     check_choice("model", model, FE_MODELS)
-    check_alpha(alpha)
+    check_level(level)
     lo, hi = _check_window(window)
     site_ids = [s.id for s in study.sites] if sites is None else list(sites)
     if not site_ids:
@@ -286,7 +286,9 @@ def stacked_event_study(
     X = pd.DataFrame({_event_name(k): (tr & (ev == k)).astype(float) for k in ks if k != -1})
     wild = model == "poisson"
     site_of = np.concatenate([np.full(a.size, i) for i, a in enumerate(ys)])
-    fit = fit_fe(y, ent, tim, X, model=model, cluster=site_of if wild else clu, alpha=alpha)
+    fit = fit_fe(
+        y, ent, tim, X, model=model, cluster=site_of if wild else clu, alpha=alpha_of(level)
+    )
     treated_obs = {k: (int((tr & (ev == k)).sum()), float(y[tr & (ev == k)].sum())) for k in ks}
     frame = _event_frame(fit, ks, treated_obs)
     n_sites_k = {k: 0 for k in ks}
@@ -324,13 +326,13 @@ def stacked_event_study(
     if wild:
         boot_seed = study.seed if seed is None else seed
         average, frame, pretrend, notes = _by_site(
-            fit, average, frame, post_terms, leads, alpha, n_boot, boot_seed
+            fit, average, frame, post_terms, leads, level, n_boot, boot_seed
         )
     coverage = pd.DataFrame(cover)
     coverage["outcome"] = [used_outcomes[s] for s in coverage["site"]]
     return StackedEventStudyResults(
         model=model,
-        alpha=alpha,
+        level=level,
         window=(lo, hi),
         sites=MappingProxyType(used_outcomes),
         fit=fit,
@@ -351,7 +353,7 @@ def _by_site(
     frame: pd.DataFrame,
     post_terms: Sequence[str],
     leads: Sequence[str],
-    alpha: float,
+    level: float,
     n_boot: int,
     seed: int,
 ) -> tuple[dict[str, float], pd.DataFrame, dict[str, float], tuple[str, ...]]:
@@ -377,7 +379,6 @@ def _by_site(
     a = np.zeros(infl.shape[1])
     for t in post_terms:
         a[fit.index(t)] = 1.0 / len(post_terms)
-    level = 1 - alpha
     boot = wild_cluster_bootstrap(
         average["estimate"], np.nan_to_num(infl) @ a, n_boot=n_boot, seed=seed
     )

@@ -38,6 +38,7 @@ closure with diffusion of benefits, and a market too small to judge.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,9 @@ _CODES: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {
     "disorder": (("290", "90C", "90J", "40A"), (0.4, 0.3, 0.2, 0.1)),
     "weapons": (("520",), (1.0,)),
 }
+#: File name of the generated extract (gzip: reproducible bytes, under the 8 MB file limit).
+EXTRACT_NAME = "extract.csv.gz"
+
 _BASE_MEDIAN = {"drug": 0.6, "violent": 0.8, "property": 2.0, "disorder": 0.8, "weapons": 0.15}
 _SEASON_AMP = {"drug": 0.06, "violent": 0.15, "property": 0.08, "disorder": 0.12, "weapons": 0.1}
 
@@ -306,7 +310,7 @@ def simulate_study(
             "end": last.isoformat(),
         },
         "data": {
-            "incidents": "extract.csv",
+            "incidents": EXTRACT_NAME,
             "areas": "areas.csv",
             "offense_map": "nibrs",
             "date_format": DATE_FORMAT,
@@ -563,11 +567,16 @@ def _truth(seed, roles, expected_cf, multiplier, counts, months, area_ids) -> di
 
 
 def write_study(sim: SyntheticStudy, out_dir: str | Path) -> Path:
-    """Write ``study.toml``, ``extract.csv``, ``areas.csv``, ``blocks.geojson``,
-    ``markets/<site>.geojson`` and ``truth.json``; return the toml path."""
+    """Write ``study.toml``, ``extract.csv.gz``, ``areas.csv``, ``blocks.geojson``,
+    ``markets/<site>.geojson`` and ``truth.json``; return the toml path.
+
+    The extract is gzip-compressed (the plain CSV is over the repository's 8 MB per-file
+    limit) with a zero modification time and no file name in the gzip header, so the same
+    study gives the same bytes wherever and whenever it is written.
+    """
     out = Path(out_dir)
     (out / "markets").mkdir(parents=True, exist_ok=True)
-    sim.incidents.to_csv(out / "extract.csv", index=False, lineterminator="\n")
+    _write_gzip_csv(out / EXTRACT_NAME, sim.incidents)
     _write_json(out / "blocks.geojson", sim.blocks)
     for site_id, market in sim.markets.items():
         _write_json(out / "markets" / f"{site_id}.geojson", market)
@@ -578,6 +587,16 @@ def write_study(sim: SyntheticStudy, out_dir: str | Path) -> Path:
     path = out / "study.toml"
     path.write_text(_toml(sim.study), encoding="utf-8")
     return path
+
+
+def _write_gzip_csv(path: Path, frame: pd.DataFrame) -> None:
+    """gzip a CSV reproducibly: mtime 0, no name in the header, fixed compression level."""
+    text = frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    with (
+        path.open("wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz,
+    ):
+        gz.write(text)
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:

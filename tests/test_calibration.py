@@ -225,3 +225,66 @@ def test_run_goes_through_parallel_map_in_a_fixed_order(monkeypatch):
     assert seen["kw"]["n_jobs"] == 3
     assert list(rows["city"]) == [7, 8, 1007]
     assert runner.city_tasks(scenarios, 7) == seen["items"]
+
+
+@pytest.fixture(scope="module")
+def covariate_city(city):
+    assert city.spec.covariates  # simulated cities have an areas file by default
+    return city
+
+
+def test_covariates_round_trip_through_an_areas_csv(covariate_city, tmp_path):
+    """The city's covariates are exactly what reading its areas.csv gives, as for a real study."""
+    from dmi_eval.calibration.city import COVARIATE_COLUMNS, write_areas
+    from dmi_eval.data import read_areas
+
+    cov = covariate_city.panel.covariates
+    assert tuple(cov.columns) == COVARIATE_COLUMNS
+    assert cov.index.equals(covariate_city.panel.areas)
+    path = write_areas(covariate_city, tmp_path / "areas.csv")
+    assert path.read_text().splitlines()[0] == "area_id," + ",".join(COVARIATE_COLUMNS)
+    pd.testing.assert_frame_equal(read_areas(path), cov)
+    study = covariate_city.study()
+    assert study.data.areas is not None and study.data.areas.name == "areas.csv"
+    market = covariate_city.markets[0]
+    site_cov = covariate_city.panel.site_data(study, market.id).covariates(list(market.areas))
+    pd.testing.assert_frame_equal(site_cov, cov.loc[list(market.areas)])
+    with pytest.raises(ValueError, match="no covariates"):
+        write_areas(
+            simulate_city(replace(CitySpec(), n_markets=1, covariates=False), seed=1),
+            tmp_path / "x.csv",
+        )
+
+
+def test_covariates_track_crime_and_leave_the_counts_alone(covariate_city):
+    """Deprived, renting, vacant areas have more drug crime; counts do not depend on the knob."""
+    bare = simulate_city(replace(covariate_city.spec, covariates=False), seed=covariate_city.seed)
+    assert bare.panel.covariates is None and bare.study().data.areas is None
+    for o in ("drug", "violent"):
+        assert np.array_equal(covariate_city.panel.counts[o], bare.panel.counts[o])
+    assert bare.truth().equals(covariate_city.truth())
+    study = bare.study()
+    assert spec_like_site(bare.panel.site_data(study, bare.markets[0].id)).covariates is False
+    with_cov = covariate_city.panel.site_data(covariate_city.study(), covariate_city.markets[0].id)
+    assert spec_like_site(with_cov).covariates is True
+    cov = covariate_city.panel.covariates
+    level = np.log(covariate_city.panel.counts["drug"][:, :24].mean(axis=1) + 0.1)
+    for col in ("deprivation", "pct_renter", "pct_vacant"):
+        assert np.corrcoef(cov[col], level)[0, 1] > 0.3, col
+    size = cov["population"] / cov["households"]
+    assert size.between(1.2, 4.6).all() and (cov["population"] >= 50).all()
+    assert cov["pct_renter"].between(0, 1).all() and cov["pct_vacant"].between(0, 1).all()
+    markets = [a for m in covariate_city.markets for a in m.areas]
+    assert cov.loc[markets, "deprivation"].mean() > cov["deprivation"].quantile(0.6)
+
+
+def test_microsynth_matches_the_simulated_covariates(covariate_city):
+    """With covariates, microsynth's calibration adds one constraint per covariate."""
+    from dmi_eval.calibration.city import COVARIATE_COLUMNS
+    from dmi_eval.designs.microsynth import MicroSynth
+
+    study = covariate_city.study()
+    data = covariate_city.panel.site_data(study, covariate_city.markets[0].id)
+    with_cov = MicroSynth(data, match_periods="blocks").fit().calibration
+    without = MicroSynth(data, match_periods="blocks", covariates=False).fit().calibration
+    assert with_cov["n_constraints"] == without["n_constraints"] + len(COVARIATE_COLUMNS)

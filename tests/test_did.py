@@ -226,7 +226,7 @@ def test_same_seed_same_numbers_and_read_only():
     b = DID(sd, seed=9).fit()
     pd.testing.assert_frame_equal(a.effects(), b.effects())
     with pytest.raises(dataclasses.FrozenInstanceError):
-        a.alpha = 0.1  # type: ignore[misc]
+        a.level = 0.9  # type: ignore[misc]
 
 
 def test_bad_options_and_too_few_pre_periods():

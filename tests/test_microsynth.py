@@ -169,7 +169,7 @@ def test_permutation_and_jackknife_on_site_null_effect():
         jackknife=True,
         seed=11,
         sided="two-sided",
-        alpha=0.05,
+        level=0.95,
     ).fit()
     assert res.placebos["exact"].mean() > 0.8
     assert res.primary == "permutation"
@@ -205,8 +205,8 @@ def test_options_checked_on_entry():
         MicroSynth(sd, sided="both")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="seed"):
         MicroSynth(sd, n_permutations=10)
-    with pytest.raises(ValueError, match="alpha"):
-        MicroSynth(sd, alpha=1.5)
+    with pytest.raises(ValueError, match="level"):
+        MicroSynth(sd, level=1.5)
     with pytest.raises(DesignError, match="covariates"):
         MicroSynth(sd, covariates=["income"]).fit()
 
@@ -219,7 +219,7 @@ def test_fit_does_not_mutate_inputs_and_results_are_frozen():
     res = fit_microsynth({"y": frame}, units[:3], [1, 2, 3, 4, 5], {"post": [6, 7, 8]})
     pd.testing.assert_frame_equal(frame, before)
     with pytest.raises(AttributeError):
-        res.alpha = 0.5  # type: ignore[misc]
+        res.level = 0.5  # type: ignore[misc]
     assert res.calibration["method"] in {"exact", "fallback"}
     assert res.notes  # three treated units: the few-treated warning is in the notes
 
@@ -294,7 +294,7 @@ def test_site_level_model_reproduces_seattle(seattle):
         },
         file=Path("study.toml"),
     )
-    res = MicroSynth(panel.site_data(study, "seattle"), last_periods=2).fit()
+    res = MicroSynth(panel.site_data(study, "seattle"), last_k=2).fit()
     eff = res.effects().set_index(["outcome", "window"])
     assert eff.loc[("i_misdemea", "post"), "counterfactual"] == pytest.approx(71.80, abs=0.005)
     assert eff.loc[("any_crime", "post"), "p_value"] == pytest.approx(0.0146, abs=5e-5)
@@ -306,16 +306,11 @@ def test_site_level_model_reproduces_seattle(seattle):
 # plots
 
 
-def test_plots_draw_the_results_series():
-    from dmi_eval.plots.microsynth import plot_microsynth, plot_microsynth_permutation
+def test_permutation_plot_marks_the_observed_statistic():
+    from dmi_eval.plots.microsynth import plot_microsynth_permutation
 
     sd, _ = _simulate(effect=-0.3, seed=2, n_areas=80)
     res = MicroSynth(sd, match_periods="total", n_permutations=8, seed=1).fit()
-    fig, ax = plot_microsynth(res, outcome="drug")
-    data = res.get_plot_data("drug")
-    np.testing.assert_allclose(ax.lines[0].get_ydata(), data["observed"])
-    np.testing.assert_allclose(ax.lines[1].get_ydata(), data["counterfactual"])
-    plt.close(fig)
     fig, ax = plot_microsynth_permutation(res, outcome="drug")
     obs = res.get_permutation_data("drug")["statistic"].iloc[0]
     assert ax.lines[0].get_xdata()[0] == pytest.approx(obs)

@@ -11,7 +11,6 @@ from scipy import optimize, stats
 
 from dmi_eval.errors import DesignError
 from dmi_eval.pooling import (
-    ci_level_from_method,
     log_ratio_inputs,
     pool_effects,
     pool_log_ratios,
@@ -49,7 +48,7 @@ def bcg_log_rr():
 def frame_from(yi, vi, *, level=0.95, design="its", outcome="drug", window="post"):
     z = stats.norm.isf((1 - level) / 2)
     se = np.sqrt(vi)
-    return effects_frame(
+    frame = effects_frame(
         {
             "site": f"s{i + 1:02d}",
             "outcome": outcome,
@@ -66,6 +65,8 @@ def frame_from(yi, vi, *, level=0.95, design="its", outcome="drug", window="post
         }
         for i, (y, s) in enumerate(zip(yi, se, strict=True))
     )
+    frame["level"] = level
+    return frame
 
 
 def test_bcg_dersimonian_laird_matches_metafor():
@@ -121,18 +122,20 @@ def test_dl_negative_tau2_truncated_and_homogeneous_sites():
     assert res.pooled_log == pytest.approx(res.fixed_log)
 
 
-def test_ci_level_read_from_method_and_se_recovered():
+def test_level_read_from_the_level_column_and_se_recovered():
     yi, vi = bcg_log_rr()
     eff = frame_from(yi[:4], vi[:4], level=0.90)
     inputs = log_ratio_inputs(eff)
     np.testing.assert_allclose(inputs["se"], np.sqrt(vi[:4]), rtol=1e-10)
     np.testing.assert_allclose(inputs["asymmetry"], 0.0, atol=1e-9)
-    assert ci_level_from_method("quasi-Poisson delta 95%, two-sided") == 0.95
-    with pytest.raises(ValueError, match="confidence level"):
-        ci_level_from_method("no level here")
-    # an explicit level overrides: wrong level -> different SE
-    wrong = log_ratio_inputs(eff, ci_level=0.95)
+    assert (inputs["level"] == 0.90).all()
+    # the level column is what counts (not the method text): a wrong level -> a different SE
+    wrong = log_ratio_inputs(eff.assign(level=0.95))
     assert (wrong["se"] < inputs["se"]).all()
+    with pytest.raises(ValueError, match="no 'level' column"):
+        log_ratio_inputs(eff.drop(columns="level"))
+    with pytest.raises(ValueError, match="not a confidence level"):
+        log_ratio_inputs(eff.assign(level=float("nan")))
 
 
 def test_filtering_exclusions_and_errors():

@@ -25,7 +25,6 @@ from dmi_eval.panel import Panel
 from dmi_eval.plots.synth import (
     plot_rmspe_ratios,
     plot_synth_gaps,
-    plot_synth_path,
     plot_synth_weights,
 )
 from dmi_eval.results import EFFECT_COLUMNS
@@ -199,8 +198,8 @@ def test_placebo_test_rank_p_values():
         dtype=float,
     )
     test = PlaceboTest("T", pd.DataFrame(gaps, index=list("TABC"), columns=periods), pre, ~pre)
-    assert test.p_value(alternative="lower") == pytest.approx(1 / 4)
-    assert test.p_value(alternative="greater") == pytest.approx(4 / 4)
+    assert test.p_value(sided="lower") == pytest.approx(1 / 4)
+    assert test.p_value(sided="greater") == pytest.approx(4 / 4)
     assert test.p_ratio() == pytest.approx(1 / 4)
     # drop placebos with pre-MSPE > 2x the treated's (unit B has 4x)
     assert test.p_ratio(max_pre_mspe_multiple=2) == pytest.approx(1 / 3)
@@ -220,7 +219,7 @@ def test_parallel_map_is_order_stable_and_core_independent():
 # ---------------------------------------------------------------------------
 # site-level model
 # ---------------------------------------------------------------------------
-@pytest.mark.parametrize("method", ["sc", "sdid", "did"])
+@pytest.mark.parametrize("method", ["sc", "sdid"])
 def test_site_model_recovers_known_effect(city, method):
     site, true_cf = city
     res = SyntheticControl(site, method=method, n_jobs=1).fit()
@@ -240,7 +239,7 @@ def test_site_model_recovers_known_effect(city, method):
     assert drug["ci_low"] <= drug["pct_change"] <= drug["ci_high"]
     assert drug["p_value"] < violent["p_value"]
     assert "one-sided" in drug["method"] and "90%" in drug["method"]
-    assert res.p_value("drug", alternative="lower") == drug["p_value"]
+    assert res.p_value("drug", sided="lower") == drug["p_value"]
     assert res.pre_rmspe("drug") > 0
     diag = res.diagnostics.loc["drug"]
     assert bool(diag["outside_hull"])  # the market is the busiest areas
@@ -278,6 +277,8 @@ def test_site_model_validates_and_does_not_mutate(city):
     before = site.panel.counts["drug"].copy()
     with pytest.raises(ValueError):
         SyntheticControl(site, method="synth")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="method"):  # the DID is designs.did.DID
+        SyntheticControl(site, method="did")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         SyntheticControl(site, level="log")  # type: ignore[arg-type]
     with pytest.raises(DesignError, match="pre periods"):
@@ -285,7 +286,7 @@ def test_site_model_validates_and_does_not_mutate(city):
     res = SyntheticControl(site, outcomes=["drug"], n_jobs=1, max_placebos=5).fit()
     assert np.array_equal(site.panel.counts["drug"], before)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        res.method = "did"  # type: ignore[misc]
+        res.method = "sdid"  # type: ignore[misc]
     assert list(res.leave_one_out.columns) == [
         "outcome",
         "dropped",
@@ -302,7 +303,7 @@ def test_site_model_validates_and_does_not_mutate(city):
 def test_plots_return_figure_and_axes(city):
     site, _ = city
     res = SyntheticControl(site, outcomes=["drug"], n_jobs=1, max_placebos=10).fit()
-    for fn in (plot_synth_path, plot_synth_gaps, plot_rmspe_ratios, plot_synth_weights):
+    for fn in (plot_synth_gaps, plot_rmspe_ratios, plot_synth_weights):
         fig, ax = fn(res)
         assert ax.has_data()
         plt.close(fig)
@@ -314,14 +315,14 @@ def test_plots_return_figure_and_axes(city):
 def test_catchment_target_detects_displacement(city):
     site, _ = city
     res = SyntheticControl(
-        site, target="catchment", outcomes=["drug"], alternative="greater", n_jobs=1
+        site, target="catchment", outcomes=["drug"], sided="greater", n_jobs=1
     ).fit()
     row = res.effects().query("window == 'post'").iloc[0]
     # +50% in expectation on three Poisson catchment areas: the estimate is +63% with
     # SDID's full ridge and +67% with the default light ridge (sc_ridge = 0.3).
     assert row["pct_change"] == pytest.approx(0.5, abs=0.2)
     assert row["p_value"] < 0.05
-    assert res.p_value("drug", alternative="lower") > 0.5
+    assert res.p_value("drug", sided="lower") > 0.5
     assert "greater" in row["method"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 
@@ -34,8 +35,23 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
     b = write_study(simulate_study(seed=5, n_rows=8, n_cols=14, n_months=36), tmp_path / "b")
     c = write_study(simulate_study(seed=6, n_rows=8, n_cols=14, n_months=36), tmp_path / "c")
     assert _digest(a.parent) == _digest(b.parent)
-    assert _digest(a.parent)["extract.csv"] != _digest(c.parent)["extract.csv"]
+    assert _digest(a.parent)["extract.csv.gz"] != _digest(c.parent)["extract.csv.gz"]
     assert "markets/eastside.geojson" in _digest(a.parent)
+
+
+def test_extract_is_gzip_without_time_or_name_and_reads_back(tmp_path):
+    """The shipped extract is gzip with mtime 0 and no file name: same bytes on every run."""
+    sim = simulate_study(seed=5, n_rows=8, n_cols=14, n_months=36)
+    path = write_study(sim, tmp_path)
+    raw = (tmp_path / "extract.csv.gz").read_bytes()
+    assert raw[:3] == b"\x1f\x8b\x08"
+    flags, mtime = raw[3], int.from_bytes(raw[4:8], "little")
+    assert flags & 0x08 == 0  # FNAME not set: no file name in the header
+    assert mtime == 0
+    assert not (tmp_path / "extract.csv").exists()
+    text = gzip.decompress(raw).decode("utf-8")
+    assert text == sim.incidents.to_csv(index=False, lineterminator="\n")
+    assert load_study(path).data.incidents.name == "extract.csv.gz"
 
 
 def test_six_scenarios_with_their_verdicts(full_study):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from dmi_eval.inference.parallel import Alternative, parallel_map
+from dmi_eval.inference.parallel import parallel_map
+from dmi_eval.options import Sided, check_choice
 
 
 def select_placebos(n: int, max_placebos: int | None, seed: int) -> np.ndarray:
@@ -19,6 +22,39 @@ def select_placebos(n: int, max_placebos: int | None, seed: int) -> np.ndarray:
         raise ValueError(f"max_placebos must be at least 1, got {max_placebos}")
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n, size=max_placebos, replace=False))
+
+
+def draw_placebo_sets(rng: np.random.Generator, n: int, treat: np.ndarray, b: int) -> np.ndarray:
+    """All placebo treated sets, drawn up front (rows of unit indices).
+
+    Random sets of ``n_treated`` units among all units (the actual set excluded);
+    when there are no more than ``b`` possible sets, every one of them (an exact
+    permutation test).
+    """
+    n_t = int(treat.sum())
+    actual = np.flatnonzero(treat)
+    if math.comb(n, n_t) - 1 <= b:
+        every = [c for c in itertools.combinations(range(n), n_t) if not np.array_equal(c, actual)]
+        return np.array(every, dtype=np.int64).reshape(len(every), n_t)
+    sets = np.empty((b, n_t), dtype=np.int64)
+    for j in range(b):
+        while True:
+            chosen = np.sort(rng.choice(n, size=n_t, replace=False))
+            if not np.array_equal(chosen, actual):
+                break
+        sets[j] = chosen
+    return sets
+
+
+def draw_placebo_groups(
+    rng: np.random.Generator, n_units: int, size: int, n_draws: int
+) -> np.ndarray:
+    """``n_draws`` random groups of ``size`` distinct units among ``n_units`` (rows of indices).
+
+    Each row is the first ``size`` positions of a uniform random permutation (the
+    DID's placebo-area groups: groups of control areas as large as the treated group).
+    """
+    return np.argsort(rng.random((n_draws, n_units)), axis=1)[:, :size]
 
 
 @dataclass(frozen=True)
@@ -110,7 +146,7 @@ class PlaceboTest:
         self,
         window: np.ndarray | None = None,
         *,
-        alternative: Alternative = "lower",
+        sided: Sided = "lower",
         max_pre_mspe_multiple: float | None = None,
     ) -> float:
         """Rank p-value of the standardised mean gap over ``window``."""
@@ -118,13 +154,12 @@ class PlaceboTest:
         z = self.standardised_effects(window).to_numpy()[keep]
         z = np.nan_to_num(z, nan=0.0)
         tol = 1e-12 * max(1.0, abs(z[0]))
-        if alternative == "lower":
+        check_choice("sided", sided, Sided)
+        if sided == "lower":
             return float(np.mean(z <= z[0] + tol))
-        if alternative == "greater":
+        if sided == "greater":
             return float(np.mean(z >= z[0] - tol))
-        if alternative == "two-sided":
-            return float(np.mean(np.abs(z) >= abs(z[0]) - tol))
-        raise ValueError(f"alternative must be lower, greater or two-sided, got {alternative!r}")
+        return float(np.mean(np.abs(z) >= abs(z[0]) - tol))
 
     def interval(
         self,

@@ -15,13 +15,12 @@ import pandas as pd
 from dmi_eval.plots.common import new_axes, save_figure
 from dmi_eval.plots.did import plot_event_study
 from dmi_eval.plots.its import plot_its, plot_placebo_in_time
-from dmi_eval.plots.microsynth import plot_microsynth, plot_microsynth_permutation
+from dmi_eval.plots.microsynth import plot_microsynth_permutation
 from dmi_eval.plots.pooling import plot_forest
 from dmi_eval.plots.style import outcome_words, per_period, plot_observed_expected
 from dmi_eval.plots.synth import (
     plot_rmspe_ratios,
     plot_synth_gaps,
-    plot_synth_path,
     plot_synth_weights,
 )
 from dmi_eval.results import DesignResults
@@ -32,12 +31,10 @@ __all__ = [
     "plot_event_study",
     "plot_forest",
     "plot_its",
-    "plot_microsynth",
     "plot_microsynth_permutation",
     "plot_placebo_in_time",
     "plot_rmspe_ratios",
     "plot_synth_gaps",
-    "plot_synth_path",
     "plot_synth_weights",
     "save_figure",
 ]

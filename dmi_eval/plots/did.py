@@ -49,7 +49,7 @@ def plot_event_study(
     lo = scale * data["ci_low"].to_numpy(dtype=float)
     hi = scale * data["ci_high"].to_numpy(dtype=float)
     ref = data["reference"].to_numpy(dtype=bool)
-    conf = f"{100 * (1 - results.alpha):g}% interval"
+    conf = f"{100 * results.level:g}% interval"
     ax.axhline(0.0, color="0.3", lw=0.8)
     ax.axvline(-0.5, color="C3", lw=1, ls=":", label="call-in")
     ok = ~ref & np.isfinite(est)

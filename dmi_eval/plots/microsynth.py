@@ -1,4 +1,4 @@
-"""Figures for micro-level synthetic control results."""
+"""Figure of microsynth's permutation test (its path is :func:`dmi_eval.plots.plot_counterfactual`)."""
 
 from __future__ import annotations
 
@@ -13,36 +13,7 @@ from dmi_eval.plots.common import new_axes
 if TYPE_CHECKING:
     from dmi_eval.designs.microsynth import MicroSynthResults
 
-__all__ = ["plot_microsynth", "plot_microsynth_permutation"]
-
-
-def plot_microsynth(
-    results: MicroSynthResults, *, outcome: str | None = None, ax: Axes | None = None
-) -> tuple[Figure, Axes]:
-    """Treated-area totals against the synthetic control, per period.
-
-    Data: the shared ``get_plot_data`` (``period, role, observed,
-    counterfactual``); the post periods are shaded. ``outcome`` defaults to the
-    first fitted outcome.
-    """
-    outcome = outcome or results.outcomes[0]
-    data = results.get_plot_data(outcome)
-    fig, ax = new_axes(ax)
-    x = np.arange(len(data))
-    ax.plot(x, data["observed"], color="black", marker="o", ms=3, lw=1.5, label="treated areas")
-    ax.plot(x, data["counterfactual"], color="tab:red", ls="--", lw=1.5, label="synthetic control")
-    post = (data["role"] == "post").to_numpy()
-    if post.any():
-        first = int(np.flatnonzero(post)[0])
-        ax.axvspan(first - 0.5, len(data) - 0.5, color="0.9", zorder=0, label="post period")
-    labels = [str(p) for p in data["period"]]
-    step = max(1, len(labels) // 12)
-    ax.set_xticks(x[::step], labels[::step], rotation=45, ha="right")
-    ax.set_ylabel(f"{outcome} (count)")
-    title = f"{results.site_id + ': ' if results.site_id else ''}{outcome}, treated vs synthetic control"
-    ax.set_title(title)
-    ax.legend(frameon=False, loc="best")
-    return fig, ax
+__all__ = ["plot_microsynth_permutation"]
 
 
 def plot_microsynth_permutation(

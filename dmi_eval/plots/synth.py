@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from dmi_eval.plots.common import new_axes
 
-__all__ = ["plot_synth_path", "plot_synth_gaps", "plot_rmspe_ratios", "plot_synth_weights"]
+__all__ = ["plot_synth_gaps", "plot_rmspe_ratios", "plot_synth_weights"]
 
 
 def _x(index: pd.Index) -> np.ndarray:
@@ -31,23 +31,6 @@ def _start_of_post(data: pd.DataFrame) -> Any | None:
     if not mask.any():
         return None
     return _x(data.index)[mask][0]
-
-
-def plot_synth_path(
-    results: Any, *, outcome: str | None = None, ax: Axes | None = None
-) -> tuple[Figure, Axes]:
-    """Treated vs synthetic outcome path, with the start of the post period marked."""
-    fig, ax = new_axes(ax)
-    data = results.path_data(outcome)
-    x = _x(data.index)
-    ax.plot(x, data["observed"], color="black", lw=1.6, label="treated")
-    ax.plot(x, data["synthetic"], color="tab:blue", lw=1.4, ls="--", label="synthetic")
-    start = _start_of_post(data)
-    if start is not None:
-        ax.axvline(start, color="grey", lw=0.8, ls=":")
-    ax.set_ylabel(outcome or getattr(results, "primary_outcome", None) or "outcome")
-    ax.legend(frameon=False)
-    return fig, ax
 
 
 def plot_synth_gaps(

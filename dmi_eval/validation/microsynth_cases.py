@@ -93,7 +93,7 @@ def seattle_fit(reference: Path, *, end_post: int = 16, **options):
         windows,
         covariates=cov,
         match_periods="each",
-        alpha=0.10,
+        level=0.90,
         sided="lower",
         **options,
     )

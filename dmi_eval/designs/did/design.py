@@ -33,7 +33,7 @@ from dmi_eval.designs.did.model import (
 )
 from dmi_eval.designs.did.results import DIDResults, OutcomeDID
 from dmi_eval.errors import DesignError
-from dmi_eval.options import check_alpha, check_choice, check_last_k, check_outcomes
+from dmi_eval.options import alpha_of, check_choice, check_last_k, check_level, check_outcomes
 from dmi_eval.panel import SiteData
 
 
@@ -53,8 +53,8 @@ class DID:
         PanelOLS on the counts.
     last_k
         Length of the ``last{k}`` window (capped at the number of post periods).
-    alpha
-        1 - confidence level.
+    level
+        Confidence level of the intervals (default 0.95).
     window
         Event-time window ``(lo, hi)``; event times beyond it are pooled into
         the end bins. Event time 0 is the call-in period (excluded unless the
@@ -118,7 +118,7 @@ class DID:
         outcomes: Sequence[str] | None = None,
         model: FEModel = "poisson",
         last_k: int = 6,
-        alpha: float = 0.05,
+        level: float = 0.95,
         window: tuple[int, int] = (-12, 12),
         event_study: bool = True,
         inference: Inference = "auto",
@@ -139,7 +139,7 @@ class DID:
         self.n_placebo = n_placebo
         self.seed = int(seed)
         check_last_k(last_k)
-        check_alpha(alpha)
+        check_level(level)
         self.window = _check_window(window)
         chosen = check_outcomes(site_data.outcomes, outcomes)
         self.site_id = site_data.site_id
@@ -166,7 +166,8 @@ class DID:
         }
         self.model = model
         self.last_k = last_k
-        self.alpha = alpha
+        self.level = level
+        self._alpha = alpha_of(level)
         self.event_study = event_study
 
     def fit(self) -> DIDResults:
@@ -176,7 +177,7 @@ class DID:
             site_id=self.site_id,
             model=self.model,
             inference=self.inference,
-            alpha=self.alpha,
+            level=self.level,
             last_k=self.last_k,
             window=self.window,
             outcomes=self.outcomes,
@@ -208,7 +209,7 @@ class DID:
             terms = {"post_early": in_early, "post_last": in_last}
         X = pd.DataFrame({n: m.astype(float) for n, m in terms.items()})
         try:
-            static = fit_fe(y, entity, time, X, model=self.model, alpha=self.alpha)
+            static = fit_fe(y, entity, time, X, model=self.model, alpha=self._alpha)
             obs = {n: float(y[m].sum()) for n, m in terms.items()}
             cells = {n: int(m.sum()) for n, m in terms.items()}
             # closed-form counterfactual (treated pre total x control ratio), used
@@ -255,7 +256,7 @@ class DID:
                 for kk in ks
             }
             try:
-                event_fit = fit_fe(y, entity, time, Xe, model=self.model, alpha=self.alpha)
+                event_fit = fit_fe(y, entity, time, Xe, model=self.model, alpha=self._alpha)
             except DesignError as exc:
                 raise DesignError(f"{where}, event study: {exc}") from None
             frame = _event_frame(event_fit, ks, treated_obs)
@@ -295,7 +296,7 @@ class DID:
         rng = np.random.default_rng([self.seed, position])
         n_tr = len(self.treated)
         pl = _draw_placebos(mat[:n_tr][:, cols], mat[n_tr:][:, cols], self.n_placebo, rng)
-        z = float(stats.norm.isf(self.alpha / 2))
+        z = float(stats.norm.isf(self._alpha / 2))
         pre_l = np.flatnonzero(self.pre[cols])
         post_l = np.flatnonzero(self.post[cols])
         last_l = np.flatnonzero(np.isin(cols, last_cols))
@@ -303,7 +304,7 @@ class DID:
         out = {}
         for name, w_l in (("post", post_l), (f"last{self.last_k}", last_l)):
             t_t, se_t, t_p = _placebo_window(pl, w_l, pre_l, phi)
-            cal = _calibrated(t_t, t_p, self.alpha, se_t)
+            cal = _calibrated(t_t, t_p, self._alpha, se_t)
             out[name] = _placebo_effect(windows[name], cal, se_t, z)
         if frame.empty:
             return MappingProxyType(out), frame, pretrend
@@ -314,7 +315,7 @@ class DID:
             if k == -1 or not np.isfinite(frame.at[i, "estimate"]):
                 continue
             t_t, se_t, t_p = _placebo_window(pl, np.flatnonzero(bins == k), ref_l, phi)
-            cal = _calibrated(t_t, t_p, self.alpha)
+            cal = _calibrated(t_t, t_p, self._alpha)
             est = float(frame.at[i, "estimate"])
             half = cal["crit"] * se_t
             frame.loc[i, ["se", "ci_low", "ci_high", "p_value"]] = [

@@ -14,6 +14,7 @@ from scipy import sparse, stats
 from dmi_eval.designs.did.model import LOG_MODELS, FEFit
 from dmi_eval.errors import DesignError
 from dmi_eval.inference.delta import log_ratio_interval, normal_tails
+from dmi_eval.inference.placebo import draw_placebo_groups
 from dmi_eval.overdispersion import group_dispersion
 from dmi_eval.power import mde_from_placebos, mde_from_se, min_rank_p
 from dmi_eval.results import WindowEffect
@@ -118,7 +119,7 @@ def _draw_placebos(
         raise DesignError(
             f"placebo inference needs more control areas ({nc}) than treated areas ({m})"
         )
-    picks = np.argsort(rng.random((n_placebo, nc)), axis=1)[:, :m]
+    picks = draw_placebo_groups(rng, nc, m, n_placebo)
     ind = sparse.csr_matrix(
         (np.ones(picks.size), (np.repeat(np.arange(n_placebo), m), picks.ravel())),
         shape=(n_placebo, nc),

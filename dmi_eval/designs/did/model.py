@@ -13,6 +13,7 @@ from scipy import sparse, stats
 from scipy.sparse.csgraph import connected_components
 
 from dmi_eval.errors import DesignError
+from dmi_eval.inference.covariance import cluster_sandwich, cluster_scores
 from dmi_eval.options import check_alpha, check_choice
 
 FEModel = Literal["poisson", "log1p", "level"]
@@ -358,10 +359,8 @@ def _fit_poisson_fe(y, ent, tim, clu, Xv, names, alpha, *, tol=1e-10, max_iter=1
             "the Poisson fixed-effects model is not identified (collinear regressors)"
         )
     Hinv = np.linalg.inv(H)
-    C = sparse.csr_matrix((np.ones(yk.size), (ck, np.arange(yk.size))), shape=(n_clu, yk.size))
-    S = np.asarray((C @ sparse.diags(yk - mu) @ Z).todense())
-    B = S.T @ S
-    V = Hinv @ B @ Hinv * (n_clu / (n_clu - 1) if n_clu > 1 else np.nan)
+    S = cluster_scores(ck, n_clu, yk - mu, Z)
+    V = cluster_sandwich(S, Hinv)
     if np.any(np.diag(V) < 0):
         # H^-1 B H^-1 is positive semi-definite; a negative variance means H was singular
         # to working precision even though solve/cond did not catch it on this machine.

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dmi_eval.checks import PRETREND
 from dmi_eval.designs.did.inference import WindowEffect, _event_plot_data
 from dmi_eval.designs.did.model import MODEL_LABEL, FEFit
 from dmi_eval.results import WindowResults, diagnostics_frame, series_frame
@@ -42,8 +43,8 @@ class DIDResults(WindowResults):
     inference
         ``"placebo"`` (placebo-area intervals, p-values and pre-trend test) or
         ``"cluster"`` (area-clustered SEs); see :class:`DID`.
-    alpha, last_k, window
-        1 - confidence level; length of the ``last{k}`` window; event-time window.
+    level, last_k, window
+        Confidence level of the intervals; length of the ``last{k}`` window; event-time window.
     outcomes, by_outcome
         Fitted outcomes and outcome -> :class:`OutcomeDID`.
     """
@@ -51,7 +52,7 @@ class DIDResults(WindowResults):
     site_id: str
     model: str
     inference: str
-    alpha: float
+    level: float
     last_k: int
     window: tuple[int, int]
     outcomes: tuple[str, ...]
@@ -60,7 +61,7 @@ class DIDResults(WindowResults):
 
     def method(self, outcome: str | None = None) -> str:
         """The ``method`` text of the effects rows."""
-        conf = f"{100 * (1 - self.alpha):g}%"
+        conf = f"{100 * self.level:g}%"
         scale = {
             "poisson": "rate ratio, delta method on log(O/C)",
             "log1p": "exp(beta) of log(1+y) taken as the rate ratio (approximation), delta method",
@@ -98,7 +99,7 @@ class DIDResults(WindowResults):
     @cached_property
     def checks(self) -> dict[str, pd.DataFrame]:  # type: ignore[override]
         rows = [{"outcome": o, **self.by_outcome[o].pretrend} for o in self.outcomes]
-        return {"pretrend": pd.DataFrame(rows)}
+        return {PRETREND: pd.DataFrame(rows)}
 
     def event_study(self, outcome: str | None = None) -> pd.DataFrame:
         """Event-time coefficients (reference period -1 fixed at 0).

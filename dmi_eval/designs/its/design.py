@@ -11,6 +11,7 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
+from dmi_eval.checks import placebo_in_time
 from dmi_eval.designs.its.fit import fit_multigroup, fit_segmented
 from dmi_eval.designs.its.model import (
     COUNT_FAMILIES,
@@ -21,7 +22,7 @@ from dmi_eval.designs.its.model import (
 )
 from dmi_eval.designs.its.results import ITSResults, OutcomeITS
 from dmi_eval.errors import DesignError
-from dmi_eval.options import check_alpha, check_choice, check_last_k, check_outcomes
+from dmi_eval.options import alpha_of, check_choice, check_last_k, check_level, check_outcomes
 from dmi_eval.panel import PERIODS_PER_YEAR, SiteData
 
 
@@ -104,51 +105,36 @@ def _placebo_in_time(
 ) -> pd.DataFrame:
     """Fake call-in dates inside the pre-period, each fitted on pre data only.
 
-    For each fake start ``j`` the model is re-fitted to the first ``j + window``
-    pre periods with ``post = rows >= j``, and the effect over those ``window``
-    fake post periods is recorded. Returns a frame with ``row`` (position of
-    the fake start in the fitted pre rows), ``pct_change``, ``log_ratio`` and
-    ``p_value``; empty when the pre-period is too short.
+    For each fake start ``j`` (:func:`dmi_eval.checks.fake_starts`) the model is
+    re-fitted to the first ``j + window`` pre periods with ``post = rows >= j``, and
+    the effect over those ``window`` fake post periods is recorded
+    (:func:`dmi_eval.checks.placebo_in_time`; empty when the pre-period is too short).
     """
     pre = ~post
     y_pre, t_pre, s_pre = y[pre], time[pre], season[pre]
     c_pre = None if controls is None else controls[:, pre]
-    n_pre = y_pre.size
     n_terms = 2 + (2 * spec.n_harmonics if spec.seasonality == "fourier" else 0)
     n_terms += spec.period_length - 1 if spec.seasonality == "dummies" else 0
-    min_train = max(8, n_terms + 4)
-    starts = np.arange(min_train, n_pre - window + 1)
-    rows: list[dict[str, float]] = []
-    if window < 2 or starts.size == 0:
-        return pd.DataFrame(columns=["row", "pct_change", "log_ratio", "p_value"])
-    if starts.size > max_placebos:
-        pick = np.unique(np.round(np.linspace(0, starts.size - 1, max_placebos)).astype(int))
-        starts = starts[pick]
-    for j in starts:
-        end = j + window
+
+    def refit(j: int, end: int) -> tuple[float, float]:
         fake_post = np.arange(end) >= j
-        try:
-            f = spec.fit(
-                y_pre[:end],
-                fake_post,
-                t_pre[:end],
-                s_pre[:end],
-                None if c_pre is None else c_pre[:, :end],
-            )
-            eff = f.window_effect(f.post)
-        except (DesignError, ValueError, np.linalg.LinAlgError):
-            continue
-        if not np.isfinite(eff.pct_change) or eff.pct_change <= -1:
-            continue
-        rows.append(
-            {
-                "row": int(j),
-                "pct_change": eff.pct_change,
-                "log_ratio": math.log1p(eff.pct_change),
-                "p_value": eff.p_value,
-            }
+        f = spec.fit(
+            y_pre[:end],
+            fake_post,
+            t_pre[:end],
+            s_pre[:end],
+            None if c_pre is None else c_pre[:, :end],
         )
-    return pd.DataFrame(rows, columns=["row", "pct_change", "log_ratio", "p_value"])
+        eff = f.window_effect(f.post)
+        return eff.pct_change, eff.p_value
+
+    return placebo_in_time(
+        refit,
+        y_pre.size,
+        window=window,
+        min_train=max(8, n_terms + 4),
+        max_placebos=max_placebos,
+    )
 
 
 def _season_positions(periods: pd.PeriodIndex, frequency: str) -> np.ndarray:
@@ -186,8 +172,8 @@ class ITS:
         intervals are far too wide).
     last_k
         Length of the ``last{k}`` window (capped at the number of post periods).
-    alpha
-        1 - confidence level of the intervals.
+    level
+        Confidence level of the intervals (default 0.95).
     n_harmonics, slope_change, ramp
         Model terms (see :func:`segmented_design`).
     hac_lags
@@ -231,7 +217,7 @@ class ITS:
         seasonality: Literal["auto", "none", "fourier", "dummies"] = "auto",
         comparison: Comparison = "none",
         last_k: int = 6,
-        alpha: float = 0.05,
+        level: float = 0.95,
         n_harmonics: int = 2,
         slope_change: bool = True,
         ramp: int = 0,
@@ -256,7 +242,7 @@ class ITS:
         if comparison != "none" and family == "sarimax":
             raise ValueError(f"family 'sarimax' is not available with comparison={comparison!r}")
         check_last_k(last_k)
-        check_alpha(alpha)
+        check_level(level)
         if not isinstance(max_placebos, int) or max_placebos < 0:
             raise ValueError("max_placebos must be a non-negative integer")
         chosen = check_outcomes(site_data.outcomes, outcomes)
@@ -279,7 +265,7 @@ class ITS:
         self.seasonality = seasonality
         self.comparison = comparison
         self.last_k = last_k
-        self.alpha = alpha
+        self.level = level
         self.n_harmonics = n_harmonics
         self.slope_change = slope_change
         self.ramp = ramp
@@ -297,7 +283,7 @@ class ITS:
         return ITSResults(
             site_id=self.site_id,
             design="its" if self.comparison == "none" else "cits",
-            alpha=self.alpha,
+            level=self.level,
             last_k=self.last_k,
             outcomes=self.outcomes,
             by_outcome=MappingProxyType(by_outcome),
@@ -369,7 +355,7 @@ class ITS:
             count_cov=count_cov,
             sarimax_order=self.sarimax_order,  # type: ignore[arg-type]
             t_inference=t_inference,
-            alpha=self.alpha,
+            alpha=alpha_of(self.level),
             exposure=(float(self.n_areas[0]), float(self.n_areas[1]))
             if self.comparison == "donor_total"
             else None,

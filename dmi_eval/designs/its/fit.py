@@ -23,6 +23,7 @@ from dmi_eval.designs.its.model import (
     segmented_design,
 )
 from dmi_eval.errors import DesignError
+from dmi_eval.inference.covariance import ar1_sandwich
 from dmi_eval.options import check_alpha, check_choice
 from dmi_eval.overdispersion import unit_dispersions
 
@@ -105,10 +106,10 @@ def _fit_model(
                 extra["unit_dispersion"] = tuple(float(v) for v in phis)
             if count_cov == "ar1":
                 standard = resid / np.sqrt(scale) if per_unit else resid
-                cov, rho = _ar1_sandwich(exog.to_numpy(), fitted, standard, scale, units)
+                cov, rho = ar1_sandwich(exog.to_numpy(), fitted, standard, scale, units)
                 extra["ar1_rho"] = rho
             elif per_unit:
-                cov, _ = _ar1_sandwich(exog.to_numpy(), fitted, resid, scale, units, fixed_rho=0.0)
+                cov, _ = ar1_sandwich(exog.to_numpy(), fitted, resid, scale, units, fixed_rho=0.0)
         elif family == "negbin":
             model = sm.NegativeBinomial(y, exog, loglike_method="nb2", exposure=expo)
             res = model.fit(disp=0, maxiter=300)
@@ -164,86 +165,6 @@ def _fit_model(
     params = pd.Series(np.asarray(params, dtype=float), index=list(exog.columns))
     cov = pd.DataFrame(np.asarray(cov, dtype=float), index=params.index, columns=params.index)
     return params, cov, fitted, resid, df_resid, use_t, disp, extra, notes
-
-
-AR1_MATCH_LAGS = 1
-"""Residual autocorrelations (lags 1..m, summed) matched when estimating the AR(1) rho."""
-
-
-def _ar1_sandwich(
-    x: np.ndarray,
-    mu: np.ndarray,
-    pearson: np.ndarray,
-    scale: float | np.ndarray,
-    units: np.ndarray | None,
-    match_lags: int = AR1_MATCH_LAGS,
-    *,
-    fixed_rho: float | None = None,
-) -> tuple[np.ndarray, float]:
-    """Quasi-likelihood covariance with an AR(1) working correlation (Zeger 1988).
-
-    Notes
-    -----
-    With :math:`D = \\mathrm{diag}(\\mu)`, :math:`B = X' D X` and :math:`R_{ij} =
-    \\hat\\rho^{|i-j|}` within a unit (0 across units), the covariance is
-    :math:`\\phi B^{-1} X' D^{1/2} R D^{1/2} X B^{-1}`. :math:`\\hat\\rho` solves
-    :math:`r_1 = \\mathrm{tr}(L M R(\\rho) M) / \\mathrm{tr}(M R(\\rho) M)`, where
-    :math:`r_1` is the lag-1 autocorrelation of the Pearson residuals, :math:`M` the
-    weighted residual projection and :math:`L` the lag operator: the expected
-    residual autocorrelation under the working model, which removes the downward
-    bias of residual autocorrelations in short regressions. It is kept in
-    :math:`[0, 0.9]` (so the covariance is never below the quasi-Poisson one).
-    A ``scale`` array gives each row its own dispersion :math:`\\phi_i`:
-    :math:`B^{-1} X' D^{1/2} \\Phi^{1/2} R \\Phi^{1/2} D^{1/2} X B^{-1}`
-    (pass Pearson residuals divided by :math:`\\sqrt{\\phi_i}`). A given
-    ``fixed_rho`` is used as is (0: no working correlation).
-    """
-    n, k = x.shape
-    units = np.zeros(n, dtype=int) if units is None else np.asarray(units)
-    xw = x * np.sqrt(mu)[:, None]
-    bread = np.linalg.inv(xw.T @ xw)
-    resid_maker = np.eye(n) - xw @ bread @ xw.T
-    dist = np.zeros((n, n))
-    for u in np.unique(units):
-        members = np.flatnonzero(units == u)
-        pos = np.arange(members.size)
-        dist[np.ix_(members, members)] = np.abs(np.subtract.outer(pos, pos))
-    block = np.equal.outer(units, units)
-    # sum of the lag operators L^1..L^m within a unit: r'(sum L^j)r = sum_j sum_t r_t r_{t-j}
-    signed = np.subtract.outer(np.arange(n), np.arange(n))
-    lag_op = (block & (signed >= 1) & (signed <= match_lags)).astype(float)
-    den = float(pearson @ pearson)
-    r1 = float(pearson @ lag_op @ pearson) / den if den > 0 else 0.0
-
-    def corr_of(rho: float) -> np.ndarray:
-        return np.where(block, rho**dist, 0.0)
-
-    def expected_r1(rho: float) -> float:
-        # E[r'Lr] / E[r'r] for residuals r = M e, Cov(e) = R(rho)
-        cov_r = resid_maker @ corr_of(rho) @ resid_maker
-        return float(np.trace(lag_op @ cov_r) / np.trace(cov_r))
-
-    low, high = 0.0, 0.9
-    if fixed_rho is not None:
-        rho = float(fixed_rho)
-    elif r1 <= expected_r1(low):
-        rho = low
-    elif r1 >= expected_r1(high):
-        rho = high
-    else:
-        for _ in range(30):
-            mid = 0.5 * (low + high)
-            if expected_r1(mid) < r1:
-                low = mid
-            else:
-                high = mid
-        rho = 0.5 * (low + high)
-    corr = corr_of(rho)
-    if np.ndim(scale) == 0:
-        return float(scale) * bread @ (xw.T @ corr @ xw) @ bread, rho
-    half = np.sqrt(np.asarray(scale, dtype=float))
-    meat = xw.T @ (half[:, None] * corr * half[None, :]) @ xw
-    return bread @ meat @ bread, rho
 
 
 def _validate_core(
@@ -318,7 +239,7 @@ def fit_segmented(
         Count families: ``"model"`` (likelihood / quasi-likelihood covariance),
         ``"hac"`` (Newey-West sandwich) or, for Poisson / quasi-Poisson, ``"ar1"``
         (quasi-likelihood sandwich with an AR(1) working correlation estimated
-        from the Pearson residuals; see :func:`_ar1_sandwich`).
+        from the Pearson residuals; see :func:`~dmi_eval.inference.covariance.ar1_sandwich`).
     t_inference
         Use the t distribution with the residual df for intervals and tests;
         default: true for OLS, false otherwise (normal).
@@ -391,23 +312,55 @@ def fit_segmented(
         alpha,
         extra,
     )
+    fitted_model = (params, cov, fitted, resid, df, use_t, disp, extra, notes)
+    return _segmented_fit(
+        fitted_model,
+        family=family,
+        exog=exog,
+        interventions=interventions,
+        y=yv,
+        exposure=expo,
+        target=np.ones(yv.size, dtype=bool),
+        post=postv.copy(),
+        t_inference=t_inference,
+        alpha=alpha,
+        choices=choices,
+    )
+
+
+def _segmented_fit(
+    fitted_model: tuple[Any, ...],
+    *,
+    family: str,
+    exog: pd.DataFrame,
+    interventions: Sequence[str],
+    y: np.ndarray,
+    exposure: np.ndarray | None,
+    target: np.ndarray,
+    post: np.ndarray,
+    t_inference: bool | None,
+    alpha: float,
+    choices: Mapping[str, Any],
+) -> SegmentedFit:
+    """The frozen :class:`SegmentedFit` of a fitted model (``_fit_model``'s tuple)."""
+    params, cov, fitted, resid, df, use_t, disp, extra, notes = fitted_model
     return SegmentedFit(
         family=family,
         params=params,
         cov=cov,
         exog=exog,
         interventions=tuple(interventions),
-        y=yv,
-        exposure=np.ones_like(yv) if expo is None else expo,
-        target=np.ones(yv.size, dtype=bool),
-        post=postv.copy(),
+        y=y,
+        exposure=np.ones_like(y) if exposure is None else exposure,
+        target=target,
+        post=post,
         fitted=fitted,
         resid=resid,
         df_resid=df,
         use_t=use_t if t_inference is None else bool(t_inference),
         dispersion=disp,
         alpha=alpha,
-        choices=MappingProxyType(choices),
+        choices=MappingProxyType(dict(choices)),
         notes=tuple(notes),
         extra=MappingProxyType(extra),
     )
@@ -628,23 +581,17 @@ def fit_multigroup(
     if family == "ols":
         choices["hac_panel"] = hac_panel
     target = z.astype(bool)
-    return SegmentedFit(
+    fitted_model = (params, cov, fitted, resid, df, use_t, disp, extra, notes)
+    return _segmented_fit(
+        fitted_model,
         family=family,
-        params=params,
-        cov=cov,
         exog=exog,
-        interventions=tuple(interventions),
+        interventions=interventions,
         y=yy,
-        exposure=np.ones_like(yy) if expo is None else expo,
+        exposure=expo,
         target=target,
         post=target & np.tile(postv, n_units),
-        fitted=fitted,
-        resid=resid,
-        df_resid=df,
-        use_t=use_t if t_inference is None else bool(t_inference),
-        dispersion=disp,
+        t_inference=t_inference,
         alpha=alpha,
-        choices=MappingProxyType(choices),
-        notes=tuple(notes),
-        extra=MappingProxyType(extra),
+        choices=choices,
     )

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dmi_eval.checks import PLACEBO_TIME, by_outcome
 from dmi_eval.designs.its.model import FAMILY_LABEL, SegmentedFit, WindowEffect
 from dmi_eval.power import mde_from_se
 from dmi_eval.results import WindowResults, diagnostics_frame, series_frame
@@ -43,8 +44,8 @@ class ITSResults(WindowResults):
     ----------
     site_id, design
         The site and the design name (``"its"`` or ``"cits"``).
-    alpha, last_k
-        1 - confidence level; length of the ``last{k}`` window.
+    level, last_k
+        Confidence level of the intervals; length of the ``last{k}`` window.
     outcomes
         Fitted outcomes, in order.
     by_outcome
@@ -53,7 +54,7 @@ class ITSResults(WindowResults):
 
     site_id: str
     design: str
-    alpha: float
+    level: float
     last_k: int
     outcomes: tuple[str, ...]
     by_outcome: Mapping[str, OutcomeITS]
@@ -62,7 +63,7 @@ class ITSResults(WindowResults):
         """The ``method`` text of an outcome's effects rows."""
         o = self._get(outcome)
         label = FAMILY_LABEL[o.fit.family]
-        conf = f"{100 * (1 - self.alpha):g}%"
+        conf = f"{100 * self.level:g}%"
         against = " vs donor mean (Linden CITS)" if self.design == "cits" else ""
         cov = {"ar1": " AR(1)-sandwich", "hac": " Newey-West"}.get(
             str(o.choices.get("count_cov", "model")), ""
@@ -98,8 +99,7 @@ class ITSResults(WindowResults):
 
     @cached_property
     def checks(self) -> dict[str, pd.DataFrame]:  # type: ignore[override]
-        frames = [self.placebo(o).assign(outcome=o) for o in self.outcomes]
-        return {"placebo_time": pd.concat(frames, ignore_index=True)}
+        return {PLACEBO_TIME: by_outcome({o: self.placebo(o) for o in self.outcomes})}
 
     def coefficients(self, outcome: str) -> pd.DataFrame:
         """Coefficient table of an outcome's model (see :meth:`SegmentedFit.coefficients`)."""
@@ -229,7 +229,7 @@ class ITSResults(WindowResults):
                 parts.append(f"Newey-West lags {c['hac_lags']} ({c.get('hac_reason', 'given')})")
             parts.append(
                 f"windows: whole post period and last {c['last_k_used']} periods; "
-                f"{100 * (1 - self.alpha):g}% intervals by the delta method on "
+                f"{100 * self.level:g}% intervals by the delta method on "
                 "log(observed/counterfactual)"
             )
             parts.append(f"{c['n_placebos']} placebo-in-time dates")

@@ -13,6 +13,7 @@ from dmi_eval.designs.microsynth.inference import MATCH_PERIODS, PRIMARY, SIDED,
 from dmi_eval.designs.microsynth.model import fit_microsynth
 from dmi_eval.designs.microsynth.results import MicroSynthResults
 from dmi_eval.errors import DesignError
+from dmi_eval.options import check_last_k, check_level
 from dmi_eval.panel import SiteData
 
 # ---------------------------------------------------------------------------
@@ -39,16 +40,16 @@ class MicroSynth:
         keeps the number of constraints manageable.
     block_length
         Periods per block for ``match_periods="blocks"``.
-    alpha
-        Intervals at level ``1 - alpha`` (default 0.10: 90%, as the Seattle
+    level
+        Confidence level of the intervals (default 0.90, as the Seattle
         evaluation).
     sided
-        ``"lower"`` (default, as the Seattle evaluation), ``"two-sided"``, ``"upper"``.
+        ``"lower"`` (default, as the Seattle evaluation), ``"two-sided"``, ``"greater"``.
     n_permutations
         Placebo treated sets drawn from all treated and donor areas (0: none).
     jackknife
         Jackknife over groups of areas (needs at least two treated areas).
-    last_periods
+    last_k
         ``k`` of the ``"last{k}"`` window (the last ``min(k, n_post)`` post periods).
     primary
         Inference behind :meth:`MicroSynthResults.effects`: ``"auto"`` is the
@@ -74,11 +75,11 @@ class MicroSynth:
         covariates: bool | Sequence[str] = True,
         match_periods: MatchPeriods = "each",
         block_length: int = 3,
-        alpha: float = 0.10,
+        level: float = 0.90,
         sided: Sided = "lower",
         n_permutations: int = 0,
         jackknife: bool = False,
-        last_periods: int = 6,
+        last_k: int = 6,
         primary: Primary = "auto",
         seed: int | None = None,
         n_jobs: int = 1,
@@ -94,12 +95,11 @@ class MicroSynth:
             raise ValueError(f"sided must be one of {', '.join(SIDED)}; got {sided!r}")
         if primary not in PRIMARY:
             raise ValueError(f"primary must be one of {', '.join(PRIMARY)}; got {primary!r}")
-        if not 0 < alpha < 1:
-            raise ValueError(f"alpha must be between 0 and 1; got {alpha}")
+        check_level(level)
+        check_last_k(last_k)
         for key, val, low in (
             ("n_permutations", n_permutations, 0),
             ("block_length", block_length, 1),
-            ("last_periods", last_periods, 1),
             ("n_jobs", n_jobs, 1),
         ):
             if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < low:
@@ -119,11 +119,11 @@ class MicroSynth:
         self.covariates = covariates
         self.match_periods = match_periods
         self.block_length = int(block_length)
-        self.alpha = float(alpha)
+        self.level = float(level)
         self.sided = sided
         self.n_permutations = int(n_permutations)
         self.jackknife = jackknife
-        self.last_periods = int(last_periods)
+        self.last_k = int(last_k)
         self.primary = primary
         self.seed = seed
         self.n_jobs = int(n_jobs)
@@ -141,8 +141,8 @@ class MicroSynth:
         periods = sd.periods[used]
         pre = sd.periods[sd.pre_mask]
         post = sd.periods[sd.post_mask]
-        k = min(self.last_periods, len(post))
-        windows = {"post": list(post), f"last{self.last_periods}": list(post[-k:])}
+        k = min(self.last_k, len(post))
+        windows = {"post": list(post), f"last{self.last_k}": list(post[-k:])}
         counts = {o: sd.area_matrix(o, units).loc[:, periods] for o in self.outcomes}
         cov = None
         if self.covariates is not False:
@@ -164,7 +164,7 @@ class MicroSynth:
             covariates=cov,
             match_periods=self.match_periods,
             block_length=self.block_length,
-            alpha=self.alpha,
+            level=self.level,
             sided=self.sided,
             n_permutations=self.n_permutations,
             jackknife=self.jackknife,

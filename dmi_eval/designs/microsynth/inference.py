@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -17,9 +17,7 @@ from dmi_eval.designs.microsynth.calibration import (
     calibrate,
 )
 from dmi_eval.inference.delta import normal_tails
-
-Sided = Literal["lower", "two-sided", "upper"]
-
+from dmi_eval.options import Sided
 
 InferenceMethod = Literal["linearization", "jackknife", "permutation"]
 
@@ -155,6 +153,36 @@ def _linearization(
     }
 
 
+@dataclass(frozen=True)
+class Calibrator:
+    """The calibration settings every microsynth fit of one site shares (real, jackknife, placebo).
+
+    ``sided`` is the tail of the linearization p-values computed with each fit.
+    """
+
+    names: tuple[str, ...]
+    totals: tuple[tuple[int, ...], ...]
+    sided: str
+    epsilon: float
+    maxit: int
+    fallback: bool
+
+    def fit(
+        self, constraints: np.ndarray, treat: np.ndarray, use: np.ndarray | None = None
+    ) -> CalibrationFit:
+        """:func:`calibrate` the controls for the treated set ``treat`` (rows ``use``)."""
+        return calibrate(
+            constraints,
+            treat,
+            use=use,
+            names=self.names,
+            totals=self.totals,
+            epsilon=self.epsilon,
+            maxit=self.maxit,
+            fallback=self.fallback,
+        )
+
+
 def _window_arrays(y_all: np.ndarray, windows: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [np.ascontiguousarray(y_all[:, :, idx]) for idx in windows]
 
@@ -163,12 +191,7 @@ def _placebo_chunk(
     constraints: np.ndarray,
     y_windows: list[np.ndarray],
     sets: np.ndarray,
-    names: tuple[str, ...],
-    totals: tuple[tuple[int, ...], ...],
-    sided: str,
-    epsilon: float,
-    maxit: int,
-    fallback: bool,
+    calib: Calibrator,
 ) -> dict[str, np.ndarray]:
     """Weights and standardised statistics for a chunk of placebo treated sets."""
     n = constraints.shape[0]
@@ -184,18 +207,10 @@ def _placebo_chunk(
     for j, chosen in enumerate(sets):
         treat = np.zeros(n, dtype=bool)
         treat[chosen] = True
-        fit = calibrate(
-            constraints,
-            treat,
-            names=names,
-            totals=totals,
-            epsilon=epsilon,
-            maxit=maxit,
-            fallback=fallback,
-        )
+        fit = calib.fit(constraints, treat)
         method[j] = codes[fit.method]
         for wi, y in enumerate(y_windows):
-            st = _linearization(y, fit.weights, treat, n, sided)
+            st = _linearization(y, fit.weights, treat, n, calib.sided)
             z[j, wi], lr[j, wi], dv[j, wi], om[j, wi] = (
                 st["z"],
                 st["log_ratio"],
@@ -220,7 +235,7 @@ def _p_values(z: float, sided: str) -> tuple[float, float, float, float]:
     if not np.isfinite(z):
         return (math.nan,) * 4
     lower, upper, two = normal_tails(float(z))
-    chosen = {"lower": lower, "upper": upper, "two-sided": two}[sided]
+    chosen = {"lower": lower, "greater": upper, "two-sided": two}[sided]
     return lower, upper, two, chosen
 
 
@@ -279,25 +294,12 @@ def _main_task(
     constraints: np.ndarray,
     treat: np.ndarray,
     y_windows: list[np.ndarray],
-    names: tuple[str, ...],
-    totals: tuple[tuple[int, ...], ...],
-    sided: str,
-    epsilon: float,
-    maxit: int,
-    fallback: bool,
+    calib: Calibrator,
 ) -> tuple[CalibrationFit, list[dict[str, Any]]]:
     """Weights of the real treated set and their linearization statistics per window."""
-    fit = calibrate(
-        constraints,
-        treat,
-        names=names,
-        totals=totals,
-        epsilon=epsilon,
-        maxit=maxit,
-        fallback=fallback,
-    )
+    fit = calib.fit(constraints, treat)
     n = constraints.shape[0]
-    return fit, [_linearization(y, fit.weights, treat, n, sided) for y in y_windows]
+    return fit, [_linearization(y, fit.weights, treat, n, calib.sided) for y in y_windows]
 
 
 def _jack_chunk(
@@ -306,27 +308,13 @@ def _jack_chunk(
     groups: np.ndarray,
     chunk: np.ndarray,
     y_windows: list[np.ndarray],
-    names: tuple[str, ...],
-    totals: tuple[tuple[int, ...], ...],
-    sided: str,
-    epsilon: float,
-    maxit: int,
-    fallback: bool,
+    calib: Calibrator,
 ) -> tuple[list[np.ndarray], int]:
     """Replicate coefficients ``(beta, gamma)`` for jackknife groups ``chunk``, weights recomputed."""
     out: list[list[np.ndarray]] = [[] for _ in y_windows]
     bad = 0
     for g in chunk:
-        fit = calibrate(
-            constraints,
-            treat,
-            use=groups != g,
-            names=names,
-            totals=totals,
-            epsilon=epsilon,
-            maxit=maxit,
-            fallback=fallback,
-        )
+        fit = calib.fit(constraints, treat, use=groups != g)
         bad += fit.method != "exact"
         for wi, y in enumerate(y_windows):
             beta, gamma, _, _ = _wls_coefs(y, fit.weights, treat)
@@ -366,28 +354,6 @@ def _jackknife_rows(
         inf_rows.append(_omnibus_normal_row(wname, "jackknife", om, sided, len(outcomes)))
 
 
-def _draw_placebo_sets(rng: np.random.Generator, n: int, treat: np.ndarray, b: int) -> np.ndarray:
-    """All placebo treated sets, drawn up front (rows of unit indices).
-
-    Random sets of ``n_treated`` units among all units (the actual set excluded);
-    when there are no more than ``b`` possible sets, every one of them (an exact
-    permutation test).
-    """
-    n_t = int(treat.sum())
-    actual = np.flatnonzero(treat)
-    if math.comb(n, n_t) - 1 <= b:
-        every = [c for c in itertools.combinations(range(n), n_t) if not np.array_equal(c, actual)]
-        return np.array(every, dtype=np.int64).reshape(len(every), n_t)
-    sets = np.empty((b, n_t), dtype=np.int64)
-    for j in range(b):
-        while True:
-            chosen = np.sort(rng.choice(n, size=n_t, replace=False))
-            if not np.array_equal(chosen, actual):
-                break
-        sets[j] = chosen
-    return sets
-
-
 def _perm_rows(
     inf_rows: list[dict[str, Any]],
     perm: dict[str, np.ndarray],
@@ -415,7 +381,7 @@ def _perm_rows(
                 p2 = float((1 + np.sum(np.abs(z_pl) >= abs(z_obs))) / n_pl)
             else:
                 pl = pu = p2 = math.nan
-            pv = {"lower": pl, "upper": pu, "two-sided": p2}[sided]
+            pv = {"lower": pl, "greater": pu, "two-sided": p2}[sided]
             # interval from quantiles of standardised log ratios (observed included)
             lr_all = np.concatenate([[st["log_ratio"][k]], perm["log_ratio"][exact, wi, k]])
             dv_all = np.concatenate([[st["dvar"][k]], perm["dvar"][exact, wi, k]])

@@ -18,11 +18,11 @@ from dmi_eval.designs.microsynth.inference import (
     MATCH_PERIODS,
     PRIMARY,
     SIDED,
+    Calibrator,
     InferenceMethod,
     Primary,
     Sided,
     _ci,
-    _draw_placebo_sets,
     _inf_row,
     _jack_chunk,
     _jackknife_groups,
@@ -37,7 +37,8 @@ from dmi_eval.designs.microsynth.inference import (
 from dmi_eval.designs.microsynth.results import MicroSynthResults
 from dmi_eval.errors import DesignError
 from dmi_eval.inference import parallel_map
-from dmi_eval.options import check_alpha
+from dmi_eval.inference.placebo import draw_placebo_sets
+from dmi_eval.options import alpha_of
 
 # ---------------------------------------------------------------------------
 # numeric core on DataFrames
@@ -53,7 +54,7 @@ def fit_microsynth(
     match_outcomes: Sequence[str] | None = None,
     match_periods: MatchPeriods = "each",
     block_length: int = 3,
-    alpha: float = 0.10,
+    level: float = 0.90,
     sided: Sided = "lower",
     n_permutations: int = 0,
     jackknife: bool | int = False,
@@ -85,11 +86,11 @@ def fit_microsynth(
     match_periods
         ``"each"`` pre period, ``"blocks"`` of ``block_length`` periods counted
         back from the last pre period, or the pre-period ``"total"``.
-    alpha
-        Intervals are equal-tailed at level ``1 - alpha`` (0.10: 90%, as the
-        Seattle evaluation).
+    level
+        Confidence level of the equal-tailed intervals (default 0.90, as the
+        Seattle evaluation); ``alpha = 1 - level`` below.
     sided
-        ``"lower"`` (a reduction; the Seattle evaluation's test), ``"upper"``
+        ``"lower"`` (a reduction; the Seattle evaluation's test), ``"greater"``
         or ``"two-sided"``: which p-value is reported as ``p_value``.
     n_permutations
         Placebo treated sets (drawn up front from ``seed`` among all units);
@@ -145,7 +146,7 @@ def fit_microsynth(
         raise ValueError(f"match_periods must be one of {', '.join(MATCH_PERIODS)}")
     if primary not in PRIMARY:
         raise ValueError(f"primary must be one of {', '.join(PRIMARY)}; got {primary!r}")
-    check_alpha(alpha)
+    alpha = alpha_of(level)
     if (
         isinstance(n_permutations, bool)
         or int(n_permutations) != n_permutations
@@ -225,7 +226,7 @@ def fit_microsynth(
     y_all = np.stack([counts[o].to_numpy(dtype=float) for o in outcomes])  # K x n x T
     wnames = list(win_idx)
     y_windows = _window_arrays(y_all, [win_idx[k] for k in wnames])
-    calib = (names_t, totals_t, sided, epsilon, maxit, fallback)
+    calib = Calibrator(names_t, totals_t, sided, epsilon, maxit, fallback)
 
     # Random parts are drawn up front from the seed (jackknife groups, then placebo sets).
     # With any random inference, every fit runs in worker processes with single-threaded
@@ -241,7 +242,7 @@ def fit_microsynth(
         groups = _jackknife_groups(treat, n_groups, rng)  # type: ignore[arg-type]
     sets = None
     if n_permutations > 0:
-        sets = _draw_placebo_sets(rng, n, treat, int(n_permutations))  # type: ignore[arg-type]
+        sets = draw_placebo_sets(rng, n, treat, int(n_permutations))  # type: ignore[arg-type]
     jack_out = perm = None
     # One task list through the shared parallel map (local processes or a Dask cluster);
     # the chunks are fixed by the counts, never by the workers, and every task runs with
@@ -383,7 +384,7 @@ def fit_microsynth(
         site_id=site,
         outcomes=outcomes,
         window_periods={k: tuple(periods[v]) for k, v in win_idx.items()},
-        alpha=alpha,
+        level=level,
         sided=sided,
         primary=primary_m,
         weights=pd.Series(w, index=units, name="weight"),
@@ -417,7 +418,7 @@ def _micro_task(shared: tuple[Any, ...], task: tuple[str, Any]) -> Any:
     kind, part = task
     with threadpool_limits(limits=1):
         if kind == "main":
-            return _main_task(constraints, treat, y_windows, *calib)
+            return _main_task(constraints, treat, y_windows, calib)
         if kind == "jack":
-            return _jack_chunk(constraints, treat, groups, part, y_windows, *calib)
-        return _placebo_chunk(constraints, y_windows, part, *calib)
+            return _jack_chunk(constraints, treat, groups, part, y_windows, calib)
+        return _placebo_chunk(constraints, y_windows, part, calib)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dmi_eval.checks import PLACEBO_SPACE
 from dmi_eval.designs.microsynth.inference import DESIGN, InferenceMethod, Sided
 from dmi_eval.power import mde_from_placebos, mde_from_se, min_rank_p
 from dmi_eval.results import (
@@ -70,7 +71,7 @@ class MicroSynthResults(DesignResults):
     site_id: str
     outcomes: tuple[str, ...]
     window_periods: Mapping[str, tuple[Any, ...]]
-    alpha: float
+    level: float
     sided: Sided
     primary: InferenceMethod
     weights: pd.Series
@@ -90,10 +91,6 @@ class MicroSynthResults(DesignResults):
     @property
     def design(self) -> str:  # type: ignore[override]
         return DESIGN
-
-    @property
-    def level(self) -> float:  # type: ignore[override]
-        return 1 - self.alpha
 
     @property
     def windows(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -188,7 +185,7 @@ class MicroSynthResults(DesignResults):
 
     @cached_property
     def checks(self) -> dict[str, pd.DataFrame]:  # type: ignore[override]
-        return {"placebo_space": self.placebos.copy()}
+        return {PLACEBO_SPACE: self.placebos.copy()}
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -196,8 +193,10 @@ class MicroSynthResults(DesignResults):
         return tuple(pd.unique(self.inference["method"]))
 
     def _method_label(self, method: str) -> str:
-        level = f"{round(100 * (1 - self.alpha))}%"
-        side = {"lower": "one-sided lower", "upper": "one-sided upper"}.get(self.sided, "two-sided")
+        level = f"{round(100 * self.level)}%"
+        side = {"lower": "one-sided lower", "greater": "one-sided upper"}.get(
+            self.sided, "two-sided"
+        )
         what = {
             "linearization": "linearization (survey-weighted regression, delta method)",
             "jackknife": f"jackknife ({self.n_jackknife_groups} groups, weights recomputed)",
@@ -211,7 +210,7 @@ class MicroSynthResults(DesignResults):
         ``method`` chooses the inference behind ``ci_low, ci_high, p_value``;
         default :attr:`primary` (permutation when placebos were run, else
         jackknife when run, else linearization). ``p_value`` follows the
-        ``sided`` option; intervals are equal-tailed at level ``1 - alpha``.
+        ``sided`` option; intervals are equal-tailed at confidence ``level``.
         """
         method = method or self.primary
         if method not in self.methods:

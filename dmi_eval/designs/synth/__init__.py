@@ -7,9 +7,8 @@ Two layers:
   outcome lags), nested search of the predictor weights ``V`` or a user-given
   ``V``, and an optional placebo-in-space test. Used for the reference datasets.
 * :class:`SyntheticControl` -- the site-level model on a
-  :class:`~dmi_eval.panel.SiteData`: outcome-only SC (``"sc"``), synthetic
-  difference-in-differences (``"sdid"``) or difference-in-differences
-  (``"did"``) for every outcome, with placebo-in-space, placebo-in-time and
+  :class:`~dmi_eval.panel.SiteData`: outcome-only SC (``"sc"``) or synthetic
+  difference-in-differences (``"sdid"``) for every outcome, with placebo-in-space, placebo-in-time and
   leave-one-out inference, fit diagnostics and the tidy effects frame.
 """
 

@@ -20,12 +20,11 @@ from dmi_eval.designs.synth.reference import Level, Method, PlaceboStatistic, Sc
 from dmi_eval.designs.synth.results import SyntheticControlResults
 from dmi_eval.errors import DesignError
 from dmi_eval.inference import (
-    Alternative,
     PlaceboTest,
     placebo_in_space,
     select_placebos,
 )
-from dmi_eval.options import check_choice
+from dmi_eval.options import Sided, check_choice
 from dmi_eval.panel import SiteData
 
 
@@ -96,8 +95,9 @@ class SyntheticControl:
     outcomes
         Outcomes to fit (default: the site's outcomes).
     method
-        ``"sc"`` (outcome-only synthetic control), ``"sdid"`` (synthetic
-        difference-in-differences) or ``"did"`` (difference-in-differences).
+        ``"sc"`` (outcome-only synthetic control) or ``"sdid"`` (synthetic
+        difference-in-differences); the difference-in-differences is
+        :class:`dmi_eval.designs.did.DID`.
     target
         ``"treated"`` (default): the market's treated areas;
         ``"catchment"``: the site's catchment areas (displacement / diffusion),
@@ -121,7 +121,7 @@ class SyntheticControl:
         and brought SC's 90% placebo interval to 90% coverage.
     last_k
         Length of the ``last{k}`` window.
-    alternative
+    sided
         Sidedness of the placebo p-value in :meth:`effects` (default
         ``"lower"``: a reduction).
     ci_level
@@ -210,7 +210,7 @@ class SyntheticControl:
         scale: Scale = "per_area",
         level: Level = "auto",
         last_k: int = 6,
-        alternative: Alternative = "lower",
+        sided: Sided = "lower",
         ci_level: float = 0.9,
         max_placebos: int | None = None,
         max_pre_mspe_multiple: float | None = None,
@@ -231,7 +231,7 @@ class SyntheticControl:
         check_choice("target", target, Target)
         check_choice("scale", scale, Scale)
         check_choice("level", level, Level)
-        check_choice("alternative", alternative, Alternative)
+        check_choice("sided", sided, Sided)
         check_choice("algorithm", algorithm, Algorithm)
         if not isinstance(site_data, SiteData):
             raise TypeError("site_data must be a dmi_eval.panel.SiteData")
@@ -270,7 +270,7 @@ class SyntheticControl:
         self.scale: Scale = scale
         self.level: Level = level
         self.last_k = int(last_k)
-        self.alternative: Alternative = alternative
+        self.sided: Sided = sided
         self.ci_level = float(ci_level)
         self.max_placebos = max_placebos
         self.max_pre_mspe_multiple = max_pre_mspe_multiple
@@ -430,7 +430,7 @@ class SyntheticControl:
                 noise[outcome] = self._noise_inputs(
                     outcome, placebos[outcome], total, cf * factor, Y0_all, pool_rows[usable], areas
                 )
-            if self.leave_one_out and self.method != "did":
+            if self.leave_one_out:
                 loo_rows.extend(
                     self._leave_one_out(outcome, total, y1, Y0, fit, core, factor, ratio, labels)
                 )
@@ -451,7 +451,7 @@ class SyntheticControl:
             roles=sd.roles.copy(),
             n_treated=n_tr,
             last_k=self.last_k,
-            alternative=self.alternative,
+            sided=self.sided,
             ci_level=self.ci_level,
             max_pre_mspe_multiple=self.max_pre_mspe_multiple,
             paths=MappingProxyType(paths),

@@ -26,7 +26,7 @@ from dmi_eval.inference import (
 )
 from dmi_eval.options import check_choice
 
-Method = Literal["sc", "sdid", "did"]
+Method = Literal["sc", "sdid"]
 
 
 Target = Literal["treated", "catchment"]

@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dmi_eval.checks import LEAVE_ONE_OUT, PLACEBO_TIME
 from dmi_eval.designs.synth.inference import NoiseInputs, NoiseStandardisedTest
 from dmi_eval.designs.synth.reference import Method
 from dmi_eval.inference import (
-    Alternative,
     PlaceboTest,
 )
+from dmi_eval.options import Sided
 from dmi_eval.results import (
     DesignResults,
     diagnostics_frame,
@@ -27,7 +28,7 @@ from dmi_eval.results import (
 # ---------------------------------------------------------------------------
 # Site-level model
 # ---------------------------------------------------------------------------
-_DESIGN_LABEL = {"sc": "synthetic control", "sdid": "synthetic DID", "did": "DID"}
+_DESIGN_LABEL = {"sc": "synthetic control", "sdid": "synthetic DID"}
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,8 @@ class SyntheticControlResults(DesignResults):
 
     Accessors return copies. The one-sided "lower" p-value the verdict needs
     is the ``p_value`` column of :meth:`effects` when the model was built with
-    ``alternative="lower"`` (the default), and is always available as
-    ``p_value(outcome, window="post", alternative="lower")``.
+    ``sided="lower"`` (the default), and is always available as
+    ``p_value(outcome, window="post", sided="lower")``.
 
     Attributes
     ----------
@@ -83,7 +84,7 @@ class SyntheticControlResults(DesignResults):
     roles: pd.Series
     n_treated: int
     last_k: int
-    alternative: Alternative
+    sided: Sided
     ci_level: float
     max_pre_mspe_multiple: float | None
     paths: Mapping[str, pd.DataFrame]
@@ -113,7 +114,7 @@ class SyntheticControlResults(DesignResults):
     def choices(self) -> dict[str, Any]:  # type: ignore[override]
         return {
             "method": self.method,
-            "sided": self.alternative,
+            "sided": self.sided,
             "level": self.ci_level,
             "last_k": self.last_k,
             "max_pre_mspe_multiple": self.max_pre_mspe_multiple,
@@ -127,7 +128,7 @@ class SyntheticControlResults(DesignResults):
             for window in self.windows:
                 tails.append(
                     tuple(
-                        self.p_value(outcome, window=window, alternative=a)
+                        self.p_value(outcome, window=window, sided=a)
                         for a in ("lower", "greater", "two-sided")
                     )
                 )
@@ -197,8 +198,8 @@ class SyntheticControlResults(DesignResults):
     @cached_property
     def checks(self) -> dict[str, pd.DataFrame]:  # type: ignore[override]
         return {
-            "placebo_time": self.placebo_in_time.copy(),
-            "leave_one_out": self.leave_one_out.copy(),
+            PLACEBO_TIME: self.placebo_in_time.copy(),
+            LEAVE_ONE_OUT: self.leave_one_out.copy(),
         }
 
     # -- windows --------------------------------------------------------------
@@ -210,25 +211,21 @@ class SyntheticControlResults(DesignResults):
         last[idx[:-k]] = False
         return {"post": post, f"last{self.last_k}": last}
 
-    def p_value(
-        self, outcome: str, *, window: str = "post", alternative: Alternative = "lower"
-    ) -> float:
+    def p_value(self, outcome: str, *, window: str = "post", sided: Sided = "lower") -> float:
         """Placebo-in-space rank p-value in ``window``, the requested tail counted on its own."""
         noise = self.noise_test(outcome, window)
         if noise is not None:
             lower, upper, two = noise.p_values()
-            return {"lower": lower, "greater": upper, "two-sided": two}[alternative]
+            return {"lower": lower, "greater": upper, "two-sided": two}[sided]
         test = self.placebos.get(outcome)
         if test is None or test.n_placebos == 0:
             return float("nan")
         mask = self._windows()[window]
-        return test.p_value(
-            mask, alternative=alternative, max_pre_mspe_multiple=self.max_pre_mspe_multiple
-        )
+        return test.p_value(mask, sided=sided, max_pre_mspe_multiple=self.max_pre_mspe_multiple)
 
     def p_value_lower(self, outcome: str, window: str = "post") -> float:
-        """One-sided p-value of a reduction (the verdict's test), whatever ``alternative`` was."""
-        return self.p_value(outcome, window=window, alternative="lower")
+        """One-sided p-value of a reduction (the verdict's test), whatever ``sided`` was."""
+        return self.p_value(outcome, window=window, sided="lower")
 
     def p_ratio(self, outcome: str) -> float:
         """Rank p-value of the post/pre MSPE ratio (Abadie et al. 2010, two-sided in effect)."""
@@ -251,8 +248,8 @@ class SyntheticControlResults(DesignResults):
             )
             method = (
                 f"{_DESIGN_LABEL[self.method]}; placebo-in-space rank test over {n_pl} placebo "
-                f"areas ({statistic}), {self.alternative}"
-                f"{'' if self.alternative == 'two-sided' else ', one-sided'}; "
+                f"areas ({statistic}), {self.sided}"
+                f"{'' if self.sided == 'two-sided' else ', one-sided'}; "
                 f"{round(100 * self.ci_level)}% interval "
                 + (
                     "inverting the test"
@@ -269,7 +266,7 @@ class SyntheticControlResults(DesignResults):
                 noise = self.noise_test(outcome, window)
                 if noise is not None:
                     lo, hi = noise.interval(self.ci_level)
-                    p = self.p_value(outcome, window=window, alternative=self.alternative)
+                    p = self.p_value(outcome, window=window, sided=self.sided)
                 elif test is not None and n_pl > 0:
                     g_lo, g_hi = test.interval(
                         mask, level=self.ci_level, max_pre_mspe_multiple=self.max_pre_mspe_multiple
@@ -281,7 +278,7 @@ class SyntheticControlResults(DesignResults):
                         hi = max(g_hi * scale / cf, -1.0)
                     p = test.p_value(
                         mask,
-                        alternative=self.alternative,
+                        sided=self.sided,
                         max_pre_mspe_multiple=self.max_pre_mspe_multiple,
                     )
                 rows.append(
