@@ -56,7 +56,11 @@
 # area-by-period overdispersion $\phi$ estimated by moments from the donors' pre-period first
 # differences ($\phi_j = \phi \sum_a \mu_a^2/(\sum_a \mu_a)^2$ for a market of several areas);
 # $\tau^2$ is the drift every unit shares, the DerSimonian–Laird between-unit variance of the
-# placebos' $L_j$. Each one-sided p-value counts its own tail with the market included,
+# placebos' $L_j$. The test of a window uses the placebos whose synthetic control expects at
+# least 20 incidents in it, topped up with the busiest others to at least 80: $v_j$ is the
+# delta-method variance of a log count, which does not hold for a handful of incidents (a quiet
+# area's log ratio has a heavy lower tail, and its excess spread, read as drift, widened the
+# market's interval). Each one-sided p-value counts its own tail with the market included,
 # $(1 + \#\{\text{placebos at or beyond the market}\})/(n + 1)$; the interval inverts the rank
 # test; the minimum detectable reduction (`mde_placebo`, one-sided 5% test, 80% power) comes from
 # the placebo quantiles (a diagnostic: single areas drift more than a market whose areas move

@@ -12,6 +12,7 @@ from dmi_eval.designs.synth.inference import (
     dersimonian_laird,
     dispersion,
     market_dispersion,
+    select_window_placebos,
 )
 
 
@@ -94,6 +95,49 @@ def test_noise_standardisation_puts_busy_and_quiet_units_on_one_scale():
     assert 0.4 <= np.mean(p < 0.5) <= 0.6
 
 
+def test_window_placebos_need_enough_incidents_and_are_topped_up_by_the_busiest():
+    expected = np.r_[300.0, 25.0, 3.0, 20.0, 19.9, 0.5, 40.0]
+    keep = select_window_placebos(expected, min_count=20, min_placebos=2)
+    assert keep.tolist() == [True, True, False, True, False, False, True]
+    # fewer than min_placebos qualify: the busiest others fill up, the quietest stay out
+    keep = select_window_placebos(expected, min_count=30, min_placebos=4)
+    assert keep.tolist() == [True, True, False, True, True, False, True]
+    # the market is kept even when it is quiet itself; min_count=0 keeps every placebo
+    assert select_window_placebos(np.r_[0.0, expected], min_count=50, min_placebos=1)[0]
+    assert select_window_placebos(expected, min_count=0).all()
+
+
+def test_quiet_placebos_do_not_inflate_the_drift_or_the_interval():
+    """Known drift SD 0.1 at every unit, 60 busy and 120 quiet placebo areas (1-7 incidents
+    in the window): a quiet area's log ratio is far from normal, and counting it read
+    noise as drift. With the window's busy placebos tau^2 is right and the 90% interval
+    of a no-effect market covers zero about 90% of the time."""
+    rng = np.random.default_rng(4)
+    T0, T1 = 36, 12
+    pre = np.r_[np.ones(T0, bool), np.zeros(T1, bool)]
+    post = ~pre
+    tau2 = {0: [], 20: []}
+    cover = {0: [], 20: []}
+    for _ in range(300):
+        mu = np.r_[15.0, rng.uniform(2, 6, 60), rng.uniform(0.1, 0.6, 120)]
+        lam = np.repeat(mu[:, None], T0 + T1, axis=1)
+        lam[:, post] *= np.exp(rng.normal(0, 0.1, mu.size))[:, None]
+        obs = rng.poisson(lam).astype(float)
+        syn = np.broadcast_to(np.maximum(obs[:, pre].mean(axis=1), 1e-9)[:, None], obs.shape)
+        for m in tau2:
+            t = NoiseStandardisedTest.from_paths(
+                obs, syn, pre, post, np.zeros(mu.size), min_count=m, min_placebos=40
+            )
+            low, high = t.interval(0.9)
+            tau2[m].append(t.tau2)
+            cover[m].append(low <= 0 <= high)
+            if m == 20:
+                assert 55 <= t.n_placebos <= 60  # the busy areas only
+    assert np.mean(tau2[20]) == pytest.approx(0.01, abs=0.003)
+    assert np.mean(tau2[0]) > 0.018  # every placebo: noise read as drift
+    assert 0.85 <= np.mean(cover[20]) <= 0.94
+
+
 def test_site_sc_reports_each_tail_an_mde_and_weights_that_choose():
     """On a simulated city the site SC counts both tails, reports its MDE and does not
     spread its weights evenly (SDID's full ridge made every weight about 1/J)."""
@@ -108,7 +152,11 @@ def test_site_sc_reports_each_tail_an_mde_and_weights_that_choose():
     ).fit()
     row = res.table.query("window == 'post'").iloc[0]
     n = int(res.diagnostics.loc["drug", "n_placebos"])
-    assert n > int(res.diagnostics.loc["drug", "n_donors"])  # quiet areas are placebos too
+    assert n >= 80  # the busiest areas, at least 80 of them
+    # the test used exactly the placebos busy enough for the post window (or the busiest 80)
+    inputs = res.noise["drug"]
+    expected = inputs.synthetic[1:, data.post_mask].sum(axis=1)
+    assert n == max(int(np.sum(expected >= 20)), min(80, expected.size))
     assert row["p_lower"] >= 1 / (n + 1) and row["p_upper"] >= 1 / (n + 1)
     assert row["p_lower"] + row["p_upper"] == pytest.approx(1 + 1 / (n + 1), abs=1e-9)
     assert row["ci_low"] < row["pct_change"] < row["ci_high"]

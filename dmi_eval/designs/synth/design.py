@@ -171,8 +171,9 @@ class SyntheticControl:
     min_placebo_pre_count
         With the ``"noise"`` statistic every donor area with at least this many
         pre-period incidents is a placebo (fitted on the eligible donors): its
-        counting noise is part of its statistic, so quiet areas add placebos
-        (a finer p-value and better-estimated tails) without distorting them.
+        counting noise is part of its statistic. The test of a window uses
+        those expecting at least 20 incidents in it (at least the 80 busiest,
+        :func:`~dmi_eval.designs.synth.inference.select_window_placebos`).
     algorithm
         ``"exact"`` simplex solutions, or ``"synthdid"`` Frank-Wolfe iterations.
     min_pre_periods
@@ -196,7 +197,8 @@ class SyntheticControl:
     the interval. With ``placebo_statistic="noise"`` the statistic of unit
     ``j`` is ``log(sum obs / sum synthetic) / sqrt(tau^2 + v_j)``, ``v_j`` its
     negative-binomial counting variance and ``tau^2`` the DerSimonian-Laird
-    drift variance of the placebos; the diagnostics report ``mde_placebo``, the
+    drift variance of the placebos expecting at least 20 incidents in the
+    window (at least the 80 busiest); the diagnostics report ``mde_placebo``, the
     smallest reduction the one-sided 5% test detects with 80% power.
     """
 

@@ -40,7 +40,20 @@ count each tail with the market itself included:
     p_{upper} = \\frac{1 + \\#\\{j: z_j \\ge z_1\\}}{n + 1}, \\quad
     p_{two} = \\frac{1 + \\#\\{j: |z_j| \\ge |z_1|\\}}{n + 1}
 
-over the ``n`` placebos. The interval inverts the test: the change
+over the ``n`` placebos. The placebos of a window are the areas whose synthetic
+control expects at least ``m = 20`` incidents in it (:data:`MIN_WINDOW_COUNT`),
+topped up with the busiest others to at least :data:`MIN_PLACEBOS` (80, so
+that a 6-month window still has enough placebos for p < 0.05 by more than one
+rank): ``v_j`` is the delta-method variance of the log of a count, which holds
+for a few dozen incidents but not for a handful (a quiet area's log ratio has
+a heavy lower tail, and its excess spread, read as drift, inflated
+:math:`\\tau^2`). The market itself always has enough. In the calibration
+study (seed 20240601, SC as at sites) this moved the coverage of the 90%
+interval from 0.944 to 0.917 (72 markets, monthly, 24-36 post months) and from
+1.000 to 0.926 (27 markets, 6-12 post months), with size unchanged (0 of 32
+and 0 of 12 no-effect markets at ``p_lower < 0.05``) and power at a sustained
+-45% unchanged over the post period (14 of 16) and higher over the last 6
+months (4 instead of 2 of 16). The interval inverts the test: the change
 :math:`\\theta` is in the interval when the market's statistic with
 :math:`L_1 - \\log(1 + \\theta)` lies between the ``k``-th smallest and ``k``-th
 largest placebo statistic, ``k = floor((1 - level) / 2 (n + 1))``.
@@ -54,6 +67,44 @@ from dataclasses import dataclass
 import numpy as np
 
 from dmi_eval.power import mde_from_placebos
+
+MIN_WINDOW_COUNT = 20.0
+"""Placebos need at least this many expected incidents in the window (see the module notes)."""
+MIN_PLACEBOS = 80
+"""Below this many such placebos, the busiest others are added up to this number."""
+
+
+def select_window_placebos(
+    expected: np.ndarray,
+    *,
+    min_count: float = MIN_WINDOW_COUNT,
+    min_placebos: int = MIN_PLACEBOS,
+) -> np.ndarray:
+    """Mask of the placebos (all but the first unit, the market) the test of a window uses.
+
+    Parameters
+    ----------
+    expected
+        Synthetic (expected) count of every unit in the window, market first.
+    min_count
+        Placebos expecting at least this many incidents are used.
+    min_placebos
+        When fewer qualify, the placebos with the largest expected counts are
+        used, up to this number (all of them when there are fewer).
+
+    Returns
+    -------
+    Boolean mask over the units; the market (first) is always kept.
+    """
+    e = np.asarray(expected, dtype=float)
+    keep = np.zeros(e.size, dtype=bool)
+    keep[0] = True
+    rest = e[1:]
+    keep[1:] = rest >= min_count
+    if int(keep[1:].sum()) < min_placebos:
+        order = np.argsort(-rest, kind="stable")[:min_placebos]
+        keep[1 + order] = True
+    return keep
 
 
 def dispersion(counts: np.ndarray) -> float:
@@ -166,14 +217,23 @@ class NoiseStandardisedTest:
         pre: np.ndarray,
         window: np.ndarray,
         phi: np.ndarray,
+        *,
+        min_count: float = MIN_WINDOW_COUNT,
+        min_placebos: int = MIN_PLACEBOS,
     ) -> NoiseStandardisedTest:
         """Build the test from units x periods observed and synthetic counts (market first).
 
-        Placebos whose window has no synthetic count (or no observed pre-period
+        Only the placebos :func:`select_window_placebos` keeps for the window
+        enter (``min_count``, ``min_placebos``; ``min_count=0`` keeps all);
+        placebos whose window has no synthetic count (or no observed pre-period
         count) are left out: their log ratio is undefined.
         """
         obs = np.asarray(observed, dtype=float)
         syn = np.asarray(synthetic, dtype=float)
+        keep = select_window_placebos(
+            syn[:, window].sum(axis=1), min_count=min_count, min_placebos=min_placebos
+        )
+        obs, syn, phi = obs[keep], syn[keep], np.asarray(phi, dtype=float)[keep]
         t1 = int(window.sum())
         t0 = int(pre.sum())
         o_w = obs[:, window].sum(axis=1)

@@ -174,7 +174,10 @@ class SyntheticControlResults(DesignResults):
             drift.append(float(np.sqrt(test.tau2)) if test is not None else nan)
             phi.append(inputs.dispersion if inputs is not None else nan)
             placebo = self.placebos.get(outcome)
-            n_pl.append(0 if placebo is None else placebo.n_placebos)
+            if test is not None:  # the noise test uses the placebos busy enough for it
+                n_pl.append(test.n_placebos)
+            else:
+                n_pl.append(0 if placebo is None else placebo.n_placebos)
         frame["n_placebos"] = n_pl
         frame["min_p"] = [1.0 / (n + 1) for n in n_pl]
         # Not named ``mde``/``mde_last``: the verdict reads those, and this MDE rests on
