@@ -27,7 +27,6 @@ module.
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ import pandas as pd
 from dmi_eval.config import ColumnMap, CountsLayout, Study
 from dmi_eval.errors import DataError, GeoError, NoUsableRowsError, RejectThresholdError
 from dmi_eval.extract import (
+    CellTally,
     ChunkFilter,
     Rejects,
     RowStream,
@@ -45,6 +45,7 @@ from dmi_eval.extract import (
     describe_format,
     header,
     parse_dates,
+    seen_in,
 )
 from dmi_eval.geo import SWAP_SAMPLE, PointLocator, load_areas, parse_xy
 from dmi_eval.offenses import load_offense_map, normalise_code
@@ -266,8 +267,8 @@ def read_incidents(
     sep = header(path, fields, delimiter=delimiter)
     freq = PANDAS_FREQ[frequency]
     rejects = Rejects(path.name)
-    seen_ids = np.empty(0, dtype=np.uint64)
-    cells: Counter = Counter()
+    seen_ids = np.empty(0, dtype=np.uint64)  # sorted hashes of the ids counted so far
+    cells = CellTally()
     d_start = None if start is None else pd.Timestamp(start)
     d_end = None if end is None else pd.Timestamp(end + dt.timedelta(days=1))
     geo = _GeoTally()
@@ -301,18 +302,15 @@ def read_incidents(
         # Last check: an id counts as seen only once its row is counted.
         ids = pd.util.hash_array(chunk["incident_id"].str.strip().to_numpy(dtype=object))
         dup_within = pd.Series(np.where(keep, ids, 0)).duplicated().to_numpy() & keep
-        dup_before = np.isin(ids, seen_ids)
-        reject(dup_within | dup_before, "duplicate_id", fields["incident_id"])
-        seen_ids = np.concatenate([seen_ids, ids[keep]])
+        reject(dup_within | seen_in(seen_ids, ids), "duplicate_id", fields["incident_id"])
+        # Sorted run + new hashes: a stable (merge) sort keeps this linear in the ids seen.
+        seen_ids = np.sort(np.concatenate([seen_ids, ids[keep]]), kind="stable")
 
-        periods = dates[keep].dt.to_period(freq)
-        grouped = pd.DataFrame(
-            {"area": area[keep], "period": periods.to_numpy(), "outcome": outcome[keep]}
-        ).value_counts()
-        cells.update({k: int(v) for k, v in grouped.items()})
+        ordinals = dates[keep].dt.to_period(freq).array.asi8
+        cells.add(area[keep], ordinals, outcome[keep])
 
     rejected = rejects.frame()
-    counted = sum(cells.values())
+    counted = cells.total
     rows_read = stream.rows_read
     check_conservation(path.name, rows_read, counted, len(rejected))
     if locator is not None:
@@ -440,7 +438,7 @@ def read_counts(
     freq = PANDAS_FREQ[frequency]
     first = None if layout.first_period is None else pd.Period(layout.first_period, freq=freq)
     rejects = Rejects(path.name)
-    cells: Counter = Counter()
+    cells = CellTally()
     seen: set[tuple] = set()
     cov_rows: list[pd.DataFrame] = []
     rows_counted = 0
@@ -494,22 +492,17 @@ def read_counts(
                 seen.add(keys[i])
         reject(dup, "duplicate_cell", "area_id,period" if wide else "area_id,period,outcome")
         idx = np.flatnonzero(keep)
-        kept_periods = periods.iloc[idx].to_numpy()
         if wide:
             for col in value_columns:
-                frame = pd.DataFrame({"a": area[idx], "p": kept_periods, "v": values[col][idx]})
-                for (a, p), v in frame.groupby(["a", "p"], sort=False)["v"].sum().items():
-                    cells[(a, p, col)] += int(v)
+                label = np.full(len(idx), col, dtype=object)
+                cells.add(area[idx], ordinal[idx], label, values[col][idx])
             if layout.covariate_columns:
                 cov = chunk.iloc[idx][[layout.area_column, *layout.covariate_columns]].copy()
                 cov["_ordinal"] = ordinal[idx]
                 cov_rows.append(cov)
         else:
-            frame = pd.DataFrame(
-                {"a": area[idx], "p": kept_periods, "o": outcome[idx], "v": values["count"][idx]}
-            )
-            for (a, p, o), v in frame.groupby(["a", "p", "o"], sort=False)["v"].sum().items():
-                cells[(a, p, o)] += int(v)
+            assert outcome is not None
+            cells.add(area[idx], ordinal[idx], outcome[idx], values["count"][idx])
         rows_counted += len(idx)
 
     rejected = rejects.frame()
@@ -567,7 +560,7 @@ def _first_period_covariates(
 
 
 def _build_panel(
-    cells: Counter,
+    cells: CellTally,
     frequency: str,
     known_areas: frozenset[str] | None,
     start: dt.date | None,
@@ -577,20 +570,30 @@ def _build_panel(
 ) -> Panel:
     if not cells:
         raise DataError(f"{file}: no usable rows; every row was rejected (see rejects.csv)")
-    keys = list(cells)
-    seen_periods = [k[1] for k in keys]
+    frame = cells.frame()
+    freq = PANDAS_FREQ[frequency]
+    ordinal = frame["period"].to_numpy(dtype=np.int64)
     p_start, p_end = _range_periods(frequency, start, end)
-    first = p_start if p_start is not None else min(seen_periods)
-    last = p_end if p_end is not None else max(seen_periods)
-    periods = pd.period_range(first, last, freq=PANDAS_FREQ[frequency])
-    area_ids = set(known_areas) if known_areas is not None else {k[0] for k in keys}
+    first = p_start if p_start is not None else pd.Period(ordinal=int(ordinal.min()), freq=freq)
+    last = p_end if p_end is not None else pd.Period(ordinal=int(ordinal.max()), freq=freq)
+    periods = pd.period_range(first, last, freq=freq)
+    area_ids = set(known_areas) if known_areas is not None else set(frame["area"].unique())
     areas = pd.Index(sorted(area_ids), dtype=object, name="area_id")
-    outcomes = sorted({k[2] for k in keys})
-    a_idx = {a: i for i, a in enumerate(areas)}
-    p_idx = {p: i for i, p in enumerate(periods)}
-    counts = {o: np.zeros((len(areas), len(periods)), dtype=np.int64) for o in outcomes}
-    for (area, period, outcome), n in cells.items():
-        counts[outcome][a_idx[area], p_idx[period]] += n
+    outcomes = sorted(set(frame["outcome"].unique()))
+    a_idx = areas.get_indexer(frame["area"].to_numpy(dtype=object))
+    p_idx = ordinal - periods[0].ordinal
+    if (a_idx < 0).any() or (p_idx < 0).any() or (p_idx >= len(periods)).any():
+        raise AssertionError(
+            f"{file}: a counted cell lies outside the panel's areas or periods; "
+            "this is a bug in dmi_eval, please report it"
+        )
+    n = frame["n"].to_numpy(dtype=np.int64)
+    kind = frame["outcome"].to_numpy(dtype=object)
+    counts = {}
+    for o in outcomes:
+        sel = kind == o
+        counts[o] = np.zeros((len(areas), len(periods)), dtype=np.int64)
+        np.add.at(counts[o], (a_idx[sel], p_idx[sel]), n[sel])
     return Panel(
         frequency=frequency, periods=periods, areas=areas, counts=counts, covariates=covariates
     )

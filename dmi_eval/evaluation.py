@@ -160,7 +160,7 @@ def _fit_sc(data: SiteData, study: Study) -> DesignResults | str:
     return SyntheticControl(
         data,
         method="sc",
-        level="ratio",
+        anchor="ratio",
         seed=study.seed,
         max_placebos=MAX_PLACEBOS,
         last_k=last_k(study),

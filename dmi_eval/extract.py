@@ -10,7 +10,9 @@ Helpers of :mod:`dmi_eval.data` (and of the grid pre-pass in :mod:`dmi_eval.geo`
 - :class:`RowStream` / :class:`ChunkFilter` / :class:`Rejects` number the rows
   and move every unusable one to the reject log with its reason;
 - :func:`parse_dates` turns date text into naive local timestamps per
-  ``[data].date_format`` and ``[data].timezone``.
+  ``[data].date_format`` and ``[data].timezone``;
+- :class:`CellTally` sums counted rows per (area, period, outcome) in vectorised
+  groupbys, and :func:`seen_in` finds already-counted incident ids by binary search.
 """
 
 from __future__ import annotations
@@ -318,6 +320,71 @@ class Rejects:
         out = out.sort_values("row", kind="stable").reset_index(drop=True)
         out["value"] = out["value"].astype(object)
         return out[list(REJECT_COLUMNS)]
+
+
+class CellTally:
+    """Counts per (area, period ordinal, outcome), summed chunk by chunk in vectorised groupbys.
+
+    Keys stay plain arrays (area ids, integer period ordinals, outcome names), never
+    ``Period`` objects or per-cell Python tuples; cells with a zero total are kept,
+    so an area or outcome that appears only with zero counts still enters the panel.
+    """
+
+    _COMPACT_ROWS = 2_000_000
+
+    def __init__(self) -> None:
+        self.parts: list[pd.DataFrame] = []
+        self.rows = 0
+        self.total = 0
+
+    def __bool__(self) -> bool:
+        return self.rows > 0
+
+    def add(
+        self,
+        area: np.ndarray,
+        ordinal: np.ndarray,
+        outcome: np.ndarray,
+        n: np.ndarray | None = None,
+    ) -> None:
+        """Add rows (``n`` incidents each; 1 when ``None``)."""
+        if len(area) == 0:
+            return
+        weight = np.ones(len(area), dtype=np.int64) if n is None else np.asarray(n, np.int64)
+        part = _sum_cells(
+            pd.DataFrame(
+                {
+                    "area": np.asarray(area, dtype=object),
+                    "period": np.asarray(ordinal, dtype=np.int64),
+                    "outcome": np.asarray(outcome, dtype=object),
+                    "n": weight,
+                }
+            )
+        )
+        self.parts.append(part)
+        self.rows += len(part)
+        self.total += int(weight.sum())
+        if self.rows > self._COMPACT_ROWS and len(self.parts) > 1:
+            self.parts = [self.frame()]
+            self.rows = len(self.parts[0])
+
+    def frame(self) -> pd.DataFrame:
+        """One row per cell: ``area, period`` (ordinal), ``outcome, n``."""
+        if len(self.parts) == 1:
+            return self.parts[0]
+        return _sum_cells(pd.concat(self.parts, ignore_index=True))
+
+
+def _sum_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.groupby(["area", "period", "outcome"], sort=False, as_index=False)["n"].sum()
+
+
+def seen_in(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Which of ``ids`` are in ``sorted_ids`` (sorted ascending), by binary search."""
+    if len(sorted_ids) == 0:
+        return np.zeros(len(ids), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    return sorted_ids[at] == ids
 
 
 def check_conservation(file: str, read: int, counted: int, rejected: int) -> None:

@@ -40,7 +40,7 @@ from pyproj import CRS, Transformer
 from dmi_eval.errors import ConfigError, GeoError
 
 if TYPE_CHECKING:
-    from dmi_eval.config import DataSpec, GeoSpec, Site
+    from dmi_eval.study_spec import DataSpec, GeoSpec, Site
 
 POLYGON_TYPES = frozenset({"Polygon", "MultiPolygon"})
 SWAP_SAMPLE = 5_000
@@ -329,6 +329,7 @@ class PointLocator:
         )
         self.geoms = layer.polygons.geometry.to_numpy()
         self.tree = shapely.STRtree(self.geoms)
+        shapely.prepare(self.geoms)
         self.boundary = layer.boundary
         if self.boundary is not None:
             shapely.prepare(self.boundary)
@@ -343,16 +344,17 @@ class PointLocator:
             return np.empty(0, dtype=np.int64)
         if self.transformer is not None:
             x, y = self.transformer.transform(x, y)
-        points = shapely.points(np.asarray(x), np.asarray(y))
-        point_i, area_i = self.tree.query(points, predicate="intersects")
-        out = np.full(len(points), -1, dtype=np.int64)
-        if len(point_i):
-            order = np.lexsort((area_i, point_i))
-            first_point, first_at = np.unique(point_i[order], return_index=True)
-            out[first_point] = area_i[order][first_at]
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        # Candidates from the index's bounding boxes, then one vectorised exact test
+        # against the prepared polygons (a point on an edge intersects both sides).
+        point_i, area_i = self.tree.query(shapely.points(x, y))
+        hit = shapely.intersects_xy(self.geoms[area_i], x[point_i], y[point_i])
+        none = len(self.geoms)
+        first = np.full(len(x), none, dtype=np.int64)
+        np.minimum.at(first, point_i[hit], area_i[hit])
+        out = np.where(first < none, first, -1)
         if self.boundary is not None:
-            inside = shapely.intersects(self.boundary, points)
-            out[~inside] = -1
+            out[~shapely.intersects_xy(self.boundary, x, y)] = -1
         return out
 
     def swapped_share(self, x: np.ndarray, y: np.ndarray) -> float:

@@ -419,3 +419,54 @@ def test_delimiter_of_a_gzipped_extract_is_read_from_its_text(tmp_path):
     with gzip.open(path, "wt", encoding="utf-8") as fh:
         fh.write("ID,time,i_drugs\n1,1,0\n")
     assert detect_delimiter(path) == ","
+
+
+def test_cell_tally_sums_like_value_counts_across_chunks_and_compaction(monkeypatch):
+    """Chunked, compacted integer-coded tallies give the same cells as one value_counts."""
+    from dmi_eval.extract import CellTally
+
+    rng = np.random.default_rng(3)
+    n = 20_000
+    area = np.array([f"A{i}" for i in rng.integers(0, 40, n)], dtype=object)
+    ordinal = rng.integers(500, 520, n)
+    outcome = np.array(["drug", "violent", "zero"], dtype=object)[rng.integers(0, 3, n)]
+    weight = np.where(outcome == "zero", 0, rng.integers(1, 4, n))
+    monkeypatch.setattr(CellTally, "_COMPACT_ROWS", 1_000)
+    tally = CellTally()
+    assert not tally
+    for part in np.array_split(np.arange(n), 7):
+        tally.add(area[part], ordinal[part], outcome[part], weight[part])
+    assert len(tally.parts) == 1  # compacted along the way
+    got = tally.frame().set_index(["area", "period", "outcome"])["n"].sort_index()
+    frame = pd.DataFrame({"area": area, "period": ordinal, "outcome": outcome, "n": weight})
+    expected = frame.groupby(["area", "period", "outcome"])["n"].sum().sort_index()
+    pd.testing.assert_series_equal(got, expected, check_dtype=False)
+    assert tally.total == int(weight.sum())
+    assert (got.xs("zero", level="outcome") == 0).all()  # zero-count cells are kept
+
+
+def test_seen_in_matches_isin():
+    from dmi_eval.extract import seen_in
+
+    rng = np.random.default_rng(4)
+    seen = np.sort(rng.integers(0, 2**63, 5_000, dtype=np.uint64))
+    ids = np.concatenate([seen[rng.integers(0, len(seen), 300)], rng.integers(0, 2**63, 300)])
+    ids = ids.astype(np.uint64)
+    np.testing.assert_array_equal(seen_in(seen, ids), np.isin(ids, seen))
+    assert not seen_in(np.empty(0, dtype=np.uint64), ids).any()
+
+
+def test_duplicate_ids_across_chunks_are_rejected(tmp_path, monkeypatch):
+    """An id first seen in an earlier chunk is a duplicate in a later one (sorted search)."""
+    import dmi_eval.extract as extract
+
+    monkeypatch.setattr(extract, "CHUNK_ROWS", 3)
+    lines = ["incident_id,date,offense,area_id"]
+    ids = [5, 1, 9, 7, 1, 3, 9, 2, 5, 8]
+    lines += [f"{i},2019-01-0{k % 9 + 1},35A,A1" for k, i in enumerate(ids)]
+    path = tmp_path / "incidents.csv"
+    path.write_text("\n".join(lines) + "\n")
+    ingest = read_incidents(path, frequency="month", offense_map=NIBRS)
+    assert ingest.rows_counted == 7
+    assert ingest.rejects["reason"].tolist() == ["duplicate_id"] * 3
+    assert ingest.rejects["row"].tolist() == [5, 7, 9]

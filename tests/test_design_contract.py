@@ -80,7 +80,7 @@ FITTERS = {
     "its": lambda sd: ITS(sd).fit(),
     "cits": lambda sd: ITS(sd, comparison="donor_total").fit(),
     "sc": lambda sd: SyntheticControl(
-        sd, method="sc", level="ratio", seed=1, max_placebos=19, n_jobs=1
+        sd, method="sc", anchor="ratio", seed=1, max_placebos=19, n_jobs=1
     ).fit(),
     "sdid": lambda sd: SyntheticControl(
         sd,

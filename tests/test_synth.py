@@ -250,7 +250,7 @@ def test_site_model_recovers_known_effect(city, method):
 
 def test_site_model_flags_hull_and_levels(city):
     site, _ = city
-    res = SyntheticControl(site, method="sc", level="match", n_jobs=1, max_placebos=5).fit()
+    res = SyntheticControl(site, method="sc", anchor="match", n_jobs=1, max_placebos=5).fit()
     diag = res.diagnostics.loc["drug"]
     assert diag["estimator"] == "sc" and bool(diag["outside_hull"])
     assert diag["share_pre_outside_range"] > 0.5

@@ -148,7 +148,7 @@ def test_site_sc_reports_each_tail_an_mde_and_weights_that_choose():
     study = city.study()
     data = city.panel.site_data(study, city.markets[0].id)
     res = SyntheticControl(
-        data, outcomes=["drug"], level="ratio", n_jobs=1, leave_one_out=False, placebo_time=False
+        data, outcomes=["drug"], anchor="ratio", n_jobs=1, leave_one_out=False, placebo_time=False
     ).fit()
     row = res.table.query("window == 'post'").iloc[0]
     n = int(res.diagnostics.loc["drug", "n_placebos"])

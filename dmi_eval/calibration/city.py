@@ -474,13 +474,7 @@ def _ratio(expected: np.ndarray, mult: np.ndarray, areas: list[int], mask: np.nd
     return float((expected[areas] * mult[areas])[:, mask].sum() / cf - 1.0)
 
 
-COVARIATE_COLUMNS: tuple[str, ...] = (
-    "population",
-    "households",
-    "pct_renter",
-    "pct_vacant",
-    "deprivation",
-)
+COVARIATE_COLUMNS = ("population", "households", "pct_renter", "pct_vacant", "deprivation")
 """Columns of a simulated city's ``areas.csv`` (besides ``area_id``)."""
 
 

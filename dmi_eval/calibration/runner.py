@@ -182,7 +182,7 @@ def evaluate_city(scenario_id: str, spec: CitySpec, seed: int) -> pd.DataFrame:
         previous = SyntheticControl(
             city.panel.site_data(study, market.id),
             outcomes=["drug"],
-            level="ratio",
+            anchor="ratio",
             sc_ridge=1.0,
             placebo_statistic="rmspe",
             max_placebos=MAX_PLACEBOS,

@@ -16,7 +16,7 @@ from dmi_eval.designs.synth.core import (
     fit_path,
 )
 from dmi_eval.designs.synth.inference import NoiseInputs, dispersion, market_dispersion
-from dmi_eval.designs.synth.reference import Level, Method, PlaceboStatistic, Scale, Target
+from dmi_eval.designs.synth.reference import Anchor, Method, PlaceboStatistic, Scale, Target
 from dmi_eval.designs.synth.results import SyntheticControlResults
 from dmi_eval.errors import DesignError
 from dmi_eval.inference import (
@@ -24,7 +24,7 @@ from dmi_eval.inference import (
     placebo_in_space,
     select_placebos,
 )
-from dmi_eval.options import Sided, check_choice
+from dmi_eval.options import Sided, check_choice, check_level
 from dmi_eval.panel import SiteData
 
 
@@ -106,8 +106,8 @@ class SyntheticControl:
         ``"per_area"`` (default): the treated series is the mean per treated
         micro-area, comparable with single donor areas; the counterfactual is
         scaled back to the treated total. ``"total"``: the treated total.
-    level
-        ``"match"`` fits levels (classic SC, additive SDID / DID);
+    anchor
+        How the fit is anchored to the market's pre-period level: ``"match"`` fits levels (classic SC, additive SDID / DID);
         ``"demean"`` (SC only) removes each unit's pre-period mean
         (intercept-shifted SC); ``"ratio"`` divides every series by its own
         pre-period mean before fitting and scales the counterfactual back (a
@@ -124,8 +124,8 @@ class SyntheticControl:
     sided
         Sidedness of the placebo p-value in :meth:`effects` (default
         ``"lower"``: a reduction).
-    ci_level
-        Level of the placebo-based interval.
+    level
+        Confidence level of the placebo-based interval (default 0.9).
     max_placebos
         Cap on the number of placebo donor areas (seeded sample); ``None`` =
         every donor.
@@ -210,10 +210,10 @@ class SyntheticControl:
         method: Method = "sc",
         target: Target = "treated",
         scale: Scale = "per_area",
-        level: Level = "auto",
+        anchor: Anchor = "auto",
         last_k: int = 6,
         sided: Sided = "lower",
-        ci_level: float = 0.9,
+        level: float = 0.9,
         max_placebos: int | None = None,
         max_pre_mspe_multiple: float | None = None,
         max_pre_rmspe_ratio: float = 0.5,
@@ -232,7 +232,7 @@ class SyntheticControl:
         check_choice("method", method, Method)
         check_choice("target", target, Target)
         check_choice("scale", scale, Scale)
-        check_choice("level", level, Level)
+        check_choice("anchor", anchor, Anchor)
         check_choice("sided", sided, Sided)
         check_choice("algorithm", algorithm, Algorithm)
         if not isinstance(site_data, SiteData):
@@ -243,8 +243,7 @@ class SyntheticControl:
             raise ValueError(f"outcomes {unknown} not in the panel ({site_data.panel.outcomes})")
         if last_k < 1:
             raise ValueError(f"last_k must be >= 1, got {last_k}")
-        if not 0 < ci_level < 1:
-            raise ValueError(f"ci_level must be in (0, 1), got {ci_level}")
+        level = check_level(level)
         if max_placebos is not None and max_placebos < 1:
             raise ValueError("max_placebos must be >= 1 or None")
         if max_pre_mspe_multiple is not None and max_pre_mspe_multiple <= 0:
@@ -270,10 +269,10 @@ class SyntheticControl:
         self.outcomes = outcomes
         self.method: Method = method
         self.scale: Scale = scale
-        self.level: Level = level
+        self.anchor: Anchor = anchor
         self.last_k = int(last_k)
         self.sided: Sided = sided
-        self.ci_level = float(ci_level)
+        self.level = level
         self.max_placebos = max_placebos
         self.max_pre_mspe_multiple = max_pre_mspe_multiple
         self.max_pre_rmspe_ratio = float(max_pre_rmspe_ratio)
@@ -299,10 +298,10 @@ class SyntheticControl:
         """``(core method, treated outside the donors' range, ratio scaling)``."""
         means = Y0pre.mean(axis=1)
         outside = bool(y1pre.mean() > means.max() or y1pre.mean() < means.min())
-        ratio = self.level == "ratio" or (self.level == "auto" and outside and y1pre.mean() > 0)
+        ratio = self.anchor == "ratio" or (self.anchor == "auto" and outside and y1pre.mean() > 0)
         if self.method != "sc":
             return self.method, outside, ratio
-        if self.level == "demean":
+        if self.anchor == "demean":
             return "sc_demeaned", outside, False
         return "sc", outside, ratio
 
@@ -454,7 +453,7 @@ class SyntheticControl:
             n_treated=n_tr,
             last_k=self.last_k,
             sided=self.sided,
-            ci_level=self.ci_level,
+            level=self.level,
             max_pre_mspe_multiple=self.max_pre_mspe_multiple,
             paths=MappingProxyType(paths),
             weights=pd.concat(weight_rows, ignore_index=True),

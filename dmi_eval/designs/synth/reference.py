@@ -35,7 +35,7 @@ Target = Literal["treated", "catchment"]
 Scale = Literal["per_area", "total"]
 
 
-Level = Literal["auto", "match", "demean", "ratio"]
+Anchor = Literal["auto", "match", "demean", "ratio"]
 
 
 Standardisation = Literal["sd", "none"]

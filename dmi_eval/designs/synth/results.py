@@ -85,7 +85,7 @@ class SyntheticControlResults(DesignResults):
     n_treated: int
     last_k: int
     sided: Sided
-    ci_level: float
+    level: float
     max_pre_mspe_multiple: float | None
     paths: Mapping[str, pd.DataFrame]
     weights: pd.DataFrame
@@ -103,10 +103,6 @@ class SyntheticControlResults(DesignResults):
         return self.method
 
     @property
-    def level(self) -> float:  # type: ignore[override]
-        return self.ci_level
-
-    @property
     def windows(self) -> tuple[str, ...]:  # type: ignore[override]
         return ("post", f"last{self.last_k}")
 
@@ -115,7 +111,7 @@ class SyntheticControlResults(DesignResults):
         return {
             "method": self.method,
             "sided": self.sided,
-            "level": self.ci_level,
+            "level": self.level,
             "last_k": self.last_k,
             "max_pre_mspe_multiple": self.max_pre_mspe_multiple,
         }
@@ -253,7 +249,7 @@ class SyntheticControlResults(DesignResults):
                 f"{_DESIGN_LABEL[self.method]}; placebo-in-space rank test over {n_pl} placebo "
                 f"areas ({statistic}), {self.sided}"
                 f"{'' if self.sided == 'two-sided' else ', one-sided'}; "
-                f"{round(100 * self.ci_level)}% interval "
+                f"{round(100 * self.level)}% interval "
                 + (
                     "inverting the test"
                     if outcome in self.noise
@@ -268,11 +264,11 @@ class SyntheticControlResults(DesignResults):
                 lo = hi = p = float("nan")
                 noise = self.noise_test(outcome, window)
                 if noise is not None:
-                    lo, hi = noise.interval(self.ci_level)
+                    lo, hi = noise.interval(self.level)
                     p = self.p_value(outcome, window=window, sided=self.sided)
                 elif test is not None and n_pl > 0:
                     g_lo, g_hi = test.interval(
-                        mask, level=self.ci_level, max_pre_mspe_multiple=self.max_pre_mspe_multiple
+                        mask, level=self.level, max_pre_mspe_multiple=self.max_pre_mspe_multiple
                     )
                     scale = self.n_treated * int(mask.sum()) if self._per_area else int(mask.sum())
                     if cf > 0:
