@@ -576,7 +576,12 @@ def _parse_report(file: Path, table: Any) -> ReportOptions:
 
 
 def _parse_verdict(file: Path, table: Any) -> VerdictRules:
-    """``[verdict]``: numbers, ``persistence`` (a duration) or ``persistence_periods``."""
+    """``[verdict]``: numbers, ``persistence`` (a duration) or ``persistence_periods``.
+
+    ``min_expected_count`` is incidents a month; ``alpha``, ``min_reduction`` and
+    ``lasting_share`` must lie in (0, 0.5], (0, 1] and (0, 1] (checked by
+    :class:`VerdictRules`, re-raised naming the file).
+    """
     if not isinstance(table, dict):
         raise ConfigError(f"{file}: [verdict] must be a table")
     defaults = VerdictRules()
@@ -603,7 +608,10 @@ def _parse_verdict(file: Path, table: Any) -> VerdictRules:
             values[name] = r.integer(name, default, low=0, high=10_000)
         else:
             values[name] = r.number(name, default, low=0.0, high=1e6)
-    return VerdictRules(**values)
+    try:
+        return VerdictRules(**values)
+    except ConfigError as exc:  # alpha, min_reduction, lasting_share out of range
+        raise ConfigError(f"{file}: {exc}") from None
 
 
 def _parse_dataclass(file: Path, table: Any, where: str, cls: type) -> Any:

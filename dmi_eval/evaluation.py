@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from dmi_eval.config import Study
+from dmi_eval.config import DAYS_PER, Study
 from dmi_eval.designs.did import DID
 from dmi_eval.designs.its import ITS
 from dmi_eval.designs.microsynth import MicroSynth
@@ -223,14 +223,46 @@ def _diagnostic(results: DesignResults, outcome: str, column: str, default: floa
     return value if np.isfinite(value) or np.isinf(value) else default
 
 
+MDE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "post": ("mde", "mde_placebo"),
+    "last": ("mde_last", "mde_placebo_last"),
+}
+"""Where a design reports its minimum detectable effect, in order of preference.
+
+``mde`` / ``mde_last`` is the design's own statement; synthetic control reports
+its placebo-distribution MDE as ``mde_placebo`` / ``mde_placebo_last``. Every
+design's MDE reaches the verdict through these names."""
+
+
+def _first_diagnostic(
+    results: DesignResults, outcome: str, columns: tuple[str, ...], default: float
+) -> float:
+    """The first of ``columns`` the design reports for ``outcome`` as a number (not NaN)."""
+    for column in columns:
+        value = _diagnostic(results, outcome, column, float("nan"))
+        if not np.isnan(value):
+            return value
+    return default
+
+
+def design_mde(results: DesignResults, outcome: str, window: str = "post") -> float:
+    """The design's minimum detectable reduction for ``outcome`` over ``window`` (NaN if none).
+
+    The first of :data:`MDE_COLUMNS` the design reports (``mde`` or
+    ``mde_placebo``; ``mde_last`` or ``mde_placebo_last`` for a ``last{k}`` window).
+    """
+    columns = MDE_COLUMNS["post" if window == "post" else "last"]
+    return _first_diagnostic(results, outcome, columns, float("nan"))
+
+
 def window_evidence(results: DesignResults, outcome: str, window: str) -> WindowEvidence:
     """One row of a design's ``table`` with its three tails, and its detectable effect.
 
-    ``mde`` is the design's ``diagnostics.mde`` (``mde_last`` for the
-    ``last{k}`` window); ``min_p`` its ``diagnostics.min_p`` (0 when absent).
+    ``mde`` is the first the design reports of :data:`MDE_COLUMNS` (``mde``,
+    then ``mde_placebo``; the ``_last`` names for the ``last{k}`` window), NaN
+    when it reports none; ``min_p`` its ``diagnostics.min_p`` (0 when absent).
     """
     row = results.row(outcome, window)
-    key = "mde" if window == "post" else "mde_last"
     return WindowEvidence(
         design=str(row["design"]),
         window=window,
@@ -241,7 +273,7 @@ def window_evidence(results: DesignResults, outcome: str, window: str) -> Window
         p_upper=float(row["p_upper"]),
         p_two_sided=float(row["p_two_sided"]),
         level=f"{100 * float(row['level']):g}%",
-        mde=_diagnostic(results, outcome, key, float("nan")),
+        mde=design_mde(results, outcome, window),
         min_p=_diagnostic(results, outcome, "min_p", 0.0),
     )
 
@@ -298,6 +330,41 @@ def design_warnings(
     return tuple(out)
 
 
+def monthly_fit_ratio(results: DesignResults, outcome: str, frequency: str) -> float:
+    r"""The pre-period fit error over the pre-period mean, on (about) monthly totals.
+
+    ``max_pre_rmspe_ratio`` is a share of a month's count. For monthly and
+    quarterly data this is the design's own ``pre_fit_ratio``. Weekly counts
+    of a market of 8-25 incidents a month (2-6 a week) miss any fit by half
+    their mean from counting noise alone, so for weekly data the design's
+    pre-period series is summed over blocks of
+    ``round(DAYS_PER["month"] / DAYS_PER["week"]) = 4`` weeks (aligned to end
+    at the call-in; an incomplete first block is dropped) and the ratio is
+    taken on those sums.
+
+    Notes
+    -----
+    With :math:`g_b = \sum_{t \in b} (y_t - \hat y_t)` and
+    :math:`Y_b = \sum_{t \in b} y_t` over the :math:`B` pre-period blocks,
+    the ratio is :math:`\sqrt{B^{-1} \sum_b g_b^2} / (B^{-1} \sum_b Y_b)`.
+    """
+    own = results.pre_fit_ratio(outcome)
+    block = max(1, round(DAYS_PER["month"] / DAYS_PER[frequency]))
+    if block == 1:
+        return own
+    s = results.get_plot_data(outcome)
+    pre = s[s["role"] == "pre"]
+    y = pre["observed"].to_numpy(dtype=float)
+    cf = pre["counterfactual"].to_numpy(dtype=float)
+    n = (y.size // block) * block
+    if n < 2 * block or not np.all(np.isfinite(cf[-n:])):
+        return own
+    y_b = y[-n:].reshape(-1, block).sum(axis=1)
+    gap_b = (y[-n:] - cf[-n:]).reshape(-1, block).sum(axis=1)
+    mean = float(y_b.mean())
+    return float(np.sqrt(np.mean(gap_b**2)) / mean) if mean > 0 else float("inf")
+
+
 def build_evidence(
     data: SiteData,
     results: dict[str, DesignResults],
@@ -324,13 +391,14 @@ def build_evidence(
         last=window_evidence(main, outcome, f"last{k}"),
         n_pre=data.n_pre,
         pre_mean=pre_mean,
-        pre_fit_ratio=main.pre_fit_ratio(outcome),
+        pre_fit_ratio=monthly_fit_ratio(main, outcome, study.frequency),
         n_post=data.n_post,
         last_k=k,
         frequency=study.frequency,
         catchment=catchment,
         others=others,
         warnings=design_warnings(data, main, outcome, study),
+        outcome_label=study.report.outcome_label(outcome),
     )
 
 

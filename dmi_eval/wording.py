@@ -93,8 +93,8 @@ def closure_summary(rules: Any, unit: str) -> str:
     held = duration_text(rules.persistence_in(unit), unit)
     return (
         "every condition of the closure rule holds: the fall is significant, at least "
-        f"{rules.min_reduction:.0%}, it held over the last {held}, "
-        "and nearby areas did not rise significantly."
+        f"{rules.min_reduction:.0%}, it held over the last {held} (still a drop of at least "
+        f"{rules.lasting_drop() * 100:.3g}% there), and nearby areas did not rise significantly."
     )
 
 

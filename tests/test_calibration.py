@@ -11,6 +11,7 @@ import pytest
 from dmi_eval.calibration.city import NULL, CitySpec, Effect, simulate_city, spec_like_site
 from dmi_eval.calibration.report import calibration_frame, write_outputs
 from dmi_eval.calibration.runner import CALIBRATION_COLUMNS, Scenario, run, summarise
+from dmi_eval.verdict import BASES
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +123,108 @@ def test_runner_writes_the_calibration_columns(tmp_path):
     assert tuple(calibration_frame(table).columns) == CALIBRATION_COLUMNS
     size = frame[(frame["design"] == "primary") & (frame["quantity"] == "size")]
     assert len(size) == 1 and 0 <= float(size["value"].iloc[0]) <= 1
-    assert "false_closed_displaced" in set(frame["quantity"])
+    assert {"false_closed_displaced", "held_45", "detectable_null"} <= set(frame["quantity"])
+    assert rows.loc[rows["design"] == "verdict", "basis"].isin(list(BASES)).all()
     assert "# Calibration" in md.read_text(encoding="utf-8")
+
+
+def _fake_rows() -> pd.DataFrame:
+    """Hand-made runner rows: 4 no-effect, 4 sustained -45%, 2 fading markets, one city."""
+    rows = []
+    markets = [
+        ("n1", "none", "not_closed", "no_reduction", 0.0, 0.3, True),
+        ("n2", "none", "inconclusive", "undetectable", 0.0, 0.4, False),
+        ("n3", "none", "closed", "closed", -0.3, 0.01, True),
+        ("n4", "none", "not_closed", "ruled_out", 0.05, 0.6, True),
+        ("s1", "-45% sustained", "closed", "closed", -0.45, 0.01, True),
+        ("s2", "-45% sustained", "closed", "closed", -0.4, 0.02, True),
+        ("s3", "-45% sustained", "closed", "closed", -0.5, 0.01, True),
+        ("s4", "-45% sustained", "not_closed", "faded", -0.3, 0.03, True),
+        ("f1", "-45% relapsing", "not_closed", "faded", -0.2, 0.04, True),
+        ("f2", "-45% relapsing", "closed", "closed", -0.3, 0.01, True),
+    ]
+    for site, effect, label, basis, pct, p, detectable in markets:
+        truth = {
+            "scenario": "fake",
+            "city": 1,
+            "site": site,
+            "effect": effect,
+            "rate_per_month": 12.0,
+            "post_months": 30,
+            "true_post": pct,
+        }
+        held = label == "closed"
+        design = {
+            "pct_change": pct,
+            "ci_low": pct - 0.2,
+            "ci_high": pct + 0.2,
+            "level": 0.9,
+            "p_lower": p,
+            "p_upper": 1 - p,
+            "p_two_sided": 2 * min(p, 1 - p),
+            "mde": 0.2 if detectable else 0.4,
+            "detectable": detectable,
+            "p_lower_last": 0.5,
+            "pct_last": -0.3 if held else 0.0,
+            "held": held,
+        }
+        rows.append({**truth, "design": "primary", "primary": "sc", **design})
+        rows.append({**truth, "design": "verdict", "verdict": label, "basis": basis})
+    return pd.DataFrame(rows)
+
+
+def test_summarise_counts_the_verdict_quantities_of_issue_10():
+    table = summarise(_fake_rows()).set_index(["design", "quantity"])
+    value = table["value"]
+    assert value["verdict", "false_closed_displaced"] == 0.25  # n3 of 4 no-effect markets
+    assert not table.loc[("verdict", "false_closed_displaced"), "met"]
+    assert value["verdict", "detection_target"] == 0.75  # 3 of 4 sustained closures
+    assert not table.loc[("verdict", "detection_target"), "met"]
+    assert value["verdict", "fading_closed"] == 0.5  # f2 of the 2 fading markets
+    assert value["verdict", "null_basis_undetectable"] == 0.25
+    assert value["verdict", "null_basis_ruled_out"] == 0.25
+    assert value["primary", "held_45"] == 0.75 and value["primary", "held_fading"] == 0.5
+    assert value["primary", "detectable_null"] == 0.75
+    assert value["primary", "size"] == 0.25  # n3 has p_lower 0.01
+
+
+def test_appendix_states_each_target_met_or_missed_with_run_facts(tmp_path):
+    rows = _fake_rows()
+    table = summarise(rows)
+    scenarios = (Scenario("fake", "hand-made rows", CitySpec(), 1),)
+    facts = {"minutes": 12.34, "jobs": 2, "load": (3.5, 2.25, 1.0), "cores": 2}
+    _, md = write_outputs(table, rows, scenarios, tmp_path, seed=5, facts=facts)
+    text = md.read_text(encoding="utf-8")
+    assert "**This run**: 10 simulated markets in 1 cities, 12.3 minutes wall clock" in text
+    assert "load average at the end of the run 3.5 / 2.2 / 1.0" in text
+    assert (
+        "- **Missed**: verdict, fake, no-effect markets called closed or displaced: 0.250 "
+        "(target <= 0.05" in text
+    )
+    assert "fading closures called closed" in text
+    assert "no-effect markets decided by: the design could not have detected" in text
+    # without the facts the appendix is a function of the table (byte-identical per seed)
+    _, again = write_outputs(table, rows, scenarios, tmp_path / "b", seed=5)
+    assert "This run" not in again.read_text(encoding="utf-8")
+
+
+def test_run_goes_through_parallel_map_in_a_fixed_order(monkeypatch):
+    from dmi_eval.calibration import runner
+
+    seen = {}
+
+    def fake_map(fn, items, **kw):
+        seen["items"], seen["kw"] = list(items), kw
+        return [pd.DataFrame({"scenario": [t[0]], "city": [t[2]]}) for t in items]
+
+    monkeypatch.setattr(runner, "parallel_map", fake_map)
+    spec = CitySpec()
+    scenarios = (Scenario("a", "a", spec, 2), Scenario("b", "b", spec, 1))
+    rows = runner.run(scenarios, seed=7, n_jobs=3)
+    assert [t[2] for t in seen["items"]] == [7, 8, 1007]
+    assert seen["kw"]["n_jobs"] == 3
+    assert list(rows["city"]) == [7, 8, 1007]
+    assert runner.city_tasks(scenarios, 7) == seen["items"]
 
 
 @pytest.fixture(scope="module")

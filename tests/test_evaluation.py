@@ -90,3 +90,78 @@ def test_warnings_gate_closed_spike_and_in_time_placebo():
     warns = design_warnings(sd, Fake(), "drug", study)  # type: ignore[arg-type]
     assert any("in-time placebo fails" in w for w in warns)
     assert np.isfinite(res.diagnostics["mde"]).all()
+
+
+class _Results:
+    """The row and diagnostics ``window_evidence`` reads, with the given diagnostics columns."""
+
+    def __init__(self, design: str, diagnostics: dict):
+        import pandas as pd
+
+        self.design = design
+        self.diagnostics = pd.DataFrame({"outcome": ["drug"], **diagnostics})
+
+    def row(self, outcome, window):
+        import pandas as pd
+
+        return pd.Series(
+            {
+                "design": self.design,
+                "pct_change": -0.2,
+                "ci_low": -0.4,
+                "ci_high": 0.1,
+                "p_lower": 0.2,
+                "p_upper": 0.8,
+                "p_two_sided": 0.4,
+                "level": 0.9,
+            }
+        )
+
+
+def test_every_designs_mde_reaches_the_verdict():
+    # regression: synthetic control reports its MDE as mde_placebo; the verdict read only mde
+    from dmi_eval.config import VerdictRules
+    from dmi_eval.evaluation import window_evidence
+    from dmi_eval.verdict import undetectable
+
+    sc = _Results("sc", {"mde_placebo": 0.42, "mde_placebo_last": 0.5, "min_p": 1 / 301})
+    post, last = window_evidence(sc, "drug", "post"), window_evidence(sc, "drug", "last6")
+    assert (post.mde, last.mde, post.min_p) == (0.42, 0.5, 1 / 301)
+    reason = undetectable(post, VerdictRules())
+    assert reason is not None and "synthetic control test could not have detected a 25%" in reason
+    # a design's own mde wins over a placebo MDE; NaN falls through to the next name
+    both = _Results("did", {"mde": 0.2, "mde_placebo": 0.42})
+    assert window_evidence(both, "drug", "post").mde == 0.2
+    nan = _Results("sc", {"mde": float("nan"), "mde_placebo": 0.3})
+    assert window_evidence(nan, "drug", "post").mde == 0.3
+    assert np.isnan(window_evidence(_Results("its", {}), "drug", "post").mde)
+
+
+def test_pre_fit_is_judged_on_monthly_totals_for_weekly_data():
+    # regression: 2-6 drug incidents a week miss any fit by half their mean from counting
+    # noise alone, so every weekly market of the calibration was "poor pre-period fit"
+    import pandas as pd
+
+    from dmi_eval.evaluation import monthly_fit_ratio
+
+    rng = np.random.default_rng(4)
+    n = 156
+    y = rng.poisson(3.0, n).astype(float)
+
+    class Weekly:
+        def pre_fit_ratio(self, outcome):
+            return float(np.sqrt(np.mean((y - 3.0) ** 2)) / y.mean())
+
+        def get_plot_data(self, outcome):
+            return pd.DataFrame(
+                {"role": ["pre"] * n + ["post"] * 4, "observed": [*y, 0, 0, 0, 0]}
+            ).assign(counterfactual=3.0)
+
+    res = Weekly()
+    weekly = res.pre_fit_ratio("drug")
+    assert weekly > 0.5  # per week: fails the default 50% limit on noise alone
+    monthly = monthly_fit_ratio(res, "drug", "week")
+    assert monthly < 0.35 and monthly == pytest.approx(
+        np.sqrt(np.mean((y.reshape(-1, 4).sum(axis=1) - 12.0) ** 2)) / (4 * y.mean())
+    )
+    assert monthly_fit_ratio(res, "drug", "month") == weekly  # the design's own value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -18,13 +19,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the study")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument(
+        "--rows", default=None, help="also write the per-market, per-design rows to this CSV"
+    )
     args = parser.parse_args(argv)
     scenarios = default_scenarios(args.scale)
     start = time.perf_counter()
     rows = run(scenarios, seed=args.seed, n_jobs=args.jobs)
     table = summarise(rows)
-    csv, md = write_outputs(table, rows, scenarios, args.out, seed=args.seed)
     minutes = (time.perf_counter() - start) / 60
+    facts = {
+        "minutes": minutes,
+        "jobs": args.jobs,
+        "load": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "cores": os.cpu_count() or 0,
+    }
+    csv, md = write_outputs(table, rows, scenarios, args.out, seed=args.seed, facts=facts)
+    if args.rows:
+        rows.to_csv(args.rows, index=False, lineterminator="\n")
     print(f"calibration: {len(rows)} rows in {minutes:.1f} min -> {csv}, {md}", file=sys.stderr)
     return 0
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +19,10 @@ from dmi_eval.calibration.runner import (
     TARGET_RATE,
     Scenario,
 )
+from dmi_eval.config import VerdictRules
+from dmi_eval.verdict import BASES
+
+_RULES = VerdictRules()
 
 _QUANTITY_WORDS = {
     "size": "size of the one-sided 5% test (no-effect markets with p_lower < 0.05)",
@@ -33,6 +37,19 @@ _QUANTITY_WORDS = {
     ),
     "displaced_detected": "-45% closures with +35% in the catchment called displaced",
     "median_mde": "median minimum detectable reduction reported by the design",
+    "held_45": (
+        "sustained -45% markets whose last-window change is still a drop of at least "
+        f"{_RULES.lasting_drop():.1%} (the persistence test)"
+    ),
+    "held_fading": (
+        "-45% drops that fade after 6 months whose last-window change is still a drop of at "
+        f"least {_RULES.lasting_drop():.1%}"
+    ),
+    "detectable_null": (
+        f"no-effect markets where the design could have detected a {_RULES.min_reduction:.0%} "
+        "drop (MDE and smallest attainable p)"
+    ),
+    "fading_closed": "fading closures called closed (-45% for 6 months, then back to normal)",
 }
 
 
@@ -50,6 +67,9 @@ def _words(quantity: str) -> str:
     if quantity.startswith("share_"):
         label = quantity[len("share_") : -len("_null")]
         return f"no-effect markets called {label.replace('_', ' ')}"
+    if quantity.startswith("null_basis_"):
+        basis = quantity[len("null_basis_") :]
+        return f"no-effect markets decided by: {BASES.get(basis, basis)}"
     return _QUANTITY_WORDS.get(quantity, quantity)
 
 
@@ -60,14 +80,53 @@ def calibration_frame(table: pd.DataFrame) -> pd.DataFrame:
     return out[list(CALIBRATION_COLUMNS)]
 
 
+def run_facts_text(facts: Mapping[str, float], n_markets: int, n_cities: int) -> str:
+    """The run's wall-clock time, workers and load average, in one sentence."""
+    load = facts.get("load")
+    load_text = ""
+    if load is not None:
+        one, five, fifteen = load  # type: ignore[misc]
+        load_text = (
+            f"; load average at the end of the run {one:.1f} / {five:.1f} / {fifteen:.1f} "
+            f"(1 / 5 / 15 minutes) on {int(facts.get('cores', 0))} cores"
+        )
+    return (
+        f"**This run**: {n_markets} simulated markets in {n_cities} cities, "
+        f"{facts['minutes']:.1f} minutes wall clock with {int(facts.get('jobs', 1))} worker "
+        f"processes{load_text}. These facts are the only text that changes between runs with "
+        "the same seed."
+    )
+
+
+def _target_lines(frame: pd.DataFrame) -> list[str]:
+    """One line per target: met or missed, with the number."""
+    out = []
+    for _, r in frame[frame["met"].astype(str).isin(["True", "False"])].iterrows():
+        verdict = "Met" if str(r["met"]) == "True" else "**Missed**"
+        out.append(
+            f"- {verdict}: {r['design']}, {r['scenario']}, {_words(r['quantity'])}: "
+            f"{_fmt(r['value'])} (target {r['target']}, Monte Carlo SE {_fmt(r['mc_se'])}, "
+            f"n = {int(r['n'])})."
+        )
+    return out
+
+
 def calibration_markdown(
     table: pd.DataFrame,
     rows: pd.DataFrame,
     scenarios: Sequence[Scenario],
     *,
     seed: int,
+    facts: Mapping[str, float] | None = None,
 ) -> str:
-    """The calibration appendix: targets, per-scenario verdict and primary-design tables."""
+    """The calibration appendix: targets, per-scenario verdict and primary-design tables.
+
+    ``facts`` (``minutes``, ``jobs``, ``load``, ``cores``) describe the run; without
+    them the text is a function of the table alone (byte-identical for one seed).
+    """
+    n_markets = int(rows[["scenario", "city", "site"]].drop_duplicates().shape[0])
+    n_cities = int(rows[["scenario", "city"]].drop_duplicates().shape[0])
+    rules = _RULES
     lines = [
         "# Calibration: size, coverage and power of the designs as used at sites",
         "",
@@ -88,6 +147,23 @@ def calibration_markdown(
         "sqrt(p (1 - p) / n), with n the number of simulated markets behind the number (the "
         "`n` column below). Reproduce with `nox -s calibrate`.",
         "",
+        *([run_facts_text(facts, n_markets, n_cities), ""] if facts else []),
+        "**The verdict's persistence test.** A significant post-period drop of at least "
+        f"{rules.min_reduction:.0%} is called *closed* only if it held: over the last 6 months "
+        "the primary design's estimated change is still a drop of at least "
+        f"{rules.lasting_drop():.1%} ({rules.lasting_share:g} of {rules.min_reduction:.0%}, "
+        "`[verdict] lasting_share`). It is not tested for significance on its own: the "
+        "row `power at a sustained -45% over the persistence window` shows how rarely a "
+        "test on those months alone reaches p < 0.05. `held_45` and `held_fading` are the "
+        "persistence test on sustained and on fading drops; `fading_closed` is how often a "
+        "-45% drop that fades after 6 months is still called *closed* (it should not be). "
+        "*Not closed* is said only where the design could have detected a "
+        f"{rules.min_reduction:.0%} drop or its interval rules one out; `detectable_null` is "
+        "the share of no-effect markets where the design's MDE allowed it, and the "
+        "`decided by` rows give the condition behind each no-effect market's verdict. "
+        f"`min_expected_count` is {rules.min_expected_count:g} incidents a month, "
+        "converted to weeks for weekly data.",
+        "",
         "**Targets** (issue #10): one-sided 5% test size at most "
         f"{SIZE_TARGET:.0%}; stated interval coverage within {COVERAGE_TOLERANCE * 100:.0f} "
         "points of its nominal level; no-effect markets called *closed* or *displaced* at most "
@@ -104,6 +180,12 @@ def calibration_markdown(
         "standardised by the pre-period RMSPE), fitted to the same markets for comparison. "
         "`median_mde` is the median minimum detectable reduction the design reports (80% power, "
         "one-sided 5% test).",
+        "",
+        "## Targets, met or missed",
+        "",
+        "The primary design and the verdict, every scenario:",
+        "",
+        *_target_lines(table[table["design"].isin(["primary", "verdict"])]),
         "",
         "## Scenarios",
         "",
@@ -125,16 +207,12 @@ def calibration_markdown(
         lines += [f"### {sc.id}", "", f"Primary design used: {used or 'none'}.", ""]
         lines += _table(sub)
         missed = sub[sub["met"].astype(str) == "False"]
-        if missed.empty:
-            lines += ["", "Every target with a number is met in this scenario.", ""]
-        else:
-            lines += [""]
-            for _, r in missed.iterrows():
-                lines.append(
-                    f"- **Missed**: {r['design']} {_words(r['quantity'])}: {_fmt(r['value'])} "
-                    f"(target {r['target']}, Monte Carlo SE {_fmt(r['mc_se'])})."
-                )
-            lines.append("")
+        met = sub[sub["met"].astype(str) == "True"]
+        lines += [
+            "",
+            f"Targets here: {len(met)} met, {len(missed)} missed (see *Targets, met or missed*).",
+            "",
+        ]
     lines += ["## Every design, every scenario", ""]
     lines += _table(table[table["design"] != "verdict"])
     lines.append("")
@@ -162,13 +240,19 @@ def write_outputs(
     out: str | Path,
     *,
     seed: int,
+    facts: Mapping[str, float] | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``results/calibration.csv`` and ``appendix/calibration.md`` under ``out``."""
+    """Write ``results/calibration.csv`` and ``appendix/calibration.md`` under ``out``.
+
+    ``facts``: the run's ``minutes``, ``jobs``, ``load`` and ``cores``, stated in the appendix.
+    """
     out = Path(out)
     (out / "results").mkdir(parents=True, exist_ok=True)
     (out / "appendix").mkdir(parents=True, exist_ok=True)
     csv = out / "results" / "calibration.csv"
     calibration_frame(table).to_csv(csv, index=False, lineterminator="\n")
     md = out / "appendix" / "calibration.md"
-    md.write_text(calibration_markdown(table, rows, scenarios, seed=seed), encoding="utf-8")
+    md.write_text(
+        calibration_markdown(table, rows, scenarios, seed=seed, facts=facts), encoding="utf-8"
+    )
     return csv, md

@@ -14,14 +14,26 @@ calibration table (``design, scenario, quantity, value, mc_se, target, met``):
   change over the post period (target: within 3 points of the stated level);
 * ``power_25`` / ``power_45``: share of sustained -25% / -45% markets with
   ``p_lower < 0.05``;
+* ``held_45`` / ``held_fading``: share of sustained -45% / fading -45% markets
+  whose change over the persistence window is still a drop of at least
+  ``lasting_share * min_reduction`` (the verdict's persistence test);
+* ``detectable_null``: share of no-effect markets where the design could have
+  detected a ``min_reduction`` drop (its MDE at most ``min_reduction`` and its
+  smallest attainable p below ``alpha``), the condition for *not closed*;
 * for the verdict: ``false_closed_displaced`` (share of no-effect markets
   called *closed* or *displaced*, target at most 0.05), ``detection`` (share of
-  sustained -45% closures called *closed*) and ``detection_target`` (the same
+  sustained -45% closures called *closed*), ``detection_target`` (the same
   where the market averages at least 10 drug incidents a month and has at
-  least 24 post months: target at least 0.80).
+  least 24 post months: target at least 0.80), ``fading_closed`` (share of
+  -45% drops that fade after six months called *closed*: they should not be),
+  and the share of no-effect markets by label and by the condition that
+  decided it (``null_basis_*``, :data:`dmi_eval.verdict.BASES`).
 
 Monte Carlo standard errors are binomial, ``sqrt(p (1 - p) / n)``.
-Everything is seeded: the same scenarios and seed give the same table.
+Everything is seeded: the same scenarios and seed give the same table. Cities
+are evaluated through :func:`dmi_eval.inference.parallel.parallel_map` (local
+processes, or a Dask cluster under ``dmi_eval.inference.parallel.compute``),
+each from its own seed, and the rows come back in a fixed order.
 """
 
 from __future__ import annotations
@@ -34,10 +46,13 @@ from typing import Any
 import pandas as pd
 
 from dmi_eval.calibration.city import EFFECTS, CitySpec, simulate_city, spec_like_site
+from dmi_eval.config import VerdictRules
 from dmi_eval.designs.synth import SyntheticControl
 from dmi_eval.errors import DesignError
-from dmi_eval.evaluation import MAX_PLACEBOS, evaluate_site
+from dmi_eval.evaluation import MAX_PLACEBOS, evaluate_site, window_evidence
+from dmi_eval.inference.parallel import parallel_map
 from dmi_eval.panel import SiteData
+from dmi_eval.verdict import undetectable
 
 ALPHA = 0.05
 DEFAULT_SEED = 20240601
@@ -47,6 +62,8 @@ FALSE_CLOSED_TARGET = 0.05
 DETECTION_TARGET = 0.80
 TARGET_RATE = 10.0
 TARGET_POST_MONTHS = 24
+FADING = "-45% relapsing"
+"""The effect whose drop fades after six months (:data:`~dmi_eval.calibration.city.EFFECTS`)."""
 PREVIOUS_SC = "sc_previous"
 """The site-level SC configuration before issue #10 (SDID's full ridge, RMSPE-standardised
 placebo statistic), fitted next to the designs for comparison."""
@@ -107,31 +124,32 @@ def default_scenarios(scale: float = 1.0) -> tuple[Scenario, ...]:
     )
 
 
-def _row(results: Any, outcome: str, window: str = "post") -> dict[str, float]:
-    """A design's change, interval, level, three tails and MDE (NaN if it reports none).
+def _row(results: Any, outcome: str, rules: VerdictRules, window: str = "post") -> dict[str, Any]:
+    """A design's change, interval, level, three tails, MDE and the persistence facts.
 
-    Reads only the shared :class:`~dmi_eval.results.DesignResults` frames.
+    Reads only the shared :class:`~dmi_eval.results.DesignResults` frames. The
+    MDE is the one the verdict reads (:func:`dmi_eval.evaluation.window_evidence`);
+    ``held`` is the verdict's persistence test on the last window (its change is
+    a drop of at least ``lasting_share * min_reduction``) and ``detectable``
+    whether the design could have detected a ``min_reduction`` drop.
     """
-    row = results.row(outcome, window)
-    diag = results.diagnostics
-    mde = float("nan")
-    column = next((c for c in ("mde", "mde_placebo") if c in diag.columns), None)
-    if column is not None:
-        rows = diag[diag["outcome"] == outcome]
-        if len(rows):
-            mde = float(rows[column].iloc[0])
-    out = {
-        "pct_change": float(row["pct_change"]),
-        "ci_low": float(row["ci_low"]),
-        "ci_high": float(row["ci_high"]),
-        "level": float(row["level"]),
-        "p_lower": float(row["p_lower"]),
-        "p_upper": float(row["p_upper"]),
-        "p_two_sided": float(row["p_two_sided"]),
-        "mde": mde,
+    w = window_evidence(results, outcome, window)
+    out: dict[str, Any] = {
+        "pct_change": w.pct_change,
+        "ci_low": w.ci_low,
+        "ci_high": w.ci_high,
+        "level": float(results.row(outcome, window)["level"]),
+        "p_lower": w.p_lower,
+        "p_upper": w.p_upper,
+        "p_two_sided": w.p_two_sided,
+        "mde": w.mde,
+        "detectable": undetectable(w, rules) is None,
     }
     if window == "post":
-        out["p_lower_last"] = _row(results, outcome, results.windows[-1])["p_lower"]
+        last = _row(results, outcome, rules, results.windows[-1])
+        out["p_lower_last"] = last["p_lower"]
+        out["pct_last"] = last["pct_change"]
+        out["held"] = bool(last["pct_change"] <= -rules.lasting_drop())  # NaN: False
     return out
 
 
@@ -139,10 +157,12 @@ def evaluate_city(scenario_id: str, spec: CitySpec, seed: int) -> pd.DataFrame:
     """Simulate one city and evaluate every market; one row per market and design.
 
     The ``design`` column holds each fitted design, ``primary`` (the site's
-    primary design) and ``verdict`` (its label in ``verdict``).
+    primary design) and ``verdict`` (its label in ``verdict``, the condition
+    that decided it in ``basis``).
     """
     city = simulate_city(spec, seed=seed)
     study = city.study()
+    rules = study.verdict
     truth = city.truth().set_index("site")
     rows: list[dict[str, Any]] = []
     for market in city.markets:
@@ -158,7 +178,7 @@ def evaluate_city(scenario_id: str, spec: CitySpec, seed: int) -> pd.DataFrame:
             rows.append({**base, "design": "verdict", "verdict": "error", "note": str(exc)})
             continue
         for name, res in ev.results.items():
-            rows.append({**base, "design": name, **_row(res, "drug")})
+            rows.append({**base, "design": name, **_row(res, "drug", rules)})
         previous = SyntheticControl(
             city.panel.site_data(study, market.id),
             outcomes=["drug"],
@@ -170,19 +190,43 @@ def evaluate_city(scenario_id: str, spec: CitySpec, seed: int) -> pd.DataFrame:
             leave_one_out=False,
             seed=study.seed,
         ).fit()
-        rows.append({**base, "design": PREVIOUS_SC, **_row(previous, "drug")})
+        rows.append({**base, "design": PREVIOUS_SC, **_row(previous, "drug", rules)})
         rows.append(
             {
                 **base,
                 "design": "primary",
                 "primary": ev.primary,
-                **_row(ev.results[ev.primary], "drug"),
+                **_row(ev.results[ev.primary], "drug", rules),
             }
         )
         rows.append(
-            {**base, "design": "verdict", "primary": ev.primary, "verdict": ev.verdict.label}
+            {
+                **base,
+                "design": "verdict",
+                "primary": ev.primary,
+                "verdict": ev.verdict.label,
+                "basis": ev.verdict.basis,
+            }
         )
     return pd.DataFrame(rows)
+
+
+def _evaluate_task(task: tuple[str, CitySpec, int]) -> pd.DataFrame:
+    """One city of one scenario (a :func:`parallel_map` task: picklable, its own seed)."""
+    return evaluate_city(*task)
+
+
+def city_tasks(scenarios: Sequence[Scenario], seed: int) -> list[tuple[str, CitySpec, int]]:
+    """``(scenario id, spec, city seed)`` for every city, in the table's order.
+
+    City ``c`` of the ``i``-th scenario is simulated from ``seed + 1000 i + c``,
+    whatever the number of workers or the backend.
+    """
+    return [
+        (sc.id, sc.spec, seed + 1000 * i + c)
+        for i, sc in enumerate(scenarios)
+        for c in range(sc.n_cities)
+    ]
 
 
 def run(
@@ -191,17 +235,15 @@ def run(
     seed: int = DEFAULT_SEED,
     n_jobs: int = 2,
 ) -> pd.DataFrame:
-    """Evaluate every city of every scenario (cities in parallel, results in a fixed order)."""
-    from joblib import Parallel, delayed
+    """Evaluate every city of every scenario; rows in scenario and city order.
 
-    tasks = []
-    for i, sc in enumerate(scenarios):
-        for c in range(sc.n_cities):
-            tasks.append((sc.id, sc.spec, seed + 1000 * i + c))
-    if n_jobs == 1 or len(tasks) == 1:
-        frames = [evaluate_city(*t) for t in tasks]
-    else:
-        frames = Parallel(n_jobs=n_jobs)(delayed(evaluate_city)(*t) for t in tasks)
+    The cities go through :func:`dmi_eval.inference.parallel.parallel_map`, the
+    package's one parallel entry point: ``n_jobs`` local processes by default,
+    or whatever ``joblib.parallel_config`` / ``dmi_eval.inference.parallel.compute``
+    sets (a Dask cluster). The loops inside a city then run in its worker.
+    """
+    tasks = city_tasks(scenarios, seed)
+    frames = parallel_map(_evaluate_task, tasks, n_jobs=n_jobs, min_items=2, desc="cities")
     return pd.concat(frames, ignore_index=True)
 
 
@@ -262,6 +304,10 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
                 add(design, scenario, q, e["p_lower"] < ALPHA)
             e = d[d["effect"] == "-45% sustained"]
             add(design, scenario, "power_45_last", e["p_lower_last"] < ALPHA)
+            add(design, scenario, "held_45", e["held"].astype(bool))
+            fading = d[d["effect"] == FADING]
+            add(design, scenario, "held_fading", fading["held"].astype(bool))
+            add(design, scenario, "detectable_null", null["detectable"].astype(bool))
             mde = d["mde"].dropna() if "mde" in d else pd.Series(dtype=float)
             if len(mde):
                 out.append(
@@ -300,10 +346,15 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
             f">= {DETECTION_TARGET}",
             lambda x: x >= DETECTION_TARGET,
         )
+        fading = v[v["effect"] == FADING]
+        add("verdict", scenario, "fading_closed", fading["verdict"] == "closed")
         disp = v[v["effect"] == "-45% displaced"]
         add("verdict", scenario, "displaced_detected", disp["verdict"] == "displaced")
         for label in ("closed", "displaced", "not_closed", "inconclusive"):
             add("verdict", scenario, f"share_{label}_null", null["verdict"] == label)
+        if "basis" in null:
+            for basis in sorted(set(null["basis"].dropna()) - {""}):
+                add("verdict", scenario, f"null_basis_{basis}", null["basis"] == basis)
     return pd.DataFrame(out)
 
 
