@@ -26,6 +26,7 @@ from scipy import stats
 
 from dmi_eval.errors import DesignError
 from dmi_eval.inference.delta import normal_tails
+from dmi_eval.options import alpha_of, check_level
 from dmi_eval.panel import SiteData
 
 __all__ = [
@@ -139,7 +140,7 @@ def wdd_test(
     displacement: Sequence[float] | None = None,
     displacement_control: Sequence[float] | None = None,
     *,
-    alpha: float = 0.05,
+    level: float = 0.95,
 ) -> dict[str, float]:
     """Weighted displacement difference test (Wheeler & Ratcliffe 2018).
 
@@ -150,8 +151,9 @@ def wdd_test(
     displacement, displacement_control
         ``(before, after)`` counts of the displacement (catchment) area and its
         control; omit both for the local effect only.
-    alpha
-        Level of the two-sided interval ``estimate +- z_{1-alpha/2} se``.
+    level
+        Confidence level of the two-sided interval ``estimate +- z_{1-alpha/2} se``
+        (``alpha = 1 - level``).
 
     Returns
     -------
@@ -170,8 +172,7 @@ def wdd_test(
     Cd_b + Cd_a``; ``z = WDD / sqrt(Var)``. A crime increase in the
     displacement area offsets the treated area's reduction.
     """
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be between 0 and 1; got {alpha}")
+    alpha = alpha_of(check_level(level))
     t_b, t_a = _pair("treated", treated)
     c_b, c_a = _pair("control", control)
     if (displacement is None) != (displacement_control is None):

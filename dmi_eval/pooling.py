@@ -34,6 +34,7 @@ from scipy import stats
 from statsmodels.stats.meta_analysis import combine_effects
 
 from dmi_eval.errors import DesignError
+from dmi_eval.options import alpha_of, check_level
 
 MethodRE = Literal["pm", "dl"]
 Interval = Literal["hksj", "normal"]
@@ -151,8 +152,9 @@ class PooledResult:
     ----------
     design, outcome, window
         What was pooled.
-    method_re, alpha
-        Between-site variance estimator (``"pm"`` or ``"dl"``); 1 - confidence level.
+    method_re, level
+        Between-site variance estimator (``"pm"`` or ``"dl"``); confidence level of the
+        pooled and prediction intervals (``alpha`` is ``1 - level``).
     interval
         ``"hksj"`` (Hartung-Knapp-Sidik-Jonkman, t on k - 1 df) or ``"normal"``.
     sites, log_rr, se, weights
@@ -178,7 +180,7 @@ class PooledResult:
     outcome: str
     window: str
     method_re: str
-    alpha: float
+    level: float
     sites: tuple[str, ...]
     log_rr: np.ndarray
     se: np.ndarray
@@ -197,6 +199,11 @@ class PooledResult:
     excluded: Mapping[str, str]
     interval: str = "hksj"
     re_se: float = float("nan")
+
+    @property
+    def alpha(self) -> float:
+        """``1 - level``, the tail mass of the two-sided intervals."""
+        return alpha_of(self.level)
 
     def __post_init__(self) -> None:
         for name in ("log_rr", "se", "weights"):
@@ -251,7 +258,7 @@ class PooledResult:
 
     @property
     def method(self) -> str:
-        conf = f"{100 * (1 - self.alpha):g}%"
+        conf = f"{100 * self.level:g}%"
         return (
             f"random-effects meta-analysis of log rate ratios ({METHOD_LABEL[self.method_re]} "
             f"tau^2), {conf} {INTERVAL_LABEL[self.interval]}, two-sided; {conf} prediction "
@@ -323,7 +330,7 @@ class PooledResult:
 
     def sentence(self) -> str:
         """The pooled result in plain words."""
-        conf = f"{100 * (1 - self.alpha):g}%"
+        conf = f"{100 * self.level:g}%"
         kind = "HKSJ interval" if self.interval == "hksj" else "interval"
         text = (
             f"Across {self.k} sites, {self.outcome} offences changed by {self.pct_change:+.0%} on "
@@ -343,13 +350,11 @@ class PooledResult:
         return text
 
 
-def _check_options(method_re: str, interval: str, alpha: float) -> None:
+def _check_options(method_re: str, interval: str) -> None:
     if method_re not in get_args(MethodRE):
         raise ValueError(f"method_re must be one of pm, dl; got {method_re!r}")
     if interval not in get_args(Interval):
         raise ValueError(f"interval must be one of hksj, normal; got {interval!r}")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1); got {alpha}")
 
 
 def pool_log_ratios(
@@ -362,7 +367,7 @@ def pool_log_ratios(
     window: str = "post",
     method_re: MethodRE = "pm",
     interval: Interval = "hksj",
-    alpha: float = 0.05,
+    level: float = 0.95,
     excluded: Mapping[str, str] | None = None,
 ) -> PooledResult:
     """Random-effects meta-analysis of per-site log rate ratios with their SEs.
@@ -378,8 +383,8 @@ def pool_log_ratios(
         ``"pm"`` (Paule-Mandel, default) or ``"dl"`` (DerSimonian-Laird, truncated at 0).
     interval
         ``"hksj"`` (default) or ``"normal"``.
-    alpha
-        1 - confidence level of the pooled and prediction intervals.
+    level
+        Confidence level of the pooled and prediction intervals (default 0.95).
     excluded
         Sites left out upstream, with reasons (carried into the result).
 
@@ -407,7 +412,8 @@ def pool_log_ratios(
     :math:`\\hat\\mu \\pm t_{k-2, 1-\\alpha/2} \\sqrt{\\tau^2 + se^2}` with the
     interval's SE (Higgins, Thompson & Spiegelhalter 2009).
     """
-    _check_options(method_re, interval, alpha)
+    _check_options(method_re, interval)
+    alpha = alpha_of(check_level(level))
     y = np.asarray(log_rr, dtype=float)
     s = np.asarray(se, dtype=float)
     names = tuple(str(x) for x in sites)
@@ -447,7 +453,7 @@ def pool_log_ratios(
         outcome=str(outcome),
         window=window,
         method_re=method_re,
-        alpha=alpha,
+        level=level,
         sites=names,
         log_rr=y,
         se=s,
@@ -477,7 +483,7 @@ def pool_effects(
     window: str = "post",
     method_re: MethodRE = "pm",
     interval: Interval = "hksj",
-    alpha: float = 0.05,
+    level: float = 0.95,
 ) -> PooledResult:
     """Random-effects meta-analysis of one design/outcome/window across sites.
 
@@ -495,8 +501,8 @@ def pool_effects(
         ``"pm"`` (Paule-Mandel, default) or ``"dl"`` (DerSimonian-Laird, truncated at 0).
     interval
         ``"hksj"`` (Hartung-Knapp-Sidik-Jonkman, default) or ``"normal"``.
-    alpha
-        1 - confidence level of the pooled and prediction intervals.
+    level
+        Confidence level of the pooled and prediction intervals (default 0.95).
 
     Returns
     -------
@@ -507,7 +513,8 @@ def pool_effects(
     See :func:`pool_log_ratios` for the estimators; the inputs are
     :func:`log_ratio_inputs`.
     """
-    _check_options(method_re, interval, alpha)
+    _check_options(method_re, interval)
+    check_level(level)
     frame = effects[effects["window"] == window]
     for col, value in (("design", design), ("outcome", outcome)):
         if value is None:
@@ -542,6 +549,6 @@ def pool_effects(
         window=window,
         method_re=method_re,
         interval=interval,
-        alpha=alpha,
+        level=level,
         excluded=excluded,
     )

@@ -22,7 +22,7 @@ from dmi_eval.results import effects_frame
 
 
 def test_wdd_reproduces_wheeler_ratcliffe_example():
-    res = wdd_test((207, 110), (308, 318), (178, 157), (150, 140), alpha=0.05)
+    res = wdd_test((207, 110), (308, 318), (178, 157), (150, 140), level=0.95)
     assert res["estimate"] == -118
     assert res["se"] == pytest.approx(math.sqrt(1568))
     assert round(res["z"], 2) == -2.98

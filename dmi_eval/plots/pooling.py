@@ -50,7 +50,7 @@ def plot_forest(result: PooledResult, *, ax: Axes | None = None) -> tuple[Figure
     ax.fill([pl, p, ph, p], [y0, y0 + 0.3, y0, y0 - 0.3], color="C3", zorder=3)
     ax.hlines(y0 - 0.6, 100 * pred["ci_low"], 100 * pred["ci_high"], color="C3", lw=1, ls="--")
     ax.axvline(0, color="0.3", lw=0.8)
-    conf = f"{100 * (1 - result.alpha):g}%"
+    conf = f"{100 * result.level:g}%"
     labels = [*sites["row"].tolist(), f"pooled ({conf} CI)", f"prediction ({conf})"]
     ax.set_yticks([*y.tolist(), y0, y0 - 0.6])
     ax.set_yticklabels(labels)
