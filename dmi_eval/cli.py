@@ -172,17 +172,12 @@ def cmd_validate_data(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from dmi_eval.config import load_study
     from dmi_eval.pipeline import evaluate_study_sites
-    from dmi_eval.study_spec import Compute
     from dmi_eval.tables import design_label
     from dmi_eval.verdict import rule_text
     from dmi_eval.wording import closure_summary, first_paragraph, plain_reason, verdict_words
 
     study = load_study(args.study)
     site = study.site(args.site)
-    if args.scheduler is None and args.jobs is None and study.compute == Compute():
-        # One site: starting local worker processes costs more than its placebo loops
-        # gain on a small machine (reports/appendix/benchmarks/site.md); same bytes.
-        args = argparse.Namespace(**{**vars(args), "jobs": 1})
     with _compute(args):
         fitted = evaluate_study_sites(study, sites=[site.id])
     evaluation = fitted.site(site.id)

@@ -180,35 +180,3 @@ def test_compute_section_is_validated(small_study: Path) -> None:
     bad.write_text(text + '\n[compute]\nscheduler = "10.0.0.1"\n')
     with pytest.raises(ConfigError, match=r"\[compute\]\.scheduler"):
         load_study(bad)
-
-
-def test_check_runs_one_site_in_process_unless_told(monkeypatch):
-    # `dmi-eval check` fits one site: with no --jobs/--scheduler and no [compute] it runs
-    # in this process (worker start-up costs more than one site's loops gain).
-    import argparse
-    import types
-
-    from dmi_eval import cli, config
-    from dmi_eval.study_spec import Compute
-
-    seen = []
-
-    class Stop(Exception):
-        pass
-
-    def fake_compute(args):
-        seen.append(args.jobs)
-        raise Stop
-
-    monkeypatch.setattr(cli, "_compute", fake_compute)
-    site = types.SimpleNamespace(id="a")
-    cases = [(Compute(), None, 1), (Compute(), 2, 2), (Compute(jobs=2), None, None)]
-    for spec, jobs, _ in cases:
-        study = types.SimpleNamespace(site=lambda _id: site, compute=spec)
-        monkeypatch.setattr(config, "load_study", lambda path, s=study: s)
-        args = argparse.Namespace(
-            study="s.toml", site="a", scheduler=None, jobs=jobs, out=None, force=False
-        )
-        with pytest.raises(Stop):
-            cli.cmd_check(args)
-    assert seen == [expected for _, _, expected in cases]
