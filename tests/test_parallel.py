@@ -141,11 +141,12 @@ def _slow_first(x: int) -> int:
     return 10 * x
 
 
-def test_results_are_reported_as_they_finish_and_returned_in_order() -> None:
+def _reported(backend: str) -> tuple[list[int], list[int]]:
+    """``parallel_map`` of :func:`_slow_first` on ``backend``: (results, order reported)."""
     from joblib import parallel_config
 
     seen: list[int] = []
-    with parallel_config(backend="loky"):
+    with parallel_config(backend=backend):
         out = parallel_map(
             _slow_first,
             list(range(6)),
@@ -156,6 +157,11 @@ def test_results_are_reported_as_they_finish_and_returned_in_order() -> None:
             desc=None,
             on_result=lambda i, r: seen.append(i),
         )
+    return out, seen
+
+
+def test_results_are_reported_as_they_finish_and_returned_in_order() -> None:
+    out, seen = _reported("loky")
     assert out == [10 * x for x in range(6)]
     assert sorted(seen) == list(range(6))
     # item 1 holds one worker for 3 s while the other finishes items 2-5 in well under
@@ -164,22 +170,9 @@ def test_results_are_reported_as_they_finish_and_returned_in_order() -> None:
 
 
 def test_results_come_back_in_order_on_dask(cluster) -> None:
-    from joblib import parallel_config
-
-    seen: list[int] = []
-    with parallel_config(backend="dask"):
-        out = parallel_map(
-            _slow_first,
-            list(range(6)),
-            n_jobs=2,
-            min_items=2,
-            min_seconds=0,
-            chunk_size=1,
-            desc=None,
-            on_result=lambda i, r: seen.append(i),
-        )
     # Dask places the tasks (near the worker that holds the function), so the order in
     # which they finish is its choice; the returned list is always in item order.
+    out, seen = _reported("dask")
     assert out == [10 * x for x in range(6)]
     assert sorted(seen) == list(range(6))
 
