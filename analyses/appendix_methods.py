@@ -129,11 +129,12 @@
 # over the last `persistence` of the post period (6 months, 26 weeks or 2 quarters) the primary
 # design's estimated change must still be a drop of at least `lasting_share` $\times$
 # `min_reduction` (12.5% by default). This is a size condition on the point estimate, not a second
-# significance test: the window is a fraction of the post period (6 of 24-36 months), and in the
-# calibration study a one-sided test on it alone confirmed a sustained 45% drop at 4 of 16
-# markets (the post-period test at 14 of 16), while all 16 still showed a 12.5% drop there.
-# Significance comes from the whole post period; the persistence condition calls a drop that
-# fades after six months *not closed* (7 of 8 in the calibration study). When the
+# significance test: the window is a fraction of the post period (6 of 24-36 months), so a test on
+# it alone has far less power than the post-period test (the calibration study gives both: `results/calibration.csv`,
+# quantities `power_45_last` and `power_45`, and how often the condition holds, `held_45`). Significance comes
+# from the whole post period. The condition alone does not separate a drop that fades after six
+# months from one that lasts (`held_fading`); the calibration study reports how often such a
+# drop is still called *closed* (`fading_closed`). When the
 # post period is no longer than the window, the post-period estimate is the window's estimate;
 # when it is shorter, the verdict is *inconclusive* (too early to tell).
 #
