@@ -102,6 +102,10 @@ def run_analysis(
         notebook,
         timeout=timeout,
         kernel_name="python3",
+        # Every output has arrived when execute() returns, so the kernel is killed rather
+        # than asked to shut down: ipykernel 7 can race its own graceful shutdown (control
+        # "idle" status sent on a closed socket) and log a traceback on our stderr.
+        shutdown_kernel="immediate",
         # The kernel's own start-up log (transport notices) is not part of any report;
         # with progress on, the kernel also echoes its stderr (progress bars) to ours.
         extra_arguments=[
