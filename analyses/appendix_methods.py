@@ -10,7 +10,7 @@
 # p-value whose construction, level and sidedness are stated in the `method` column of
 # `results/effects.csv`.
 #
-# ## Interrupted time series (`its`, `cits`) — `dmi_eval/designs/its.py`
+# ## Interrupted time series (`its`, `cits`) — `dmi_eval/designs/its/`
 #
 # Segmented regression of the market's count $y_t$ on time:
 # $\log \mu_t = \beta_0 + \beta_1 t + \beta_2 D_t + \beta_3 (t - T_0) D_t + s(t)$, with $D_t = 1$
@@ -23,9 +23,7 @@
 # the fitted total. The controlled version (Linden's multiple-group form) stacks the market and
 # the comparison areas' total (the number of areas in each as exposure) with
 # difference-in-level and difference-in-slope terms, each series with its own Pearson
-# dispersion. The DID placebo test studentises the market and every placebo group by its own
-# pre-period dispersion, so a busy over-dispersed market is judged like its placebos.
-# Diagnostics: Ljung–Box, Breusch–Godfrey, Durbin–Watson, dispersion, pre-period fit, and
+# dispersion. Diagnostics: Ljung–Box, Breusch–Godfrey, Durbin–Watson, dispersion, pre-period fit, and
 # placebo-in-time estimates at fake call-in dates inside the pre-period. Validated against Stata's
 # `itsa` (Prop 99) and the Sicily quasi-Poisson model (see the validation appendix).
 #
@@ -70,7 +68,7 @@
 # placebo-in-time are reported. Classic covariate SC with a nested search over predictor weights
 # $V$ is validated on Basque, Prop 99 and West Germany.
 #
-# ## Micro-level synthetic control (`microsynth`) — `dmi_eval/designs/microsynth.py`
+# ## Micro-level synthetic control (`microsynth`) — `dmi_eval/designs/microsynth/`
 #
 # Calibration weights for comparison areas (linear calibration truncated at zero, Newton steps as
 # in `survey::grake`) so that weighted totals equal the market's totals on every covariate and on
@@ -79,13 +77,21 @@
 # linearization, jackknife or permutation of placebo treated sets. Validated on the Seattle DMI
 # (Robbins, Saunders & Kilmer 2017).
 #
-# ## Difference-in-differences and event study (`did`) — `dmi_eval/designs/did.py`
+# ## Difference-in-differences and event study (`did`) — `dmi_eval/designs/did/`
 #
 # Poisson fixed-effects regression of area-period counts on area and period effects and the
 # treatment indicator, $\log \mu_{it} = \alpha_i + \gamma_t + \delta D_{it}$, over the market's
 # areas and the comparison areas. With two to four treated areas, cluster-robust standard errors
-# are far too narrow, so the interval, p-value and pre-trend test come from placebo groups of
-# comparison areas of the same size (how many: see *Settings* below). The event study replaces $D_{it}$ by event-time indicators
+# are far too narrow, so the interval and p-values of a window come from the synthetic control's
+# noise-standardised placebo test with DID's counterfactual: each comparison area $j$ in turn is
+# a fake market whose counterfactual is the other comparison areas' total scaled to its own
+# pre-period total, so $L_j$ is the closed-form Poisson DID log ratio of the window against the
+# pre period, divided by $\sqrt{\tau^2 + v_j}$ as above (the market's $L_1$ is the fitted
+# model's). Parallel trends fail where a market has its own exposure to city-wide factors; the
+# drift variance $\tau^2$ puts that into the interval (studentised by counting noise alone, the
+# test rejects a true null far more often than its level; the calibration appendix gives this
+# test's size and coverage). Event-time intervals and the pre-trend test use placebo groups of
+# comparison areas of the market's size (how many: see *Settings* below). The event study replaces $D_{it}$ by event-time indicators
 # (reference: the period before the call-in) and tests that all leads are zero. Across sites the
 # staggered event study is *stacked* (Cengiz et al. 2019): each site is a sub-experiment with its
 # own clean controls (areas never treated and outside every catchment), with site-specific area
@@ -177,7 +183,11 @@ def default(cls, name):
 
 settings = pd.DataFrame(
     [
-        ("did", "placebo groups of comparison areas", default(DID, "n_placebo")),
+        (
+            "did",
+            "placebo groups of comparison areas (event study, pre-trend test)",
+            default(DID, "n_placebo"),
+        ),
         ("sc, sdid", "placebo areas at most (seeded sample when the pool is larger)", MAX_PLACEBOS),
         (
             "sc",

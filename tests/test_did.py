@@ -141,13 +141,14 @@ def test_known_percent_effect_recovered():
     for _, row in eff.iterrows():
         assert row["ci_low"] < -0.4 < row["ci_high"]
         assert row["pct_change"] == pytest.approx(-0.4, abs=0.08)
-        assert row["p_value"] < 0.01
+        # beyond every placebo area: the smallest p a rank test over ~75 areas allows
+        assert row["p_value"] < 0.02
         assert row["effect"] == pytest.approx(row["observed"] - row["counterfactual"])
         assert row["pct_change"] == pytest.approx(row["observed"] / row["counterfactual"] - 1)
         assert "two-sided" in row["method"] and "95%" in row["method"]
     post = eff.set_index("window").loc["post"]
     assert post["observed"] == counts[:6, 31:].sum()  # treated areas, periods after the call-in
-    assert res.p_value_lower("drug") < 0.01
+    assert res.p_value_lower("drug") < 0.02
     # event study: post coefficients near log(0.6), leads near 0, no pre-trend flagged
     es = res.event_study()
     lags = es[(es["event_time"] >= 1) & (es["event_time"] < 12)]["estimate"].mean()
@@ -200,7 +201,8 @@ def test_window_without_events_is_minus_100_percent():
     res = DID(sd0, seed=0).fit()
     last = res.window_effect("drug", "last6")
     assert last.observed == 0 and last.pct_change == -1.0
-    assert last.ci_low == -1.0 < last.ci_high < 0 and last.p_value < 0.01
+    assert last.ci_low == -1.0 < last.ci_high < 0
+    assert last.p_value == last.min_p  # beyond every placebo area
     post = res.window_effect("drug", "post")
     assert -1.0 < post.pct_change < -0.5
     cluster = DID(sd0, inference="cluster", event_study=False).fit()

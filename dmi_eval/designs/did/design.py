@@ -18,11 +18,12 @@ from dmi_eval.designs.did.inference import (
     _event_frame,
     _event_name,
     _long_panel,
-    _placebo_effect,
     _placebo_wald,
     _placebo_window,
     _window_effect,
+    area_paths,
     event_time_bins,
+    standardised_effect,
 )
 from dmi_eval.designs.did.model import (
     FE_MODELS,
@@ -32,6 +33,7 @@ from dmi_eval.designs.did.model import (
     fit_fe,
 )
 from dmi_eval.designs.did.results import DIDResults, OutcomeDID
+from dmi_eval.designs.synth.inference import NoiseStandardisedTest
 from dmi_eval.errors import DesignError
 from dmi_eval.options import alpha_of, check_choice, check_last_k, check_level, check_outcomes
 from dmi_eval.panel import SiteData
@@ -66,7 +68,8 @@ class DID:
         linear ones. ``"cluster"``: normal intervals from SEs clustered by
         area. ``"placebo"`` (Poisson only): placebo-area inference, see Notes.
     n_placebo
-        Number of placebo groups of control areas.
+        Number of placebo groups of control areas (event-time intervals and the
+        pre-trend test).
     seed
         Seed of the placebo draws (pass the study's seed); same seed, same numbers.
 
@@ -93,22 +96,34 @@ class DID:
     Inference. Cluster-robust SEs rest on the few treated clusters and are
     far too small when a site has a handful of treated areas (MacKinnon &
     Webb 2017; Conley & Taber 2011). The default for the Poisson model is
-    therefore placebo-area inference: ``n_placebo`` groups :math:`P` of as
-    many control areas as there are treated areas are drawn at random; for
-    the treated group and each placebo group the closed-form Poisson DID log
-    ratio of a window against the pre period, :math:`L_P = \\log\\frac{Y_{P,W}
-    + 1/2}{Y_{P,pre} + 1/2} - \\log\\frac{R_{W}}{R_{pre}}` (:math:`R` the
-    other controls), is studentised by its Poisson SE :math:`s_P =
-    (1/(Y_{P,W}+\\tfrac12) + 1/(Y_{P,pre}+\\tfrac12))^{1/2}`. The two-sided
-    p-value is the share of placebo :math:`|t_P| \\ge |t_{treated}|` (with the
-    usual +1), the interval is :math:`\\log(O_W/C_W) \\pm q\\, s_{treated}`
-    with :math:`q` the :math:`1-\\alpha` quantile of :math:`|t_P|`. Event-time
-    intervals use the same construction with bin :math:`k` against bin
-    :math:`-1`, and the pre-trend test compares the Poisson-scaled Wald
-    statistic of the leads with its placebo distribution. Studentising
-    carries the treated group's own count level into the interval; the
-    placebo spread carries over-dispersion, serial correlation and
-    departures from parallel trends among comparable areas.
+    therefore placebo inference. A window's interval and p-values come from
+    the noise-standardised placebo test of the synthetic control
+    (:class:`~dmi_eval.designs.synth.inference.NoiseStandardisedTest`) with
+    DID's counterfactual (:func:`~dmi_eval.designs.did.inference.area_paths`):
+    every control area :math:`j` in turn is a fake market whose counterfactual
+    is the other controls' total :math:`R_{jt}` scaled to its pre-period total,
+    so :math:`L_j = \\log\\frac{\\sum_W y_j}{\\sum_W R_j \\sum_{pre} y_j / \\sum_{pre} R_j}`
+    is the closed-form Poisson DID log ratio of window :math:`W` against the
+    pre period, and
+
+    .. math:: z_j = L_j / \\sqrt{\\tau^2 + v_j}, \\qquad
+              v_j = \\frac{1/\\bar\\mu_{jW} + \\phi_j}{T_W} + \\frac{1/\\bar\\mu_{j,pre} + \\phi_j}{T_0},
+
+    with :math:`\\tau^2` the DerSimonian-Laird drift variance of the placebos
+    and :math:`\\phi_j` the negative-binomial overdispersion (the market's from
+    its areas). The market's :math:`L_1` is the fitted model's
+    :math:`\\log(O_W/C_W)`. Each one-sided p-value counts its own tail with the
+    market included, :math:`(1 + \\#\\{z_j \\le z_1\\})/(n+1)`; the interval
+    inverts the rank test. Parallel trends fail where a market has its own
+    exposure to city-wide factors; :math:`\\tau^2` carries that drift, which a
+    statistic studentised by counting noise alone reads as an effect.
+    Event-time intervals use ``n_placebo`` random groups :math:`P` of as many
+    control areas as there are treated areas, each group's closed-form log
+    ratio of bin :math:`k` against bin :math:`-1` studentised by its Poisson
+    SE times the square root of its own pre-period dispersion, the interval
+    :math:`\\hat\\delta_k \\pm q\\, s_{treated}` with :math:`q` the :math:`1-\\alpha`
+    quantile of :math:`|t_P|`; the pre-trend test compares the Poisson-scaled
+    Wald statistic of the leads with its placebo distribution.
     """
 
     def __init__(
@@ -301,11 +316,18 @@ class DID:
         post_l = np.flatnonzero(self.post[cols])
         last_l = np.flatnonzero(np.isin(cols, last_cols))
         phi = _dispersions(pl, pre_l)
+        pre_mask = self.pre[cols]
+        observed, counterfactual, unit_phi = area_paths(
+            mat[:n_tr][:, cols], mat[n_tr:][:, cols], pre_mask
+        )
         out = {}
         for name, w_l in (("post", post_l), (f"last{self.last_k}", last_l)):
-            t_t, se_t, t_p = _placebo_window(pl, w_l, pre_l, phi)
-            cal = _calibrated(t_t, t_p, self._alpha, se_t)
-            out[name] = _placebo_effect(windows[name], cal, se_t, z)
+            window = np.zeros(len(cols), dtype=bool)
+            window[w_l] = True
+            test = NoiseStandardisedTest.from_paths(
+                observed, counterfactual, pre_mask, window, unit_phi
+            )
+            out[name] = standardised_effect(windows[name], test, self.level, self._alpha)
         if frame.empty:
             return MappingProxyType(out), frame, pretrend
         bins = event_time_bins(self.event_time, self.window)[cols]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -12,6 +12,11 @@ import pandas as pd
 from scipy import sparse, stats
 
 from dmi_eval.designs.did.model import LOG_MODELS, FEFit
+from dmi_eval.designs.synth.inference import (
+    NoiseStandardisedTest,
+    dispersion,
+    market_dispersion,
+)
 from dmi_eval.errors import DesignError
 from dmi_eval.inference.delta import log_ratio_interval, normal_tails
 from dmi_eval.inference.placebo import draw_placebo_groups
@@ -242,28 +247,59 @@ def _calibrated(
     }
 
 
-def _placebo_effect(
-    e: WindowEffect, cal: dict[str, float], se_poisson: float, z: float
+def area_paths(treated: np.ndarray, controls: np.ndarray, pre: np.ndarray):
+    """Observed counts and DID counterfactuals of the market (first) and every control area.
+
+    Unit :math:`j`'s counterfactual is the total :math:`R_{jt}` of the other
+    control areas scaled to its pre-period total,
+    :math:`\\hat y_{jt} = R_{jt} \\sum_{s<T_0} y_{js} / \\sum_{s<T_0} R_{js}`, so
+    :math:`\\log(\\sum_W y_j / \\sum_W \\hat y_j)` is the closed-form Poisson DID log
+    ratio of the window against the pre period. Returns ``(observed, counterfactual,
+    phi)`` with ``phi`` each unit's effective overdispersion (the market's from its
+    areas' pre-period means, :func:`~dmi_eval.designs.synth.inference.market_dispersion`).
+    """
+    total = controls.sum(axis=0).astype(float)
+    observed = np.vstack([treated.sum(axis=0), controls]).astype(float)
+    rest = np.vstack([total, total[None, :] - controls])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = observed[:, pre].sum(axis=1) / rest[:, pre].sum(axis=1)
+    counterfactual = rest * np.where(np.isfinite(scale), scale, 0.0)[:, None]
+    phi_city = dispersion(controls[:, pre])
+    phi = np.full(observed.shape[0], phi_city)
+    phi[0] = market_dispersion(phi_city, treated[:, pre].mean(axis=1))
+    return observed, counterfactual, phi
+
+
+def standardised_effect(
+    e: WindowEffect, test: NoiseStandardisedTest, level: float, alpha: float
 ) -> WindowEffect:
-    """Replace the interval and p-values of a log-scale window effect by placebo ones."""
-    # a window without events (-100%) is centred at log(0.5 / C) for the interval
+    """The window effect with the noise-standardised placebo test's interval and p-values.
+
+    The market's statistic is the fitted model's ``log(observed / counterfactual)``
+    (half an incident for an empty window), standardised like every placebo's.
+    """
+    n = test.n_placebos
+    if n < 19:
+        raise DesignError(f"only {n} usable placebo areas; placebo inference needs at least 19")
     log_ratio = math.log(max(e.observed, 0.5) / e.counterfactual)
-    half = cal["crit"] * se_poisson
+    test = replace(test, log_ratio=np.concatenate([[log_ratio], test.log_ratio[1:]]))
+    p_lower, p_upper, p_two = test.p_values()
+    low, high = test.interval(level)
     return WindowEffect(
         n_periods=e.n_periods,
         observed=e.observed,
         counterfactual=e.counterfactual,
         effect=e.effect,
         pct_change=e.pct_change,
-        ci_low=-1.0 if e.observed == 0 else math.expm1(log_ratio - half),
-        ci_high=math.expm1(log_ratio + half),
-        log_ratio_se=half / z,
+        ci_low=-1.0 if e.observed == 0 else low,
+        ci_high=high,
+        log_ratio_se=float(test.sd[0]),
         effect_se=e.effect_se,
-        p_value=cal["p_value"],
-        p_lower=cal["p_lower"],
-        p_upper=cal["p_upper"],
-        mde=cal["mde"],
-        min_p=cal["min_p"],
+        p_value=p_two,
+        p_lower=p_lower,
+        p_upper=p_upper,
+        mde=test.mde(alpha),
+        min_p=min_rank_p(n),
     )
 
 

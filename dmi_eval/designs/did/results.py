@@ -69,9 +69,10 @@ class DIDResults(WindowResults):
         }[self.model]
         if self.inference == "placebo":
             return (
-                f"{MODEL_LABEL[self.model]} DID (area and period effects; rate ratio), "
-                "placebo-area studentised permutation interval and p-value "
-                f"{conf}, two-sided"
+                f"{MODEL_LABEL[self.model]} DID (area and period effects; rate ratio); "
+                "placebo-in-space rank test over the control areas as fake markets (log ratio "
+                f"over its counting-noise and drift SD), two-sided; {conf} interval inverting "
+                "the test"
             )
         return (
             f"{MODEL_LABEL[self.model]} DID (area and period effects, SEs clustered by area; "
