@@ -429,3 +429,32 @@ def test_placebo_studentisation_uses_each_groups_own_dispersion():
     assert cal["p_lower"] == pytest.approx((1 + np.sum(t_pl <= t_rob)) / (n + 1))
     assert cal["p_upper"] == pytest.approx((1 + np.sum(t_pl >= t_rob)) / (n + 1))
     assert cal["min_p"] == pytest.approx(1 / (n + 1)) and 0 < cal["mde"] < 1
+
+
+def _drifting_site(market_shift: float):
+    """Control areas whose post-period level shifts by their own drift (SD 0.2 on the log
+    scale); the market's three areas all shift by ``market_shift`` (log scale)."""
+    rng = np.random.default_rng(5)
+    n_areas, n_tr, n_periods, call_in = 83, 3, 48, 30
+    base = np.r_[np.full(n_tr, 15.0), rng.uniform(6, 14, n_areas - n_tr)]
+    shift = np.r_[np.full(n_tr, market_shift), rng.normal(0, 0.2, n_areas - n_tr)]
+    post = np.arange(n_periods) > call_in
+    counts = rng.poisson(base[:, None] * np.exp(np.outer(shift, post)))
+    start = pd.Period("2016-01", freq="M")
+    date = (start + call_in).start_time.date() + pd.Timedelta(days=14)
+    sites = [{"id": "site", "intervention": date.isoformat(), "treated": [0, 1, 2]}]
+    panel, study = build(counts, sites)
+    return panel.site_data(study, "site")
+
+
+def test_a_market_drifting_like_the_comparison_areas_is_not_an_effect():
+    """Parallel trends fail area by area: a market that moved like a typical comparison area
+    (-18%, one SD of their drift) is no evidence of an effect, though its counting noise alone
+    would call it highly significant; a move far beyond the areas' drift still is."""
+    like_others = DID(_drifting_site(np.log(0.82)), seed=0, event_study=False).fit()
+    post = like_others.window_effect("drug", "post")
+    assert post.pct_change == pytest.approx(-0.18, abs=0.05)
+    assert post.p_lower > 0.05
+    assert post.ci_low < 0 < post.ci_high
+    beyond = DID(_drifting_site(np.log(0.5)), seed=0, event_study=False).fit()
+    assert beyond.window_effect("drug", "post").p_lower < 0.05
