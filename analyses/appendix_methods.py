@@ -150,6 +150,12 @@
 # call-in date and nowhere else (a new patrol, a demolition). Counts of recorded incidents also
 # measure police activity: a crackdown that comes with a DMI raises drug arrests at first. Small
 # markets give wide intervals; the verdict then says *inconclusive* rather than guessing.
+# The interrupted time series (`its`) sees only the market: a city-wide change after the call-in
+# is read as an effect, and its interval, which models noise and autocorrelation around a trend,
+# does not cover slow random-walk drift. The controlled series (`cits`) removes what the
+# comparison areas share, but not a market's own drift. Both are robustness checks; the
+# calibration appendix gives their size and coverage on simulated cities next to the primary
+# design's.
 
 # %% tags=["parameters"]
 study_path = "data/synthetic/study.toml"
