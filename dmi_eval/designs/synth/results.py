@@ -96,6 +96,7 @@ class SyntheticControlResults(DesignResults):
     placebo_in_time: pd.DataFrame
     balance_tables: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     noise: Mapping[str, NoiseInputs] = field(default_factory=dict)
+    estimator: str = "simplex"
 
     # -- the shared DesignResults members --------------------------------------
     @property
@@ -110,6 +111,7 @@ class SyntheticControlResults(DesignResults):
     def choices(self) -> dict[str, Any]:  # type: ignore[override]
         return {
             "method": self.method,
+            "estimator": self.estimator,
             "sided": self.sided,
             "level": self.level,
             "last_k": self.last_k,
