@@ -74,6 +74,11 @@ class SyntheticControlResults(DesignResults):
         last-k window, from the single-area placebo distribution. It is
         conservative for a market whose areas drift independently, so it is not
         (yet) the ``mde`` the verdict reads.
+    estimator
+        SC's estimator: ``"simplex"`` weights or ``"factor"`` (generalized
+        synthetic control, :mod:`dmi_eval.designs.synth.factor`; the
+        diagnostics then give ``n_factors`` and the cross-validation
+        criterion ``factor_cv``). In ``choices``.
     """
 
     site_id: str
