@@ -195,11 +195,6 @@ settings = pd.DataFrame(
             default(SyntheticControl, "sc_ridge"),
         ),
         (
-            "sc",
-            "estimator (simplex weights, or factor: generalized synthetic control)",
-            default(SyntheticControl, "estimator"),
-        ),
-        (
             "sc, sdid",
             "fewest pre-period incidents of a placebo area (noise-standardised test)",
             default(SyntheticControl, "min_placebo_pre_count"),
