@@ -103,7 +103,9 @@ def poisson_fit(
     """Coefficients of the quasi-Poisson regression ``E y = exp(offset + X b)`` (IRLS).
 
     A tiny ridge on all but the intercept keeps the iterations finite when a
-    quiet series is nearly all zeros.
+    quiet series is nearly all zeros. Iteratively reweighted least squares
+    stops when no coefficient moves by more than ``tol`` or after ``max_iter``
+    iterations (the last iterate is returned).
     """
     y = np.asarray(y, dtype=float)
     k = X.shape[1]

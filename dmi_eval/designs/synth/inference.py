@@ -156,7 +156,10 @@ def leverage(F: np.ndarray, pre: np.ndarray, window: np.ndarray) -> float:
 
     The variance of the fitted level over the window ``W`` from counting noise
     in the pre period is ``h_W`` times that of a pre-period mean (``h_W = 1``
-    with no factors): the placebo test's pre-period noise term.
+    with no factors): the placebo test's pre-period noise term. This is the
+    unweighted least-squares leverage, an approximation for the quasi-Poisson
+    fit of :mod:`dmi_eval.designs.synth.factor` (whose weights are the fitted
+    counts) that is exact when the counts are level over the pre period.
     """
     X = regressors(F)
     xbar = X[window].mean(axis=0)
