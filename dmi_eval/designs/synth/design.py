@@ -15,8 +15,21 @@ from dmi_eval.designs.synth.core import (
     PathFit,
     fit_path,
 )
+from dmi_eval.designs.synth.factor import (
+    choose_n_factors_market,
+    city_factors,
+    donor_precision,
+    factor_path,
+)
 from dmi_eval.designs.synth.inference import NoiseInputs, dispersion, market_dispersion
-from dmi_eval.designs.synth.reference import Anchor, Method, PlaceboStatistic, Scale, Target
+from dmi_eval.designs.synth.reference import (
+    Anchor,
+    Estimator,
+    Method,
+    PlaceboStatistic,
+    Scale,
+    Target,
+)
 from dmi_eval.designs.synth.results import SyntheticControlResults
 from dmi_eval.errors import DesignError
 from dmi_eval.inference import (
@@ -38,12 +51,17 @@ def _path_for(
     n_treated: int,
     ratio: bool = False,
     sc_ridge: float = 0.0,
+    n_factors: int | None = None,
 ) -> PathFit:
     """Counterfactual path; ``ratio`` fits series divided by their pre-period means.
 
     With ``ratio``, donors whose pre-period mean is zero get weight zero and the
     counterfactual is scaled back by the treated unit's pre-period mean.
+    ``n_factors`` (SC only) fits the generalized synthetic control with that
+    many factors (:mod:`dmi_eval.designs.synth.factor`) instead of simplex weights.
     """
+    if n_factors is not None and core_method == "sc":
+        return _factor_path_for(y1, Y0, pre, ratio, n_factors)
     if not ratio:
         return fit_path(
             y1, Y0, pre, post, method=core_method, algorithm=algorithm, n_treated=n_treated,
@@ -66,6 +84,37 @@ def _path_for(
     return PathFit(fit.cf * s1, omega, fit.lam, fit.intercept * s1)
 
 
+def _scaled(
+    y1: np.ndarray, Y0: np.ndarray, pre: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """``(s1, z1, Z0)`` and the valid-donor mask: series over their pre-period means."""
+    s1 = float(y1[pre].mean())
+    s0 = Y0[:, pre].mean(axis=1)
+    valid = s0 > 0
+    if s1 <= 0 or valid.sum() < 2:
+        raise DesignError(
+            "ratio scaling needs a positive pre-period mean for the treated series and at "
+            "least two donors; use level='match' or 'demean'"
+        )
+    return s1, valid, Y0[valid] / s0[valid, None]
+
+
+def _factor_path_for(
+    y1: np.ndarray, Y0: np.ndarray, pre: np.ndarray, ratio: bool, n_factors: int
+) -> PathFit:
+    """Generalized SC path (:func:`~dmi_eval.designs.synth.factor.factor_path`)."""
+    if not ratio:
+        fit = factor_path(y1, Y0, pre, weights=np.ones(Y0.shape[0]), n_factors=n_factors)
+        return fit
+    s1, valid, Z0 = _scaled(y1, Y0, pre)
+    fit = factor_path(
+        y1 / s1, Z0, pre, weights=donor_precision(Y0[valid], pre), n_factors=n_factors
+    )
+    omega = np.zeros(Y0.shape[0])
+    omega[valid] = fit.omega
+    return PathFit(fit.cf * s1, omega, None, fit.intercept * s1)
+
+
 def _placebo_gap_site(
     i: int,
     *,
@@ -77,11 +126,14 @@ def _placebo_gap_site(
     algorithm: Algorithm,
     ratio: bool,
     sc_ridge: float,
+    n_factors: int | None = None,
 ) -> np.ndarray:
     """Gap of donor ``i`` treated as if treated, fitted on the ``fit_rows`` donors but itself."""
     keep = fit_rows.copy()
     keep[i] = False
-    fit = _path_for(Y0[i], Y0[keep], pre, post, core_method, algorithm, 1, ratio, sc_ridge)
+    fit = _path_for(
+        Y0[i], Y0[keep], pre, post, core_method, algorithm, 1, ratio, sc_ridge, n_factors
+    )
     return Y0[i] - fit.cf
 
 
@@ -153,6 +205,21 @@ class SyntheticControl:
         Cross-validating the penalty on the pre period was tried and rejected:
         hold-out pre periods reward smoothing the counting noise and pick the
         heaviest penalty, whose post-period error is larger.
+    estimator
+        SC only: ``"simplex"`` (default): donor weights on the simplex with the
+        ridge ``sc_ridge``; ``"factor"``: the generalized synthetic control
+        (interactive fixed effects, Xu 2017; :mod:`dmi_eval.designs.synth.factor`):
+        the city's factors are estimated from the donors' series by a weighted
+        SVD after removing the common path, and the market's own loadings are
+        fitted on the pre period by quasi-Poisson regression, so a market whose
+        exposure lies outside the donors' range is extrapolated rather than
+        averaged. The placebos are fitted the same way with the market's
+        number of factors. In the calibration study it did not beat the
+        simplex default (see the methods appendix), so it is an option.
+    n_factors
+        ``estimator="factor"`` only: the number of factors; ``None`` (default)
+        chooses it by blocked cross-validation on the market's pre period
+        (:func:`~dmi_eval.designs.synth.factor.choose_n_factors_market`).
     placebo_statistic
         Statistic ranked in the placebo test: ``"noise"`` (default): the log
         ratio of observed to synthetic counts over the window divided by the
@@ -187,7 +254,13 @@ class SyntheticControl:
     With ``y1_t`` the treated series (per area) and ``Y0`` the donor areas,
     SC: ``w = argmin_{w in simplex} sum_{t in pre} (y1_t - w'Y0_t)^2`` and
     ``cf_t = w'Y0_t`` (demeaned: plus ``mean_pre(y1) - w' mean_pre(Y0)``);
-    SDID and DID as in :func:`dmi_eval.designs.synth.core.fit_path`. The
+    SDID and DID as in :func:`dmi_eval.designs.synth.core.fit_path`. With
+    ``estimator="factor"`` (series ``z`` over their pre-period means, donor
+    weights ``a_i = 1/(1/m_i + phi)``): ``delta_t = sum_i a_i z_it / sum_i a_i``,
+    ``F`` the first ``r`` right singular vectors of ``sqrt(a_i)(z_it - delta_t -
+    alpha_i)``, and ``cf_t = s_1 delta_t exp(b_0 + F_t' b)`` with ``(b_0, b)``
+    the quasi-Poisson fit of ``y1`` on the pre period (``r = 0``: the weighted
+    ratio DID). The
     counterfactual total is ``n_treated * cf_t``; the effect over a window is
     ``sum(observed) - sum(counterfactual)`` and ``pct_change = effect / sum(cf)``.
     Inference: every donor area in turn is a fake treated unit fitted on the
@@ -221,6 +294,8 @@ class SyntheticControl:
         leave_one_out: bool = True,
         max_leave_one_out: int = 10,
         sc_ridge: float = 0.3,
+        estimator: Estimator = "simplex",
+        n_factors: int | None = None,
         placebo_statistic: PlaceboStatistic = "noise",
         algorithm: Algorithm = "exact",
         min_pre_periods: int = 4,
@@ -235,6 +310,17 @@ class SyntheticControl:
         check_choice("anchor", anchor, Anchor)
         check_choice("sided", sided, Sided)
         check_choice("algorithm", algorithm, Algorithm)
+        check_choice("estimator", estimator, Estimator)
+        if estimator == "factor" and (method != "sc" or anchor == "demean"):
+            raise ValueError(
+                "estimator='factor' (generalized synthetic control) is an SC estimator with "
+                f"the 'ratio', 'match' or 'auto' anchor; got method={method!r}, anchor={anchor!r}"
+            )
+        if n_factors is not None and (estimator != "factor" or n_factors < 0):
+            raise ValueError(
+                f"n_factors={n_factors!r}: a number of factors >= 0 goes with "
+                "estimator='factor' (None: chosen by cross-validation on the donors)"
+            )
         if not isinstance(site_data, SiteData):
             raise TypeError("site_data must be a dmi_eval.panel.SiteData")
         outcomes = tuple(site_data.outcomes if outcomes is None else outcomes)
@@ -288,6 +374,8 @@ class SyntheticControl:
         if sc_ridge < 0:
             raise ValueError(f"sc_ridge must be >= 0, got {sc_ridge}")
         self.sc_ridge = float(sc_ridge)
+        self.estimator: Estimator = estimator
+        self.n_factors = n_factors
         check_choice("placebo_statistic", placebo_statistic, PlaceboStatistic)
         self.placebo_statistic: PlaceboStatistic = placebo_statistic
         self.algorithm: Algorithm = algorithm
@@ -333,7 +421,8 @@ class SyntheticControl:
             idx = self._eligible_donors(Y0_all, pre, ratio)
             Y0 = Y0_all[idx]
             labels = [donors[i] for i in idx]
-            fit = _path_for(y1, Y0, pre, post, core, self.algorithm, n_tr, ratio, self.sc_ridge)
+            nf, cv = self._factors(y1, Y0, pre, core, ratio)
+            fit = _path_for(y1, Y0, pre, post, core, self.algorithm, n_tr, ratio, self.sc_ridge, nf)
             omega_all = np.zeros(len(donors))
             omega_all[idx] = fit.omega
             cf = fit.cf
@@ -385,6 +474,9 @@ class SyntheticControl:
                     "share_pre_outside_range": share_out,
                     "n_positive_weights": int((fit.omega > 0).sum()),
                     "intercept": fit.intercept * factor,
+                    "estimator_weights": "factor" if nf is not None else "simplex",
+                    "n_factors": -1 if nf is None else nf,
+                    "factor_cv": "" if cv is None else " ".join(f"{c:.4g}" for c in cv),
                 }
             )
             balance[outcome] = self._balance(y1, Y0_all, omega_all, pre, cov, n_tr)
@@ -405,6 +497,7 @@ class SyntheticControl:
             gap_fn = partial(
                 _placebo_gap_site, Y0=pool_rows, fit_rows=fit_rows, pre=pre, post=post,
                 core_method=core, algorithm=self.algorithm, ratio=ratio, sc_ridge=self.sc_ridge,
+                n_factors=nf,
             )  # fmt: skip
             usable = [
                 int(pool[i]) for i in select_placebos(len(pool), self.max_placebos, self.seed)
@@ -429,14 +522,19 @@ class SyntheticControl:
             )
             if statistic == "noise":
                 noise[outcome] = self._noise_inputs(
-                    outcome, placebos[outcome], total, cf * factor, Y0_all, pool_rows[usable], areas
-                )
+                    outcome, placebos[outcome], total, cf * factor, Y0_all, pool_rows[usable], areas,
+                    factors=self._factor_matrix(Y0, pre, ratio, nf),
+                )  # fmt: skip
             if self.leave_one_out:
                 loo_rows.extend(
-                    self._leave_one_out(outcome, total, y1, Y0, fit, core, factor, ratio, labels)
+                    self._leave_one_out(
+                        outcome, total, y1, Y0, fit, core, factor, ratio, labels, nf
+                    )
                 )
             if self.placebo_time:
-                pit_rows.extend(self._placebo_in_time(outcome, y1, Y0, core, factor, n_tr, ratio))
+                pit_rows.extend(
+                    self._placebo_in_time(outcome, y1, Y0, core, factor, n_tr, ratio, nf)
+                )
         for row in diag_rows:
             row["placebo_statistic"] = stat_used[row["outcome"]]
         diagnostics = pd.DataFrame(diag_rows).set_index("outcome", drop=False)
@@ -473,6 +571,7 @@ class SyntheticControl:
             ),
             balance_tables=MappingProxyType(balance),
             noise=MappingProxyType(noise),
+            estimator=self.estimator if self.method == "sc" else "simplex",
         )
 
     def _noise_inputs(
@@ -484,6 +583,8 @@ class SyntheticControl:
         Y0_all: np.ndarray,
         Y0_placebos: np.ndarray,
         areas: Sequence[str],
+        *,
+        factors: np.ndarray | None = None,
     ) -> NoiseInputs:
         """Counts, synthetic counts and overdispersion of the market and its placebos.
 
@@ -502,7 +603,45 @@ class SyntheticControl:
             phi=np.r_[market_dispersion(phi, area_means), np.full(len(Y0_placebos), phi)],
             pre=pre.copy(),
             dispersion=phi,
+            factors=factors,
         )
+
+    def _factors(
+        self, y1: np.ndarray, Y0: np.ndarray, pre: np.ndarray, core: str, ratio: bool
+    ) -> tuple[int | None, np.ndarray | None]:
+        """``(number of factors, CV criterion)``; ``(None, None)`` for simplex weights.
+
+        The number is ``n_factors`` when given, else chosen by cross-validation
+        on the market's pre period
+        (:func:`~dmi_eval.designs.synth.factor.choose_n_factors_market`);
+        the market and every placebo then use it.
+        """
+        if self.estimator != "factor" or core != "sc":
+            return None, None
+        if self.n_factors is not None:
+            return int(self.n_factors), None
+        Z0, a = self._factor_inputs(Y0, pre, ratio)
+        return choose_n_factors_market(y1, Z0, pre, a)
+
+    @staticmethod
+    def _factor_inputs(
+        Y0: np.ndarray, pre: np.ndarray, ratio: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Donor series and weights the factor model is fitted to."""
+        if not ratio:
+            return Y0, np.ones(Y0.shape[0])
+        s0 = Y0[:, pre].mean(axis=1)
+        valid = s0 > 0
+        return Y0[valid] / s0[valid, None], donor_precision(Y0[valid], pre)
+
+    def _factor_matrix(
+        self, Y0: np.ndarray, pre: np.ndarray, ratio: bool, nf: int | None
+    ) -> np.ndarray | None:
+        """The market's factors ``F`` (periods x r), for the placebo test's leverage."""
+        if nf is None:
+            return None
+        Z0, a = self._factor_inputs(Y0, pre, ratio)
+        return city_factors(Z0, a, nf)[1]
 
     # -- helpers --------------------------------------------------------------
     def _eligible_donors(self, Y0: np.ndarray, pre: np.ndarray, ratio: bool) -> np.ndarray:
@@ -569,6 +708,7 @@ class SyntheticControl:
         factor: int,
         ratio: bool,
         labels: Sequence[str],
+        nf: int | None = None,
     ) -> list[dict[str, Any]]:
         sd = self.site_data
         pre, post = sd.pre_mask, sd.post_mask
@@ -580,7 +720,7 @@ class SyntheticControl:
             keep[i] = False
             f = _path_for(
                 y1, Y0[keep], pre, post, core, self.algorithm, n_tr, ratio,
-                self.sc_ridge,
+                self.sc_ridge, nf,
             )  # fmt: skip
             cf = float(f.cf[post].sum() * factor)
             obs = float(total[post].sum())
@@ -604,6 +744,7 @@ class SyntheticControl:
         factor: int,
         n_tr: int,
         ratio: bool,
+        nf: int | None = None,
     ) -> list[dict[str, Any]]:
         sd = self.site_data
         idx = np.flatnonzero(sd.pre_mask)
@@ -614,7 +755,9 @@ class SyntheticControl:
         fake_pre[idx[: len(idx) - h]] = True
         fake_post = np.zeros_like(sd.pre_mask)
         fake_post[idx[len(idx) - h :]] = True
-        f = _path_for(y1, Y0, fake_pre, fake_post, core, self.algorithm, n_tr, ratio, self.sc_ridge)
+        f = _path_for(
+            y1, Y0, fake_pre, fake_post, core, self.algorithm, n_tr, ratio, self.sc_ridge, nf
+        )
         gap = y1 - f.cf
         rmspe = float(np.sqrt(np.mean(gap[fake_pre] ** 2)))
         cf = float(f.cf[fake_post].sum() * factor)

@@ -146,6 +146,27 @@ def dersimonian_laird(effects: np.ndarray, variances: np.ndarray) -> float:
     return max((q - (L.size - 1)) / c, 0.0) if c > 0 else 0.0
 
 
+def regressors(F: np.ndarray) -> np.ndarray:
+    """``[1, F_t]`` for every period: the design matrix of the market's loadings."""
+    return np.column_stack([np.ones(F.shape[0]), F])
+
+
+def leverage(F: np.ndarray, pre: np.ndarray, window: np.ndarray) -> float:
+    """``h_W = T_0 xbar_W' (X_pre' X_pre)^{-1} xbar_W`` with ``X = [1, F]``.
+
+    The variance of the fitted level over the window ``W`` from counting noise
+    in the pre period is ``h_W`` times that of a pre-period mean (``h_W = 1``
+    with no factors): the placebo test's pre-period noise term. This is the
+    unweighted least-squares leverage, an approximation for the quasi-Poisson
+    fit of :mod:`dmi_eval.designs.synth.factor` (whose weights are the fitted
+    counts) that is exact when the counts are level over the pre period.
+    """
+    X = regressors(F)
+    xbar = X[window].mean(axis=0)
+    XtX = X[pre].T @ X[pre]
+    return float(int(pre.sum()) * xbar @ np.linalg.solve(XtX, xbar))
+
+
 @dataclass(frozen=True)
 class NoiseInputs:
     """What the noise-standardised test needs for one outcome (market first, then placebos).
@@ -172,11 +193,15 @@ class NoiseInputs:
     phi: np.ndarray
     pre: np.ndarray
     dispersion: float
+    factors: np.ndarray | None = None
 
     def test(self, window: np.ndarray) -> NoiseStandardisedTest:
         """The test of one window of post periods."""
+        h = 1.0
+        if self.factors is not None and self.factors.shape[1] > 0:
+            h = leverage(self.factors, self.pre, window)
         return NoiseStandardisedTest.from_paths(
-            self.observed, self.synthetic, self.pre, window, self.phi
+            self.observed, self.synthetic, self.pre, window, self.phi, pre_leverage=h
         )
 
 
@@ -220,6 +245,7 @@ class NoiseStandardisedTest:
         *,
         min_count: float = MIN_WINDOW_COUNT,
         min_placebos: int = MIN_PLACEBOS,
+        pre_leverage: float = 1.0,
     ) -> NoiseStandardisedTest:
         """Build the test from units x periods observed and synthetic counts (market first).
 
@@ -244,7 +270,7 @@ class NoiseStandardisedTest:
         # Half an incident keeps the log finite for a placebo with none in the window.
         with np.errstate(divide="ignore", invalid="ignore"):
             L = np.log(np.maximum(o_w, 0.5) / s_w)
-            v = (1 / (s_w / t1) + phi) / t1 + (1 / mu_pre + phi) / t0
+            v = (1 / (s_w / t1) + phi) / t1 + pre_leverage * (1 / mu_pre + phi) / t0
         L, v = L[ok], v[ok]
         tau2 = dersimonian_laird(L[1:], v[1:])
         return cls(log_ratio=L, variance=v, tau2=tau2)

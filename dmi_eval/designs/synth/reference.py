@@ -47,6 +47,9 @@ PlaceboSearch = Literal["fast", "full"]
 PlaceboStatistic = Literal["noise", "rmspe", "pct"]
 
 
+Estimator = Literal["simplex", "factor"]
+
+
 # ---------------------------------------------------------------------------
 # Predictor tables
 # ---------------------------------------------------------------------------

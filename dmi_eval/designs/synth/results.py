@@ -74,6 +74,11 @@ class SyntheticControlResults(DesignResults):
         last-k window, from the single-area placebo distribution. It is
         conservative for a market whose areas drift independently, so it is not
         (yet) the ``mde`` the verdict reads.
+    estimator
+        SC's estimator: ``"simplex"`` weights or ``"factor"`` (generalized
+        synthetic control, :mod:`dmi_eval.designs.synth.factor`; the
+        diagnostics then give ``n_factors`` and the cross-validation
+        criterion ``factor_cv``). In ``choices``.
     """
 
     site_id: str
@@ -96,6 +101,7 @@ class SyntheticControlResults(DesignResults):
     placebo_in_time: pd.DataFrame
     balance_tables: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     noise: Mapping[str, NoiseInputs] = field(default_factory=dict)
+    estimator: str = "simplex"
 
     # -- the shared DesignResults members --------------------------------------
     @property
@@ -110,6 +116,7 @@ class SyntheticControlResults(DesignResults):
     def choices(self) -> dict[str, Any]:  # type: ignore[override]
         return {
             "method": self.method,
+            "estimator": self.estimator,
             "sided": self.sided,
             "level": self.level,
             "last_k": self.last_k,
