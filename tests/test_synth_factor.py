@@ -13,7 +13,7 @@ from dmi_eval.designs.synth.factor import (
     factor_path,
     poisson_fit,
 )
-from dmi_eval.designs.synth.inference import leverage
+from dmi_eval.inference.noise import leverage
 
 
 def _factor_city(seed: int = 0, *, n_donors: int = 120, T: int = 72, T0: int = 48, noise: bool):

@@ -33,8 +33,8 @@ from dmi_eval.designs.did.model import (
     fit_fe,
 )
 from dmi_eval.designs.did.results import DIDResults, OutcomeDID
-from dmi_eval.designs.synth.inference import NoiseStandardisedTest
 from dmi_eval.errors import DesignError
+from dmi_eval.inference.noise import NoiseStandardisedTest
 from dmi_eval.options import alpha_of, check_choice, check_last_k, check_level, check_outcomes
 from dmi_eval.panel import SiteData
 
@@ -98,7 +98,7 @@ class DID:
     Webb 2017; Conley & Taber 2011). The default for the Poisson model is
     therefore placebo inference. A window's interval and p-values come from
     the noise-standardised placebo test of the synthetic control
-    (:class:`~dmi_eval.designs.synth.inference.NoiseStandardisedTest`) with
+    (:class:`~dmi_eval.inference.noise.NoiseStandardisedTest`) with
     DID's counterfactual (:func:`~dmi_eval.designs.did.inference.area_paths`):
     every control area :math:`j` in turn is a fake market whose counterfactual
     is the other controls' total :math:`R_{jt}` scaled to its pre-period total,

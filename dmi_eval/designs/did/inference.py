@@ -12,13 +12,13 @@ import pandas as pd
 from scipy import sparse, stats
 
 from dmi_eval.designs.did.model import LOG_MODELS, FEFit
-from dmi_eval.designs.synth.inference import (
+from dmi_eval.errors import DesignError
+from dmi_eval.inference.delta import log_ratio_interval, normal_tails
+from dmi_eval.inference.noise import (
     NoiseStandardisedTest,
     dispersion,
     market_dispersion,
 )
-from dmi_eval.errors import DesignError
-from dmi_eval.inference.delta import log_ratio_interval, normal_tails
 from dmi_eval.inference.placebo import draw_placebo_groups
 from dmi_eval.overdispersion import group_dispersion
 from dmi_eval.power import mde_from_placebos, mde_from_se, min_rank_p
@@ -256,7 +256,7 @@ def area_paths(treated: np.ndarray, controls: np.ndarray, pre: np.ndarray):
     :math:`\\log(\\sum_W y_j / \\sum_W \\hat y_j)` is the closed-form Poisson DID log
     ratio of the window against the pre period. Returns ``(observed, counterfactual,
     phi)`` with ``phi`` each unit's effective overdispersion (the market's from its
-    areas' pre-period means, :func:`~dmi_eval.designs.synth.inference.market_dispersion`).
+    areas' pre-period means, :func:`~dmi_eval.inference.noise.market_dispersion`).
     """
     total = controls.sum(axis=0).astype(float)
     observed = np.vstack([treated.sum(axis=0), controls]).astype(float)

@@ -21,7 +21,6 @@ from dmi_eval.designs.synth.factor import (
     donor_precision,
     factor_path,
 )
-from dmi_eval.designs.synth.inference import NoiseInputs, dispersion, market_dispersion
 from dmi_eval.designs.synth.reference import (
     Anchor,
     Estimator,
@@ -37,6 +36,7 @@ from dmi_eval.inference import (
     placebo_in_space,
     select_placebos,
 )
+from dmi_eval.inference.noise import NoiseInputs, dispersion, market_dispersion
 from dmi_eval.options import Sided, check_choice, check_level
 from dmi_eval.panel import SiteData
 
@@ -225,7 +225,7 @@ class SyntheticControl:
         ratio of observed to synthetic counts over the window divided by the
         standard deviation it has under no effect -- its counting noise from
         the unit's own counts and the city's overdispersion plus the drift
-        every unit shares (:mod:`dmi_eval.designs.synth.inference`), so a
+        every unit shares (:mod:`dmi_eval.inference.noise`), so a
         market of several busy areas and a single quiet placebo area are
         compared on one scale; ``"rmspe"``: mean post gap over the
         pre-period RMSPE (Abadie et al. 2010; at DMI sites its size is far
@@ -240,7 +240,7 @@ class SyntheticControl:
         pre-period incidents is a placebo (fitted on the eligible donors): its
         counting noise is part of its statistic. The test of a window uses
         those expecting at least 20 incidents in it (at least the 80 busiest,
-        :func:`~dmi_eval.designs.synth.inference.select_window_placebos`).
+        :func:`~dmi_eval.inference.noise.select_window_placebos`).
     algorithm
         ``"exact"`` simplex solutions, or ``"synthdid"`` Frank-Wolfe iterations.
     min_pre_periods

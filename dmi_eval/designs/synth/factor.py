@@ -29,7 +29,7 @@ weighted ratio difference-in-differences. The number of factors ``r`` is
 chosen by blocked cross-validation on the market's pre period
 (:func:`choose_n_factors_market`) and used for every placebo too. The placebo
 test's pre-period noise term grows with the leverage of the fitted loadings
-(:func:`~dmi_eval.designs.synth.inference.leverage`).
+(:func:`~dmi_eval.inference.noise.leverage`).
 
 Calibration (``nox -s calibrate`` cities, seed 20240601, SC as at sites): the
 factors of single donor areas at 0.3-3 incidents a month are estimated with
@@ -45,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 
 from dmi_eval.designs.synth.core import PathFit
-from dmi_eval.designs.synth.inference import dispersion, regressors
+from dmi_eval.inference.noise import dispersion, regressors
 
 MAX_FACTORS = 4
 """Largest number of factors :func:`choose_n_factors_market` considers."""
@@ -58,7 +58,7 @@ def donor_precision(Y0: np.ndarray, pre: np.ndarray) -> np.ndarray:
 
     ``m_i`` is donor ``i``'s mean pre-period count and ``phi`` the
     overdispersion of the donors' pre-period counts
-    (:func:`~dmi_eval.designs.synth.inference.dispersion`): the inverse of a
+    (:func:`~dmi_eval.inference.noise.dispersion`): the inverse of a
     ratio-scaled count's relative variance.
     """
     m = np.asarray(Y0, dtype=float)[:, pre].mean(axis=1)

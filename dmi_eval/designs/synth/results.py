@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 
 from dmi_eval.checks import LEAVE_ONE_OUT, PLACEBO_TIME
-from dmi_eval.designs.synth.inference import NoiseInputs, NoiseStandardisedTest
 from dmi_eval.designs.synth.reference import Method
 from dmi_eval.inference import (
     PlaceboTest,
 )
+from dmi_eval.inference.noise import NoiseInputs, NoiseStandardisedTest
 from dmi_eval.options import Sided
 from dmi_eval.results import (
     DesignResults,
@@ -64,10 +64,10 @@ class SyntheticControlResults(DesignResults):
         Effect at a fake call-in inside the pre period (``outcome,
         fake_start, n_fake_post, effect, pct_change, z``): should be near 0.
     noise
-        Outcome -> :class:`~dmi_eval.designs.synth.inference.NoiseInputs` when
+        Outcome -> :class:`~dmi_eval.inference.noise.NoiseInputs` when
         the placebo statistic is ``"noise"`` (the default): the p-values and
         intervals then come from
-        :class:`~dmi_eval.designs.synth.inference.NoiseStandardisedTest`, and
+        :class:`~dmi_eval.inference.noise.NoiseStandardisedTest`, and
         ``diagnostics`` adds ``n_placebos``, ``min_p``, ``drift_sd``,
         ``dispersion`` and ``mde_placebo`` / ``mde_placebo_last``: the smallest
         reduction the one-sided 5% test detects with 80% power over the post /

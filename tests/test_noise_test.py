@@ -1,4 +1,4 @@
-"""The noise-standardised placebo test of the site-level synthetic control."""
+"""The noise-standardised placebo test (dmi_eval.inference.noise), as the synthetic control uses it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from dmi_eval.designs.synth.inference import (
+from dmi_eval.inference.noise import (
     NoiseStandardisedTest,
     dersimonian_laird,
     dispersion,

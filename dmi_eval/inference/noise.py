@@ -1,4 +1,4 @@
-"""Noise-standardised placebo inference for the site-level synthetic control.
+"""Noise-standardised placebo inference, shared by the site-level synthetic control and DID.
 
 The classic placebo-in-space test ranks the market's post-period gap, divided
 by its pre-period RMSPE, among single donor areas treated as if treated. At
