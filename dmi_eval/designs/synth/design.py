@@ -10,16 +10,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dmi_eval.designs.synth.core import (
-    Algorithm,
-    PathFit,
-    fit_path,
-)
-from dmi_eval.designs.synth.factor import (
-    choose_n_factors_market,
-    city_factors,
-    donor_precision,
-    factor_path,
+from dmi_eval.designs.synth.core import Algorithm, PathFit
+from dmi_eval.designs.synth.paths import (
+    factor_count,
+    factor_matrix,
+    path_for,
+    placebo_gap_site,
 )
 from dmi_eval.designs.synth.reference import (
     Anchor,
@@ -39,102 +35,6 @@ from dmi_eval.inference import (
 from dmi_eval.inference.noise import NoiseInputs, dispersion, market_dispersion
 from dmi_eval.options import Sided, check_choice, check_level
 from dmi_eval.panel import SiteData
-
-
-def _path_for(
-    y1: np.ndarray,
-    Y0: np.ndarray,
-    pre: np.ndarray,
-    post: np.ndarray,
-    core_method: str,
-    algorithm: Algorithm,
-    n_treated: int,
-    ratio: bool = False,
-    sc_ridge: float = 0.0,
-    n_factors: int | None = None,
-) -> PathFit:
-    """Counterfactual path; ``ratio`` fits series divided by their pre-period means.
-
-    With ``ratio``, donors whose pre-period mean is zero get weight zero and the
-    counterfactual is scaled back by the treated unit's pre-period mean.
-    ``n_factors`` (SC only) fits the generalized synthetic control with that
-    many factors (:mod:`dmi_eval.designs.synth.factor`) instead of simplex weights.
-    """
-    if n_factors is not None and core_method == "sc":
-        return _factor_path_for(y1, Y0, pre, ratio, n_factors)
-    if not ratio:
-        return fit_path(
-            y1, Y0, pre, post, method=core_method, algorithm=algorithm, n_treated=n_treated,
-            sc_ridge=sc_ridge,
-        )  # type: ignore[arg-type]  # fmt: skip
-    s1 = float(y1[pre].mean())
-    s0 = Y0[:, pre].mean(axis=1)
-    valid = s0 > 0
-    if s1 <= 0 or valid.sum() < 2:
-        raise DesignError(
-            "ratio scaling needs a positive pre-period mean for the treated series and at "
-            "least two donors; use level='match' or 'demean'"
-        )
-    fit = fit_path(
-        y1 / s1, Y0[valid] / s0[valid, None], pre, post,
-        method=core_method, algorithm=algorithm, n_treated=n_treated, sc_ridge=sc_ridge,
-    )  # type: ignore[arg-type]  # fmt: skip
-    omega = np.zeros(Y0.shape[0])
-    omega[valid] = fit.omega
-    return PathFit(fit.cf * s1, omega, fit.lam, fit.intercept * s1)
-
-
-def _scaled(
-    y1: np.ndarray, Y0: np.ndarray, pre: np.ndarray
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """``(s1, z1, Z0)`` and the valid-donor mask: series over their pre-period means."""
-    s1 = float(y1[pre].mean())
-    s0 = Y0[:, pre].mean(axis=1)
-    valid = s0 > 0
-    if s1 <= 0 or valid.sum() < 2:
-        raise DesignError(
-            "ratio scaling needs a positive pre-period mean for the treated series and at "
-            "least two donors; use level='match' or 'demean'"
-        )
-    return s1, valid, Y0[valid] / s0[valid, None]
-
-
-def _factor_path_for(
-    y1: np.ndarray, Y0: np.ndarray, pre: np.ndarray, ratio: bool, n_factors: int
-) -> PathFit:
-    """Generalized SC path (:func:`~dmi_eval.designs.synth.factor.factor_path`)."""
-    if not ratio:
-        fit = factor_path(y1, Y0, pre, weights=np.ones(Y0.shape[0]), n_factors=n_factors)
-        return fit
-    s1, valid, Z0 = _scaled(y1, Y0, pre)
-    fit = factor_path(
-        y1 / s1, Z0, pre, weights=donor_precision(Y0[valid], pre), n_factors=n_factors
-    )
-    omega = np.zeros(Y0.shape[0])
-    omega[valid] = fit.omega
-    return PathFit(fit.cf * s1, omega, None, fit.intercept * s1)
-
-
-def _placebo_gap_site(
-    i: int,
-    *,
-    Y0: np.ndarray,
-    fit_rows: np.ndarray,
-    pre: np.ndarray,
-    post: np.ndarray,
-    core_method: str,
-    algorithm: Algorithm,
-    ratio: bool,
-    sc_ridge: float,
-    n_factors: int | None = None,
-) -> np.ndarray:
-    """Gap of donor ``i`` treated as if treated, fitted on the ``fit_rows`` donors but itself."""
-    keep = fit_rows.copy()
-    keep[i] = False
-    fit = _path_for(
-        Y0[i], Y0[keep], pre, post, core_method, algorithm, 1, ratio, sc_ridge, n_factors
-    )
-    return Y0[i] - fit.cf
 
 
 class SyntheticControl:
@@ -421,8 +321,8 @@ class SyntheticControl:
             idx = self._eligible_donors(Y0_all, pre, ratio)
             Y0 = Y0_all[idx]
             labels = [donors[i] for i in idx]
-            nf, cv = self._factors(y1, Y0, pre, core, ratio)
-            fit = _path_for(y1, Y0, pre, post, core, self.algorithm, n_tr, ratio, self.sc_ridge, nf)
+            nf, cv = factor_count(self.estimator, self.n_factors, y1, Y0, pre, core, ratio)
+            fit = path_for(y1, Y0, pre, post, core, self.algorithm, n_tr, ratio, self.sc_ridge, nf)
             omega_all = np.zeros(len(donors))
             omega_all[idx] = fit.omega
             cf = fit.cf
@@ -495,7 +395,7 @@ class SyntheticControl:
                 pool_rows, pool_labels = Y0, labels
                 pool = np.arange(len(idx))
             gap_fn = partial(
-                _placebo_gap_site, Y0=pool_rows, fit_rows=fit_rows, pre=pre, post=post,
+                placebo_gap_site, Y0=pool_rows, fit_rows=fit_rows, pre=pre, post=post,
                 core_method=core, algorithm=self.algorithm, ratio=ratio, sc_ridge=self.sc_ridge,
                 n_factors=nf,
             )  # fmt: skip
@@ -523,7 +423,7 @@ class SyntheticControl:
             if statistic == "noise":
                 noise[outcome] = self._noise_inputs(
                     outcome, placebos[outcome], total, cf * factor, Y0_all, pool_rows[usable], areas,
-                    factors=self._factor_matrix(Y0, pre, ratio, nf),
+                    factors=factor_matrix(Y0, pre, ratio, nf),
                 )  # fmt: skip
             if self.leave_one_out:
                 loo_rows.extend(
@@ -606,43 +506,6 @@ class SyntheticControl:
             factors=factors,
         )
 
-    def _factors(
-        self, y1: np.ndarray, Y0: np.ndarray, pre: np.ndarray, core: str, ratio: bool
-    ) -> tuple[int | None, np.ndarray | None]:
-        """``(number of factors, CV criterion)``; ``(None, None)`` for simplex weights.
-
-        The number is ``n_factors`` when given, else chosen by cross-validation
-        on the market's pre period
-        (:func:`~dmi_eval.designs.synth.factor.choose_n_factors_market`);
-        the market and every placebo then use it.
-        """
-        if self.estimator != "factor" or core != "sc":
-            return None, None
-        if self.n_factors is not None:
-            return int(self.n_factors), None
-        Z0, a = self._factor_inputs(Y0, pre, ratio)
-        return choose_n_factors_market(y1, Z0, pre, a)
-
-    @staticmethod
-    def _factor_inputs(
-        Y0: np.ndarray, pre: np.ndarray, ratio: bool
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Donor series and weights the factor model is fitted to."""
-        if not ratio:
-            return Y0, np.ones(Y0.shape[0])
-        s0 = Y0[:, pre].mean(axis=1)
-        valid = s0 > 0
-        return Y0[valid] / s0[valid, None], donor_precision(Y0[valid], pre)
-
-    def _factor_matrix(
-        self, Y0: np.ndarray, pre: np.ndarray, ratio: bool, nf: int | None
-    ) -> np.ndarray | None:
-        """The market's factors ``F`` (periods x r), for the placebo test's leverage."""
-        if nf is None:
-            return None
-        Z0, a = self._factor_inputs(Y0, pre, ratio)
-        return city_factors(Z0, a, nf)[1]
-
     # -- helpers --------------------------------------------------------------
     def _eligible_donors(self, Y0: np.ndarray, pre: np.ndarray, ratio: bool) -> np.ndarray:
         """Donor indices used for one outcome.
@@ -718,7 +581,7 @@ class SyntheticControl:
         for i in order[: self.max_leave_one_out]:
             keep = np.ones(Y0.shape[0], dtype=bool)
             keep[i] = False
-            f = _path_for(
+            f = path_for(
                 y1, Y0[keep], pre, post, core, self.algorithm, n_tr, ratio,
                 self.sc_ridge, nf,
             )  # fmt: skip
@@ -755,7 +618,7 @@ class SyntheticControl:
         fake_pre[idx[: len(idx) - h]] = True
         fake_post = np.zeros_like(sd.pre_mask)
         fake_post[idx[len(idx) - h :]] = True
-        f = _path_for(
+        f = path_for(
             y1, Y0, fake_pre, fake_post, core, self.algorithm, n_tr, ratio, self.sc_ridge, nf
         )
         gap = y1 - f.cf
