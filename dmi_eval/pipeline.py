@@ -24,7 +24,8 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from dmi_eval.config import Study, load_study
-from dmi_eval.data import Ingest, load_study_data
+from dmi_eval.data import Ingest
+from dmi_eval.datacache import load_study_data_cached
 from dmi_eval.evaluation import SiteEvaluation, evaluate_site
 from dmi_eval.geo import StudyGeo, load_study_geo
 from dmi_eval.inference.parallel import compute, configured, parallel_map
@@ -115,7 +116,7 @@ def evaluate_study_sites(
     if not isinstance(study, Study):
         study = load_study(study)
     progress.step("reading data")
-    ingest = load_study_data(study)
+    ingest = load_study_data_cached(study)
     wanted = [s.id for s in study.sites] if sites is None else [study.site(s).id for s in sites]
     progress.start(len(wanted))
 
