@@ -33,7 +33,8 @@ import sys, time, json
 t0, c0 = time.perf_counter(), time.process_time()
 from dmi_eval.config import load_study
 from dmi_eval.datacache import load_study_data_cached
-from dmi_eval.evaluation import DESIGNS, evaluate_site
+from dmi_eval.evaluation import DESIGNS
+from dmi_eval.pipeline import _evaluate_timed
 from dmi_eval.geo import load_study_geo
 from dmi_eval.inference.parallel import compute
 t1, c1 = time.perf_counter(), time.process_time()
@@ -53,7 +54,7 @@ def timed(name, fit):
 for name in list(DESIGNS):
     DESIGNS[name] = timed(name, DESIGNS[name])
 with compute(n_jobs=1):
-    evaluate_site(ingest.panel, study, sys.argv[2])
+    _evaluate_timed(ingest.panel, study, sys.argv[2])
 t3, c3 = time.perf_counter(), time.process_time()
 print(json.dumps({"imports": t1 - t0, "read": t2 - t1, "fit": t3 - t2,
                   "cpu": {"imports": c1 - c0, "read": c2 - c1, "fit": c3 - c2},
