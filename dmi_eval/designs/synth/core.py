@@ -77,11 +77,12 @@ def simplex_ls(
     P = A - b[:, None]
     scale = float(np.sqrt(np.mean(P**2))) or 1.0
     r = ridge / scale**2
-    if r > 1e-6 * float(np.mean((P / scale) ** 2)) * P.shape[0]:
-        w = _simplex_ridge_dual(P / scale, r)
+    Ps = P / scale  # once: with thousands of donors each pass over P costs
+    if r > 1e-6 * float(np.mean(Ps**2)) * P.shape[0]:
+        w = _simplex_ridge_dual(Ps, r)
         if w is not None:
             return w
-    rows = [P / scale]
+    rows = [Ps]
     if ridge > 0:
         rows.append(np.sqrt(ridge) / scale * np.eye(J))
     rows.append(np.ones((1, J)))
