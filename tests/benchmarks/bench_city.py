@@ -232,7 +232,7 @@ def _figure(table: pd.DataFrame, path: Path) -> Path:
         (axes[0], "seconds", "wall / CPU time (s)"),
         (axes[1], "peak_tree_mb", "peak memory (MB)"),
     ):
-        ax.loglog(x, table[col], "o-", label="measured")
+        ax.loglog(x, table[col], "o-", label="wall time" if col == "seconds" else "measured")
         if col == "seconds":
             ax.loglog(x, table["cpu_seconds"], "s-", label="CPU time")
         ax.loglog(x, table[col].iloc[0] * x / x.iloc[0], "--", color="grey", label="linear")
@@ -292,11 +292,22 @@ def _section(table: pd.DataFrame, figure: str) -> str:
         )
     lines += ["", f"![Wall time and peak memory against areas x sites (log-log)]({figure})", ""]
     if t_slope is not None:
+        c_slope = _slope(x, table["cpu_seconds"])
         lines.append(
-            f"Growth with areas x sites (log-log slope): time {t_slope:.2f}, memory "
-            f"{m_slope:.2f}; linear is 1: time grows "
-            f"{'no faster than' if t_slope <= 1.05 else 'faster than'} linearly, memory "
-            f"{'no faster than' if m_slope <= 1.05 else 'faster than'} linearly."
+            f"Growth with areas x sites (log-log slope): wall time {t_slope:.2f}, CPU time "
+            f"{c_slope:.2f}, memory {m_slope:.2f}; linear is 1: CPU time grows "
+            f"{'no faster than' if c_slope <= 1.05 else 'faster than'} linearly, memory "
+            f"{'no faster than' if m_slope <= 1.05 else 'faster than'} linearly (the wall "
+            "time's slope depends on how busy the machine was at each size)."
+        )
+    largest = table[table["areas"] == table["areas"].max()].iloc[-1]
+    if largest["sites"] < N_SITES:
+        per_site = largest["cpu_seconds"] / largest["sites"]
+        n_cores = os.cpu_count() or 1
+        lines.append(
+            f"At {int(largest['areas']):,} areas a site costs {per_site:.0f} s of CPU time; "
+            f"{N_SITES} sites would take about {N_SITES * per_site / n_cores / 60:.0f} min on "
+            f"{n_cores} fully used cores (an extrapolation, not a measurement)."
         )
     if len(full):
         r = full.iloc[0]
