@@ -106,7 +106,16 @@ def metric_crs(frame: gpd.GeoDataFrame) -> tuple[CRS, float]:
     crs = CRS.from_user_input(frame.crs)
     if crs.is_projected:
         return crs, float(crs.axis_info[0].unit_conversion_factor)
-    return CRS.from_user_input(frame.estimate_utm_crs()), 1.0
+    # The UTM zone depends on the frame's CRS and extent only; pyproj's database
+    # query behind estimate_utm_crs costs ~0.3 s, and a study asks for it several
+    # times (config, data, maps) with the same polygons.
+    key = (crs.to_wkt(), tuple(float(b) for b in frame.total_bounds))
+    if key not in _UTM_CACHE:
+        _UTM_CACHE[key] = CRS.from_user_input(frame.estimate_utm_crs())
+    return _UTM_CACHE[key], 1.0
+
+
+_UTM_CACHE: dict[tuple[str, tuple[float, ...]], CRS] = {}
 
 
 # --- the area layer ------------------------------------------------------------------

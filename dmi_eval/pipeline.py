@@ -23,8 +23,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from threadpoolctl import threadpool_limits
+
 from dmi_eval.config import Study, load_study
-from dmi_eval.data import Ingest, load_study_data
+from dmi_eval.data import Ingest
+from dmi_eval.datacache import load_study_data_cached
 from dmi_eval.evaluation import SiteEvaluation, evaluate_site
 from dmi_eval.geo import StudyGeo, load_study_geo
 from dmi_eval.inference.parallel import compute, configured, parallel_map
@@ -88,9 +91,18 @@ SILENT: Progress = _Silent()
 
 
 def _evaluate_timed(panel: Any, study: Study, site_id: str) -> tuple[SiteEvaluation, float]:
-    """One site's evaluation and its wall time in seconds (shown as progress, never reported)."""
+    """One site's evaluation and its wall time in seconds (shown as progress, never reported).
+
+    BLAS runs single-threaded inside (in this process or a worker): a site's
+    linear algebra is thousands of small products and solves (placebo fits,
+    Newton steps), for which OpenBLAS's threads cost more than they do — on the
+    1,000-area benchmark city one synthetic-control placebo fit took 15 times the CPU
+    time with 2 BLAS threads on a shared 2-core machine — and parallelism comes
+    from the placebo and site loops instead.
+    """
     started = time.perf_counter()
-    evaluation = evaluate_site(panel, study, site_id)
+    with threadpool_limits(limits=1, user_api="blas"):
+        evaluation = evaluate_site(panel, study, site_id)
     return evaluation, time.perf_counter() - started
 
 
@@ -115,7 +127,7 @@ def evaluate_study_sites(
     if not isinstance(study, Study):
         study = load_study(study)
     progress.step("reading data")
-    ingest = load_study_data(study)
+    ingest = load_study_data_cached(study)
     wanted = [s.id for s in study.sites] if sites is None else [study.site(s).id for s in sites]
     progress.start(len(wanted))
 

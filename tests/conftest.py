@@ -21,3 +21,19 @@ def reference_dir() -> Path:
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return PROJECT_ROOT
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _data_cache_in_a_temporary_folder(tmp_path_factory):
+    """Runs of the pipeline cache their data in a fresh folder, never the user's ~/.cache."""
+    import os
+
+    from dmi_eval.datacache import CACHE_DIR_ENV
+
+    previous = os.environ.get(CACHE_DIR_ENV)
+    os.environ[CACHE_DIR_ENV] = str(tmp_path_factory.mktemp("data-cache"))
+    yield
+    if previous is None:
+        os.environ.pop(CACHE_DIR_ENV, None)
+    else:
+        os.environ[CACHE_DIR_ENV] = previous

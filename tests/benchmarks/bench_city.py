@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -118,11 +119,11 @@ def measure(study: Path, sites: list[str]) -> dict[str, float]:
     Peak memory is the largest sum of the resident sets of the process and
     every process it started (local workers), sampled every 0.2 s with psutil,
     and the peak resident set of the largest single process (``getrusage``).
+    CPU time is user + system time of the process and the workers it waited for.
     """
-    import resource
-
     import psutil
 
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(study), json.dumps(sites)],
@@ -144,9 +145,12 @@ def measure(study: Path, sites: list[str]) -> dict[str, float]:
     if proc.returncode != 0:
         raise RuntimeError(f"evaluating {study} failed:\n{err[-3000:]}")
     result = json.loads(out.strip().splitlines()[-1])
-    single = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    single = after.ru_maxrss / 1024
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {
         "seconds": wall,
+        "cpu_seconds": cpu,
         "evaluate_seconds": result["evaluate"],
         "peak_tree_mb": peak / 2**20,
         "peak_process_mb": single,
@@ -162,22 +166,39 @@ def _sizes() -> list[int]:
     return sizes
 
 
+def _site_counts(sizes: list[int]) -> dict[int, int]:
+    """Sites to evaluate per city size: ``DMI_BENCH_CITY_SITES=N`` for every size, or
+    ``AREAS:N,...`` per size (sizes not named get all 25)."""
+    raw = os.environ.get("DMI_BENCH_CITY_SITES", "").strip()
+    counts = dict.fromkeys(sizes, N_SITES)
+    if not raw:
+        return counts
+    if ":" not in raw:
+        return dict.fromkeys(sizes, min(int(raw), N_SITES))
+    for part in raw.split(","):
+        areas, n = part.split(":")
+        if int(areas) in counts:
+            counts[int(areas)] = min(int(n), N_SITES)
+    return counts
+
+
 def run(out: Path) -> str:
     """Measure, write ``out/results/city_benchmark.csv``, a log-log figure, and return Markdown.
 
     ``DMI_BENCH_CITY_AREAS=1000,2500`` measures some sizes only and
-    ``DMI_BENCH_CITY_SITES=N`` evaluates the first N of the 25 sites (every
-    site's areas still leave the donor pool), to fit a run into the time at hand.
+    ``DMI_BENCH_CITY_SITES=N`` (or ``1000:25,10000:2``, per size) evaluates the
+    first N of the 25 sites (every site's areas still leave the donor pool), to
+    fit a run into the time at hand.
     """
     sizes = _sizes()
-    n_eval = int(os.environ.get("DMI_BENCH_CITY_SITES", N_SITES))
+    n_sites = _site_counts(sizes)
     rows = []
     with tempfile.TemporaryDirectory(prefix="dmi-bench-city-") as tmp:
         for n_areas in sizes:
             study = write_city(n_areas, Path(tmp) / f"city{n_areas}")
             from dmi_eval.config import load_study
 
-            sites = [s.id for s in load_study(study).sites][:n_eval]
+            sites = [s.id for s in load_study(study).sites][: n_sites[n_areas]]
             load_before = os.getloadavg()[0]
             m = measure(study, sites)
             rows.append(
@@ -196,7 +217,7 @@ def run(out: Path) -> str:
     (out / "results").mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "results" / "city_benchmark.csv", index=False)
     figure = _figure(table, out / "appendix" / "benchmarks" / "city_scaling.png")
-    return _section(table, figure.relative_to(out / "appendix").as_posix(), n_eval)
+    return _section(table, figure.relative_to(out / "appendix").as_posix())
 
 
 def _figure(table: pd.DataFrame, path: Path) -> Path:
@@ -208,10 +229,12 @@ def _figure(table: pd.DataFrame, path: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     x = table["areas"] * table["sites"]
     for ax, col, label in (
-        (axes[0], "seconds", "wall time (s)"),
+        (axes[0], "seconds", "wall / CPU time (s)"),
         (axes[1], "peak_tree_mb", "peak memory (MB)"),
     ):
-        ax.loglog(x, table[col], "o-", label="measured")
+        ax.loglog(x, table[col], "o-", label="wall time" if col == "seconds" else "measured")
+        if col == "seconds":
+            ax.loglog(x, table["cpu_seconds"], "s-", label="CPU time")
         ax.loglog(x, table[col].iloc[0] * x / x.iloc[0], "--", color="grey", label="linear")
         ax.set_xlabel("areas x sites evaluated")
         ax.set_ylabel(label)
@@ -229,7 +252,7 @@ def _slope(x: pd.Series, y: pd.Series) -> float | None:
     return float(np.polyfit(np.log(x), np.log(y), 1)[0])
 
 
-def _section(table: pd.DataFrame, figure: str, n_eval: int) -> str:
+def _section(table: pd.DataFrame, figure: str) -> str:
     x = table["areas"] * table["sites"]
     t_slope, m_slope = _slope(x, table["seconds"]), _slope(x, table["peak_tree_mb"])
     full = table[(table["areas"] == max(GRIDS)) & (table["sites"] == N_SITES)]
@@ -246,31 +269,45 @@ def _section(table: pd.DataFrame, figure: str, n_eval: int) -> str:
         "and of the largest single process.",
         "",
     ]
-    if n_eval < N_SITES or len(table) < len(GRIDS):
+    if (table["sites"] < N_SITES).any() or len(table) < len(GRIDS):
         lines += [
-            f"**Partial run**: {n_eval} of the {N_SITES} sites evaluated, at "
-            f"{', '.join(f'{a:,}' for a in table['areas'])} areas (the other sites' areas "
-            "still leave the donor pool). A full run is `nox -s benchmark -- --only city`.",
+            "**Partial run**: "
+            + ", ".join(
+                f"{r.sites} of {N_SITES} sites at {r.areas:,} areas" for r in table.itertuples()
+            )
+            + " (the other sites' areas still leave the donor pool). A full run is "
+            "`nox -s benchmark -- --only city`.",
             "",
         ]
     lines += [
-        "| areas | sites evaluated | wall time (s) | evaluate (s) | peak memory, all "
-        "processes (MB) | peak, largest process (MB) | load average before / after |",
-        "|---|---|---|---|---|---|---|",
+        "| areas | sites evaluated | wall time (s) | CPU time (s) | wall per site (s) | "
+        "peak memory, all processes (MB) | peak, largest process (MB) | load average before / after |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in table.itertuples(index=False):
         lines.append(
-            f"| {r.areas:,} | {r.sites} | {r.seconds:.0f} | {r.evaluate_seconds:.0f} | "
-            f"{r.peak_tree_mb:,.0f} | {r.peak_process_mb:,.0f} | "
+            f"| {r.areas:,} | {r.sites} | {r.seconds:.0f} | {r.cpu_seconds:.0f} | "
+            f"{r.seconds / r.sites:.0f} | {r.peak_tree_mb:,.0f} | {r.peak_process_mb:,.0f} | "
             f"{r.load_before:.1f} / {r.load_after:.1f} |"
         )
     lines += ["", f"![Wall time and peak memory against areas x sites (log-log)]({figure})", ""]
     if t_slope is not None:
+        c_slope = _slope(x, table["cpu_seconds"])
         lines.append(
-            f"Growth with areas x sites (log-log slope): time {t_slope:.2f}, memory "
-            f"{m_slope:.2f}; linear is 1: time grows "
-            f"{'no faster than' if t_slope <= 1.05 else 'faster than'} linearly, memory "
-            f"{'no faster than' if m_slope <= 1.05 else 'faster than'} linearly."
+            f"Growth with areas x sites (log-log slope): wall time {t_slope:.2f}, CPU time "
+            f"{c_slope:.2f}, memory {m_slope:.2f}; linear is 1: CPU time grows "
+            f"{'no faster than' if c_slope <= 1.05 else 'faster than'} linearly, memory "
+            f"{'no faster than' if m_slope <= 1.05 else 'faster than'} linearly (the wall "
+            "time's slope depends on how busy the machine was at each size)."
+        )
+    largest = table[table["areas"] == table["areas"].max()].iloc[-1]
+    if largest["sites"] < N_SITES:
+        per_site = largest["cpu_seconds"] / largest["sites"]
+        n_cores = os.cpu_count() or 1
+        lines.append(
+            f"At {int(largest['areas']):,} areas a site costs {per_site:.0f} s of CPU time; "
+            f"{N_SITES} sites would take about {N_SITES * per_site / n_cores / 60:.0f} min on "
+            f"{n_cores} fully used cores (an extrapolation, not a measurement)."
         )
     if len(full):
         r = full.iloc[0]

@@ -9,7 +9,10 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
+from statsmodels.discrete.discrete_model import NegativeBinomial
+from statsmodels.genmod.families import Poisson
+from statsmodels.genmod.generalized_linear_model import GLM
+from statsmodels.regression.linear_model import OLS
 
 from dmi_eval.designs.its.model import (
     COUNT_FAMILIES,
@@ -60,13 +63,13 @@ def _fit_model(
         if family == "ols":
             lags = default_hac_lags(n) if hac_lags is None else int(hac_lags)
             if hac_groups is None:
-                res = sm.OLS(y, exog).fit(
+                res = OLS(y, exog).fit(
                     cov_type="HAC",
                     cov_kwds={"maxlags": lags, "use_correction": small_sample},
                     use_t=True,
                 )
             else:
-                res = sm.OLS(y, exog).fit(
+                res = OLS(y, exog).fit(
                     cov_type="hac-panel",
                     cov_kwds={
                         "groups": hac_groups,
@@ -80,7 +83,7 @@ def _fit_model(
             df_resid, use_t, disp = float(res.df_resid), True, float("nan")
             extra["hac_lags"] = lags
         elif family in ("poisson", "quasipoisson"):
-            glm = sm.GLM(y, exog, family=sm.families.Poisson(), exposure=expo)
+            glm = GLM(y, exog, family=Poisson(), exposure=expo)
             if count_cov == "hac":
                 lags = default_hac_lags(n) if hac_lags is None else int(hac_lags)
                 res = glm.fit(cov_type="HAC", cov_kwds={"maxlags": lags})
@@ -111,7 +114,7 @@ def _fit_model(
             elif per_unit:
                 cov, _ = ar1_sandwich(exog.to_numpy(), fitted, resid, scale, units, fixed_rho=0.0)
         elif family == "negbin":
-            model = sm.NegativeBinomial(y, exog, loglike_method="nb2", exposure=expo)
+            model = NegativeBinomial(y, exog, loglike_method="nb2", exposure=expo)
             res = model.fit(disp=0, maxiter=300)
             if not res.mle_retvals.get("converged", True):
                 res = model.fit(disp=0, method="bfgs", maxiter=1000)
@@ -128,7 +131,7 @@ def _fit_model(
                 extra["nb_alpha_se"] = float(res.bse["alpha"])
             else:
                 # alpha at its boundary (no over-dispersion): the NB MLE is the Poisson MLE
-                pois = sm.GLM(y, exog, family=sm.families.Poisson(), exposure=expo).fit()
+                pois = GLM(y, exog, family=Poisson(), exposure=expo).fit()
                 params, cov = pois.params, pois.cov_params()
                 alpha_nb = 0.0
                 extra["nb_alpha_se"] = float("nan")
@@ -146,7 +149,9 @@ def _fit_model(
                 notes.append("negative binomial fit did not converge")
         elif family == "sarimax":
             # regression with ARMA errors: y_t = x_t'b + u_t, phi(L) u_t = theta(L) e_t
-            model = sm.tsa.SARIMAX(y, exog=exog.to_numpy(), order=sarimax_order, trend="n")
+            from statsmodels.tsa.statespace.sarimax import SARIMAX  # only this family needs it
+
+            model = SARIMAX(y, exog=exog.to_numpy(), order=sarimax_order, trend="n")
             res = model.fit(disp=False, maxiter=200)
             raw = np.asarray(res.params)
             params = pd.Series(raw[:k], index=list(exog.columns))

@@ -77,11 +77,12 @@ def simplex_ls(
     P = A - b[:, None]
     scale = float(np.sqrt(np.mean(P**2))) or 1.0
     r = ridge / scale**2
-    if r > 1e-6 * float(np.mean((P / scale) ** 2)) * P.shape[0]:
-        w = _simplex_ridge_dual(P / scale, r)
+    Ps = P / scale  # once: with thousands of donors each pass over P costs
+    if r > 1e-6 * float(np.mean(Ps**2)) * P.shape[0]:
+        w = _simplex_ridge_dual(Ps, r)
         if w is not None:
             return w
-    rows = [P / scale]
+    rows = [Ps]
     if ridge > 0:
         rows.append(np.sqrt(ridge) / scale * np.eye(J))
     rows.append(np.ones((1, J)))
@@ -112,14 +113,17 @@ def _simplex_ridge_dual(P: np.ndarray, r: float, max_iter: int = 100) -> np.ndar
     T, J = P.shape
     lam = np.zeros(T)
     mu = r / J
+    Pt = P.T
+    neg_eye = -np.eye(T)
+    H = np.empty((T + 1, T + 1))
+    g = np.empty(T + 1)
 
-    def value(lam: np.ndarray, mu: float) -> float:
-        sp = np.maximum(mu - P.T @ lam, 0.0)
-        return -0.5 * lam @ lam - (sp @ sp) / (2 * r) + mu
-
-    f = value(lam, mu)
+    # s = mu 1 - P' lam is kept from the accepted line-search point, so each
+    # Newton step costs one product with P' per trial point and no more.
+    s = mu - Pt @ lam
+    sp = np.maximum(s, 0.0)
+    f = -0.5 * lam @ lam - (sp @ sp) / (2 * r) + mu
     for _ in range(max_iter):
-        s = mu - P.T @ lam
         act = s > 0
         PA = P[:, act]
         sA = s[act]
@@ -133,25 +137,29 @@ def _simplex_ridge_dual(P: np.ndarray, r: float, max_iter: int = 100) -> np.ndar
                 return None
             w[w < 1e-12 * w.max()] = 0.0
             return w / w.sum()
-        H = np.empty((T + 1, T + 1))
-        H[:T, :T] = -np.eye(T) - (PA @ PA.T) / r
+        H[:T, :T] = neg_eye - (PA @ PA.T) / r
         H[:T, T] = H[T, :T] = PA.sum(axis=1) / r
         H[T, T] = -act.sum() / r - 1e-12
+        g[:T] = g_lam
+        g[T] = g_mu
         try:
-            d = np.linalg.solve(H, -np.r_[g_lam, g_mu])
+            d = np.linalg.solve(H, -g)
         except np.linalg.LinAlgError:
             return None
         step = 1.0
-        slope = g_lam @ d[:T] + g_mu * d[T]
+        d_lam, d_mu = d[:T], d[T]
+        slope = g_lam @ d_lam + g_mu * d_mu
         while step > 1e-10:
-            lam_n, mu_n = lam + step * d[:T], mu + step * d[T]
-            f_n = value(lam_n, mu_n)
+            lam_n, mu_n = lam + step * d_lam, mu + step * d_mu
+            s_n = mu_n - Pt @ lam_n
+            sp = np.maximum(s_n, 0.0)
+            f_n = -0.5 * lam_n @ lam_n - (sp @ sp) / (2 * r) + mu_n
             if f_n >= f + 1e-4 * step * slope - 1e-15 * abs(f):
                 break
             step *= 0.5
         else:
             return None
-        lam, mu, f = lam_n, mu_n, f_n
+        lam, mu, f, s = lam_n, mu_n, f_n, s_n
     return None
 
 
