@@ -138,6 +138,23 @@
 # post period is no longer than the window, the post-period estimate is the window's estimate;
 # when it is shorter, the verdict is *inconclusive* (too early to tell).
 #
+# ## Did the market start from a spike? — `dmi_eval/verdict.py`, `pre_period_spike`
+#
+# A market evaluated from an idiosyncratic high falls back by itself (regression to the mean),
+# which looks like a closure. The check asks whether the market rose *against its comparison
+# areas*, not against its own earlier level: a rise the comparison areas share (a city-wide level
+# shift) is in every counterfactual built from them and does not regress against it. With $y_t$
+# the market's counts, $c_t$ the total of its donor areas, $S$ the last three months of the pre
+# period and $B$ the year before, $r_B = \sum_B y_t / \sum_B c_t$ and $g_t = y_t - r_B c_t$; the
+# statistic is $z = \bar g_S / \sqrt{v/|S| + v/|B|}$, with $v$ the variance of $g_t$ over $B$
+# (at least the Poisson variance $\bar y_B$). A spike is $z > 2.33$ (one-sided 1%) and a rise
+# $r_S / r_B - 1$ of at least `min_reduction`; it is a warning that gates *closed*. The primary
+# design's own fitted counterfactual is not used: a synthetic control fitted over the whole pre
+# period picks donors that were high in the same months and absorbs much of a spike. The
+# calibration study reports how often the check fires at no-effect markets (`spike_null`),
+# at true closures (`spike_closure`) and how often the check against the market's own level
+# would have fired (`spike_own_null`).
+#
 # ## What the designs cannot tell
 #
 # None of these designs can separate the DMI from anything else that changed in the market at the

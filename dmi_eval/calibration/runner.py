@@ -448,6 +448,7 @@ __all__ = [
     "CALIBRATION_COLUMNS",
     "EFFECTS",
     "Scenario",
+    "city_effects",
     "default_scenarios",
     "evaluate_city",
     "power_like_site",
