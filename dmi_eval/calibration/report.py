@@ -58,6 +58,24 @@ _QUANTITY_WORDS = {
         "no-effect markets whose pre period ends in a spike against their own earlier level "
         "(the check before, not used)"
     ),
+    "spike_plant_50": (
+        "no-effect markets with a planted +50% spike of the market alone over its last three "
+        "pre months: flagged"
+    ),
+    "spike_plant_100": (
+        "no-effect markets with a planted +100% spike of the market alone over its last three "
+        "pre months: flagged"
+    ),
+    "spike_shared_50": "the whole city +50% over those months (a shared level shift): flagged",
+    "spike_shared_100": "the whole city +100% over those months (a shared level shift): flagged",
+    "spike_shared_own_50": (
+        "the whole city +50% over those months: flagged by the check against the market's own "
+        "level (not used)"
+    ),
+    "spike_shared_own_100": (
+        "the whole city +100% over those months: flagged by the check against the market's own "
+        "level (not used)"
+    ),
     "spike_closure": (
         "sustained -45% closures whose pre period ends in a spike against their comparison areas"
     ),
@@ -222,8 +240,11 @@ def calibration_markdown(
         "spike. "
         "`spike_null` is how often the check fires at no-effect markets, `spike_own_null` how "
         "often the same test against the market's own level would, and `spike_closure` how "
-        "often it stops a true closure; a planted spike of the market alone is flagged "
-        "(`tests/test_evaluation.py`).",
+        "often it stops a true closure. At every no-effect market the study also plants "
+        "spikes: the market alone +50% or +100% over its last three pre months "
+        "(`spike_plant_*`: the check must flag them), and the whole city +50% or +100% over "
+        "those months (`spike_shared_*`: a shared level shift the check must not flag; "
+        "`spike_shared_own_*`: the check against the market's own level, which does).",
         "",
         "**Targets** (issue #10): one-sided 5% test size at most "
         f"{SIZE_TARGET:.0%}; stated interval coverage within {COVERAGE_TOLERANCE * 100:.0f} "

@@ -52,24 +52,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dmi_eval.calibration.city import (
     CLOSURE,
     EFFECTS,
     NULL,
+    City,
     CitySpec,
     Effect,
+    Market,
     simulate_city,
     spec_like_site,
 )
-from dmi_eval.config import VerdictRules
+from dmi_eval.config import DAYS_PER, Study, VerdictRules
 from dmi_eval.designs.synth import SyntheticControl
 from dmi_eval.errors import DesignError
 from dmi_eval.evaluation import MAX_PLACEBOS, evaluate_site, spike_warning, window_evidence
 from dmi_eval.inference.parallel import parallel_map
 from dmi_eval.panel import SiteData
-from dmi_eval.verdict import still_dropped, undetectable
+from dmi_eval.verdict import (
+    SPIKE_BASELINE_DAYS,
+    SPIKE_SPAN_DAYS,
+    still_dropped,
+    undetectable,
+)
 
 ALPHA = 0.05
 DEFAULT_SEED = 20240601
@@ -198,19 +206,68 @@ def _row(results: Any, outcome: str, rules: VerdictRules, window: str = "post") 
     return out
 
 
+SPIKE_PLANTS: tuple[float, ...] = (0.5, 1.0)
+"""Rises planted over a no-effect market's last three pre months (fractions of its level)."""
+
+
+def planted_spikes(city: City, study: Study, market: Market, seed: int) -> dict[str, bool]:
+    """Does the spike check flag spikes planted in a no-effect market's pre period?
+
+    For each rise ``a`` in :data:`SPIKE_PLANTS`: ``plant_<100a>`` adds
+    Poisson counts of mean ``a`` times the market's monthly level over the
+    year before to its last three pre months (the market alone rises:
+    the check must flag it); ``shared_<100a>`` multiplies every area's counts
+    in those months by ``1 + a`` (a city-wide level shift: no spike against
+    the comparison areas), and ``shared_own_<100a>`` is the same against the
+    market's own level. Deterministic given ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    counts = city.panel.counts["drug"]
+    data = city.panel.site_data(study, market.id)
+    last = np.flatnonzero(data.pre_mask)[
+        -max(1, round(SPIKE_SPAN_DAYS / DAYS_PER[study.frequency])) :
+    ]
+    base = np.flatnonzero(data.pre_mask)[: -last.size][
+        -max(2, round(SPIKE_BASELINE_DAYS / DAYS_PER[study.frequency])) :
+    ]
+    cells = np.flatnonzero(city.panel.areas.isin(market.areas))
+    level = float(counts[cells][:, base].sum(axis=0).mean())
+    out: dict[str, bool] = {}
+
+    def check(drug: np.ndarray, *, own: bool = False) -> bool:
+        panel = replace(city.panel, counts={**city.panel.counts, "drug": drug})
+        view = panel.site_data(study, market.id)
+        return spike_warning(view, "drug", study, own=own) is not None
+
+    for a in SPIKE_PLANTS:
+        tag = f"{round(100 * a)}"
+        planted = counts.copy()
+        share = counts[cells][:, base].sum(axis=1) + 1.0
+        extra = rng.poisson(a * level * share / share.sum(), (last.size, cells.size)).T
+        planted[np.ix_(cells, last)] += extra.astype(counts.dtype)
+        out[f"plant_{tag}"] = check(planted)
+        shared = counts.copy()
+        shared[:, last] = np.round(shared[:, last] * (1 + a)).astype(counts.dtype)
+        out[f"shared_{tag}"] = check(shared)
+        out[f"shared_own_{tag}"] = check(shared, own=True)
+    return out
+
+
 def evaluate_city(scenario_id: str, spec: CitySpec, seed: int) -> pd.DataFrame:
     """Simulate one city and evaluate every market; one row per market and design.
 
     The ``design`` column holds each fitted design, ``primary`` (the site's
     primary design) and ``verdict`` (its label in ``verdict``, the condition
-    that decided it in ``basis``).
+    that decided it in ``basis``, the spike check in ``spike`` and
+    ``spike_own``, and at no-effect markets the checks of planted spikes,
+    :func:`planted_spikes`).
     """
     city = simulate_city(spec, seed=seed)
     study = city.study()
     rules = study.verdict
     truth = city.truth().set_index("site")
     rows: list[dict[str, Any]] = []
-    for market in city.markets:
+    for j, market in enumerate(city.markets):
         base = {
             "scenario": scenario_id,
             "city": seed,
@@ -253,6 +310,11 @@ def evaluate_city(scenario_id: str, spec: CitySpec, seed: int) -> pd.DataFrame:
                 "basis": ev.verdict.basis,
                 "spike": spike_warning(ev.data, "drug", study) is not None,
                 "spike_own": spike_warning(ev.data, "drug", study, own=True) is not None,
+                **(
+                    planted_spikes(city, study, market, seed * 100 + j)
+                    if market.effect == NULL
+                    else {}
+                ),
             }
         )
     return pd.DataFrame(rows)
@@ -414,6 +476,11 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
             add("verdict", scenario, "spike_null", null["spike"].eq(True))
             add("verdict", scenario, "spike_own_null", null["spike_own"].eq(True))
             add("verdict", scenario, "spike_closure", closure["spike"].eq(True))
+        for a in SPIKE_PLANTS:
+            tag = f"{round(100 * a)}"
+            for q in (f"plant_{tag}", f"shared_{tag}", f"shared_own_{tag}"):
+                if q in null:
+                    add("verdict", scenario, f"spike_{q}", null[q].eq(True))
     return pd.DataFrame(out)
 
 
