@@ -35,12 +35,11 @@ report (:func:`rule_text`). With the defaults:
 
 Why the persistence window is not tested on its own: it is a fraction of the
 post period (6 of 24-36 months), so a separate one-sided test there has far
-less power than the post-period test. In the calibration study (monthly
-data, 24-36 post months, markets of 8-25 drug incidents a month) a sustained
--45% closure passed such a test at 4 of 16 markets, the post-period test at 14
-of 16, and every one of the 16 still showed a drop of at least 12.5% over its
-last 6 months; 1 of 8 drops that fade after six months was called *closed*
-(``reports/appendix/calibration.md``).
+less power than the post-period test. The calibration study
+(``reports/results/calibration.csv``) gives both at sustained -45% closures
+(``power_45_last`` and ``power_45``), how often such a closure still shows a
+drop of at least 12.5% over its last 6 months (``held_45``) and how often a
+drop that fades after six months is still called *closed* (``fading_closed``).
 
 Reasons are sentences in plain words: designs by their names ("synthetic
 control", :data:`dmi_eval.tables.DESIGN_LABELS`) and the outcome by its
@@ -620,17 +619,20 @@ def pre_period_spike(
     :math:`r_S / r_B - 1`. A spike is :math:`z > t_{0.99,\\, n_A - 1}` (one-sided
     1%, :data:`SPIKE_LEVEL`) and a rise of at least ``min_rise``: a
     difference-in-differences of the last three months against the year
-    before. On simulated cities (random-walk factors, market-specific
-    exposure, overdispersion) the year-before variance with a normal
-    critical value flagged 3-5% of markets without a spike; the pooled
-    variance and t critical value 1-3%, while still flagging about 85% of
-    markets whose level alone doubled over the three months. The design's own fitted
-    counterfactual is not used: a synthetic control fitted over the whole pre
-    period picks donors that were high in those same months and absorbs much
-    of a spike. The calibration study (``reports/appendix/calibration.md``,
-    rows ``spike_null``, ``spike_own_null`` and ``spike_closure``) counts how
-    often this fires at no-effect markets and at true closures, next to the
-    same test against the market's own level.
+    before. The pooled variance and the t critical value replace the
+    year-before variance with a normal critical value, which on simulated
+    cities (random-walk factors, market-specific exposure, overdispersion)
+    flagged 3-5% of markets without any spike at a nominal 1%. The design's
+    own fitted counterfactual is not used: a synthetic control fitted over
+    the whole pre period picks donors that were high in those same months and
+    absorbs much of a spike. The calibration study
+    (``reports/appendix/calibration.md``) reports how often the check fires
+    at no-effect markets and at true closures (``spike_null``,
+    ``spike_closure``), how often it flags spikes planted in the market alone
+    (``spike_plant_50``, ``spike_plant_100``: it must) and a city-wide level
+    shift of the same size (``spike_shared_*``: it must not), next to the
+    same test against the market's own level (``spike_own_null``,
+    ``spike_shared_own_*``).
     """
     y = np.asarray(pre, dtype=float)
     c = np.ones_like(y) if comparison is None else np.asarray(comparison, dtype=float)
