@@ -218,7 +218,9 @@ def planted_spikes(city: City, study: Study, market: Market, seed: int) -> dict[
     year before to its last three pre months (the market alone rises:
     the check must flag it); ``shared_<100a>`` multiplies every area's counts
     in those months by ``1 + a`` (a city-wide level shift: no spike against
-    the comparison areas), and ``shared_own_<100a>`` is the same against the
+    the comparison areas; counts are rounded half to even, so +100% is exact
+    while +50% turns a donor's 1 into 2 and overstates the donors' rise
+    where counts are small, as in weekly data), and ``shared_own_<100a>`` is the same against the
     market's own level. Deterministic given ``seed``.
     """
     rng = np.random.default_rng(seed)
