@@ -614,8 +614,11 @@ def pre_period_spike(
     the variance of :math:`y_t - r_A c_t` over all :math:`n_A` pre periods
     before :math:`S` (:math:`r_A` their ratio), which takes in the slow
     drift of a market against its comparison areas; and the Poisson variance
-    :math:`\\bar y_B`. The statistic is
-    :math:`z = \\bar g_S / \\sqrt{v/s + v/b}` and the rise is
+    :math:`\\bar y_B`. Where the comparison areas rose, the counts' noise
+    rose with them, so the last months' variance is :math:`k^2 v` with
+    :math:`k = \\max(1, \\bar c_S / \\bar c_B)` (overdispersed counts: the
+    variance grows up to the square of the level). The statistic is
+    :math:`z = \\bar g_S / \\sqrt{k^2 v/s + v/b}` and the rise is
     :math:`r_S / r_B - 1`. A spike is :math:`z > t_{0.99,\\, n_A - 1}` (one-sided
     1%, :data:`SPIKE_LEVEL`) and a rise of at least ``min_rise``: a
     difference-in-differences of the last three months against the year
@@ -653,7 +656,8 @@ def pre_period_spike(
     y_a, c_a = y[:-s], c[:-s]
     g_a = y_a - float(y_a.sum() / c_a.sum()) * c_a
     var = max(float(g_b.var(ddof=1)), float(g_a.var(ddof=1)), float(y_b.mean()))
-    z = float(g_s.mean()) / math.sqrt(var / s + var / b)
+    grow = max(1.0, float(c_s.mean() / c_b.mean()))
+    z = float(g_s.mean()) / math.sqrt(grow**2 * var / s + var / b)
     rise = float(y_s.sum() / c_s.sum()) / r_b - 1
     if not (z > float(stats.t.isf(SPIKE_LEVEL, y_a.size - 1)) and rise >= min_rise):
         return None
