@@ -374,3 +374,16 @@ def test_still_dropped_is_the_persistence_comparison():
     assert not still_dropped(float("nan"), rules) and not still_dropped(0.1, rules)
     assert drop_held(evidence(last=(-need - 0.01, 0.3)), rules)
     assert not drop_held(evidence(last=(-need + 0.01, 0.3)), rules)
+
+
+def test_spike_variance_grows_with_the_comparison_level():
+    """A city-wide doubling doubles the counts' noise too: the market at 2 x its usual high
+    against doubled comparison areas is no spike, the same counts against flat ones are."""
+    y = np.tile([14.0, 26.0], 18)[:36]  # mean 20, variance 36
+    donors = np.full(36, 300.0)
+    y[-3:] = 2 * 26.0  # the market's usual high, doubled with the city
+    doubled = donors.copy()
+    doubled[-3:] *= 2
+    assert pre_period_spike(y, "month", comparison=doubled) is None
+    text = pre_period_spike(y, "month", comparison=donors)
+    assert text is not None and "160% higher" in text
