@@ -154,6 +154,27 @@
 # post period is no longer than the window, the post-period estimate is the window's estimate;
 # when it is shorter, the verdict is *inconclusive* (too early to tell).
 #
+# ## Did the market start from a spike? — `dmi_eval/verdict.py`, `pre_period_spike`
+#
+# A market evaluated from an idiosyncratic high falls back by itself (regression to the mean),
+# which looks like a closure. The check asks whether the market rose *against its comparison
+# areas*, not against its own earlier level: a rise the comparison areas share (a city-wide level
+# shift) is in every counterfactual built from them and does not regress against it. With $y_t$
+# the market's counts, $c_t$ the total of its donor areas, $S$ the last three months of the pre
+# period and $B$ the year before, $r_B = \sum_B y_t / \sum_B c_t$ and $g_t = y_t - r_B c_t$; the
+# statistic is $z = \bar g_S / \sqrt{v/|S| + v/|B|}$, with $v$ the largest of the variance of
+# $g_t$ over $B$, the variance of $y_t - r_A c_t$ over all $n_A$ pre periods before $S$ ($r_A$
+# their ratio: it takes in a slow drift of the market against its comparison areas) and the
+# Poisson variance $\bar y_B$. A spike is $z > t_{0.99,\,n_A - 1}$ (one-sided 1%) and a rise
+# $r_S / r_B - 1$ of at least `min_reduction`; it is a warning that gates *closed*. The primary
+# design's own fitted counterfactual is not used: a synthetic control fitted over the whole pre
+# period picks donors that were high in the same months and absorbs much of a spike. The
+# calibration study reports how often the check fires at no-effect markets (`spike_null`) and
+# at true closures (`spike_closure`), how often it flags a spike planted in the market alone
+# (`spike_plant_50`, `spike_plant_100`) and a city-wide level shift of the same size
+# (`spike_shared_*`, which it should not), next to the check against the market's own level
+# (`spike_own_null`, `spike_shared_own_*`).
+#
 # ## What the designs cannot tell
 #
 # None of these designs can separate the DMI from anything else that changed in the market at the

@@ -293,8 +293,8 @@ def design_warnings(
       the pre period) finds a significant effect (two-sided ``p < alpha``, or
       ``|z| > 1.96`` where the check reports ``z``) at more than
       :data:`PLACEBO_FAIL_SHARE` of the fake dates (at least two);
-    * the market's pre period ends in a spike
-      (:func:`dmi_eval.verdict.pre_period_spike`).
+    * the market's pre period ends in a spike against its comparison areas
+      (:func:`spike_warning`).
     """
     alpha = study.verdict.alpha
     out: list[str] = []
@@ -323,11 +323,26 @@ def design_warnings(
                 f"one show a significant {results.design} effect, so the model finds effects "
                 "where there were none."
             )
-    pre = data.treated_series(outcome).to_numpy(dtype=float)[data.pre_mask]
-    spike = pre_period_spike(pre, study.frequency, min_rise=study.verdict.min_reduction)
+    spike = spike_warning(data, outcome, study)
     if spike is not None:
         out.append(spike)
     return tuple(out)
+
+
+def spike_warning(data: SiteData, outcome: str, study: Study, *, own: bool = False) -> str | None:
+    """The pre-period spike warning of :func:`dmi_eval.verdict.pre_period_spike`, or None.
+
+    The market's pre-period counts are compared with the total of its
+    comparison (donor) areas, so a rise the comparison areas share is not a
+    spike; ``own=True`` compares the market with its own earlier level instead
+    (the check before, kept for the calibration study's comparison).
+    """
+    pre = data.pre_mask
+    market = data.treated_series(outcome).to_numpy(dtype=float)[pre]
+    comparison = None if own else data.donor_matrix(outcome).to_numpy(dtype=float).sum(axis=0)[pre]
+    return pre_period_spike(
+        market, study.frequency, comparison=comparison, min_rise=study.verdict.min_reduction
+    )
 
 
 def monthly_fit_ratio(results: DesignResults, outcome: str, frequency: str) -> float:

@@ -124,8 +124,12 @@ def test_runner_writes_the_calibration_columns(tmp_path):
     size = frame[(frame["design"] == "primary") & (frame["quantity"] == "size")]
     assert len(size) == 1 and 0 <= float(size["value"].iloc[0]) <= 1
     assert {"false_closed_displaced", "held_45", "detectable_null"} <= set(frame["quantity"])
+    assert {"spike_null", "spike_own_null", "spike_closure"} <= set(frame["quantity"])
+    closure_rows = frame[frame["quantity"].str.startswith("closure_basis_")]
+    assert closure_rows["value"].astype(float).sum() == pytest.approx(1.0)  # one closure market
     assert rows.loc[rows["design"] == "verdict", "basis"].isin(list(BASES)).all()
-    assert "# Calibration" in md.read_text(encoding="utf-8")
+    text = md.read_text(encoding="utf-8")
+    assert "# Calibration" in text and "## Why sustained closures are or are not called" in text
 
 
 def _fake_rows() -> pd.DataFrame:
@@ -169,7 +173,8 @@ def _fake_rows() -> pd.DataFrame:
             "held": held,
         }
         rows.append({**truth, "design": "primary", "primary": "sc", **design})
-        rows.append({**truth, "design": "verdict", "verdict": label, "basis": basis})
+        spike = {"spike": site in ("n2", "s4"), "spike_own": site in ("n1", "n2")}
+        rows.append({**truth, "design": "verdict", "verdict": label, "basis": basis, **spike})
     return pd.DataFrame(rows)
 
 
@@ -186,6 +191,10 @@ def test_summarise_counts_the_verdict_quantities_of_issue_10():
     assert value["primary", "held_45"] == 0.75 and value["primary", "held_fading"] == 0.5
     assert value["primary", "detectable_null"] == 0.75
     assert value["primary", "size"] == 0.25  # n3 has p_lower 0.01
+    assert value["verdict", "spike_null"] == 0.25 and value["verdict", "spike_own_null"] == 0.5
+    assert value["verdict", "spike_closure"] == 0.25  # s4
+    assert value["verdict", "closure_basis_closed"] == 0.75
+    assert value["verdict", "closure_basis_faded"] == 0.25
 
 
 def test_appendix_states_each_target_met_or_missed_with_run_facts(tmp_path):
@@ -206,6 +215,33 @@ def test_appendix_states_each_target_met_or_missed_with_run_facts(tmp_path):
     # without the facts the appendix is a function of the table (byte-identical per seed)
     _, again = write_outputs(table, rows, scenarios, tmp_path / "b", seed=5)
     assert "This run" not in again.read_text(encoding="utf-8")
+
+
+def test_study_puts_its_markets_where_the_targets_are_judged():
+    """Every default scenario: 4 no-effect markets and 4 sustained -45% closures per city;
+    the ninth market cycles through the other effects; ``n >= 48`` per target cell."""
+    from dmi_eval.calibration.city import CLOSURE
+    from dmi_eval.calibration.runner import (
+        OTHER_EFFECTS,
+        city_effects,
+        city_tasks,
+        default_scenarios,
+    )
+
+    scenarios = default_scenarios()
+    assert len({sc.id for sc in scenarios}) == 4
+    for sc in scenarios:
+        assert sc.mixed and 4 * sc.n_cities >= 48
+    for c in range(6):
+        effects = city_effects(c)
+        assert len(effects) == 9
+        assert effects.count(NULL) == 4 and effects.count(CLOSURE) == 4
+        assert effects[-1] == OTHER_EFFECTS[c % 3]
+    tasks = city_tasks(scenarios[:1], 7)
+    assert [t[1].effects for t in tasks] == [city_effects(c) for c in range(len(tasks))]
+    # a scenario that is not mixed keeps its own effects (power_like_site)
+    own = Scenario("own", "own", replace(CitySpec(), effects=(NULL,)), 2)
+    assert all(t[1].effects == (NULL,) for t in city_tasks((own,), 7))
 
 
 def test_run_goes_through_parallel_map_in_a_fixed_order(monkeypatch):

@@ -165,3 +165,41 @@ def test_pre_fit_is_judged_on_monthly_totals_for_weekly_data():
         np.sqrt(np.mean((y.reshape(-1, 4).sum(axis=1) - 12.0) ** 2)) / (4 * y.mean())
     )
     assert monthly_fit_ratio(res, "drug", "month") == weekly  # the design's own value
+
+
+def test_spike_warning_asks_whether_the_market_rose_against_its_comparison():
+    """On simulated cities: a planted spike of the market alone (its level doubles over the
+    last three pre months) is flagged; the whole city rising 150% in those months (a level
+    shift every area takes) is not, although a check against the market's own level flags it."""
+    from dmi_eval.calibration.city import NULL, CitySpec, simulate_city
+
+    spec = dataclasses.replace(CitySpec(), n_markets=1, effects=(NULL,), covariates=False)
+    for seed in (3, 4, 5, 6):
+        city = simulate_city(spec, seed=seed)
+        study = city.study()
+        site = city.markets[0]
+        counts = city.panel.counts["drug"]
+        sd = city.panel.site_data(study, site.id)
+        last3 = np.flatnonzero(sd.pre_mask)[-3:]
+        market = np.flatnonzero(city.panel.areas.isin(site.areas))
+        level = sd.treated_series("drug").to_numpy(dtype=float)[sd.pre_mask][-15:-3].mean()
+
+        def warnings_for(drug, city=city, study=study, site=site):
+            panel = dataclasses.replace(city.panel, counts={**city.panel.counts, "drug": drug})
+            data = panel.site_data(study, site.id)
+            return (
+                evaluation.spike_warning(data, "drug", study),
+                evaluation.spike_warning(data, "drug", study, own=True),
+            )
+
+        assert warnings_for(counts) == (None, None), seed
+        planted = counts.copy()
+        planted[market[0], last3] += int(round(level))
+        against, own = warnings_for(planted)
+        assert against is not None and "comparison areas do not share" in against, seed
+        assert own is not None
+        shared = counts.copy()
+        shared[:, last3] = np.round(shared[:, last3] * 2.5).astype(shared.dtype)
+        against, own = warnings_for(shared)
+        assert own is not None and "regression to the mean" in own, seed
+        assert against is None, seed

@@ -18,9 +18,11 @@ from dmi_eval.verdict import (
     Evidence,
     WindowEvidence,
     decide,
+    drop_held,
     headline,
     pre_period_spike,
     rule_text,
+    still_dropped,
     verdict_row,
 )
 from tests.helpers import BASE_TOML, write_toml
@@ -340,3 +342,48 @@ def test_every_synthetic_site_gets_its_true_verdict(project_root):
             assert "could not have detected a 25% drop" in got.reasons[0]
         else:
             assert got.label == want, (s.id, got.reasons)
+
+
+def test_spike_is_judged_against_the_comparison_areas():
+    """A rise the comparison areas share is no spike; the market's own rise against them is."""
+    rng = np.random.default_rng(5)
+    cf = np.full(36, 20.0)
+    y = rng.poisson(cf).astype(float)
+    shifted_cf = cf.copy()
+    shifted_cf[-3:] *= 1.8  # a city-wide level shift: the comparison areas rose too
+    shifted_y = y.copy()
+    shifted_y[-3:] = rng.poisson(shifted_cf[-3:])
+    # against its own level the shift looks like a spike ...
+    assert pre_period_spike(shifted_y, "month") is not None
+    # ... against comparison areas that share it, it is not one
+    donors = 15 * shifted_cf  # a donor total 15 times the market's level
+    assert pre_period_spike(shifted_y, "month", comparison=donors) is None
+    # the market alone rising 80% in its last three months is a spike the donors lack
+    text = pre_period_spike(shifted_y, "month", comparison=15 * cf)
+    assert text is not None and "comparison areas do not share" in text
+    assert "regression to the mean" in text
+    with pytest.raises(ValueError, match="comparison has 35 periods"):
+        pre_period_spike(y, "month", comparison=cf[1:])
+
+
+def test_still_dropped_is_the_persistence_comparison():
+    rules = VerdictRules()
+    need = rules.lasting_drop()
+    assert still_dropped(-need, rules) and still_dropped(-0.4, rules)
+    assert not still_dropped(-need + 1e-9, rules)
+    assert not still_dropped(float("nan"), rules) and not still_dropped(0.1, rules)
+    assert drop_held(evidence(last=(-need - 0.01, 0.3)), rules)
+    assert not drop_held(evidence(last=(-need + 0.01, 0.3)), rules)
+
+
+def test_spike_variance_grows_with_the_comparison_level():
+    """A city-wide doubling doubles the counts' noise too: the market at 2 x its usual high
+    against doubled comparison areas is no spike, the same counts against flat ones are."""
+    y = np.tile([14.0, 26.0], 18)[:36]  # mean 20, variance 36
+    donors = np.full(36, 300.0)
+    y[-3:] = 2 * 26.0  # the market's usual high, doubled with the city
+    doubled = donors.copy()
+    doubled[-3:] *= 2
+    assert pre_period_spike(y, "month", comparison=doubled) is None
+    text = pre_period_spike(y, "month", comparison=donors)
+    assert text is not None and "160% higher" in text

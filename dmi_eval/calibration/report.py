@@ -50,6 +50,35 @@ _QUANTITY_WORDS = {
         "drop (MDE and smallest attainable p)"
     ),
     "fading_closed": "fading closures called closed (-45% for 6 months, then back to normal)",
+    "spike_null": (
+        "no-effect markets whose pre period ends in a spike against their comparison areas "
+        "(the verdict's check)"
+    ),
+    "spike_own_null": (
+        "no-effect markets whose pre period ends in a spike against their own earlier level "
+        "(the check before, not used)"
+    ),
+    "spike_plant_50": (
+        "no-effect markets with a planted +50% spike of the market alone over its last three "
+        "pre months: flagged"
+    ),
+    "spike_plant_100": (
+        "no-effect markets with a planted +100% spike of the market alone over its last three "
+        "pre months: flagged"
+    ),
+    "spike_shared_50": "the whole city +50% over those months (a shared level shift): flagged",
+    "spike_shared_100": "the whole city +100% over those months (a shared level shift): flagged",
+    "spike_shared_own_50": (
+        "the whole city +50% over those months: flagged by the check against the market's own "
+        "level (not used)"
+    ),
+    "spike_shared_own_100": (
+        "the whole city +100% over those months: flagged by the check against the market's own "
+        "level (not used)"
+    ),
+    "spike_closure": (
+        "sustained -45% closures whose pre period ends in a spike against their comparison areas"
+    ),
 }
 
 
@@ -70,6 +99,9 @@ def _words(quantity: str) -> str:
     if quantity.startswith("null_basis_"):
         basis = quantity[len("null_basis_") :]
         return f"no-effect markets decided by: {BASES.get(basis, basis)}"
+    if quantity.startswith("closure_basis_"):
+        basis = quantity[len("closure_basis_") :]
+        return f"sustained -45% closures decided by: {BASES.get(basis, basis)}"
     return _QUANTITY_WORDS.get(quantity, quantity)
 
 
@@ -111,6 +143,36 @@ def _target_lines(frame: pd.DataFrame) -> list[str]:
     return out
 
 
+def closure_table(rows: pd.DataFrame) -> list[str]:
+    """Why sustained -45% closures got the verdict they got, by scenario and deciding condition.
+
+    One line per scenario and :data:`dmi_eval.verdict.BASES` code: how many
+    sustained -45% closures the verdict decided that way, and the medians of
+    the primary design's change, one-sided ``p_lower`` and MDE at those
+    markets, and how many of them had the pre-period spike warning.
+    """
+    verdict = rows[(rows["design"] == "verdict") & (rows["effect"] == "-45% sustained")]
+    primary = rows[(rows["design"] == "primary") & (rows["effect"] == "-45% sustained")]
+    keys = ["scenario", "city", "site"]
+    both = verdict[[*keys, "basis", *(["spike"] if "spike" in verdict else [])]].merge(
+        primary[[*keys, "pct_change", "p_lower", "mde"]], on=keys, how="left"
+    )
+    out = [
+        "| scenario | decided by | markets | median change | median p_lower | median MDE "
+        "| spike warning |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for scenario, by_s in both.groupby("scenario", sort=False):
+        for basis, g in by_s.groupby("basis", sort=True):
+            spikes = int(g["spike"].eq(True).sum()) if "spike" in g else 0
+            out.append(
+                f"| {scenario} | {BASES.get(str(basis), str(basis))} | {len(g)} | "
+                f"{g['pct_change'].median():+.1%} | {_fmt(float(g['p_lower'].median()))} | "
+                f"{_fmt(float(g['mde'].median()))} | {spikes} |"
+            )
+    return out
+
+
 def calibration_markdown(
     table: pd.DataFrame,
     rows: pd.DataFrame,
@@ -139,9 +201,10 @@ def calibration_markdown(
         "area-specific trends, gamma-Poisson overdispersion at area x period, hot-spot markets "
         "of 8-25 drug incidents a month against comparison areas at 0.3-3 (and a few untreated "
         "hot spots), a one-area catchment ring around each market, staggered call-ins. Each "
-        "city's nine markets are assigned: no effect (four), a sustained -45% drop (two), a "
-        "sustained -25% drop, a -45% drop that fades after 6 months, and a -45% drop displaced "
-        "into the catchment (+35%).",
+        "city's nine markets are assigned where the targets are judged: no effect (four) and a "
+        "sustained -45% drop (four); the ninth is, in turn from city to city, a sustained -25% "
+        "drop, a -45% drop that fades after 6 months, or a -45% drop displaced into the "
+        "catchment (+35%).",
         "",
         f"Seed {seed}. Monte Carlo standard errors (`mc_se`) are binomial, "
         "sqrt(p (1 - p) / n), with n the number of simulated markets behind the number (the "
@@ -163,6 +226,25 @@ def calibration_markdown(
         "`decided by` rows give the condition behind each no-effect market's verdict. "
         f"`min_expected_count` is {rules.min_expected_count:g} incidents a month, "
         "converted to weeks for weekly data.",
+        "",
+        "**The pre-period spike check.** A closure is not claimed when the market's pre "
+        "period ends in a spike that would regress to the mean: over its last three months "
+        "the market ran at least "
+        f"{rules.min_reduction:.0%} higher against the total of its comparison areas than "
+        "over the year before, at one-sided level 0.01 (`dmi_eval.verdict.pre_period_spike`). "
+        "It is asked against the comparison areas, not against the market's own earlier "
+        "level, because a rise they share (a level shift of a random-walk city factor) is in "
+        "the counterfactual too and does not regress against it; and not against the "
+        "design's fitted counterfactual, because a synthetic control fitted over the whole "
+        "pre period picks donors that were high in the same months and absorbs much of a "
+        "spike. "
+        "`spike_null` is how often the check fires at no-effect markets, `spike_own_null` how "
+        "often the same test against the market's own level would, and `spike_closure` how "
+        "often it stops a true closure. At every no-effect market the study also plants "
+        "spikes: the market alone +50% or +100% over its last three pre months "
+        "(`spike_plant_*`: the check must flag them), and the whole city +50% or +100% over "
+        "those months (`spike_shared_*`: a shared level shift the check must not flag; "
+        "`spike_shared_own_*`: the check against the market's own level, which does).",
         "",
         "**Targets** (issue #10): one-sided 5% test size at most "
         f"{SIZE_TARGET:.0%}; stated interval coverage within {COVERAGE_TOLERANCE * 100:.0f} "
@@ -213,6 +295,20 @@ def calibration_markdown(
             f"Targets here: {len(met)} met, {len(missed)} missed (see *Targets, met or missed*).",
             "",
         ]
+    lines += [
+        "## Why sustained closures are or are not called closed",
+        "",
+        "Every sustained -45% closure, by the condition that decided its verdict "
+        "(`closure_basis_*` in calibration.csv), with the primary design's estimate there. "
+        "*No significant reduction* means the primary design's one-sided p_lower was at least "
+        f"{ALPHA:g}; a median MDE above 0.45 means the design could not, with 80% power, "
+        "have detected the drop that was planted; *a closure with a failed check* means the "
+        "reduction met the rule but a pre-trend, in-time placebo or pre-period spike warning "
+        "stood (the last column counts the spike warnings).",
+        "",
+        *closure_table(rows),
+        "",
+    ]
     lines += ["## Every design, every scenario", ""]
     lines += _table(table[table["design"] != "verdict"])
     lines.append("")

@@ -26,8 +26,17 @@ calibration table (``design, scenario, quantity, value, mc_se, target, met``):
   where the market averages at least 10 drug incidents a month and has at
   least 24 post months: target at least 0.80), ``fading_closed`` (share of
   -45% drops that fade after six months called *closed*: they should not be),
-  and the share of no-effect markets by label and by the condition that
-  decided it (``null_basis_*``, :data:`dmi_eval.verdict.BASES`).
+  the share of no-effect markets by label and by the condition that
+  decided it (``null_basis_*``, :data:`dmi_eval.verdict.BASES`), the same
+  for sustained -45% closures (``closure_basis_*``), and how often the
+  pre-period spike check fires at no-effect markets (``spike_null``; against
+  the market's own level instead of its comparison areas:
+  ``spike_own_null``) and at sustained closures (``spike_closure``).
+
+The default study (:func:`default_scenarios`) simulates 15 cities of nine
+markets in each of four scenarios, four no-effect markets and four sustained
+-45% closures per city (:func:`city_effects`), so each target is judged on
+about 50 markets or more per scenario.
 
 Monte Carlo standard errors are binomial, ``sqrt(p (1 - p) / n)``.
 Everything is seeded: the same scenarios and seed give the same table. Cities
@@ -43,16 +52,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from dmi_eval.calibration.city import EFFECTS, CitySpec, simulate_city, spec_like_site
-from dmi_eval.config import VerdictRules
+from dmi_eval.calibration.city import (
+    CLOSURE,
+    EFFECTS,
+    NULL,
+    City,
+    CitySpec,
+    Effect,
+    Market,
+    simulate_city,
+    spec_like_site,
+)
+from dmi_eval.config import DAYS_PER, Study, VerdictRules
 from dmi_eval.designs.synth import SyntheticControl
 from dmi_eval.errors import DesignError
-from dmi_eval.evaluation import MAX_PLACEBOS, evaluate_site, window_evidence
+from dmi_eval.evaluation import MAX_PLACEBOS, evaluate_site, spike_warning, window_evidence
 from dmi_eval.inference.parallel import parallel_map
 from dmi_eval.panel import SiteData
-from dmi_eval.verdict import undetectable
+from dmi_eval.verdict import (
+    SPIKE_BASELINE_DAYS,
+    SPIKE_SPAN_DAYS,
+    still_dropped,
+    undetectable,
+)
 
 ALPHA = 0.05
 DEFAULT_SEED = 20240601
@@ -64,6 +89,11 @@ TARGET_RATE = 10.0
 TARGET_POST_MONTHS = 24
 FADING = "-45% relapsing"
 """The effect whose drop fades after six months (:data:`~dmi_eval.calibration.city.EFFECTS`)."""
+OTHER_EFFECTS: tuple[Effect, ...] = tuple(e for e in EFFECTS if e not in (NULL, CLOSURE))
+"""The -25% drop, the fading drop and the displaced drop: one of them per city, in turn."""
+CITIES_PER_SCENARIO = 15
+"""Cities per scenario of ``nox -s calibrate`` (135 markets: 60 without an effect, 60
+sustained -45% closures, about 53 of them at 10 or more incidents a month)."""
 PREVIOUS_SC = "sc_previous"
 """The site-level SC configuration before issue #10 (SDID's full ridge, RMSPE-standardised
 placebo statistic), fitted next to the designs for comparison."""
@@ -78,14 +108,32 @@ CALIBRATION_COLUMNS: tuple[str, ...] = (
 )
 
 
+def city_effects(city: int) -> tuple[Effect, ...]:
+    """The effects of the ``city``-th city of a scenario, assigned to its nine markets in turn.
+
+    The targets of issue #10 are judged at no-effect markets (size, false
+    *closed*/*displaced*) and at sustained -45% closures (detection), so each
+    city has four of each; its ninth market takes the -25% drop, the fading
+    drop and the displaced drop in turn (:data:`OTHER_EFFECTS`, one each per
+    three cities).
+    """
+    other = OTHER_EFFECTS[city % len(OTHER_EFFECTS)]
+    return (NULL, CLOSURE, NULL, CLOSURE, NULL, CLOSURE, NULL, CLOSURE, other)
+
+
 @dataclass(frozen=True)
 class Scenario:
-    """One calibration scenario: a kind of city and how many to simulate."""
+    """One calibration scenario: a kind of city and how many to simulate.
+
+    With ``mixed`` the ``c``-th city's markets take :func:`city_effects` ``(c)``
+    (the study's mix); otherwise ``spec.effects``.
+    """
 
     id: str
     description: str
     spec: CitySpec
     n_cities: int
+    mixed: bool = False
 
 
 def default_scenarios(scale: float = 1.0) -> tuple[Scenario, ...]:
@@ -95,31 +143,36 @@ def default_scenarios(scale: float = 1.0) -> tuple[Scenario, ...]:
         return max(1, int(round(k * scale)))
 
     base = CitySpec()
+    k = CITIES_PER_SCENARIO
     return (
         Scenario(
             "monthly-long",
             "monthly data, 24-36 post months, markets of 2-6 areas at 8-25 drug incidents a month",
             base,
-            n(8),
+            n(k),
+            mixed=True,
         ),
         Scenario(
             "monthly-short",
             "monthly data, 6-12 post months",
             replace(base, post_months=(6, 12), n_years=5),
-            n(3),
+            n(k),
+            mixed=True,
         ),
         Scenario(
             "weekly-long",
             "weekly data, 24-30 post months, a 15 x 15 grid",
             replace(base, frequency="week", n_years=5, post_months=(24, 30), n_rows=15, n_cols=15),
-            n(2),
+            n(k),
+            mixed=True,
         ),
         Scenario(
             "monthly-exposed",
             "stress: markets' own factor exposure twice an area's (loading SD 0.64), "
             "faster factors (innovation SD 0.045)",
             replace(base, market_loading_sd=0.64, factor_sd=0.045),
-            n(2),
+            n(k),
+            mixed=True,
         ),
     )
 
@@ -149,7 +202,56 @@ def _row(results: Any, outcome: str, rules: VerdictRules, window: str = "post") 
         last = _row(results, outcome, rules, results.windows[-1])
         out["p_lower_last"] = last["p_lower"]
         out["pct_last"] = last["pct_change"]
-        out["held"] = bool(last["pct_change"] <= -rules.lasting_drop())  # NaN: False
+        out["held"] = still_dropped(last["pct_change"], rules)
+    return out
+
+
+SPIKE_PLANTS: tuple[float, ...] = (0.5, 1.0)
+"""Rises planted over a no-effect market's last three pre months (fractions of its level)."""
+
+
+def planted_spikes(city: City, study: Study, market: Market, seed: int) -> dict[str, bool]:
+    """Does the spike check flag spikes planted in a no-effect market's pre period?
+
+    For each rise ``a`` in :data:`SPIKE_PLANTS`: ``plant_<100a>`` adds
+    Poisson counts of mean ``a`` times the market's monthly level over the
+    year before to its last three pre months (the market alone rises:
+    the check must flag it); ``shared_<100a>`` multiplies every area's counts
+    in those months by ``1 + a`` (a city-wide level shift: no spike against
+    the comparison areas; counts are rounded half to even, so +100% is exact
+    while +50% turns a donor's 1 into 2 and overstates the donors' rise
+    where counts are small, as in weekly data), and ``shared_own_<100a>`` is the same against the
+    market's own level. Deterministic given ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    counts = city.panel.counts["drug"]
+    data = city.panel.site_data(study, market.id)
+    last = np.flatnonzero(data.pre_mask)[
+        -max(1, round(SPIKE_SPAN_DAYS / DAYS_PER[study.frequency])) :
+    ]
+    base = np.flatnonzero(data.pre_mask)[: -last.size][
+        -max(2, round(SPIKE_BASELINE_DAYS / DAYS_PER[study.frequency])) :
+    ]
+    cells = np.flatnonzero(city.panel.areas.isin(market.areas))
+    level = float(counts[cells][:, base].sum(axis=0).mean())
+    out: dict[str, bool] = {}
+
+    def check(drug: np.ndarray, *, own: bool = False) -> bool:
+        panel = replace(city.panel, counts={**city.panel.counts, "drug": drug})
+        view = panel.site_data(study, market.id)
+        return spike_warning(view, "drug", study, own=own) is not None
+
+    for a in SPIKE_PLANTS:
+        tag = f"{round(100 * a)}"
+        planted = counts.copy()
+        share = counts[cells][:, base].sum(axis=1) + 1.0
+        extra = rng.poisson(a * level * share / share.sum(), (last.size, cells.size)).T
+        planted[np.ix_(cells, last)] += extra.astype(counts.dtype)
+        out[f"plant_{tag}"] = check(planted)
+        shared = counts.copy()
+        shared[:, last] = np.round(shared[:, last] * (1 + a)).astype(counts.dtype)
+        out[f"shared_{tag}"] = check(shared)
+        out[f"shared_own_{tag}"] = check(shared, own=True)
     return out
 
 
@@ -158,14 +260,16 @@ def evaluate_city(scenario_id: str, spec: CitySpec, seed: int) -> pd.DataFrame:
 
     The ``design`` column holds each fitted design, ``primary`` (the site's
     primary design) and ``verdict`` (its label in ``verdict``, the condition
-    that decided it in ``basis``).
+    that decided it in ``basis``, the spike check in ``spike`` and
+    ``spike_own``, and at no-effect markets the checks of planted spikes,
+    :func:`planted_spikes`).
     """
     city = simulate_city(spec, seed=seed)
     study = city.study()
     rules = study.verdict
     truth = city.truth().set_index("site")
     rows: list[dict[str, Any]] = []
-    for market in city.markets:
+    for j, market in enumerate(city.markets):
         base = {
             "scenario": scenario_id,
             "city": seed,
@@ -206,6 +310,13 @@ def evaluate_city(scenario_id: str, spec: CitySpec, seed: int) -> pd.DataFrame:
                 "primary": ev.primary,
                 "verdict": ev.verdict.label,
                 "basis": ev.verdict.basis,
+                "spike": spike_warning(ev.data, "drug", study) is not None,
+                "spike_own": spike_warning(ev.data, "drug", study, own=True) is not None,
+                **(
+                    planted_spikes(city, study, market, seed * 100 + j)
+                    if market.effect == NULL
+                    else {}
+                ),
             }
         )
     return pd.DataFrame(rows)
@@ -220,10 +331,15 @@ def city_tasks(scenarios: Sequence[Scenario], seed: int) -> list[tuple[str, City
     """``(scenario id, spec, city seed)`` for every city, in the table's order.
 
     City ``c`` of the ``i``-th scenario is simulated from ``seed + 1000 i + c``,
-    whatever the number of workers or the backend.
+    whatever the number of workers or the backend; in a ``mixed`` scenario its
+    markets take :func:`city_effects` ``(c)``.
     """
     return [
-        (sc.id, sc.spec, seed + 1000 * i + c)
+        (
+            sc.id,
+            replace(sc.spec, effects=city_effects(c)) if sc.mixed else sc.spec,
+            seed + 1000 * i + c,
+        )
         for i, sc in enumerate(scenarios)
         for c in range(sc.n_cities)
     ]
@@ -355,6 +471,18 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
         if "basis" in null:
             for basis in sorted(set(null["basis"].dropna()) - {""}):
                 add("verdict", scenario, f"null_basis_{basis}", null["basis"] == basis)
+        if "basis" in closure:
+            for basis in sorted(set(closure["basis"].dropna()) - {""}):
+                add("verdict", scenario, f"closure_basis_{basis}", closure["basis"] == basis)
+        if "spike" in v:
+            add("verdict", scenario, "spike_null", null["spike"].eq(True))
+            add("verdict", scenario, "spike_own_null", null["spike_own"].eq(True))
+            add("verdict", scenario, "spike_closure", closure["spike"].eq(True))
+        for a in SPIKE_PLANTS:
+            tag = f"{round(100 * a)}"
+            for q in (f"plant_{tag}", f"shared_{tag}", f"shared_own_{tag}"):
+                if q in null:
+                    add("verdict", scenario, f"spike_{q}", null[q].eq(True))
     return pd.DataFrame(out)
 
 
@@ -389,6 +517,7 @@ __all__ = [
     "CALIBRATION_COLUMNS",
     "EFFECTS",
     "Scenario",
+    "city_effects",
     "default_scenarios",
     "evaluate_city",
     "power_like_site",
