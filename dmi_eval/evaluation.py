@@ -27,7 +27,8 @@ from dmi_eval.displacement import catchment_view
 from dmi_eval.errors import DesignError
 from dmi_eval.panel import Panel, SiteData
 from dmi_eval.results import EFFECT_COLUMNS, TABLE_COLUMNS, DesignResults
-from dmi_eval.verdict import Evidence, Verdict, WindowEvidence, decide, pre_period_spike
+from dmi_eval.spike import pre_period_spike
+from dmi_eval.verdict import Evidence, Verdict, WindowEvidence, decide
 
 MIN_MICRO_DONORS = 50
 MICRO_PERMUTATIONS = 200
@@ -330,7 +331,7 @@ def design_warnings(
 
 
 def spike_warning(data: SiteData, outcome: str, study: Study, *, own: bool = False) -> str | None:
-    """The pre-period spike warning of :func:`dmi_eval.verdict.pre_period_spike`, or None.
+    """The pre-period spike warning of :func:`dmi_eval.spike.pre_period_spike`, or None.
 
     The market's pre-period counts are compared with the total of its
     comparison (donor) areas, so a rise the comparison areas share is not a

@@ -12,6 +12,7 @@ from dmi_eval.config import VerdictRules, load_study
 from dmi_eval.data import load_study_data
 from dmi_eval.errors import ConfigError
 from dmi_eval.evaluation import evaluate_site
+from dmi_eval.spike import pre_period_spike
 from dmi_eval.verdict import (
     BASES,
     VERDICT_COLUMNS,
@@ -20,7 +21,6 @@ from dmi_eval.verdict import (
     decide,
     drop_held,
     headline,
-    pre_period_spike,
     rule_text,
     still_dropped,
     verdict_row,

@@ -231,7 +231,7 @@ def calibration_markdown(
         "period ends in a spike that would regress to the mean: over its last three months "
         "the market ran at least "
         f"{rules.min_reduction:.0%} higher against the total of its comparison areas than "
-        "over the year before, at one-sided level 0.01 (`dmi_eval.verdict.pre_period_spike`). "
+        "over the year before, at one-sided level 0.01 (`dmi_eval.spike.pre_period_spike`). "
         "It is asked against the comparison areas, not against the market's own earlier "
         "level, because a rise they share (a level shift of a random-walk city factor) is in "
         "the counterfactual too and does not regress against it; and not against the "

@@ -72,12 +72,8 @@ from dmi_eval.errors import DesignError
 from dmi_eval.evaluation import MAX_PLACEBOS, evaluate_site, spike_warning, window_evidence
 from dmi_eval.inference.parallel import parallel_map
 from dmi_eval.panel import SiteData
-from dmi_eval.verdict import (
-    SPIKE_BASELINE_DAYS,
-    SPIKE_SPAN_DAYS,
-    still_dropped,
-    undetectable,
-)
+from dmi_eval.spike import SPIKE_BASELINE_DAYS, SPIKE_SPAN_DAYS
+from dmi_eval.verdict import still_dropped, undetectable
 
 ALPHA = 0.05
 DEFAULT_SEED = 20240601
