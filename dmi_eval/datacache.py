@@ -97,7 +97,10 @@ def _reduce_mappingproxy(proxy: MappingProxyType) -> tuple[Any, ...]:
     return _mappingproxy, (dict(proxy),)
 
 
-class _Pickler(pickle.Pickler):
+class MappingProxyPickler(pickle.Pickler):
+    """A pickler that also writes read-only mappings (``MappingProxyType``), which the
+    results and panel objects hold and the standard pickler refuses."""
+
     dispatch_table = copyreg.dispatch_table.copy()
     dispatch_table[MappingProxyType] = _reduce_mappingproxy
 
@@ -123,7 +126,7 @@ def load_study_data_cached(study: Study) -> Ingest:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as fh:
-            _Pickler(fh, protocol=pickle.HIGHEST_PROTOCOL).dump(ingest)
+            MappingProxyPickler(fh, protocol=pickle.HIGHEST_PROTOCOL).dump(ingest)
         os.replace(fh.name, path)  # atomic: concurrent runs never see half an entry
     except OSError as exc:  # a read-only or full disk only costs the next run the reading time
         warnings.warn(

@@ -12,7 +12,6 @@ per the study's ``[compute]`` section or the caller's
 
 from __future__ import annotations
 
-import copyreg
 import pickle
 import time
 from collections.abc import Mapping, Sequence
@@ -27,7 +26,7 @@ from threadpoolctl import threadpool_limits
 
 from dmi_eval.config import Study, load_study
 from dmi_eval.data import Ingest
-from dmi_eval.datacache import load_study_data_cached
+from dmi_eval.datacache import MappingProxyPickler, load_study_data_cached
 from dmi_eval.evaluation import SiteEvaluation, evaluate_site
 from dmi_eval.geo import StudyGeo, load_study_geo
 from dmi_eval.inference.parallel import compute, configured, parallel_map
@@ -157,26 +156,11 @@ def _study_compute(study: Study) -> AbstractContextManager[None]:
     return compute(scheduler=study.compute.scheduler, n_jobs=study.compute.jobs)
 
 
-def _mappingproxy(items: dict[Any, Any]) -> MappingProxyType:
-    return MappingProxyType(items)
-
-
-def _reduce_mappingproxy(proxy: MappingProxyType) -> tuple[Any, ...]:
-    return _mappingproxy, (dict(proxy),)
-
-
-class _Pickler(pickle.Pickler):
-    """A pickler that also writes the read-only mappings of the results objects."""
-
-    dispatch_table = copyreg.dispatch_table.copy()
-    dispatch_table[MappingProxyType] = _reduce_mappingproxy
-
-
 def save(evaluation: StudyEvaluation, path: str | Path) -> Path:
     """Write the evaluation for the analysis scripts (a pickle; not a report output)."""
     path = Path(path)
     with path.open("wb") as fh:
-        _Pickler(fh, protocol=pickle.HIGHEST_PROTOCOL).dump(evaluation)
+        MappingProxyPickler(fh, protocol=pickle.HIGHEST_PROTOCOL).dump(evaluation)
     return path
 
 
