@@ -11,7 +11,8 @@ setting or the code reads the data again. A hit returns what reading would
 return; nothing about the cache reaches a report.
 
 The cache lives in ``$DMI_EVAL_CACHE_DIR`` (default ``$XDG_CACHE_HOME/dmi_eval``
-or ``~/.cache/dmi_eval``); ``DMI_EVAL_CACHE=0`` turns it off. Entries are
+or ``~/.cache/dmi_eval``); ``DMI_EVAL_CACHE=0`` turns it off. It keeps the
+:data:`MAX_ENTRIES` most recently used entries. Entries are
 pickles written by this package (trusted input, like
 :func:`dmi_eval.pipeline.load`); an entry that cannot be read is read again
 from the data and rewritten.
@@ -34,6 +35,9 @@ from dmi_eval.data import Ingest, load_study_data
 
 CACHE_ENV = "DMI_EVAL_CACHE"
 CACHE_DIR_ENV = "DMI_EVAL_CACHE_DIR"
+MAX_ENTRIES = 8
+"""Entries kept; the least recently used beyond this are removed when one is written (every
+code or input change writes a new entry, and a city-wide panel can take tens of MB)."""
 _PACKAGE = Path(__file__).resolve().parent
 _SOURCE_SUFFIXES = frozenset({".py", ".csv", ".json", ".toml", ".txt"})
 _CODE_DIGEST: list[str] = []
@@ -121,6 +125,7 @@ def load_study_data_cached(study: Study) -> Ingest:
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
             cached = None  # unreadable or from an incompatible version: read the data again
         if isinstance(cached, Ingest):
+            os.utime(path)  # recently used: kept by _prune
             return cached
     ingest = load_study_data(study)
     try:
@@ -128,6 +133,7 @@ def load_study_data_cached(study: Study) -> Ingest:
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as fh:
             MappingProxyPickler(fh, protocol=pickle.HIGHEST_PROTOCOL).dump(ingest)
         os.replace(fh.name, path)  # atomic: concurrent runs never see half an entry
+        _prune(path.parent)
     except OSError as exc:  # a read-only or full disk only costs the next run the reading time
         warnings.warn(
             f"dmi_eval: could not write the data cache in {folder} ({exc}); the data will be "
@@ -135,3 +141,10 @@ def load_study_data_cached(study: Study) -> Ingest:
             stacklevel=2,
         )
     return ingest
+
+
+def _prune(folder: Path) -> None:
+    """Remove all but the :data:`MAX_ENTRIES` most recently used entries of ``folder``."""
+    entries = sorted(folder.glob("*.pickle"), key=lambda e: e.stat().st_mtime, reverse=True)
+    for entry in entries[MAX_ENTRIES:]:
+        entry.unlink(missing_ok=True)  # a concurrent run may have removed it already

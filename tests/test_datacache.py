@@ -108,3 +108,18 @@ def test_an_unreadable_entry_is_read_again_and_replaced(tmp_path, counting_reade
     _same(again, load_study_data(study))
     assert datacache.load_study_data_cached(study).rows_counted == again.rows_counted
     assert len(counting_reader) == 2
+
+
+def test_only_the_most_recently_used_entries_are_kept(tmp_path, counting_reader, monkeypatch):
+    monkeypatch.setattr(datacache, "MAX_ENTRIES", 2)
+    path = write_csv(tmp_path, "incidents.csv", INCIDENTS)
+    study = load_study(write_toml(tmp_path, TOML))
+    folder = tmp_path / "cache" / "ingest"
+    datacache.load_study_data_cached(study)
+    (first,) = folder.glob("*.pickle")
+    for extra in ("7,2019-04-09,35A,A2\n", "8,2019-04-10,35A,A2\n"):
+        path.write_text(path.read_text() + extra)
+        datacache.load_study_data_cached(study)
+    assert len(list(folder.glob("*.pickle"))) == 2
+    assert not first.exists()  # the oldest entry went
+    assert len(counting_reader) == 3
