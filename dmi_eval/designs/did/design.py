@@ -308,28 +308,27 @@ class DID:
 
     def _placebo(self, mat, cols, windows, frame, pretrend, last_cols, position):
         """Placebo-area inference: intervals, p-values and the pre-trend test."""
-        rng = np.random.default_rng([self.seed, position])
         n_tr = len(self.treated)
-        pl = _draw_placebos(mat[:n_tr][:, cols], mat[n_tr:][:, cols], self.n_placebo, rng)
-        z = float(stats.norm.isf(self._alpha / 2))
-        pre_l = np.flatnonzero(self.pre[cols])
-        post_l = np.flatnonzero(self.post[cols])
-        last_l = np.flatnonzero(np.isin(cols, last_cols))
-        phi = _dispersions(pl, pre_l)
+        treated, controls = mat[:n_tr][:, cols], mat[n_tr:][:, cols]
         pre_mask = self.pre[cols]
-        observed, counterfactual, unit_phi = area_paths(
-            mat[:n_tr][:, cols], mat[n_tr:][:, cols], pre_mask
-        )
+        observed, counterfactual, unit_phi = area_paths(treated, controls, pre_mask)
         out = {}
-        for name, w_l in (("post", post_l), (f"last{self.last_k}", last_l)):
-            window = np.zeros(len(cols), dtype=bool)
-            window[w_l] = True
+        for name, window in (
+            ("post", self.post[cols]),
+            (f"last{self.last_k}", np.isin(cols, last_cols)),
+        ):
             test = NoiseStandardisedTest.from_paths(
                 observed, counterfactual, pre_mask, window, unit_phi
             )
             out[name] = standardised_effect(windows[name], test, self.level, self._alpha)
         if frame.empty:
             return MappingProxyType(out), frame, pretrend
+        # the event study's bins and pre-trend test use random placebo groups
+        rng = np.random.default_rng([self.seed, position])
+        pl = _draw_placebos(treated, controls, self.n_placebo, rng)
+        z = float(stats.norm.isf(self._alpha / 2))
+        pre_l = np.flatnonzero(pre_mask)
+        phi = _dispersions(pl, pre_l)
         bins = event_time_bins(self.event_time, self.window)[cols]
         ref_l = np.flatnonzero(bins == -1)
         frame = frame.copy()
