@@ -24,6 +24,14 @@ SPIKE_LEVEL = 0.01
 :func:`pre_period_spike`)."""
 
 
+def spike_periods(frequency: str) -> tuple[int, int]:
+    """``(s, b)``: periods of the span checked for a spike (:data:`SPIKE_SPAN_DAYS`) and of
+    the baseline before it (:data:`SPIKE_BASELINE_DAYS`) at ``frequency``."""
+    s = max(1, round(SPIKE_SPAN_DAYS / DAYS_PER[frequency]))
+    b = max(2, round(SPIKE_BASELINE_DAYS / DAYS_PER[frequency]))
+    return s, b
+
+
 def pre_period_spike(
     pre: Sequence[float] | np.ndarray,
     frequency: str,
@@ -93,8 +101,7 @@ def pre_period_spike(
     c = np.ones_like(y) if comparison is None else np.asarray(comparison, dtype=float)
     if c.shape != y.shape:
         raise ValueError(f"comparison has {c.size} periods, the pre period {y.size}")
-    s = max(1, round(SPIKE_SPAN_DAYS / DAYS_PER[frequency]))
-    b = max(2, round(SPIKE_BASELINE_DAYS / DAYS_PER[frequency]))
+    s, b = spike_periods(frequency)
     if y.size < s + b:
         b = y.size - s
         if b < 2:

@@ -66,13 +66,13 @@ from dmi_eval.calibration.city import (
     simulate_city,
     spec_like_site,
 )
-from dmi_eval.config import DAYS_PER, Study, VerdictRules
+from dmi_eval.config import Study, VerdictRules
 from dmi_eval.designs.synth import SyntheticControl
 from dmi_eval.errors import DesignError
 from dmi_eval.evaluation import MAX_PLACEBOS, evaluate_site, spike_warning, window_evidence
 from dmi_eval.inference.parallel import parallel_map
 from dmi_eval.panel import SiteData
-from dmi_eval.spike import SPIKE_BASELINE_DAYS, SPIKE_SPAN_DAYS
+from dmi_eval.spike import spike_periods
 from dmi_eval.verdict import still_dropped, undetectable
 
 ALPHA = 0.05
@@ -222,12 +222,9 @@ def planted_spikes(city: City, study: Study, market: Market, seed: int) -> dict[
     rng = np.random.default_rng(seed)
     counts = city.panel.counts["drug"]
     data = city.panel.site_data(study, market.id)
-    last = np.flatnonzero(data.pre_mask)[
-        -max(1, round(SPIKE_SPAN_DAYS / DAYS_PER[study.frequency])) :
-    ]
-    base = np.flatnonzero(data.pre_mask)[: -last.size][
-        -max(2, round(SPIKE_BASELINE_DAYS / DAYS_PER[study.frequency])) :
-    ]
+    span, baseline = spike_periods(study.frequency)
+    pre_rows = np.flatnonzero(data.pre_mask)
+    last, base = pre_rows[-span:], pre_rows[:-span][-baseline:]
     cells = np.flatnonzero(city.panel.areas.isin(market.areas))
     level = float(counts[cells][:, base].sum(axis=0).mean())
     out: dict[str, bool] = {}
