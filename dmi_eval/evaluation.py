@@ -24,6 +24,7 @@ from dmi_eval.designs.its import ITS
 from dmi_eval.designs.microsynth import MicroSynth
 from dmi_eval.designs.synth import SyntheticControl
 from dmi_eval.displacement import catchment_view
+from dmi_eval.donor_pool import restrict_donors
 from dmi_eval.errors import DesignError
 from dmi_eval.panel import Panel, SiteData
 from dmi_eval.results import EFFECT_COLUMNS, TABLE_COLUMNS, DesignResults
@@ -34,6 +35,15 @@ MIN_MICRO_DONORS = 50
 MICRO_PERMUTATIONS = 200
 MAX_PLACEBOS = 300
 """Placebo areas drawn (seeded) for the synthetic-control tests when the pool is larger."""
+MAX_DONORS = 1000
+"""Largest donor pool of a site: a larger one keeps the areas most like the market.
+
+A site with more comparison areas is evaluated on the ``MAX_DONORS`` nearest to
+its market in pre-period level and trend (:func:`dmi_eval.donor_pool.restrict_donors`),
+the donor-pool restriction Abadie (2021) recommends; it bounds the cost of a site
+in a city of ten thousand areas (the synthetic controls refit every placebo area
+against the pool). Smaller pools (the shipped study, the calibration cities) are
+used whole, so their results do not depend on it."""
 PRIMARY_ORDER: tuple[str, ...] = ("microsynth", "sc", "cits", "its")
 CATCHMENT_SUFFIX = "-catchment"
 """Designs fitted to the catchment areas carry this suffix in the ``design`` column."""
@@ -454,8 +464,10 @@ def evaluate_site(panel: Panel, study: Study, site_id: str) -> SiteEvaluation:
     site_id
         Which site.
     """
-    data = panel.site_data(study, site_id)
+    data, pool_note = restrict_donors(panel.site_data(study, site_id), MAX_DONORS)
     results, notes = fit_designs(data, study)
+    if pool_note is not None:
+        notes = (pool_note, *notes)
     if "its" not in results:
         raise DesignError(f"site {site_id!r}: the designs cannot be fitted: " + "; ".join(notes))
     primary = choose_primary(results)
