@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dmi_eval.evaluation import MAX_DONORS
+
 GRIDS: dict[int, tuple[int, int]] = {
     1_000: (25, 40),
     2_500: (50, 50),
@@ -188,11 +190,18 @@ def run(out: Path) -> str:
     ``DMI_BENCH_CITY_AREAS=1000,2500`` measures some sizes only and
     ``DMI_BENCH_CITY_SITES=N`` (or ``1000:25,10000:2``, per size) evaluates the
     first N of the 25 sites (every site's areas still leave the donor pool), to
-    fit a run into the time at hand.
+    fit a run into the time at hand. ``DMI_BENCH_CITY_KEEP=1`` keeps the rows of
+    other sizes already in ``city_benchmark.csv`` (sizes measured in separate
+    runs); the CSV is rewritten after each size.
     """
     sizes = _sizes()
     n_sites = _site_counts(sizes)
-    rows = []
+    csv = out / "results" / "city_benchmark.csv"
+    kept = pd.DataFrame()
+    if os.environ.get("DMI_BENCH_CITY_KEEP") == "1" and csv.is_file():
+        kept = pd.read_csv(csv)
+        kept = kept[~kept["areas"].isin(sizes)]
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="dmi-bench-city-") as tmp:
         for n_areas in sizes:
             study = write_city(n_areas, Path(tmp) / f"city{n_areas}")
@@ -213,9 +222,10 @@ def run(out: Path) -> str:
                 }
             )
             print(rows[-1], flush=True)
-    table = pd.DataFrame(rows)
-    (out / "results").mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "results" / "city_benchmark.csv", index=False)
+            table = pd.concat([kept, pd.DataFrame(rows)], ignore_index=True)
+            table = table.sort_values("areas", kind="stable", ignore_index=True)
+            csv.parent.mkdir(parents=True, exist_ok=True)
+            table.to_csv(csv, index=False)  # after each size: a long run keeps what it measured
     figure = _figure(table, out / "appendix" / "benchmarks" / "city_scaling.png")
     return _section(table, figure.relative_to(out / "appendix").as_posix())
 
@@ -266,7 +276,11 @@ def _section(table: pd.DataFrame, figure: str) -> str:
         "the default settings on this machine's "
         f"{os.cpu_count()} cores; the report pages are not rendered. Peak memory is the "
         "largest sum of the resident sets of the process and its local workers (sampled), "
-        "and of the largest single process.",
+        "and of the largest single process. A site with more than "
+        f"{MAX_DONORS:,} comparison areas is evaluated on the {MAX_DONORS:,} nearest to its "
+        "market in pre-period level and trend (`dmi_eval.donor_pool`, every design and "
+        "placebo on that pool), so above that size a site's fitting cost stops growing "
+        "with the city; reading the data and the pool selection still grow with it.",
         "",
     ]
     if (table["sites"] < N_SITES).any() or len(table) < len(GRIDS):
