@@ -66,8 +66,11 @@ def ar1_sandwich(
     den = float(pearson @ pearson)
     r1 = float(pearson @ lag_op @ pearson) / den if den > 0 else 0.0
 
+    lags = dist.astype(np.intp)
+
     def corr_of(rho: float) -> np.ndarray:
-        return np.where(block, rho**dist, 0.0)
+        # rho**dist looked up from rho**(0..n-1): the same powers, without n^2 pow calls
+        return np.where(block, (rho ** np.arange(n, dtype=float))[lags], 0.0)
 
     # E[r'Lr] / E[r'r] for residuals r = M e, Cov(e) = R(rho): tr(L M R M) = tr((M L M) R)
     # and tr(M R M) = tr(M R) (M a symmetric projection), both elementwise sums with the

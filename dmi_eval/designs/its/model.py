@@ -255,10 +255,15 @@ class SegmentedFit:
         return x
 
     def _beta(self) -> np.ndarray:
-        return self.params.loc[list(self.exog.columns)].to_numpy()
+        cols = list(self.exog.columns)
+        if list(self.params.index) == cols:  # the fits' own order: no label lookup (slow)
+            return self.params.to_numpy()
+        return self.params.loc[cols].to_numpy()
 
     def _vbeta(self) -> np.ndarray:
         cols = list(self.exog.columns)
+        if list(self.cov.index) == cols and list(self.cov.columns) == cols:
+            return self.cov.to_numpy()
         return self.cov.loc[cols, cols].to_numpy()
 
     def counterfactual(self) -> np.ndarray:
