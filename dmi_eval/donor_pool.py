@@ -7,8 +7,10 @@ one is what Abadie (2021, *J. Econ. Lit.* 59(2), section 6) recommends: it
 limits interpolation bias and over-fitting, and it bounds the cost of a site.
 :func:`restrict_donors` keeps the ``max_donors`` donor areas whose pre-period
 level and trend of the primary outcome are nearest to the market's (per
-treated area); every design of the site, its catchment fit and its placebos
-then use that pool. A pool of at most ``max_donors`` areas is kept whole, so
+treated area), among the areas with at least :data:`MIN_PRE_COUNT` pre-period
+incidents (those that can serve as placebo areas; when there are fewer, all of
+them and the nearest of the others); every design of the site, its catchment
+fit and its placebos then use that pool. A pool of at most ``max_donors`` areas is kept whole, so
 a smaller city's results do not depend on the rule.
 
 Notes
@@ -28,6 +30,13 @@ from __future__ import annotations
 import numpy as np
 
 from dmi_eval.panel import SiteData
+
+MIN_PRE_COUNT = 12.0
+"""Pre-period incidents (primary outcome) an area needs to come first into a restricted pool.
+
+The synthetic controls' placebo areas need as many
+(:class:`~dmi_eval.designs.synth.SyntheticControl` ``min_placebo_pre_count``); a quieter
+area can be neither a placebo nor, under ratio scaling, a weighted donor."""
 
 
 def level_trend(Y: np.ndarray) -> np.ndarray:
@@ -69,8 +78,9 @@ def restrict_donors(data: SiteData, max_donors: int | None) -> tuple[SiteData, s
     Returns ``data`` itself and ``None`` when the pool is no larger (or
     ``max_donors`` is None); otherwise a view of the site whose donor areas are
     the ``max_donors`` nearest to the market (:func:`nearest_donors`, on the
-    primary outcome's pre period), in their original order, and a sentence for
-    the site's notes.
+    primary outcome's pre period) among those with at least :data:`MIN_PRE_COUNT`
+    pre-period incidents (all of those and the nearest others when they are
+    fewer), in their original order, and a sentence for the site's notes.
     """
     donors = data.donor_areas
     if max_donors is None or len(donors) <= max_donors:
@@ -78,8 +88,16 @@ def restrict_donors(data: SiteData, max_donors: int | None) -> tuple[SiteData, s
     outcome = data.primary_outcome
     pre = data.pre_mask
     market = data.treated_series(outcome).to_numpy(dtype=float)[pre] / len(data.treated_areas)
-    pool = level_trend(data.donor_matrix(outcome).to_numpy(dtype=float)[:, pre])
-    keep = nearest_donors(level_trend(market)[0], pool, max_donors)
+    counts = data.donor_matrix(outcome).to_numpy(dtype=float)[:, pre]
+    pool = level_trend(counts)
+    target = level_trend(market)[0]
+    busy = np.flatnonzero(counts.sum(axis=1) >= MIN_PRE_COUNT)
+    if busy.size >= max_donors:
+        keep = busy[nearest_donors(target, pool[busy], max_donors)]
+    else:  # every area that can be a placebo, then the nearest of the others
+        quiet = np.setdiff1d(np.arange(len(donors)), busy)
+        extra = quiet[nearest_donors(target, pool[quiet], max_donors - busy.size)]
+        keep = np.sort(np.r_[busy, extra])
     view = SiteData(
         panel=data.panel,
         site=data.site,
@@ -88,7 +106,8 @@ def restrict_donors(data: SiteData, max_donors: int | None) -> tuple[SiteData, s
     )
     note = (
         f"donor pool: the {max_donors:,} of {len(donors):,} comparison areas nearest to the "
-        f"market in pre-period level and trend of {outcome} (a large city's pool is restricted "
+        f"market in pre-period level and trend of {outcome}, areas with at least "
+        f"{MIN_PRE_COUNT:g} pre-period incidents first (a large city's pool is restricted "
         "to areas like the market; every design uses this pool)"
     )
     return view, note

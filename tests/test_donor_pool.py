@@ -93,3 +93,29 @@ def test_every_design_gets_the_restricted_pool_and_smaller_pools_whole(monkeypat
         else:
             assert len(pool) == 10 and set(pool) < set(full)
             assert "donor pool: the 10 of" in str(info.value)
+
+
+def test_areas_that_can_be_placebos_come_first(monkeypatch):
+    from dmi_eval import donor_pool
+
+    sd, _ = simulate_site(7, n_areas=60, base=6.0)
+    donors = sd.donor_areas
+    pre = sd.pre_mask
+    counts = sd.donor_matrix("drug").to_numpy(float)[:, pre]
+    totals = counts.sum(axis=1)
+    threshold = float(np.sort(totals)[-8])  # the 8 busiest areas (no ties in this draw)
+    monkeypatch.setattr(donor_pool, "MIN_PRE_COUNT", threshold)
+    busy = set(np.flatnonzero(totals >= threshold).tolist())
+    assert len(busy) == 8
+    view, note = restrict_donors(sd, 20)
+    kept = {donors.index(a) for a in view.donor_areas}
+    assert busy <= kept and len(kept) == 20
+    market = sd.treated_series("drug").to_numpy(float)[pre] / len(sd.treated_areas)
+    quiet = sorted(set(range(len(donors))) - busy)
+    nearest = _brute_force(level_trend(market)[0], level_trend(counts[quiet]), 12)
+    assert kept - busy == {quiet[i] for i in nearest}
+    # with many busy areas, the pool is the nearest among them only
+    monkeypatch.setattr(donor_pool, "MIN_PRE_COUNT", 0.0)
+    view, _ = restrict_donors(sd, 20)
+    kept = [donors.index(a) for a in view.donor_areas]
+    assert set(kept) == _brute_force(level_trend(market)[0], level_trend(counts), 20)
