@@ -11,6 +11,12 @@ import numpy as np
 import pandas as pd
 
 from dmi_eval.designs.synth.core import Algorithm, PathFit
+from dmi_eval.designs.synth.joint import (
+    JOINT_FACTORS,
+    JointFactorModel,
+    JointPlaceboGap,
+    site_inputs,
+)
 from dmi_eval.designs.synth.paths import (
     factor_count,
     factor_matrix,
@@ -116,10 +122,16 @@ class SyntheticControl:
         averaged. The placebos are fitted the same way with the market's
         number of factors. In the calibration study it did not beat the
         simplex default (see the methods appendix), so it is an option.
+        ``"joint"``: the same model with the factors taken from every
+        outcome's donors and the market's loadings fitted on the pre-period
+        series of every outcome of the panel at once (one intercept per
+        outcome, shared loadings; :mod:`dmi_eval.designs.synth.joint`), for
+        markets whose exposure to the city's factors is a property of the place.
     n_factors
-        ``estimator="factor"`` only: the number of factors; ``None`` (default)
+        ``estimator="factor"``: the number of factors; ``None`` (default)
         chooses it by blocked cross-validation on the market's pre period
-        (:func:`~dmi_eval.designs.synth.factor.choose_n_factors_market`).
+        (:func:`~dmi_eval.designs.synth.factor.choose_n_factors_market`);
+        ``"joint"``: ``None`` means 3 (``JOINT_FACTORS``).
     placebo_statistic
         Statistic ranked in the placebo test: ``"noise"`` (default): the log
         ratio of observed to synthetic counts over the window divided by the
@@ -211,15 +223,15 @@ class SyntheticControl:
         check_choice("sided", sided, Sided)
         check_choice("algorithm", algorithm, Algorithm)
         check_choice("estimator", estimator, Estimator)
-        if estimator == "factor" and (method != "sc" or anchor == "demean"):
+        if estimator != "simplex" and (method != "sc" or anchor == "demean"):
             raise ValueError(
-                "estimator='factor' (generalized synthetic control) is an SC estimator with "
+                f"estimator={estimator!r} (generalized synthetic control) is an SC estimator with "
                 f"the 'ratio', 'match' or 'auto' anchor; got method={method!r}, anchor={anchor!r}"
             )
-        if n_factors is not None and (estimator != "factor" or n_factors < 0):
+        if n_factors is not None and (estimator == "simplex" or n_factors < 0):
             raise ValueError(
                 f"n_factors={n_factors!r}: a number of factors >= 0 goes with "
-                "estimator='factor' (None: chosen by cross-validation on the donors)"
+                "estimator='factor' or 'joint' (None: the default number)"
             )
         if not isinstance(site_data, SiteData):
             raise TypeError("site_data must be a dmi_eval.panel.SiteData")
@@ -323,6 +335,13 @@ class SyntheticControl:
             labels = [donors[i] for i in idx]
             nf, cv = factor_count(self.estimator, self.n_factors, y1, Y0, pre, core, ratio)
             fit = path_for(y1, Y0, pre, post, core, self.algorithm, n_tr, ratio, self.sc_ridge, nf)
+            joint = None
+            if self.estimator == "joint" and core == "sc":
+                nf = JOINT_FACTORS if self.n_factors is None else self.n_factors
+                joint = (*site_inputs(sd, outcome, areas), nf)
+                model = JointFactorModel(joint[1], pre, nf)
+                jf = model.path(joint[0])
+                fit = PathFit(jf.cf / factor, jf.omega[idx] / jf.omega[idx].sum(), None, 0.0)
             omega_all = np.zeros(len(donors))
             omega_all[idx] = fit.omega
             cf = fit.cf
@@ -374,7 +393,7 @@ class SyntheticControl:
                     "share_pre_outside_range": share_out,
                     "n_positive_weights": int((fit.omega > 0).sum()),
                     "intercept": fit.intercept * factor,
-                    "estimator_weights": "factor" if nf is not None else "simplex",
+                    "estimator_weights": "simplex" if nf is None else self.estimator,
                     "n_factors": -1 if nf is None else nf,
                     "factor_cv": "" if cv is None else " ".join(f"{c:.4g}" for c in cv),
                 }
@@ -399,6 +418,10 @@ class SyntheticControl:
                 core_method=core, algorithm=self.algorithm, ratio=ratio, sc_ridge=self.sc_ridge,
                 n_factors=nf,
             )  # fmt: skip
+            if joint is not None:
+                gap_fn = JointPlaceboGap(
+                    model, np.arange(len(donors)) if pool_rows is Y0_all else idx
+                )
             usable = [
                 int(pool[i]) for i in select_placebos(len(pool), self.max_placebos, self.seed)
             ]
@@ -423,9 +446,9 @@ class SyntheticControl:
             if statistic == "noise":
                 noise[outcome] = self._noise_inputs(
                     outcome, placebos[outcome], total, cf * factor, Y0_all, pool_rows[usable], areas,
-                    factors=factor_matrix(Y0, pre, ratio, nf),
+                    factors=factor_matrix(Y0, pre, ratio, nf) if joint is None else model.factors()[1],
                 )  # fmt: skip
-            if self.leave_one_out:
+            if self.leave_one_out and joint is None:
                 loo_rows.extend(
                     self._leave_one_out(
                         outcome, total, y1, Y0, fit, core, factor, ratio, labels, nf
@@ -433,7 +456,7 @@ class SyntheticControl:
                 )
             if self.placebo_time:
                 pit_rows.extend(
-                    self._placebo_in_time(outcome, y1, Y0, core, factor, n_tr, ratio, nf)
+                    self._placebo_in_time(outcome, y1, Y0, core, factor, n_tr, ratio, nf, joint)
                 )
         for row in diag_rows:
             row["placebo_statistic"] = stat_used[row["outcome"]]
@@ -608,6 +631,7 @@ class SyntheticControl:
         n_tr: int,
         ratio: bool,
         nf: int | None = None,
+        joint: tuple[list, list, int] | None = None,
     ) -> list[dict[str, Any]]:
         sd = self.site_data
         idx = np.flatnonzero(sd.pre_mask)
@@ -621,6 +645,9 @@ class SyntheticControl:
         f = path_for(
             y1, Y0, fake_pre, fake_post, core, self.algorithm, n_tr, ratio, self.sc_ridge, nf
         )
+        if joint is not None:  # the joint factor model on the fake pre period (counts / factor)
+            f = JointFactorModel(joint[1], fake_pre, joint[2]).path(joint[0])
+            f = PathFit(f.cf / factor, f.omega, None, 0.0)
         gap = y1 - f.cf
         rmspe = float(np.sqrt(np.mean(gap[fake_pre] ** 2)))
         cf = float(f.cf[fake_post].sum() * factor)
