@@ -95,7 +95,7 @@ def test_joint_beats_simplex_at_markets_with_large_own_exposure():
     from dmi_eval.designs.synth.paths import path_for
 
     spec = CitySpec(market_loading_sd=1.5, factor_sd=0.06, covariates=False)
-    err_joint, err_simplex = [], []
+    err_joint, err_aug, err_simplex = [], [], []
     for seed in range(11, 17):
         city = simulate_city(spec, seed=seed)
         study = city.study()
@@ -107,15 +107,20 @@ def test_joint_beats_simplex_at_markets_with_large_own_exposure():
             order = ("drug", "violent")
             y1s = [sd.panel.series(o, m.areas).to_numpy().astype(float) for o in order]
             Y0s = [sd.donor_matrix(o).to_numpy().astype(float) for o in order]
-            cf = JointFactorModel(Y0s, pre, 3).path(y1s).cf
-            err_joint.append(np.log(truth / cf[post].sum()))
+            model = JointFactorModel(Y0s, pre, 3)
+            err_joint.append(np.log(truth / model.path(y1s).cf[post].sum()))
             keep = Y0s[0][:, pre].sum(axis=1) >= 45
             n = len(m.areas)
             simplex = path_for(y1s[0] / n, Y0s[0][keep], pre, post, "sc", "exact", n, True, 0.3)
             err_simplex.append(np.log(truth / (n * simplex.cf[post].sum())))
+            w = np.zeros(keep.size)
+            w[keep] = simplex.omega
+            err_aug.append(np.log(truth / model.path(y1s, weights=w).cf[post].sum()))
     rmse_joint = np.sqrt(np.mean(np.square(err_joint)))
+    rmse_aug = np.sqrt(np.mean(np.square(err_aug)))
     rmse_simplex = np.sqrt(np.mean(np.square(err_simplex)))
     assert rmse_joint < 0.9 * rmse_simplex
+    assert rmse_aug < 0.85 * rmse_simplex
 
 
 def test_site_sc_with_the_joint_estimator_uses_every_outcome():
@@ -147,3 +152,31 @@ def test_site_sc_with_the_joint_estimator_uses_every_outcome():
         SyntheticControl(data, method="sdid", estimator="joint")
     with pytest.raises(ValueError, match="n_factors"):
         SyntheticControl(data, estimator="joint", n_factors=-1)
+
+
+def test_augmented_without_factors_is_the_simplex_sc():
+    """With no factors the correction is one multiplicative level, which ratio
+    scaling already matches: the augmented estimator is the simplex SC, for the
+    market, every placebo and the placebo in time."""
+    from dmi_eval.calibration.city import simulate_city
+    from dmi_eval.designs.synth import SyntheticControl
+
+    city = simulate_city(seed=6, spec=None)
+    data = city.panel.site_data(city.study(), city.markets[1].id)
+    common = dict(outcomes=["drug"], anchor="ratio", n_jobs=1, max_placebos=40)
+    simplex = SyntheticControl(data, leave_one_out=False, **common).fit()
+    aug0 = SyntheticControl(data, estimator="augmented", n_factors=0, **common).fit()
+    np.testing.assert_allclose(
+        aug0.paths["drug"]["synthetic"], simplex.paths["drug"]["synthetic"], rtol=1e-7
+    )
+    np.testing.assert_allclose(
+        aug0.placebos["drug"].gaps.to_numpy(), simplex.placebos["drug"].gaps.to_numpy(), atol=1e-6
+    )
+    np.testing.assert_allclose(aug0.placebo_in_time["effect"], simplex.placebo_in_time["effect"])
+    aug = SyntheticControl(data, estimator="augmented", **common).fit()
+    assert aug.diagnostics.loc["drug", "estimator_weights"] == "augmented"
+    w_aug = aug.weights.set_index("area")["weight"].sort_index()
+    w_simplex = simplex.weights.set_index("area")["weight"].sort_index()
+    np.testing.assert_allclose(w_aug, w_simplex)  # the weights are the simplex SC's
+    gap_aug = aug.placebos["drug"].gaps.to_numpy()
+    assert np.max(np.abs(gap_aug - simplex.placebos["drug"].gaps.to_numpy())) > 0.01

@@ -14,8 +14,10 @@ from dmi_eval.designs.synth.core import Algorithm, PathFit
 from dmi_eval.designs.synth.joint import (
     JOINT_FACTORS,
     JointFactorModel,
-    JointPlaceboGap,
+    fake_pre_path,
+    placebo_gap_fn,
     site_inputs,
+    spread,
 )
 from dmi_eval.designs.synth.paths import (
     factor_count,
@@ -122,16 +124,14 @@ class SyntheticControl:
         averaged. The placebos are fitted the same way with the market's
         number of factors. In the calibration study it did not beat the
         simplex default (see the methods appendix), so it is an option.
-        ``"joint"``: the same model with the factors taken from every
-        outcome's donors and the market's loadings fitted on the pre-period
-        series of every outcome of the panel at once (one intercept per
-        outcome, shared loadings; :mod:`dmi_eval.designs.synth.joint`), for
-        markets whose exposure to the city's factors is a property of the place.
+        ``"joint"``: factors from every outcome's donors, the market's
+        loadings fitted on every outcome's pre period at once (shared
+        loadings); ``"augmented"``: the simplex SC corrected by that joint
+        factor model (:mod:`dmi_eval.designs.synth.joint`, with numbers).
     n_factors
-        ``estimator="factor"``: the number of factors; ``None`` (default)
-        chooses it by blocked cross-validation on the market's pre period
-        (:func:`~dmi_eval.designs.synth.factor.choose_n_factors_market`);
-        ``"joint"``: ``None`` means 3 (``JOINT_FACTORS``).
+        ``"factor"``: the number of factors, ``None`` (default) chosen by
+        blocked cross-validation on the market's pre period; ``"joint"`` and
+        ``"augmented"``: ``None`` means 3.
     placebo_statistic
         Statistic ranked in the placebo test: ``"noise"`` (default): the log
         ratio of observed to synthetic counts over the window divided by the
@@ -336,12 +336,14 @@ class SyntheticControl:
             nf, cv = factor_count(self.estimator, self.n_factors, y1, Y0, pre, core, ratio)
             fit = path_for(y1, Y0, pre, post, core, self.algorithm, n_tr, ratio, self.sc_ridge, nf)
             joint = None
-            if self.estimator == "joint" and core == "sc":
-                nf = JOINT_FACTORS if self.n_factors is None else self.n_factors
-                joint = (*site_inputs(sd, outcome, areas), nf)
-                model = JointFactorModel(joint[1], pre, nf)
-                jf = model.path(joint[0])
-                fit = PathFit(jf.cf / factor, jf.omega[idx] / jf.omega[idx].sum(), None, 0.0)
+            if self.estimator in ("joint", "augmented") and core == "sc":
+                r = JOINT_FACTORS if self.n_factors is None else self.n_factors
+                aug = idx if self.estimator == "augmented" else None
+                joint = (*site_inputs(sd, outcome, areas), r, aug)
+                model = JointFactorModel(joint[1], pre, r)
+                jf = model.path(joint[0], weights=spread(fit.omega, aug, len(donors)))
+                omega = fit.omega if aug is not None else jf.omega[idx] / jf.omega[idx].sum()
+                fit = PathFit(jf.cf / factor, omega, None, 0.0)
             omega_all = np.zeros(len(donors))
             omega_all[idx] = fit.omega
             cf = fit.cf
@@ -393,8 +395,10 @@ class SyntheticControl:
                     "share_pre_outside_range": share_out,
                     "n_positive_weights": int((fit.omega > 0).sum()),
                     "intercept": fit.intercept * factor,
-                    "estimator_weights": "simplex" if nf is None else self.estimator,
-                    "n_factors": -1 if nf is None else nf,
+                    "estimator_weights": "simplex"
+                    if nf is None and joint is None
+                    else self.estimator,
+                    "n_factors": joint[2] if joint else -1 if nf is None else nf,
                     "factor_cv": "" if cv is None else " ".join(f"{c:.4g}" for c in cv),
                 }
             )
@@ -419,9 +423,8 @@ class SyntheticControl:
                 n_factors=nf,
             )  # fmt: skip
             if joint is not None:
-                gap_fn = JointPlaceboGap(
-                    model, np.arange(len(donors)) if pool_rows is Y0_all else idx
-                )
+                rows = np.arange(len(donors)) if pool_rows is Y0_all else idx
+                gap_fn = placebo_gap_fn(model, rows, joint[3], post, self.sc_ridge, ratio)
             usable = [
                 int(pool[i]) for i in select_placebos(len(pool), self.max_placebos, self.seed)
             ]
@@ -631,7 +634,7 @@ class SyntheticControl:
         n_tr: int,
         ratio: bool,
         nf: int | None = None,
-        joint: tuple[list, list, int] | None = None,
+        joint: tuple[list, list, int, np.ndarray | None] | None = None,
     ) -> list[dict[str, Any]]:
         sd = self.site_data
         idx = np.flatnonzero(sd.pre_mask)
@@ -645,9 +648,8 @@ class SyntheticControl:
         f = path_for(
             y1, Y0, fake_pre, fake_post, core, self.algorithm, n_tr, ratio, self.sc_ridge, nf
         )
-        if joint is not None:  # the joint factor model on the fake pre period (counts / factor)
-            f = JointFactorModel(joint[1], fake_pre, joint[2]).path(joint[0])
-            f = PathFit(f.cf / factor, f.omega, None, 0.0)
+        if joint is not None:
+            f = fake_pre_path(joint, fake_pre, f, factor)
         gap = y1 - f.cf
         rmspe = float(np.sqrt(np.mean(gap[fake_pre] ** 2)))
         cf = float(f.cf[fake_post].sum() * factor)

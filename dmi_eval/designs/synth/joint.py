@@ -38,27 +38,38 @@ fitted the same way on the donors without it: ``G`` is kept as
 removed exactly (``G_{-i} = C_{-i} - s_{-i} s_{-i}' / A_{-i}``), so a placebo
 costs one ``T x T`` eigen-decomposition and a small regression.
 
+The augmented estimator (``estimator="augmented"``, in the spirit of the
+augmented SC of Ben-Michael, Feller & Rothstein 2021 with this factor model as
+the outcome model) keeps the simplex SC weights ``w`` and replaces
+``delta_{o,t}`` by the synthetic control ``w'z_{o,t}`` of every outcome (the
+same weights on each outcome's ratio-scaled donors): the shared loadings then
+correct only the part of the market's path that its synthetic control misses.
+With ``r = 0`` it is the ratio-scaled simplex SC.
+
 Calibration (scratch study of gsc4, issue #10: the counterfactual alone, no
-placebos, 10 cities = 90 markets per scenario, error = log of the market's
-expected post-period drug count without intervention over the estimator's;
-``r = 3``; milliseconds per fit with one BLAS thread):
+placebos; 10 cities = 90 markets per scenario, seeds as ``nox -s calibrate``;
+error = log of the market's expected post-period drug count without the
+intervention over the estimator's; mean / RMSE; ``r = 3``):
 
-===============  ================  ================  ======================
-scenario         simplex SC        joint factor      factor (drug only, CV)
-                 mean / RMSE       mean / RMSE       mean / RMSE
-===============  ================  ================  ======================
-monthly-long     -0.003 / 0.174    -0.014 / 0.162    -0.004 / 0.152
-monthly-short    -0.022 / 0.157    -0.022 / 0.165    -0.011 / 0.167
-weekly-long      -0.007 / 0.135    -0.018 / 0.136    -0.006 / 0.137
-monthly-exposed  -0.016 / 0.322    -0.025 / 0.266    -0.031 / 0.316
-===============  ================  ================  ======================
+===============  ==============  ==============  ==============  ==============
+scenario         simplex SC      joint           augmented       factor (drug,
+                                                                 CV ``r``)
+===============  ==============  ==============  ==============  ==============
+monthly-long     -0.003 / 0.174  -0.014 / 0.162  -0.007 / 0.168  -0.004 / 0.152
+monthly-short    -0.022 / 0.157  -0.022 / 0.165  -0.028 / 0.154  -0.011 / 0.167
+weekly-long      -0.007 / 0.135  -0.018 / 0.136  -0.008 / 0.133  -0.006 / 0.137
+monthly-exposed  -0.016 / 0.322  -0.025 / 0.266  -0.005 / 0.259  -0.031 / 0.316
+===============  ==============  ==============  ==============  ==============
 
-(simplex about 1 ms a fit, joint factor about 3 ms, 7 ms weekly.) The gain
-comes from the second outcome: the same factors with the loadings fitted on
-drug counts alone gave 0.292 in monthly-exposed, and grouping donor areas
-into contiguous blocks before the decomposition changed little (0.247 to
-0.280 by block size). With ``r`` from 1 to 5 the errors moved by less than
-0.01 except in monthly-exposed (0.276 to 0.255).
+A fit costs about 1 ms (simplex), 2-3 ms (joint, augmented) with one BLAS
+thread once the site's decomposition is made. The gain comes from the second
+outcome: the same factors with the loadings fitted on drug counts alone gave
+0.292 in monthly-exposed (joint), and grouping donor areas into contiguous
+blocks before the decomposition changed little (0.247 to 0.280 by block
+size). With ``r`` from 1 to 5 the joint errors moved by less than 0.01 except
+in monthly-exposed (0.276 to 0.255). A ridge on the loadings (prior SD 0.5)
+made them worse. City by city the gain is uneven: it comes mostly from the
+markets where simplex SC fails badly (a market far outside its donors).
 """
 
 from __future__ import annotations
@@ -71,6 +82,7 @@ import scipy.linalg
 
 from dmi_eval.designs.synth.core import PathFit
 from dmi_eval.designs.synth.factor import donor_precision
+from dmi_eval.designs.synth.paths import path_for
 from dmi_eval.panel import SiteData
 
 JOINT_FACTORS = 3
@@ -155,16 +167,29 @@ class JointFactorModel:
         _, vec = scipy.linalg.eigh(G, subset_by_index=[T - r, T - 1])
         return deltas, vec[:, ::-1]
 
-    def path(self, y1s: Sequence[np.ndarray], exclude: int | None = None) -> PathFit:
+    def path(
+        self,
+        y1s: Sequence[np.ndarray],
+        exclude: int | None = None,
+        *,
+        weights: np.ndarray | None = None,
+    ) -> PathFit:
         """Counterfactual counts of ``y1s[0]`` from the loadings fitted on every ``y1s``.
 
         ``y1s`` are the unit's counts of each outcome (the scale matters: the
         fit is Poisson). ``omega`` of the result are the donors' shares of the
         first outcome's common path (zero for donors not used); the loadings
-        are not donor weights.
+        are not donor weights. ``weights`` (one per donor, e.g. simplex SC
+        weights) replace the common paths ``delta_o`` by the weighted mean of
+        the donors' ratio-scaled series of each outcome (the augmented
+        estimator: the loadings then correct the synthetic control).
         """
         deltas, F = self.factors(exclude)
         pre = self.pre
+        if weights is not None:
+            deltas = [
+                self._synthetic(blk, weights, d) for blk, d in zip(self.blocks, deltas, strict=True)
+            ]
         use = [
             o
             for o, y in enumerate(y1s)
@@ -180,6 +205,12 @@ class JointFactorModel:
             a[blk.rows == exclude] = 0.0
         omega[blk.rows] = a / a.sum()
         return PathFit(cf, omega, None, float(coef[0]))
+
+    @staticmethod
+    def _synthetic(blk: _Block, weights: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        """``w'z`` over the block's donors (``delta`` if none of them is weighted)."""
+        w = np.asarray(weights, dtype=float)[blk.rows]
+        return w @ blk.Z / w.sum() if w.sum() > 0 else delta
 
     def placebo_gap(self, i: int) -> np.ndarray:
         """Gap of donor ``i`` treated as if treated, fitted on the other donors."""
@@ -239,6 +270,33 @@ class JointPlaceboGap:
         return self.model.placebo_gap(int(self.rows[i]))
 
 
+@dataclass(frozen=True)
+class AugmentedPlaceboGap:
+    """Picklable placebo gap of the augmented estimator: donor ``rows[i]`` gets
+    simplex weights on the other ``fit_rows`` donors (ratio-scaled, ridge
+    ``sc_ridge``, as :func:`~dmi_eval.designs.synth.paths.placebo_gap_site`),
+    then the joint factor correction of ``model`` without it."""
+
+    model: JointFactorModel
+    rows: np.ndarray
+    fit_rows: np.ndarray
+    post: np.ndarray
+    sc_ridge: float
+    ratio: bool = True
+
+    def __call__(self, i: int) -> np.ndarray:
+        j = int(self.rows[i])
+        Y0s, pre = self.model.Y0s, self.model.pre
+        keep = self.fit_rows.copy()
+        keep[j] = False
+        sc = path_for(
+            Y0s[0][j], Y0s[0][keep], pre, self.post, "sc", "exact", 1, True, self.sc_ridge
+        )
+        w = np.zeros(Y0s[0].shape[0])
+        w[keep] = sc.omega
+        return Y0s[0][j] - self.model.path([Y[j] for Y in Y0s], exclude=j, weights=w).cf
+
+
 def site_inputs(site_data: SiteData, outcome: str, areas: Sequence[str]) -> tuple[list, list]:
     """``(y1s, Y0s)``: the treated total and donor counts of ``outcome``, then of
     every other outcome of the panel (same donors, same order)."""
@@ -247,3 +305,47 @@ def site_inputs(site_data: SiteData, outcome: str, areas: Sequence[str]) -> tupl
     y1s = [panel.series(o, areas).to_numpy().astype(float) for o in order]
     Y0s = [site_data.donor_matrix(o).to_numpy().astype(float) for o in order]
     return y1s, Y0s
+
+
+def spread(omega: np.ndarray, idx: np.ndarray | None, n: int) -> np.ndarray | None:
+    """Weights ``omega`` of the donors ``idx`` as one weight per donor (``None``: no ``idx``)."""
+    if idx is None:
+        return None
+    w = np.zeros(n)
+    w[idx] = omega
+    return w
+
+
+def placebo_gap_fn(
+    model: JointFactorModel,
+    rows: np.ndarray,
+    aug: np.ndarray | None,
+    post: np.ndarray,
+    sc_ridge: float,
+    ratio: bool,
+) -> JointPlaceboGap | AugmentedPlaceboGap:
+    """The placebo gap of the joint (``aug`` is None) or augmented estimator whose
+    simplex weights use the donors ``aug``; placebo ``i`` is donor ``rows[i]``."""
+    if aug is None:
+        return JointPlaceboGap(model, rows)
+    fit_rows = np.zeros(model.Y0s[0].shape[0], dtype=bool)
+    fit_rows[aug] = True
+    return AugmentedPlaceboGap(model, rows, fit_rows, post, sc_ridge, ratio)
+
+
+def fake_pre_path(
+    joint: tuple[list, list, int, np.ndarray | None],
+    fake_pre: np.ndarray,
+    simplex: PathFit,
+    factor: float,
+) -> PathFit:
+    """The joint or augmented path fitted on a fake pre period (placebo in time).
+
+    ``joint`` is ``(y1s, Y0s, n_factors, aug)`` as built by the design and
+    ``simplex`` the simplex fit on the same fake pre period; the path is
+    divided by ``factor`` (the design's per-area scale).
+    """
+    y1s, Y0s, nf, aug = joint
+    w = spread(simplex.omega, aug, Y0s[0].shape[0])
+    f = JointFactorModel(Y0s, fake_pre, nf).path(y1s, weights=w)
+    return PathFit(f.cf / factor, f.omega, None, 0.0)
