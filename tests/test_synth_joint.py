@@ -173,6 +173,16 @@ def test_augmented_without_factors_is_the_simplex_sc():
         aug0.placebos["drug"].gaps.to_numpy(), simplex.placebos["drug"].gaps.to_numpy(), atol=1e-6
     )
     np.testing.assert_allclose(aug0.placebo_in_time["effect"], simplex.placebo_in_time["effect"])
+    # the same with placebos drawn from the eligible donors only (RMSPE statistic)
+    rm = dict(common, placebo_statistic="rmspe", placebo_time=False, leave_one_out=False)
+    np.testing.assert_allclose(
+        SyntheticControl(data, estimator="augmented", n_factors=0, **rm)
+        .fit()
+        .placebos["drug"]
+        .gaps,
+        SyntheticControl(data, **rm).fit().placebos["drug"].gaps,
+        atol=1e-6,
+    )
     aug = SyntheticControl(data, estimator="augmented", **common).fit()
     assert aug.diagnostics.loc["drug", "estimator_weights"] == "augmented"
     w_aug = aug.weights.set_index("area")["weight"].sort_index()
