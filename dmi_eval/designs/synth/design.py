@@ -11,14 +11,7 @@ import numpy as np
 import pandas as pd
 
 from dmi_eval.designs.synth.core import Algorithm, PathFit
-from dmi_eval.designs.synth.joint import (
-    JOINT_FACTORS,
-    JointFactorModel,
-    fake_pre_path,
-    placebo_gap_fn,
-    site_inputs,
-    spread,
-)
+from dmi_eval.designs.synth.joint import JointSite, site_fit
 from dmi_eval.designs.synth.paths import (
     factor_count,
     factor_matrix,
@@ -231,7 +224,7 @@ class SyntheticControl:
         if n_factors is not None and (estimator == "simplex" or n_factors < 0):
             raise ValueError(
                 f"n_factors={n_factors!r}: a number of factors >= 0 goes with "
-                "estimator='factor' or 'joint' (None: the default number)"
+                "estimator='factor', 'joint' or 'augmented' (None: the default number)"
             )
         if not isinstance(site_data, SiteData):
             raise TypeError("site_data must be a dmi_eval.panel.SiteData")
@@ -337,13 +330,9 @@ class SyntheticControl:
             fit = path_for(y1, Y0, pre, post, core, self.algorithm, n_tr, ratio, self.sc_ridge, nf)
             joint = None
             if self.estimator in ("joint", "augmented") and core == "sc":
-                r = JOINT_FACTORS if self.n_factors is None else self.n_factors
-                aug = idx if self.estimator == "augmented" else None
-                joint = (*site_inputs(sd, outcome, areas), r, aug)
-                model = JointFactorModel(joint[1], pre, r)
-                jf = model.path(joint[0], weights=spread(fit.omega, aug, len(donors)))
-                omega = fit.omega if aug is not None else jf.omega[idx] / jf.omega[idx].sum()
-                fit = PathFit(jf.cf / factor, omega, None, 0.0)
+                joint, fit = site_fit(
+                    sd, outcome, areas, fit, idx, factor, self.estimator, self.n_factors
+                )
             omega_all = np.zeros(len(donors))
             omega_all[idx] = fit.omega
             cf = fit.cf
@@ -398,7 +387,7 @@ class SyntheticControl:
                     "estimator_weights": "simplex"
                     if nf is None and joint is None
                     else self.estimator,
-                    "n_factors": joint[2] if joint else -1 if nf is None else nf,
+                    "n_factors": joint.r if joint else -1 if nf is None else nf,
                     "factor_cv": "" if cv is None else " ".join(f"{c:.4g}" for c in cv),
                 }
             )
@@ -424,7 +413,7 @@ class SyntheticControl:
             )  # fmt: skip
             if joint is not None:
                 rows = np.arange(len(donors)) if pool_rows is Y0_all else idx
-                gap_fn = placebo_gap_fn(model, rows, joint[3], post, self.sc_ridge, ratio)
+                gap_fn = joint.placebo_gap(rows, post, self.sc_ridge, ratio)
             usable = [
                 int(pool[i]) for i in select_placebos(len(pool), self.max_placebos, self.seed)
             ]
@@ -634,7 +623,7 @@ class SyntheticControl:
         n_tr: int,
         ratio: bool,
         nf: int | None = None,
-        joint: tuple[list, list, int, np.ndarray | None] | None = None,
+        joint: JointSite | None = None,
     ) -> list[dict[str, Any]]:
         sd = self.site_data
         idx = np.flatnonzero(sd.pre_mask)
@@ -649,7 +638,7 @@ class SyntheticControl:
             y1, Y0, fake_pre, fake_post, core, self.algorithm, n_tr, ratio, self.sc_ridge, nf
         )
         if joint is not None:
-            f = fake_pre_path(joint, fake_pre, f, factor)
+            f = joint.fake_pre_path(fake_pre, f, factor)
         gap = y1 - f.cf
         rmspe = float(np.sqrt(np.mean(gap[fake_pre] ** 2)))
         cf = float(f.cf[fake_post].sum() * factor)

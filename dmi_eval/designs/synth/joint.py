@@ -355,3 +355,56 @@ def fake_pre_path(
     w = spread(simplex.omega, aug, Y0s[0].shape[0])
     f = JointFactorModel(Y0s, fake_pre, nf).path(y1s, weights=w)
     return PathFit(f.cf / factor, f.omega, None, 0.0)
+
+
+@dataclass(frozen=True)
+class JointSite:
+    """One outcome of a site under the joint or augmented estimator (built by :func:`site_fit`).
+
+    ``y1s`` and ``Y0s`` are the treated totals and donor counts of the outcome
+    evaluated and then every other outcome of the panel; ``aug`` the donors
+    whose simplex weights the augmented estimator corrects (``None``: joint).
+    """
+
+    y1s: list
+    Y0s: list
+    r: int
+    aug: np.ndarray | None
+    model: JointFactorModel
+
+    def placebo_gap(
+        self, rows: np.ndarray, post: np.ndarray, sc_ridge: float, ratio: bool
+    ) -> JointPlaceboGap | AugmentedPlaceboGap:
+        """The placebo gap function (placebo ``i`` is donor ``rows[i]``)."""
+        return placebo_gap_fn(self.model, rows, self.aug, post, sc_ridge, ratio)
+
+    def fake_pre_path(self, fake_pre: np.ndarray, simplex: PathFit, factor: float) -> PathFit:
+        """The path fitted on a fake pre period (see :func:`fake_pre_path`)."""
+        return fake_pre_path((self.y1s, self.Y0s, self.r, self.aug), fake_pre, simplex, factor)
+
+
+def site_fit(
+    site_data: SiteData,
+    outcome: str,
+    areas: Sequence[str],
+    simplex: PathFit,
+    idx: np.ndarray,
+    factor: float,
+    estimator: str,
+    n_factors: int | None,
+) -> tuple[JointSite, PathFit]:
+    """The site's joint (``estimator="joint"``) or augmented fit of one outcome.
+
+    ``simplex`` is the simplex SC fit on the eligible donors ``idx`` (its
+    weights are corrected by the augmented estimator); ``factor`` the
+    design's per-area divisor. The returned path is per area like
+    ``simplex``; its ``omega`` are the simplex weights (augmented) or the
+    donors' shares of the common path (joint), over ``idx``.
+    """
+    r = JOINT_FACTORS if n_factors is None else int(n_factors)
+    aug = idx if estimator == "augmented" else None
+    y1s, Y0s = site_inputs(site_data, outcome, areas)
+    model = JointFactorModel(Y0s, site_data.pre_mask, r)
+    jf = model.path(y1s, weights=spread(simplex.omega, aug, Y0s[0].shape[0]))
+    omega = simplex.omega if aug is not None else jf.omega[idx] / jf.omega[idx].sum()
+    return JointSite(y1s, Y0s, r, aug, model), PathFit(jf.cf / factor, omega, None, 0.0)
