@@ -190,3 +190,32 @@ def test_augmented_without_factors_is_the_simplex_sc():
     np.testing.assert_allclose(w_aug, w_simplex)  # the weights are the simplex SC's
     gap_aug = aug.placebos["drug"].gaps.to_numpy()
     assert np.max(np.abs(gap_aug - simplex.placebos["drug"].gaps.to_numpy())) > 0.01
+
+
+def test_leverage_factors_give_the_joint_fits_leverage():
+    """With level counts (mu_d a period for the first outcome, mu_v for the other),
+    the variance of the first outcome's fitted level over a post window, from
+    pre-period counting noise, relative to a pre-period mean's, is
+    ``mu_d T_0 x_W' (X' W X)^{-1} x_W`` for the stacked design; the single-outcome
+    leverage of :meth:`JointSite.leverage_factors` equals it."""
+    from dmi_eval.designs.synth.joint import JointSite
+    from dmi_eval.inference.noise import leverage
+
+    y1s, Y0s, _, pre = _two_outcome_city(3)
+    model = JointFactorModel(Y0s, pre, 2)
+    T0 = int(pre.sum())
+    mu_d, mu_v = 15.0, 45.0
+    flat = [np.full(pre.size, mu_d), np.full(pre.size, mu_v)]
+    site = JointSite(flat, Y0s, 2, None, model)
+    F = model.factors()[1]
+    window = ~pre
+    X = np.zeros((2 * T0, 4))
+    X[:T0, 0] = X[T0:, 1] = 1.0
+    X[:T0, 2:] = X[T0:, 2:] = F[pre]
+    W = np.r_[np.full(T0, mu_d), np.full(T0, mu_v)]
+    xw = np.r_[1.0, 0.0, F[window].mean(axis=0)]
+    exact = mu_d * T0 * xw @ np.linalg.solve(X.T @ (W[:, None] * X), xw)
+    assert leverage(site.leverage_factors(), pre, window) == pytest.approx(exact, rel=1e-9)
+    one = leverage(F, pre, window)
+    assert 1.0 < exact < one  # the second outcome's counts shrink the excess over 1
+    assert exact - 1 == pytest.approx((one - 1) / 4.0, rel=1e-9)  # kappa = 3

@@ -438,7 +438,7 @@ class SyntheticControl:
             if statistic == "noise":
                 noise[outcome] = self._noise_inputs(
                     outcome, placebos[outcome], total, cf * factor, Y0_all, pool_rows[usable], areas,
-                    factors=factor_matrix(Y0, pre, ratio, nf),
+                    factors=joint.leverage_factors() if joint else factor_matrix(Y0, pre, ratio, nf),
                 )  # fmt: skip
             if self.leave_one_out and joint is None:
                 loo_rows.extend(

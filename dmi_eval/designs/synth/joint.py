@@ -378,6 +378,27 @@ class JointSite:
         """The placebo gap function (placebo ``i`` is donor ``rows[i]``)."""
         return placebo_gap_fn(self.model, rows, self.aug, post, sc_ridge, ratio)
 
+    def leverage_factors(self) -> np.ndarray:
+        """Factors whose single-outcome leverage is the joint fit's (for the placebo test).
+
+        :func:`~dmi_eval.inference.noise.leverage` gives ``1 + T_0 (Fbar_W -
+        m)' (F_c' F_c)^{-1} (Fbar_W - m)`` for one outcome (``m`` the pre-period
+        mean of ``F``, ``F_c`` the centred pre-period factors). Loadings
+        fitted on outcomes with ``1 + kappa`` times the first outcome's
+        counts (``kappa``: the other outcomes' pre-period total over the first's,
+        the market's) have ``1 + kappa`` times its information, so the excess
+        over 1 is divided by ``1 + kappa``: here by shrinking the factors
+        outside the pre period towards ``m`` by ``1 / sqrt(1 + kappa)``.
+        """
+        pre = self.model.pre
+        F = self.model.factors()[1].copy()
+        first = float(np.asarray(self.y1s[0])[pre].sum())
+        other = sum(float(np.asarray(y)[pre].sum()) for y in self.y1s[1:])
+        kappa = other / first if first > 0 else 0.0
+        m = F[pre].mean(axis=0)
+        F[~pre] = m + (F[~pre] - m) / np.sqrt(1.0 + kappa)
+        return F
+
     def fake_pre_path(self, fake_pre: np.ndarray, simplex: PathFit, factor: float) -> PathFit:
         """The path fitted on a fake pre period (see :func:`fake_pre_path`)."""
         return fake_pre_path((self.y1s, self.Y0s, self.r, self.aug), fake_pre, simplex, factor)
