@@ -120,7 +120,8 @@ class SyntheticControl:
         ``"joint"``: factors from every outcome's donors, the market's
         loadings fitted on every outcome's pre period at once (shared
         loadings); ``"augmented"``: the simplex SC corrected by that joint
-        factor model (:mod:`dmi_eval.designs.synth.joint`, with numbers).
+        factor model (:mod:`dmi_eval.designs.synth.joint`, with numbers; the
+        site SC of :mod:`dmi_eval.evaluation`).
     n_factors
         ``"factor"``: the number of factors, ``None`` (default) chosen by
         blocked cross-validation on the market's pre period; ``"joint"`` and
