@@ -168,10 +168,13 @@ def _fit_microsynth(data: SiteData, study: Study) -> DesignResults | str:
 
 
 def _fit_sc(data: SiteData, study: Study) -> DesignResults | str:
+    # simplex SC corrected by a factor model fitted on every outcome (issue #10;
+    # calibration numbers in dmi_eval.designs.synth.joint)
     return SyntheticControl(
         data,
         method="sc",
         anchor="ratio",
+        estimator="augmented",
         seed=study.seed,
         max_placebos=MAX_PLACEBOS,
         last_k=last_k(study),

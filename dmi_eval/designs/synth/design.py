@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from dmi_eval.designs.synth.core import Algorithm, PathFit
+from dmi_eval.designs.synth.joint import JointSite, site_fit
 from dmi_eval.designs.synth.paths import (
     factor_count,
     factor_matrix,
@@ -116,10 +117,15 @@ class SyntheticControl:
         averaged. The placebos are fitted the same way with the market's
         number of factors. In the calibration study it did not beat the
         simplex default (see the methods appendix), so it is an option.
+        ``"joint"``: factors from every outcome's donors, the market's
+        loadings fitted on every outcome's pre period at once (shared
+        loadings); ``"augmented"``: the simplex SC corrected by that joint
+        factor model (:mod:`dmi_eval.designs.synth.joint`, with numbers; the
+        site SC of :mod:`dmi_eval.evaluation`).
     n_factors
-        ``estimator="factor"`` only: the number of factors; ``None`` (default)
-        chooses it by blocked cross-validation on the market's pre period
-        (:func:`~dmi_eval.designs.synth.factor.choose_n_factors_market`).
+        ``"factor"``: the number of factors, ``None`` (default) chosen by
+        blocked cross-validation on the market's pre period; ``"joint"`` and
+        ``"augmented"``: ``None`` means 3.
     placebo_statistic
         Statistic ranked in the placebo test: ``"noise"`` (default): the log
         ratio of observed to synthetic counts over the window divided by the
@@ -211,15 +217,15 @@ class SyntheticControl:
         check_choice("sided", sided, Sided)
         check_choice("algorithm", algorithm, Algorithm)
         check_choice("estimator", estimator, Estimator)
-        if estimator == "factor" and (method != "sc" or anchor == "demean"):
+        if estimator != "simplex" and (method != "sc" or anchor == "demean"):
             raise ValueError(
-                "estimator='factor' (generalized synthetic control) is an SC estimator with "
+                f"estimator={estimator!r} (generalized synthetic control) is an SC estimator with "
                 f"the 'ratio', 'match' or 'auto' anchor; got method={method!r}, anchor={anchor!r}"
             )
-        if n_factors is not None and (estimator != "factor" or n_factors < 0):
+        if n_factors is not None and (estimator == "simplex" or n_factors < 0):
             raise ValueError(
                 f"n_factors={n_factors!r}: a number of factors >= 0 goes with "
-                "estimator='factor' (None: chosen by cross-validation on the donors)"
+                "estimator='factor', 'joint' or 'augmented' (None: the default number)"
             )
         if not isinstance(site_data, SiteData):
             raise TypeError("site_data must be a dmi_eval.panel.SiteData")
@@ -323,6 +329,11 @@ class SyntheticControl:
             labels = [donors[i] for i in idx]
             nf, cv = factor_count(self.estimator, self.n_factors, y1, Y0, pre, core, ratio)
             fit = path_for(y1, Y0, pre, post, core, self.algorithm, n_tr, ratio, self.sc_ridge, nf)
+            joint = None
+            if self.estimator in ("joint", "augmented") and core == "sc":
+                joint, fit = site_fit(
+                    sd, outcome, areas, fit, idx, factor, self.estimator, self.n_factors
+                )
             omega_all = np.zeros(len(donors))
             omega_all[idx] = fit.omega
             cf = fit.cf
@@ -374,8 +385,10 @@ class SyntheticControl:
                     "share_pre_outside_range": share_out,
                     "n_positive_weights": int((fit.omega > 0).sum()),
                     "intercept": fit.intercept * factor,
-                    "estimator_weights": "factor" if nf is not None else "simplex",
-                    "n_factors": -1 if nf is None else nf,
+                    "estimator_weights": "simplex"
+                    if nf is None and joint is None
+                    else self.estimator,
+                    "n_factors": joint.r if joint else -1 if nf is None else nf,
                     "factor_cv": "" if cv is None else " ".join(f"{c:.4g}" for c in cv),
                 }
             )
@@ -399,6 +412,9 @@ class SyntheticControl:
                 core_method=core, algorithm=self.algorithm, ratio=ratio, sc_ridge=self.sc_ridge,
                 n_factors=nf,
             )  # fmt: skip
+            if joint is not None:
+                rows = np.arange(len(donors)) if pool_rows is Y0_all else idx
+                gap_fn = joint.placebo_gap(rows, post, self.sc_ridge, ratio)
             usable = [
                 int(pool[i]) for i in select_placebos(len(pool), self.max_placebos, self.seed)
             ]
@@ -423,9 +439,9 @@ class SyntheticControl:
             if statistic == "noise":
                 noise[outcome] = self._noise_inputs(
                     outcome, placebos[outcome], total, cf * factor, Y0_all, pool_rows[usable], areas,
-                    factors=factor_matrix(Y0, pre, ratio, nf),
+                    factors=joint.leverage_factors() if joint else factor_matrix(Y0, pre, ratio, nf),
                 )  # fmt: skip
-            if self.leave_one_out:
+            if self.leave_one_out and joint is None:
                 loo_rows.extend(
                     self._leave_one_out(
                         outcome, total, y1, Y0, fit, core, factor, ratio, labels, nf
@@ -433,7 +449,7 @@ class SyntheticControl:
                 )
             if self.placebo_time:
                 pit_rows.extend(
-                    self._placebo_in_time(outcome, y1, Y0, core, factor, n_tr, ratio, nf)
+                    self._placebo_in_time(outcome, y1, Y0, core, factor, n_tr, ratio, nf, joint)
                 )
         for row in diag_rows:
             row["placebo_statistic"] = stat_used[row["outcome"]]
@@ -608,6 +624,7 @@ class SyntheticControl:
         n_tr: int,
         ratio: bool,
         nf: int | None = None,
+        joint: JointSite | None = None,
     ) -> list[dict[str, Any]]:
         sd = self.site_data
         idx = np.flatnonzero(sd.pre_mask)
@@ -621,6 +638,8 @@ class SyntheticControl:
         f = path_for(
             y1, Y0, fake_pre, fake_post, core, self.algorithm, n_tr, ratio, self.sc_ridge, nf
         )
+        if joint is not None:
+            f = joint.fake_pre_path(fake_pre, f, factor)
         gap = y1 - f.cf
         rmspe = float(np.sqrt(np.mean(gap[fake_pre] ** 2)))
         cf = float(f.cf[fake_post].sum() * factor)

@@ -47,7 +47,7 @@ PlaceboSearch = Literal["fast", "full"]
 PlaceboStatistic = Literal["noise", "rmspe", "pct"]
 
 
-Estimator = Literal["simplex", "factor"]
+Estimator = Literal["simplex", "factor", "joint", "augmented"]
 
 
 # ---------------------------------------------------------------------------

@@ -78,7 +78,9 @@ class SyntheticControlResults(DesignResults):
         SC's estimator: ``"simplex"`` weights or ``"factor"`` (generalized
         synthetic control, :mod:`dmi_eval.designs.synth.factor`; the
         diagnostics then give ``n_factors`` and the cross-validation
-        criterion ``factor_cv``). In ``choices``.
+        criterion ``factor_cv``), ``"joint"`` or ``"augmented"`` (factors and
+        loadings from every outcome, :mod:`dmi_eval.designs.synth.joint`). In
+        ``choices``.
     """
 
     site_id: str
