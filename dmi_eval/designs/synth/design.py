@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dmi_eval.designs.synth.balance import balance_table
 from dmi_eval.designs.synth.core import Algorithm, PathFit
 from dmi_eval.designs.synth.joint import JointSite, site_fit
 from dmi_eval.designs.synth.paths import (
@@ -392,7 +393,7 @@ class SyntheticControl:
                     "factor_cv": "" if cv is None else " ".join(f"{c:.4g}" for c in cv),
                 }
             )
-            balance[outcome] = self._balance(y1, Y0_all, omega_all, pre, cov, n_tr)
+            balance[outcome] = balance_table(y1, Y0_all, omega_all, pre, cov, n_tr)
             # placebo-in-space
             statistic = self.placebo_statistic
             if statistic == "noise":
@@ -542,39 +543,6 @@ class SyntheticControl:
         if idx.size < 10:
             idx = np.flatnonzero(totals > 0)
         return idx
-
-    def _balance(
-        self,
-        y1: np.ndarray,
-        Y0: np.ndarray,
-        w: np.ndarray,
-        pre: np.ndarray,
-        cov: pd.DataFrame | None,
-        n_tr: int,
-    ) -> pd.DataFrame:
-        idx = np.flatnonzero(pre)
-        half = idx[: len(idx) // 2], idx[len(idx) // 2 :]
-        rows = {
-            "outcome, pre-period mean": (y1[idx].mean(), (w @ Y0[:, idx]).mean(), Y0[:, idx].mean()),
-            "outcome, first half of pre": (
-                y1[half[0]].mean(), (w @ Y0[:, half[0]]).mean(), Y0[:, half[0]].mean(),
-            ),
-            "outcome, second half of pre": (
-                y1[half[1]].mean(), (w @ Y0[:, half[1]]).mean(), Y0[:, half[1]].mean(),
-            ),
-            "outcome, last pre period": (y1[idx[-1]], w @ Y0[:, idx[-1]], Y0[:, idx[-1]].mean()),
-        }  # fmt: skip
-        if cov is not None:
-            num = cov.select_dtypes("number")
-            tr = num.iloc[:n_tr].to_numpy().mean(axis=0)
-            dn = num.iloc[n_tr:].to_numpy()
-            for j, name in enumerate(num.columns):
-                rows[f"covariate {name} (per area)"] = (tr[j], w @ dn[:, j], dn[:, j].mean())
-        return pd.DataFrame(
-            rows.values(),
-            index=pd.Index(list(rows), name="predictor"),
-            columns=["treated", "synthetic", "donor_mean"],
-        ).astype(float)
 
     def _leave_one_out(
         self,
