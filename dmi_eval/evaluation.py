@@ -168,13 +168,15 @@ def _fit_microsynth(data: SiteData, study: Study) -> DesignResults | str:
 
 
 def _fit_sc(data: SiteData, study: Study) -> DesignResults | str:
-    # simplex SC corrected by a factor model fitted on every outcome (issue #10;
-    # calibration numbers in dmi_eval.designs.synth.joint)
+    # Simplex SC corrected by a factor model whose loadings are fitted on every
+    # outcome (issue #10; calibration numbers in dmi_eval.designs.synth.joint).
+    # With one outcome the loadings would rest on the drug series alone, a
+    # configuration the calibration found to under-cover: simplex SC then.
     return SyntheticControl(
         data,
         method="sc",
         anchor="ratio",
-        estimator="augmented",
+        estimator="augmented" if len(data.panel.outcomes) > 1 else "simplex",
         seed=study.seed,
         max_placebos=MAX_PLACEBOS,
         last_k=last_k(study),
