@@ -51,9 +51,26 @@
 # period and $r$ chosen by blocked cross-validation on its pre period. It extrapolates a market's
 # own factor exposure instead of averaging it, but single donor areas estimate the factors with
 # much noise, and in the calibration study it neither reduced the market's error nor brought the
-# coverage of markets with twice an area's exposure to nominal, so simplex weights stay the
-# default. Synthetic DID (Arkhangelsky et al. 2021) adds time weights and unit and time
-# intercepts.
+# coverage of markets with twice an area's exposure to nominal, so it remains an option.
+#
+# At a site whose data hold more than one outcome, the synthetic control is *augmented*
+# (`estimator="augmented"`, `dmi_eval/designs/synth/joint.py`): the simplex weights $w$ above are
+# kept and a factor model corrects what they miss. The city's $r = 3$ factors $F_t$ are the
+# leading eigenvectors of the precision-weighted, two-way-demeaned ratio-scaled series of the
+# donors of every outcome; the market's counts of every outcome $o$ are fitted by one
+# quasi-Poisson regression over the pre period, $\log E\, y_{o,t} = \log(w'\tilde Y_{o,0t}) +
+# c_o + F_t'b$, with an intercept $c_o$ per outcome and loadings $b$ shared by the outcomes (a
+# place's exposure to city-wide change is taken to be the same for its drug and its other
+# incidents); the counterfactual of the outcome evaluated is $w'\tilde Y_{0t} \exp(c_1 +
+# F_t'b)$, scaled back. The other outcomes are what make the market's loadings estimable from a
+# few dozen pre-period months; fitted on the drug series alone they did not beat simplex
+# weights. In the calibration study's scratch comparison (20 cities a scenario, the
+# counterfactual alone) the log error of the market's post-period counterfactual had RMSE 0.302
+# against simplex SC's 0.344 where markets are twice as exposed to city-wide factors as an area,
+# and 0.181 against 0.192, 0.156 against 0.164 and 0.148 against 0.147 in the monthly, short and
+# weekly scenarios. Placebo areas are fitted the same way, each without itself among the donors;
+# leave-one-out is not computed for this estimator. With a single outcome, simplex SC is used.
+# Synthetic DID (Arkhangelsky et al. 2021) adds time weights and unit and time intercepts.
 #
 # Inference is placebo-in-space with a statistic on one scale for a busy market and a quiet
 # placebo area: every comparison area with at least the placebo floor of pre-period incidents
