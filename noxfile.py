@@ -81,8 +81,8 @@ def calibrate(session: nox.Session) -> None:
     """Size, coverage and power of every design as used at sites, on simulated cities.
 
     Writes reports/results/calibration.csv and reports/appendix/calibration.md
-    (540 markets: 7.3 minutes on an idle 2-core machine, 40 at a load average
-    of 8-12). ``nox -s calibrate -- --scale 0.5`` simulates
+    (540 markets: 11.4 minutes on an idle 2-core machine, 18 with the test
+    suite running beside it). ``nox -s calibrate -- --scale 0.5`` simulates
     half as many cities; ``--out DIR`` writes elsewhere.
     """
     install(session)
