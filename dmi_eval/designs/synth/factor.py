@@ -98,21 +98,33 @@ def city_factors(
 
 
 def poisson_fit(
-    y: np.ndarray, offset: np.ndarray, X: np.ndarray, *, max_iter: int = 50, tol: float = 1e-9
+    y: np.ndarray,
+    offset: np.ndarray,
+    X: np.ndarray,
+    *,
+    max_iter: int = 50,
+    tol: float = 1e-9,
+    n_intercepts: int = 1,
+    start: np.ndarray | None = None,
 ) -> np.ndarray:
     """Coefficients of the quasi-Poisson regression ``E y = exp(offset + X b)`` (IRLS).
 
-    A tiny ridge on all but the intercept keeps the iterations finite when a
-    quiet series is nearly all zeros. Iteratively reweighted least squares
-    stops when no coefficient moves by more than ``tol`` or after ``max_iter``
-    iterations (the last iterate is returned).
+    The first ``n_intercepts`` columns of ``X`` are intercepts; a tiny ridge
+    on the other coefficients keeps the iterations finite when a quiet series
+    is nearly all zeros. The iterations start from ``start`` (default: the
+    first intercept at the log ratio of the total count to the total offset,
+    the rest at zero) and stop when no coefficient moves by more than ``tol``
+    or after ``max_iter`` iterations (the last iterate is returned).
     """
     y = np.asarray(y, dtype=float)
     k = X.shape[1]
-    b = np.zeros(k)
-    b[0] = np.log(max(y.sum(), 0.5) / np.exp(offset).sum())
+    if start is None:
+        b = np.zeros(k)
+        b[0] = np.log(max(y.sum(), 0.5) / np.exp(offset).sum())
+    else:
+        b = np.asarray(start, dtype=float).copy()
     pen = np.full(k, 1e-6 * max(y.sum(), 1.0))
-    pen[0] = 0.0
+    pen[:n_intercepts] = 0.0
     for _ in range(max_iter):
         eta = np.clip(offset + X @ b, -30, 30)
         mu = np.exp(eta)

@@ -129,7 +129,7 @@ import numpy as np
 import scipy.linalg
 
 from dmi_eval.designs.synth.core import PathFit
-from dmi_eval.designs.synth.factor import donor_precision
+from dmi_eval.designs.synth.factor import donor_precision, poisson_fit
 from dmi_eval.designs.synth.paths import path_for
 from dmi_eval.panel import SiteData
 
@@ -277,10 +277,9 @@ def joint_poisson(
 ) -> np.ndarray:
     """``(c_1, ..., c_k, b)`` of ``log E y_{o,t} = offset_{o,t} + c_o + F_t' b`` over ``pre``.
 
-    Iteratively reweighted least squares on the stacked pre periods of the
-    ``k`` outcomes; a tiny ridge on ``b`` (``1e-6`` times the total count)
-    keeps it finite when a series is nearly all zeros. Stops when no
-    coefficient moves by more than ``tol`` or after ``max_iter`` iterations.
+    :func:`~dmi_eval.designs.synth.factor.poisson_fit` on the stacked pre
+    periods of the ``k`` outcomes, with ``k`` intercepts (each started at its
+    outcome's log ratio of counts to offsets) and the tiny ridge on ``b``.
     """
     k, r, n = len(ys), F.shape[1], int(pre.sum())
     X = np.zeros((k * n, k + r))
@@ -293,18 +292,7 @@ def joint_poisson(
     for o in range(k):
         seg = slice(o * n, (o + 1) * n)
         b[o] = np.log(max(y[seg].sum(), 0.5) / np.exp(off[seg]).sum())
-    pen = np.zeros(k + r)
-    pen[k:] = 1e-6 * max(y.sum(), 1.0)
-    for _ in range(max_iter):
-        eta = np.clip(off + X @ b, -30, 30)
-        mu = np.exp(eta)
-        z = X @ b + (y - mu) / mu
-        new = np.linalg.solve(X.T @ (mu[:, None] * X) + np.diag(pen), X.T @ (mu * z))
-        done = np.max(np.abs(new - b)) < tol
-        b = new
-        if done:
-            break
-    return b
+    return poisson_fit(y, off, X, max_iter=max_iter, tol=tol, n_intercepts=k, start=b)
 
 
 @dataclass(frozen=True)
