@@ -8,6 +8,7 @@ import os
 import pickle
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -104,7 +105,13 @@ def _on_fork(
         initializer=_fork_init,
         initargs=(fn, blas),
     ) as pool:
-        pending = {pool.submit(_run_forked_chunk, a, c) for a, c in chunks}
+        with warnings.catch_warnings():
+            # Python >= 3.12 warns on every fork of a process with threads (BLAS's
+            # idle pool, here): the workers run only the loop's own code
+            warnings.filterwarnings(
+                "ignore", "This process .* is multi-threaded", DeprecationWarning
+            )
+            pending = {pool.submit(_run_forked_chunk, a, c) for a, c in chunks}
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
