@@ -183,7 +183,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         fitted = evaluate_study_sites(study, sites=[site.id], geo=bool(args.out))
     evaluation = fitted.site(site.id)
     verdict = evaluation.verdict
-    effects = evaluation.effects()
+    # the primary design's own effects (not every design's: computed on demand)
+    effects = evaluation.results[evaluation.primary].effects()
     row = effects[
         (effects["design"] == evaluation.primary)
         & (effects["outcome"] == site.primary_outcome)
