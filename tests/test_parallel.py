@@ -247,3 +247,18 @@ def test_site_fits_concurrently_the_same_as_in_one_process(small_study: Path) ->
     with compute(n_jobs=1):
         one_core = _fingerprint(small_study)
     assert _fingerprint(small_study) == one_core
+
+
+def _inner_pids(x: int) -> set[int]:
+    return {pid for _, pid in parallel_map(_pid_square, list(range(12)), n_jobs=2, desc=None)}
+
+
+def test_n_jobs_one_keeps_the_loops_inside_in_this_process_too() -> None:
+    from dmi_eval.inference.parallel import _can_fork
+
+    if not _can_fork():
+        pytest.skip("no fork on this platform")
+    (inner,) = parallel_map(_inner_pids, [0], n_jobs=1, desc=None)
+    assert inner == {os.getpid()}
+    (inner,) = parallel_map(_inner_pids, [0], n_jobs=2, desc=None)  # one item: here
+    assert len(inner) > 1  # its inner loop forks

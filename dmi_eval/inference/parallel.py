@@ -183,6 +183,9 @@ def parallel_map(
     A task that fails raises here (on Dask, after Dask's retries of lost
     workers): the loop never returns partial results.
 
+    ``n_jobs=1`` (with no compute settings) runs the loop and every loop
+    inside it in this process, as ``--jobs 1`` does.
+
     ``on_result(i, result)`` is called in this process as soon as item ``i``
     is done (chunks finish in any order); the returned list is in item order.
     ``desc`` labels the loop's own progress bar (``None``: no bar, the caller
@@ -199,6 +202,10 @@ def parallel_map(
         return done
 
     backend, jobs = _workers(n_jobs)
+    if jobs == 1 and not configured():
+        # n_jobs=1 with no compute settings: this loop and the loops inside it here
+        with parallel_config(backend="sequential"):
+            return inline(0)
     if jobs == 1 or len(items) < min_items:
         return inline(0)
     fork = backend == "LokyBackend" and not configured() and _can_fork()
