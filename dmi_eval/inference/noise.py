@@ -66,7 +66,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dmi_eval.inference.drift import correction_size, exposure_drift
 from dmi_eval.power import mde_from_placebos
 
 MIN_WINDOW_COUNT = 20.0
@@ -186,13 +185,6 @@ class NoiseInputs:
         Pre-period mask.
     dispersion
         The city's area x period overdispersion ``phi`` (:func:`dispersion`).
-    factors
-        Factors whose leverage is the pre-period noise term (:func:`leverage`).
-    reference
-        Units x periods simplex synthetic control of every unit when
-        ``synthetic`` is a factor-corrected (augmented) one: the drift
-        variance then grows with the correction
-        (:mod:`dmi_eval.inference.drift`); ``None``: one shared ``tau^2``.
     """
 
     labels: tuple[str, ...]
@@ -202,7 +194,6 @@ class NoiseInputs:
     pre: np.ndarray
     dispersion: float
     factors: np.ndarray | None = None
-    reference: np.ndarray | None = None
 
     def test(self, window: np.ndarray) -> NoiseStandardisedTest:
         """The test of one window of post periods."""
@@ -210,9 +201,8 @@ class NoiseInputs:
         if self.factors is not None and self.factors.shape[1] > 0:
             h = leverage(self.factors, self.pre, window)
         return NoiseStandardisedTest.from_paths(
-            self.observed, self.synthetic, self.pre, window, self.phi, pre_leverage=h,
-            reference=self.reference,
-        )  # fmt: skip
+            self.observed, self.synthetic, self.pre, window, self.phi, pre_leverage=h
+        )
 
 
 def market_dispersion(phi: float, area_means: np.ndarray) -> float:
@@ -238,15 +228,11 @@ class NoiseStandardisedTest:
         Counting-noise variance ``v_j`` of each ``L_j``.
     tau2
         Drift variance shared by every unit (DerSimonian-Laird over the placebos).
-    drift
-        Per-unit drift variance ``tau_j^2`` replacing ``tau2`` when the
-        synthetic controls are factor-corrected (:mod:`dmi_eval.inference.drift`).
     """
 
     log_ratio: np.ndarray
     variance: np.ndarray
     tau2: float
-    drift: np.ndarray | None = None
 
     @classmethod
     def from_paths(
@@ -260,17 +246,13 @@ class NoiseStandardisedTest:
         min_count: float = MIN_WINDOW_COUNT,
         min_placebos: int = MIN_PLACEBOS,
         pre_leverage: float = 1.0,
-        reference: np.ndarray | None = None,
     ) -> NoiseStandardisedTest:
         """Build the test from units x periods observed and synthetic counts (market first).
 
         Only the placebos :func:`select_window_placebos` keeps for the window
         enter (``min_count``, ``min_placebos``; ``min_count=0`` keeps all);
         placebos whose window has no synthetic count (or no observed pre-period
-        count) are left out: their log ratio is undefined. ``reference``
-        (units x periods, the simplex synthetic controls of ``synthetic``'s
-        augmented ones) makes the drift variance grow with each unit's
-        factor correction (:func:`~dmi_eval.inference.drift.exposure_drift`).
+        count) are left out: their log ratio is undefined.
         """
         obs = np.asarray(observed, dtype=float)
         syn = np.asarray(synthetic, dtype=float)
@@ -291,12 +273,7 @@ class NoiseStandardisedTest:
             v = (1 / (s_w / t1) + phi) / t1 + pre_leverage * (1 / mu_pre + phi) / t0
         L, v = L[ok], v[ok]
         tau2 = dersimonian_laird(L[1:], v[1:])
-        if reference is None:
-            return cls(log_ratio=L, variance=v, tau2=tau2)
-        ref_w = np.asarray(reference, dtype=float)[keep][:, window].sum(axis=1)[ok]
-        c = correction_size(s_w[ok], ref_w)
-        t0, t1 = exposure_drift(L[1:], v[1:], c[1:], tau2)
-        return cls(log_ratio=L, variance=v, tau2=tau2, drift=t0 + t1 * c**2)
+        return cls(log_ratio=L, variance=v, tau2=tau2)
 
     @property
     def n_placebos(self) -> int:
@@ -304,10 +281,8 @@ class NoiseStandardisedTest:
 
     @property
     def sd(self) -> np.ndarray:
-        """``sqrt(tau_j^2 + v_j)`` of every unit (market first; ``tau_j^2 = tau^2``
-        unless the drift grows with the correction)."""
-        drift = self.tau2 if self.drift is None else self.drift
-        return np.sqrt(drift + self.variance)
+        """``sqrt(tau^2 + v_j)`` of every unit (market first)."""
+        return np.sqrt(self.tau2 + self.variance)
 
     @property
     def z(self) -> np.ndarray:

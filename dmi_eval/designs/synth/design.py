@@ -35,7 +35,6 @@ from dmi_eval.inference import (
     select_placebos,
 )
 from dmi_eval.inference.noise import NoiseInputs, dispersion, market_dispersion
-from dmi_eval.inference.parallel import parallel_map
 from dmi_eval.options import Sided, check_choice, check_level
 from dmi_eval.panel import SiteData
 
@@ -332,7 +331,6 @@ class SyntheticControl:
             nf, cv = factor_count(self.estimator, self.n_factors, y1, Y0, pre, core, ratio)
             fit = path_for(y1, Y0, pre, post, core, self.algorithm, n_tr, ratio, self.sc_ridge, nf)
             joint = None
-            simplex_cf = fit.cf
             if self.estimator in ("joint", "augmented") and core == "sc":
                 joint, fit = site_fit(
                     sd, outcome, areas, fit, idx, factor, self.estimator, self.n_factors
@@ -415,7 +413,6 @@ class SyntheticControl:
                 core_method=core, algorithm=self.algorithm, ratio=ratio, sc_ridge=self.sc_ridge,
                 n_factors=nf,
             )  # fmt: skip
-            simplex_gap_fn = gap_fn
             if joint is not None:
                 rows = np.arange(len(donors)) if pool_rows is Y0_all else idx
                 gap_fn = joint.placebo_gap(rows, post, self.sc_ridge, ratio)
@@ -441,18 +438,9 @@ class SyntheticControl:
                 scale=scale,
             )
             if statistic == "noise":
-                reference = None
-                if joint is not None and joint.aug is not None:
-                    # the placebos' simplex synthetic controls: the drift grows with
-                    # the factor correction (dmi_eval.inference.drift)
-                    sgaps = parallel_map(simplex_gap_fn, usable, n_jobs=self.n_jobs)
-                    reference = np.vstack(
-                        [simplex_cf * factor, pool_rows[usable] - np.vstack(sgaps)]
-                    )
                 noise[outcome] = self._noise_inputs(
                     outcome, placebos[outcome], total, cf * factor, Y0_all, pool_rows[usable], areas,
                     factors=joint.leverage_factors() if joint else factor_matrix(Y0, pre, ratio, nf),
-                    reference=reference,
                 )  # fmt: skip
             if self.leave_one_out and joint is None:
                 loo_rows.extend(
@@ -514,7 +502,6 @@ class SyntheticControl:
         areas: Sequence[str],
         *,
         factors: np.ndarray | None = None,
-        reference: np.ndarray | None = None,
     ) -> NoiseInputs:
         """Counts, synthetic counts and overdispersion of the market and its placebos.
 
@@ -534,7 +521,6 @@ class SyntheticControl:
             pre=pre.copy(),
             dispersion=phi,
             factors=factors,
-            reference=reference,
         )
 
     # -- helpers --------------------------------------------------------------
