@@ -126,7 +126,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
+from scipy.linalg import get_lapack_funcs
 
 from dmi_eval.designs.synth.core import PathFit
 from dmi_eval.designs.synth.factor import donor_precision, poisson_fit
@@ -159,20 +159,31 @@ class _Block:
         ac = a[:, None] * c
         return cls(rows, Z, a, c.T @ ac, ac.sum(axis=0), a @ Z)
 
-    def without(self, donor: int | None) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
-        """``(C, s, A, delta)`` of the block with donor ``donor`` (an index of ``Y0``) removed."""
+    def without(self, donor: int | None) -> tuple[np.ndarray, float, np.ndarray]:
+        """``(G, A, delta)`` of the block with donor ``donor`` (an index of ``Y0``) removed.
+
+        ``G = C - s s' / A`` is the block's term of the factors' matrix (see
+        :meth:`JointFactorModel.factors`), returned as a new array.
+        """
         C, s, A, az = self.C, self.s, float(self.a.sum()), self.az
-        if donor is not None:
-            hit = np.flatnonzero(self.rows == donor)
-            if hit.size:
-                k = int(hit[0])
-                ak, zk = self.a[k], self.Z[k]
-                ck = zk - zk.mean()
-                C = C - ak * np.outer(ck, ck)
-                s = s - ak * ck
-                A = A - ak
-                az = az - ak * zk
-        return C, s, A, az / A
+        k = int(np.searchsorted(self.rows, donor)) if donor is not None else self.rows.size
+        if k < self.rows.size and self.rows[k] == donor:
+            ak, zk = self.a[k], self.Z[k]
+            ck = zk - zk.mean()
+            # C - ak * outer(ck, ck) - outer(s, s) / A, in the same floating-point
+            # operations, with one temporary (a placebo builds one per outcome)
+            G = np.multiply.outer(ck, ck)
+            G *= ak
+            np.subtract(C, G, out=G)
+            s = s - ak * ck
+            A = A - ak
+            az = az - ak * zk
+        else:
+            G = C.copy()
+        ss = np.multiply.outer(s, s)
+        ss /= A
+        G -= ss
+        return G, A, az / A
 
 
 class JointFactorModel:
@@ -206,14 +217,13 @@ class JointFactorModel:
         G = np.zeros((T, T))
         deltas = []
         for blk in self.blocks:
-            C, s, A, delta = blk.without(exclude)
-            G += C - np.outer(s, s) / A
+            Gb, _, delta = blk.without(exclude)
+            G += Gb
             deltas.append(delta)
         r = min(self.n_factors, T)
         if r == 0:
             return deltas, np.zeros((T, 0))
-        _, vec = scipy.linalg.eigh(G, subset_by_index=[T - r, T - 1])
-        return deltas, vec[:, ::-1]
+        return deltas, _top_eigenvectors(G, r)[:, ::-1]
 
     def path(
         self,
@@ -264,6 +274,35 @@ class JointFactorModel:
         """Gap of donor ``i`` treated as if treated, fitted on the other donors."""
         fit = self.path([Y[i] for Y in self.Y0s], exclude=i)
         return self.Y0s[0][i] - fit.cf
+
+
+_SYEVR: dict[int, tuple] = {}
+
+
+def _top_eigenvectors(G: np.ndarray, r: int) -> np.ndarray:
+    """Eigenvectors of the ``r`` largest eigenvalues of the symmetric ``G``, ascending.
+
+    ``scipy.linalg.eigh(G, subset_by_index=[T - r, T - 1])`` without its
+    argument checks and workspace query, which cost as much as the LAPACK call
+    (``dsyevr``, the driver ``eigh`` uses, with the same arguments and
+    workspace: the same numbers) for the ``T x T`` matrix of every placebo.
+    """
+    if not np.isfinite(G).all():
+        raise ValueError("the factors' matrix must not contain infs or NaNs")  # as eigh
+    T = G.shape[0]
+    if T not in _SYEVR:
+        drv, drv_lwork = get_lapack_funcs(("syevr", "syevr_lwork"), (G,))
+        work, iwork, info = drv_lwork(n=T, lower=True)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"dsyevr workspace query failed (info={info})")
+        _SYEVR[T] = (drv, int(work), int(iwork))
+    drv, lwork, liwork = _SYEVR[T]
+    _, vec, m, _, info = drv(
+        a=G, compute_v=1, range="I", il=T - r + 1, iu=T, lower=True, lwork=lwork, liwork=liwork
+    )
+    if info != 0:
+        raise np.linalg.LinAlgError(f"dsyevr failed (info={info}) on the factors' matrix")
+    return vec[:, :m]
 
 
 def joint_poisson(
