@@ -118,6 +118,63 @@ monthly-short 0.000 (0.000), 0.926 (0.941), 0.000 (0.000); weekly-long 0.000
 monthly-exposed fell while size, false *closed* and detection improved: the
 market's error is smaller but, relative to the placebos' spread, still larger
 than a placebo area's.
+
+Why monthly-exposed still misses (scratch diagnosis on the simulator's truth,
+issue #10; the ``nox -s calibrate`` cities, seed 20240601, 10 cities = 90
+markets a scenario, weekly 6 = 54). Log RMSE of the market's post-period
+counterfactual as fitted / refitted on the true factors (the loadings still
+fitted on the counts) / on the true factors and area trends with noise-free
+market series / the true path with only its level fitted (counting noise):
+
+===============  =====  ============  ===================  ==========
+scenario         as is  true factors  + noise-free market  level only
+===============  =====  ============  ===================  ==========
+monthly-exposed  0.259  0.163         0.116                0.065
+monthly-long     0.168  0.168         0.143                0.075
+monthly-short    0.154  0.143         0.108                0.089
+weekly-long      0.126  0.151         0.082                0.057
+===============  =====  ============  ===================  ==========
+
+With the estimated factors and a noise-free market series the error stays
+0.241 in monthly-exposed: the donors' factor estimate, not the market's
+loadings or its counts, is most of the error there (about 60% of its
+variance); elsewhere the factors hardly matter. The donors' eigenvalues barely
+leave the noise bulk (the first 2.4 times the 21st in a stress city), and the
+estimated factors explain 64-79% of each true factor's variance in a stress
+city, 4-34% in a default one. Against the placebo test, the market's log-ratio
+error at the truth has RMSE 0.263 where the test's ``sqrt(tau^2 + v_1)`` is
+0.216 (SD of the market's ``z`` at the truth 1.26); 0.182 against 0.203
+(0.93) in monthly-long, 0.195 against 0.278 (0.88) monthly-short, 0.158
+against 0.188 (0.85) weekly-long. Placebo areas' drift grows with their true
+exposure (mean ``L^2 - v`` 0.021, 0.048, 0.075 over exposure quantiles 0-50,
+50-80, 80-100%; markets above the median exposure 0.082 where the test's
+``tau^2`` was 0.032), and a market's true loading deviation from its synthetic
+control is 1.14 (RMS) against 0.76 for a placebo area in monthly-exposed
+(0.78 against 0.76 in monthly-long): the market is further out than the
+placebos that calibrate its drift.
+
+Tried and not adopted (same cities): (a) smoothing the donors' residuals
+before the decomposition (``G`` projected on its DCT components slower than
+6 months; 8 cities, weekly 5): RMSE 0.274 to 0.233 in monthly-exposed with
+``r = 4``, but 0.149 to 0.159 monthly-long, 0.166 to 0.190 monthly-short,
+0.110 to 0.123 weekly-long; a 12-month cut-off gave 0.205 in monthly-exposed
+and 0.235 in monthly-long, and slower ones extrapolate wildly (RMSE above
+0.7). Six unsmoothed factors: 0.261, 0.160, 0.163, 0.111. (b) A drift
+variance per unit, ``tau_j^2 = tau_0^2 + tau_1^2 c_j^2`` with ``c_j`` the log
+ratio of the augmented to the simplex synthetic control over the window,
+fitted on the placebos by a weighted meta-regression: the market's ``|c|``
+correlates only 0.32 with its error in monthly-exposed, the placebos' fit
+lowers ``tau_0^2`` below the shared ``tau^2`` and the slope rarely lifts the
+market's drift. Full site path on 6 cities a scenario (54 markets; size /
+coverage / false *closed* / detection, before -> after): monthly-long 0.042 /
+0.963 / 0.042 / 0.955 -> 0.125 / 0.870 / 0.042 / 0.864; monthly-exposed
+0.042 / 0.852 / 0.042 / 0.619 -> 0.042 / 0.833 / 0.042 / 0.619. Raising only
+the market's drift to ``max(tau^2, tau_0^2 + tau_1^2 c_1^2)`` changed none of
+these eight numbers. (c) The pre-period excess misfit of the market's simplex
+or augmented synthetic control (squared log ratio over 3-, 6- or 12-month
+blocks less its counting variance) as its exposure: negative on average (the
+weights fit the pre-period noise) and unrelated to the market's error
+(correlation with its ``z^2`` at the truth between -0.27 and 0.13).
 """
 
 from __future__ import annotations
