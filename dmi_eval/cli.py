@@ -179,10 +179,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     study = load_study(args.study)
     site = study.site(args.site)
     with _compute(args):
-        fitted = evaluate_study_sites(study, sites=[site.id])
+        # the maps' polygons only for the one-page report
+        fitted = evaluate_study_sites(study, sites=[site.id], geo=bool(args.out))
     evaluation = fitted.site(site.id)
     verdict = evaluation.verdict
-    effects = evaluation.effects()
+    # the primary design's own effects (not every design's: computed on demand)
+    effects = evaluation.results[evaluation.primary].effects()
     row = effects[
         (effects["design"] == evaluation.primary)
         & (effects["outcome"] == site.primary_outcome)

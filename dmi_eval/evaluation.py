@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +28,7 @@ from dmi_eval.designs.synth import SyntheticControl
 from dmi_eval.displacement import catchment_view
 from dmi_eval.donor_pool import restrict_donors
 from dmi_eval.errors import DesignError
+from dmi_eval.inference.parallel import parallel_map
 from dmi_eval.panel import Panel, SiteData
 from dmi_eval.results import EFFECT_COLUMNS, TABLE_COLUMNS, DesignResults
 from dmi_eval.spike import pre_period_spike
@@ -112,22 +115,103 @@ def fit_designs(data: SiteData, study: Study) -> tuple[dict[str, DesignResults],
     used (a :class:`DesignError` is reported, not hidden, and does not stop the
     other designs).
     """
-    results: dict[str, DesignResults] = {}
-    notes: list[str] = []
-    for name, fitter in DESIGNS.items():
+    return _collect([(name, *_fit_one(name, data, study)) for name in DESIGNS])
+
+
+def _fit_one(name: str, data: SiteData, study: Study) -> tuple[DesignResults | None, str | None]:
+    """``(results, None)`` of design ``name``, or ``(None, note)`` saying why it was not used."""
+    try:
+        fitted = DESIGNS[name](data, study)
+    except DesignError as exc:
+        return None, f"{name}: not fitted — {exc}"
+    except np.linalg.LinAlgError as exc:
+        return None, f"{name}: not fitted — numerical failure in the estimator ({exc})"
+    if isinstance(fitted, str):
+        return None, f"{name}: not used — {fitted}"
+    return fitted, None
+
+
+def _collect(
+    fits: list[tuple[str, DesignResults | None, str | None]],
+) -> tuple[dict[str, DesignResults], tuple[str, ...]]:
+    results = {name: fitted for name, fitted, _ in fits if fitted is not None}
+    return results, tuple(note for _, _, note in fits if note is not None)
+
+
+SPECULATIVE_CATCHMENT = "catchment"
+"""The task of :func:`_site_task` that fits the catchment as if synthetic control were primary."""
+
+
+def _site_task(data: SiteData, study: Study, task: str) -> Any:
+    """One design of the market, or the catchment's fit with synthetic control primary.
+
+    The results' diagnostics, which the verdict's evidence reads from every
+    design, are computed here (they are computed once, when first read), so
+    that they are computed in the task's worker.
+    """
+    if task == SPECULATIVE_CATCHMENT:
         try:
-            fitted = fitter(data, study)
-        except DesignError as exc:
-            notes.append(f"{name}: not fitted — {exc}")
-            continue
-        except np.linalg.LinAlgError as exc:
-            notes.append(f"{name}: not fitted — numerical failure in the estimator ({exc})")
-            continue
-        if isinstance(fitted, str):
-            notes.append(f"{name}: not used — {fitted}")
-            continue
-        results[name] = fitted
-    return results, tuple(notes)
+            out = fit_catchment(data, study, "sc")
+        except Exception as exc:  # raised by _fit_site only if this fit is the one used
+            return exc
+        fitted = list(out[0].values())
+    else:
+        out = _fit_one(task, data, study)
+        fitted = [out[0]] if out[0] is not None else []
+    for results in fitted:
+        getattr(results, "diagnostics", None)
+    return out
+
+
+def _fit_site(
+    data: SiteData, study: Study
+) -> tuple[dict[str, DesignResults], tuple[str, ...], str, dict[str, DesignResults], tuple]:
+    """``(results, notes, primary, catchment results, catchment notes)`` of a site.
+
+    What :func:`fit_designs`, :func:`choose_primary` and :func:`fit_catchment`
+    give one after the other, computed concurrently: microsynth runs first
+    (it is primary whenever it can be used, and costs milliseconds when it
+    cannot); then the other designs of the market and, when microsynth is not
+    used, the catchment's fit with synthetic control as the primary design are
+    independent tasks of one :func:`~dmi_eval.inference.parallel_map` (on 2
+    cores about halving a site's time). The catchment fit is kept only if
+    synthetic control is indeed primary (it is refitted otherwise), so the
+    results are those of the sequential steps, whatever runs where.
+    """
+    first, *rest = DESIGNS
+    fits = [(first, *_fit_one(first, data, study))]
+    speculate = bool(data.catchment_areas) and fits[0][1] is None and "sc" in rest
+    tasks = rest + [SPECULATIVE_CATCHMENT] * speculate
+    # the longest first, so that two workers finish together
+    order = sorted(range(len(tasks)), key=lambda i: TASK_ORDER.get(tasks[i], len(TASK_ORDER)))
+    done = parallel_map(
+        partial(_site_task, data, study),
+        [tasks[i] for i in order],
+        n_jobs=2,
+        min_items=2,
+        desc=None,
+        chunk_size=1,
+        probe=False,
+    )
+    by_task = {tasks[i]: out for i, out in zip(order, done, strict=True)}
+    fits += [(name, *by_task[name]) for name in rest]
+    results, notes = _collect(fits)
+    if "its" not in results:
+        return results, notes, "", {}, ()
+    primary = choose_primary(results)
+    if not data.catchment_areas:
+        return results, notes, primary, {}, ()
+    if speculate and primary == "sc":
+        if isinstance(by_task[SPECULATIVE_CATCHMENT], Exception):
+            raise by_task[SPECULATIVE_CATCHMENT]
+        catchment, c_notes = by_task[SPECULATIVE_CATCHMENT]
+    else:
+        catchment, c_notes = fit_catchment(data, study, primary)
+    return results, notes, primary, catchment, c_notes
+
+
+TASK_ORDER = {name: i for i, name in enumerate(("sc", SPECULATIVE_CATCHMENT, "sdid", "did"))}
+"""Tasks of :func:`_fit_site` started first (the longest on the synthetic study)."""
 
 
 def last_k(study: Study) -> int:
@@ -470,16 +554,12 @@ def evaluate_site(panel: Panel, study: Study, site_id: str) -> SiteEvaluation:
         Which site.
     """
     data, pool_note = restrict_donors(panel.site_data(study, site_id), MAX_DONORS)
-    results, notes = fit_designs(data, study)
+    results, notes, primary, catchment_results, c_notes = _fit_site(data, study)
     if pool_note is not None:
         notes = (pool_note, *notes)
     if "its" not in results:
         raise DesignError(f"site {site_id!r}: the designs cannot be fitted: " + "; ".join(notes))
-    primary = choose_primary(results)
-    catchment_results: dict[str, DesignResults] = {}
-    if data.catchment_areas:
-        catchment_results, c_notes = fit_catchment(data, study, primary)
-        notes = (*notes, *c_notes)
+    notes = (*notes, *c_notes)
     evidence = build_evidence(data, results, catchment_results, primary, study)
     verdict = decide(evidence, study.verdict)
     return SiteEvaluation(

@@ -110,6 +110,7 @@ def evaluate_study_sites(
     *,
     sites: Sequence[str] | None = None,
     progress: Progress | None = None,
+    geo: bool = True,
 ) -> StudyEvaluation:
     """Read the study and its data once and evaluate its sites.
 
@@ -121,6 +122,9 @@ def evaluate_study_sites(
         Site ids to evaluate (default: every site, in study order).
     progress
         Told of each step and of each finished site with its duration.
+    geo
+        Read the study's area polygons for the maps (``False``: the result's
+        ``geo`` is ``None``, for a caller that draws no map).
     """
     progress = progress or SILENT
     if not isinstance(study, Study):
@@ -145,8 +149,12 @@ def evaluate_study_sites(
     evaluated = {
         site_id: evaluation for site_id, (evaluation, _) in zip(wanted, fitted, strict=True)
     }
-    geo = load_study_geo(study)
-    return StudyEvaluation(study=study, ingest=ingest, sites=MappingProxyType(evaluated), geo=geo)
+    return StudyEvaluation(
+        study=study,
+        ingest=ingest,
+        sites=MappingProxyType(evaluated),
+        geo=load_study_geo(study) if geo else None,
+    )
 
 
 def _study_compute(study: Study) -> AbstractContextManager[None]:

@@ -7,6 +7,7 @@ import pytest
 
 from dmi_eval import evaluation
 from dmi_eval.donor_pool import level_trend, nearest_donors, restrict_donors
+from dmi_eval.inference.parallel import compute
 from tests.test_did import simulate_site
 from tests.test_evaluation import _study
 
@@ -83,7 +84,8 @@ def test_every_design_gets_the_restricted_pool_and_smaller_pools_whole(monkeypat
     for cap, expected in ((len(full), full), (10, None)):
         seen.clear()
         monkeypatch.setattr(evaluation, "MAX_DONORS", cap)
-        with pytest.raises(Exception, match="cannot be fitted") as info:
+        # in this process: the recorder sees the calls (the designs may run in workers)
+        with compute(n_jobs=1), pytest.raises(Exception, match="cannot be fitted") as info:
             evaluation.evaluate_site(sd.panel, study, "site")
         pools = set(seen.values())
         assert len(pools) == 1 and set(seen) == set(evaluation.DESIGNS)

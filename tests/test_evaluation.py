@@ -64,6 +64,50 @@ def test_catchment_never_receives_a_not_used_string(monkeypatch):
     assert notes == ("microsynth (catchment): not used — no exact synthetic control exists",)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Fitted:
+    """What a fake design returns: its name and the areas it was fitted to."""
+
+    design: str
+    areas: tuple[str, ...]
+
+
+def _fake_designs(failing: tuple[str, ...]) -> dict:
+    def fitter(name):
+        def fit(data, study):
+            if name == "microsynth":
+                return "not used here"
+            if name in failing:
+                raise evaluation.DesignError(f"{name} cannot be fitted here")
+            return _Fitted(name, tuple(data.treated_areas))
+
+        return fit
+
+    return {name: fitter(name) for name in evaluation.DESIGNS}
+
+
+@pytest.mark.parametrize("failing", [(), ("sc",), ("sc", "cits")])
+def test_site_tasks_give_what_the_sequential_steps_give(monkeypatch, failing):
+    """The designs and the catchment's fit (started before the primary design is known)
+    run as concurrent tasks: same results, primary, catchment and notes as one after
+    the other, whichever design is primary, in forked workers and in one process."""
+    from dmi_eval.inference.parallel import compute
+
+    sd, _ = simulate_site(1, n_areas=30, catchment=(6, 7))
+    study = _study(sd, {})
+    monkeypatch.setattr(evaluation, "DESIGNS", _fake_designs(failing))
+    results, notes = evaluation.fit_designs(sd, study)
+    primary = evaluation.choose_primary(results)
+    catchment, c_notes = fit_catchment(sd, study, primary)
+    expected = (results, notes, primary, catchment, c_notes)
+    assert primary == ("sc" if not failing else "cits" if failing == ("sc",) else "its")
+    assert set(catchment) == {primary}
+    assert catchment[primary].areas == tuple(sd.catchment_areas)
+    assert evaluation._fit_site(sd, study) == expected
+    with compute(n_jobs=1):
+        assert evaluation._fit_site(sd, study) == expected
+
+
 def test_warnings_gate_closed_spike_and_in_time_placebo():
     from dmi_eval.designs.its import ITS
 

@@ -196,3 +196,69 @@ def test_compute_section_is_validated(small_study: Path) -> None:
     bad.write_text(text + '\n[compute]\nscheduler = "10.0.0.1"\n')
     with pytest.raises(ConfigError, match=r"\[compute\]\.scheduler"):
         load_study(bad)
+
+
+def _pid_square(x: int) -> tuple[int, int]:
+    time.sleep(0.05)  # the loop takes longer than FORK_MIN_SECONDS in one process
+    return x * x, os.getpid()
+
+
+def test_default_loops_go_to_forked_workers_with_the_same_results() -> None:
+    from dmi_eval.inference.parallel import _can_fork
+
+    if not _can_fork():
+        pytest.skip("no fork on this platform")
+    items = list(range(12))
+    out = parallel_map(_pid_square, items, n_jobs=2, desc=None)
+    assert [v for v, _ in out] == [x * x for x in items]
+    pids = {pid for _, pid in out}
+    assert os.getpid() in pids and len(pids) > 1  # item 0 here, the rest in workers
+    # nothing timed first: every item in a worker
+    out = parallel_map(_pid_square, items, n_jobs=2, desc=None, probe=False, chunk_size=1)
+    assert [v for v, _ in out] == [x * x for x in items]
+    assert os.getpid() not in {pid for _, pid in out}
+    # compute settings win: one process
+    with compute(n_jobs=1):
+        out = parallel_map(_pid_square, items, n_jobs=2, desc=None, probe=False)
+    assert {pid for _, pid in out} == {os.getpid()}
+
+
+def _die_in_worker(parent: int, x: int) -> int:
+    time.sleep(0.05)
+    if x == 4 and os.getpid() != parent:
+        os._exit(1)
+    return x
+
+
+def test_forked_worker_dying_stops_the_loop_with_a_clear_error() -> None:
+    from functools import partial
+
+    from dmi_eval.inference.parallel import _can_fork
+
+    if not _can_fork():
+        pytest.skip("no fork on this platform")
+    with pytest.raises(WorkerLostError, match="local worker process died"):
+        parallel_map(partial(_die_in_worker, os.getpid()), list(range(10)), n_jobs=2, desc=None)
+
+
+def test_site_fits_concurrently_the_same_as_in_one_process(small_study: Path) -> None:
+    """The designs of a site and the catchment's fit run as concurrent tasks (forked
+    workers by default): the same numbers and verdicts as one process."""
+    with compute(n_jobs=1):
+        one_core = _fingerprint(small_study)
+    assert _fingerprint(small_study) == one_core
+
+
+def _inner_pids(x: int) -> set[int]:
+    return {pid for _, pid in parallel_map(_pid_square, list(range(12)), n_jobs=2, desc=None)}
+
+
+def test_n_jobs_one_keeps_the_loops_inside_in_this_process_too() -> None:
+    from dmi_eval.inference.parallel import _can_fork
+
+    if not _can_fork():
+        pytest.skip("no fork on this platform")
+    (inner,) = parallel_map(_inner_pids, [0], n_jobs=1, desc=None)
+    assert inner == {os.getpid()}
+    (inner,) = parallel_map(_inner_pids, [0], n_jobs=2, desc=None)  # one item: here
+    assert len(inner) > 1  # its inner loop forks

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import multiprocessing
 import os
+import pickle
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -12,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from joblib import Parallel, delayed, parallel_config
 from joblib.parallel import get_active_backend
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from dmi_eval.errors import DmiEvalError
@@ -24,7 +29,8 @@ class ComputeError(DmiEvalError):
 
 
 class WorkerLostError(ComputeError):
-    """A Dask worker died running the same task too often; the run stopped (no partial results)."""
+    """A Dask worker died running the same task too often, or a forked local worker died;
+    the run stopped (no partial results)."""
 
 
 def _run_chunk(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
@@ -39,12 +45,82 @@ def _run_chunk_in_worker(
         return start, [fn(item) for item in items]
 
 
+FORK_MIN_SECONDS = 0.25
+"""With no compute settings, a loop that would take longer than this in this process
+goes to forked local workers (see :func:`parallel_map`): forking costs milliseconds."""
 COLD_START_SECONDS = 6.0
 """What starting local worker processes costs before they do any work (each one
 imports numpy, pandas, scipy, statsmodels and the designs: about 3 s on an idle
 2-core machine, more under load): a loop hands its items to a local pool that
 is not running yet only when it would otherwise take longer than this more."""
 _LOCAL_POOL = {"started": False}
+
+
+def _can_fork() -> bool:
+    """Whether local workers can be forked: POSIX with ``fork``, not macOS (where
+    forking a process that has used Accelerate or Objective-C is unsafe)."""
+    return sys.platform != "darwin" and "fork" in multiprocessing.get_all_start_methods()
+
+
+_FORKED: dict[str, Any] = {}
+
+
+def _fork_init(fn: Callable[[Any], Any], blas_threads: int) -> None:
+    """Set up a forked worker: the loop's function (inherited, never pickled) and as many
+    BLAS threads as joblib gives a local worker (cores over workers)."""
+    _FORKED["fn"] = fn
+    threadpool_limits(limits=blas_threads, user_api="blas")
+
+
+def _run_forked_chunk(start: int, items: Sequence[Any]) -> tuple[int, bytes]:
+    """A chunk in a forked worker; the results go back pickled with read-only mappings
+    (``MappingProxyType``, which results hold and the standard pickler refuses)."""
+    from dmi_eval.datacache import MappingProxyPickler
+
+    start, results = _run_chunk_in_worker(_FORKED["fn"], start, items)
+    buffer = io.BytesIO()
+    MappingProxyPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(results)
+    return start, buffer.getvalue()
+
+
+def _on_fork(
+    fn: Callable[[Any], Any], chunks: list[tuple[int, list[Any]]], jobs: int
+) -> Iterator[tuple[int, list[Any]]]:
+    """The chunks on ``jobs`` workers forked from this process, as they finish.
+
+    Forked workers start in milliseconds with everything this process has
+    imported (loky's fresh processes import numpy, pandas, scipy and the
+    designs first, see :data:`COLD_START_SECONDS`), so loops of a fraction of
+    a second gain from them. The function travels to the workers in the fork,
+    the items and results by pickle. A worker that dies breaks the pool: the
+    loop raises (``BrokenProcessPool``), never returns partial results.
+    """
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    n_workers = min(jobs, len(chunks))
+    blas = max((os.cpu_count() or 1) // n_workers, 1)
+    with ProcessPoolExecutor(
+        n_workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_fork_init,
+        initargs=(fn, blas),
+    ) as pool:
+        with warnings.catch_warnings():
+            # Python >= 3.12 warns on every fork of a process with threads (BLAS's
+            # idle pool, here): the workers run only the loop's own code
+            warnings.filterwarnings(
+                "ignore", "This process .* is multi-threaded", DeprecationWarning
+            )
+            pending = {pool.submit(_run_forked_chunk, a, c) for a, c in chunks}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    start, results = future.result()
+                    yield start, pickle.loads(results)
+        finally:
+            for future in pending:  # after an error, nothing more is started
+                future.cancel()
 
 
 def _workers(n_jobs: int | None) -> tuple[str, int]:
@@ -77,6 +153,7 @@ def parallel_map(
     desc: str | None = "placebo fits",
     chunk_size: int | None = None,
     on_result: Callable[[int, Any], None] | None = None,
+    probe: bool = True,
 ) -> list[Any]:
     """``[fn(x) for x in items]``, in order, over the active joblib backend.
 
@@ -90,6 +167,13 @@ def parallel_map(
     than ``min_items`` items, or one worker) the rest runs here too, since
     starting workers would cost more than it saves (the first loop that would
     start local workers also has to be longer than :data:`COLD_START_SECONDS`).
+    With no compute settings (no ``--jobs``, ``--scheduler``, ``[compute]`` or
+    ``joblib.parallel_config``) on Linux, the workers are instead forked from
+    this process for the loop (``n_jobs`` of them), which costs milliseconds:
+    then a loop longer than ``min(min_seconds, FORK_MIN_SECONDS)`` goes to them.
+    With ``probe=False`` (items the caller knows to be long) nothing is
+    timed: every item goes to the workers (on forked, configured or already
+    running ones; without those, everything runs here).
     Otherwise the remaining
     items are split into contiguous chunks up front (``chunk_size`` items
     each; default about four chunks per worker) so that dispatch does not
@@ -98,6 +182,9 @@ def parallel_map(
     the backend, the number of workers and the path taken.
     A task that fails raises here (on Dask, after Dask's retries of lost
     workers): the loop never returns partial results.
+
+    ``n_jobs=1`` (with no compute settings) runs the loop and every loop
+    inside it in this process, as ``--jobs 1`` does.
 
     ``on_result(i, result)`` is called in this process as soon as item ``i``
     is done (chunks finish in any order); the returned list is in item order.
@@ -115,30 +202,42 @@ def parallel_map(
         return done
 
     backend, jobs = _workers(n_jobs)
+    if jobs == 1 and not configured():
+        # n_jobs=1 with no compute settings: this loop and the loops inside it here
+        with parallel_config(backend="sequential"):
+            return inline(0)
     if jobs == 1 or len(items) < min_items:
         return inline(0)
-    started = time.perf_counter()
-    first = fn(items[0])
-    notify(0, first)
-    cold = backend == "LokyBackend" and not _LOCAL_POOL["started"]
-    if (time.perf_counter() - started) * len(items) < min_seconds + cold * COLD_START_SECONDS:
-        return [first, *inline(1)]
-    n_rest = len(items) - 1
+    fork = backend == "LokyBackend" and not configured() and _can_fork()
+    cold = backend == "LokyBackend" and not _LOCAL_POOL["started"] and not fork
+    out: list[Any] = [None] * len(items)
+    filled = np.zeros(len(items), dtype=bool)
+    if probe:
+        started = time.perf_counter()
+        out[0] = fn(items[0])
+        filled[0] = True
+        notify(0, out[0])
+        threshold = min(min_seconds, FORK_MIN_SECONDS) if fork else min_seconds
+        if (time.perf_counter() - started) * len(items) < threshold + cold * COLD_START_SECONDS:
+            return [out[0], *inline(1)]
+    elif cold and not configured():
+        return inline(0)  # no fork here: fresh worker processes would cost more than they save
+    offset = int(probe)
+    n_rest = len(items) - offset
     if chunk_size is None:
         n_chunks = min(n_rest, 4 * jobs)
     else:
         n_chunks = -(-n_rest // max(int(chunk_size), 1))
-    bounds = 1 + np.linspace(0, n_rest, n_chunks + 1).round().astype(int)
+    bounds = offset + np.linspace(0, n_rest, n_chunks + 1).round().astype(int)
     chunks = [(int(a), items[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
     if backend == "DaskDistributedBackend":
         parts = _on_dask(fn, chunks)
+    elif fork:
+        parts = _on_fork(fn, chunks, jobs)
     else:
         _LOCAL_POOL["started"] = True  # loky keeps its workers for later loops
         run = Parallel(n_jobs=jobs, return_as="generator_unordered")
         parts = run(delayed(_run_chunk_in_worker)(fn, a, c) for a, c in chunks)
-    out: list[Any] = [first, *([None] * n_rest)]
-    filled = np.zeros(len(items), dtype=bool)
-    filled[0] = True
     with progress_bar(n_rest, desc or "", disable=desc is None) as bar:
         try:
             for start, part in parts:
@@ -148,6 +247,12 @@ def parallel_map(
                     notify(i, result)
                 bar.update(len(part))
         except Exception as exc:
+            if type(exc).__name__ == "BrokenProcessPool":  # a forked worker died
+                raise WorkerLostError(
+                    f"a local worker process died while running {desc or 'a parallel loop'} "
+                    f"({exc}); the run stopped and returns no partial results. If the machine "
+                    "ran out of memory, run in one process with --jobs 1"
+                ) from exc
             if type(exc).__name__ == "KilledWorker":  # distributed.KilledWorker
                 raise WorkerLostError(
                     f"a Dask worker died while running {desc or 'a parallel loop'} ({exc}); "

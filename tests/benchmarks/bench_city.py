@@ -115,12 +115,20 @@ print(json.dumps({"imports": t1 - t0, "evaluate": t2 - t1, "verdicts": labels}))
 """
 
 
+def _pss(process) -> int:
+    """A process's proportional set size in bytes (its resident set without PSS)."""
+    info = process.memory_full_info()
+    return int(getattr(info, "pss", info.rss))
+
+
 def measure(study: Path, sites: list[str]) -> dict[str, float]:
     """Wall time and peak memory of evaluating ``sites`` of ``study`` in a fresh process.
 
-    Peak memory is the largest sum of the resident sets of the process and
-    every process it started (local workers), sampled every 0.2 s with psutil,
-    and the peak resident set of the largest single process (``getrusage``).
+    Peak memory is the largest sum of the proportional set sizes (PSS: a page
+    shared by ``k`` processes counts ``1/k`` in each; the resident set where
+    the system has no PSS) of the process and every process it started (local
+    workers, forked ones share the parent's pages), sampled every 0.2 s with
+    psutil, and the peak resident set of the largest single process (``getrusage``).
     CPU time is user + system time of the process and the workers it waited for.
     """
     import psutil
@@ -138,7 +146,7 @@ def measure(study: Path, sites: list[str]) -> dict[str, float]:
     while proc.poll() is None:
         try:
             tree = [watched, *watched.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            peak = max(peak, sum(_pss(p) for p in tree if p.is_running()))
         except psutil.Error:
             pass
         time.sleep(0.2)
@@ -275,7 +283,8 @@ def _section(table: pd.DataFrame, figure: str) -> str:
         "of every site fitted, verdicts) by `evaluate_study_sites` in a fresh process with "
         "the default settings on this machine's "
         f"{os.cpu_count()} cores; the report pages are not rendered. Peak memory is the "
-        "largest sum of the resident sets of the process and its local workers (sampled), "
+        "largest sum of the proportional set sizes (PSS: pages shared by forked workers "
+        "counted once) of the process and its local workers (sampled), "
         "and of the largest single process. A site with more than "
         f"{MAX_DONORS:,} comparison areas is evaluated on the {MAX_DONORS:,} nearest to its "
         "market in pre-period level and trend, areas that can be placebos first "

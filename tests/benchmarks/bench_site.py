@@ -146,8 +146,10 @@ def run(out: Path) -> str:
         "",
         f"`dmi-eval check data/synthetic/study.toml --site ID` for each of the {len(sites)} "
         "sites of the synthetic study (15 x 20 monthly areas, 72 months), each in a fresh "
-        "process as a user runs it, default settings (placebo loops on 2 local processes "
-        "when they are long enough to gain from it). The first check of a study reads and "
+        "process as a user runs it, default settings (the site's designs and its catchment's "
+        "fit run as concurrent tasks on 2 local worker processes forked from the check, "
+        "`dmi_eval.evaluation._fit_site`; `--jobs 1`: all in one process). The first check "
+        "of a study reads and "
         "geocodes the extract and keeps the panel in the data cache (`dmi_eval.datacache`); "
         "the checks after it read the panel from there (row *first run*: the same check "
         "with an empty cache). "
