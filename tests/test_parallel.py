@@ -262,3 +262,25 @@ def test_n_jobs_one_keeps_the_loops_inside_in_this_process_too() -> None:
     assert inner == {os.getpid()}
     (inner,) = parallel_map(_inner_pids, [0], n_jobs=2, desc=None)  # one item: here
     assert len(inner) > 1  # its inner loop forks
+
+
+def test_forked_worker_solves_a_qp_after_the_parent_did() -> None:
+    """Clarabel's multi-threaded factorisation leaves a rayon pool in the parent whose
+    threads a forked worker lacks: without ``max_threads = 1`` the worker's next large
+    solve waits forever (seen on the 2,500-area benchmark city)."""
+    import multiprocessing
+
+    from dmi_eval.designs.synth.core import _simplex_ls_clarabel
+
+    rng = np.random.default_rng(3)
+    A, b = rng.normal(size=(80, 1200)), rng.normal(size=80)
+    here = _simplex_ls_clarabel(A, b, 1.0)  # large enough for a parallel factorisation
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        job = pool.apply_async(_simplex_ls_clarabel, (A, b, 1.0))
+        try:
+            there = job.get(timeout=120)
+        except multiprocessing.TimeoutError:
+            pool.terminate()
+            pytest.fail("a forked worker hung in clarabel after the parent had used it")
+    np.testing.assert_array_equal(there, here)
+    assert here.sum() == pytest.approx(1.0) and (here >= 0).all()

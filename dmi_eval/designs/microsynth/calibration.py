@@ -246,6 +246,8 @@ def least_squares_weights(
     import clarabel
     from scipy import sparse
 
+    from dmi_eval.designs.qp_settings import clarabel_settings
+
     x = np.asarray(x, dtype=float)
     t = np.asarray(targets, dtype=float)
     n, p = x.shape
@@ -268,9 +270,7 @@ def least_squares_weights(
     a_mat = sparse.vstack([ls_block, ex_block, nn_block], format="csc")
     b = np.concatenate([scale * t, scale[ex] * t[ex], np.zeros(n)])
     cones = [clarabel.ZeroConeT(p + len(ex)), clarabel.NonnegativeConeT(n)]
-    settings = clarabel.DefaultSettings()
-    settings.verbose = False
-    solver = clarabel.DefaultSolver(p_mat, q, a_mat, b, cones, settings)
+    solver = clarabel.DefaultSolver(p_mat, q, a_mat, b, cones, clarabel_settings())
     sol = solver.solve()
     status = str(sol.status)
     if "Solved" not in status or "Infeasible" in status:

@@ -167,6 +167,8 @@ def _simplex_ls_clarabel(A: np.ndarray, b: np.ndarray, ridge: float) -> np.ndarr
     import clarabel
     import scipy.sparse as sp
 
+    from dmi_eval.designs.qp_settings import clarabel_settings
+
     J = A.shape[1]
     scale = float(np.sqrt(np.mean(A**2))) or 1.0
     As, bs = A / scale, b / scale
@@ -175,11 +177,7 @@ def _simplex_ls_clarabel(A: np.ndarray, b: np.ndarray, ridge: float) -> np.ndarr
     Acon = sp.vstack([sp.csc_matrix(np.ones((1, J))), -sp.identity(J, format="csc")]).tocsc()
     bcon = np.r_[1.0, np.zeros(J)]
     cones = [clarabel.ZeroConeT(1), clarabel.NonnegativeConeT(J)]
-    settings = clarabel.DefaultSettings()
-    settings.verbose = False
-    settings.tol_gap_abs = 1e-12
-    settings.tol_gap_rel = 1e-12
-    settings.tol_feas = 1e-12
+    settings = clarabel_settings(tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
     sol = clarabel.DefaultSolver(P, q, Acon, bcon, cones, settings).solve()
     w = np.clip(np.asarray(sol.x, dtype=float), 0.0, None)
     w[w < 1e-9] = 0.0
