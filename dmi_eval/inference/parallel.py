@@ -10,6 +10,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -247,7 +248,7 @@ def parallel_map(
                     notify(i, result)
                 bar.update(len(part))
         except Exception as exc:
-            if type(exc).__name__ == "BrokenProcessPool":  # a forked worker died
+            if isinstance(exc, BrokenProcessPool):  # a forked worker died
                 raise WorkerLostError(
                     f"a local worker process died while running {desc or 'a parallel loop'} "
                     f"({exc}); the run stopped and returns no partial results. If the machine "

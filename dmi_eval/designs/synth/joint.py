@@ -422,7 +422,7 @@ class AugmentedPlaceboGap:
         keep = self.fit_rows.copy()
         keep[j] = False
         sc = path_for(
-            Y0s[0][j], Y0s[0][keep], pre, self.post, "sc", "exact", 1, True, self.sc_ridge
+            Y0s[0][j], Y0s[0][keep], pre, self.post, "sc", "exact", 1, self.ratio, self.sc_ridge
         )
         w = np.zeros(Y0s[0].shape[0])
         w[keep] = sc.omega
@@ -448,41 +448,6 @@ def spread(omega: np.ndarray, idx: np.ndarray | None, n: int) -> np.ndarray | No
     return w
 
 
-def placebo_gap_fn(
-    model: JointFactorModel,
-    rows: np.ndarray,
-    aug: np.ndarray | None,
-    post: np.ndarray,
-    sc_ridge: float,
-    ratio: bool,
-) -> JointPlaceboGap | AugmentedPlaceboGap:
-    """The placebo gap of the joint (``aug`` is None) or augmented estimator whose
-    simplex weights use the donors ``aug``; placebo ``i`` is donor ``rows[i]``."""
-    if aug is None:
-        return JointPlaceboGap(model, rows)
-    fit_rows = np.zeros(model.Y0s[0].shape[0], dtype=bool)
-    fit_rows[aug] = True
-    return AugmentedPlaceboGap(model, rows, fit_rows, post, sc_ridge, ratio)
-
-
-def fake_pre_path(
-    joint: tuple[list, list, int, np.ndarray | None],
-    fake_pre: np.ndarray,
-    simplex: PathFit,
-    factor: float,
-) -> PathFit:
-    """The joint or augmented path fitted on a fake pre period (placebo in time).
-
-    ``joint`` is ``(y1s, Y0s, n_factors, aug)`` as built by the design and
-    ``simplex`` the simplex fit on the same fake pre period; the path is
-    divided by ``factor`` (the design's per-area scale).
-    """
-    y1s, Y0s, nf, aug = joint
-    w = spread(simplex.omega, aug, Y0s[0].shape[0])
-    f = JointFactorModel(Y0s, fake_pre, nf).path(y1s, weights=w)
-    return PathFit(f.cf / factor, f.omega, None, 0.0)
-
-
 @dataclass(frozen=True)
 class JointSite:
     """One outcome of a site under the joint or augmented estimator (built by :func:`site_fit`).
@@ -501,8 +466,13 @@ class JointSite:
     def placebo_gap(
         self, rows: np.ndarray, post: np.ndarray, sc_ridge: float, ratio: bool
     ) -> JointPlaceboGap | AugmentedPlaceboGap:
-        """The placebo gap function (placebo ``i`` is donor ``rows[i]``)."""
-        return placebo_gap_fn(self.model, rows, self.aug, post, sc_ridge, ratio)
+        """The placebo gap function (placebo ``i`` is donor ``rows[i]``): of the joint
+        estimator, or of the augmented one whose simplex weights use the donors ``aug``."""
+        if self.aug is None:
+            return JointPlaceboGap(self.model, rows)
+        fit_rows = np.zeros(self.model.Y0s[0].shape[0], dtype=bool)
+        fit_rows[self.aug] = True
+        return AugmentedPlaceboGap(self.model, rows, fit_rows, post, sc_ridge, ratio)
 
     def leverage_factors(self) -> np.ndarray:
         """Factors whose single-outcome leverage is the joint fit's (for the placebo test).
@@ -526,8 +496,14 @@ class JointSite:
         return F
 
     def fake_pre_path(self, fake_pre: np.ndarray, simplex: PathFit, factor: float) -> PathFit:
-        """The path fitted on a fake pre period (see :func:`fake_pre_path`)."""
-        return fake_pre_path((self.y1s, self.Y0s, self.r, self.aug), fake_pre, simplex, factor)
+        """The joint or augmented path fitted on a fake pre period (placebo in time).
+
+        ``simplex`` is the simplex fit on the same fake pre period; the path is
+        divided by ``factor`` (the design's per-area scale).
+        """
+        w = spread(simplex.omega, self.aug, self.Y0s[0].shape[0])
+        f = JointFactorModel(self.Y0s, fake_pre, self.r).path(self.y1s, weights=w)
+        return PathFit(f.cf / factor, f.omega, None, 0.0)
 
 
 def site_fit(
