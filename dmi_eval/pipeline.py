@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_limits
 from dmi_eval.config import Study, load_study
 from dmi_eval.data import Ingest
 from dmi_eval.datacache import MappingProxyPickler, load_study_data_cached
-from dmi_eval.evaluation import SiteEvaluation, evaluate_site
+from dmi_eval.evaluation import Outcomes, SiteEvaluation, evaluate_site
 from dmi_eval.geo import StudyGeo, load_study_geo
 from dmi_eval.inference.parallel import compute, configured, parallel_map
 
@@ -89,7 +89,9 @@ SILENT: Progress = _Silent()
 """A :class:`Progress` that shows nothing."""
 
 
-def _evaluate_timed(panel: Any, study: Study, site_id: str) -> tuple[SiteEvaluation, float]:
+def _evaluate_timed(
+    panel: Any, study: Study, outcomes: Outcomes, site_id: str
+) -> tuple[SiteEvaluation, float]:
     """One site's evaluation and its wall time in seconds (shown as progress, never reported).
 
     BLAS runs single-threaded inside (in this process or a worker): a site's
@@ -101,7 +103,7 @@ def _evaluate_timed(panel: Any, study: Study, site_id: str) -> tuple[SiteEvaluat
     """
     started = time.perf_counter()
     with threadpool_limits(limits=1, user_api="blas"):
-        evaluation = evaluate_site(panel, study, site_id)
+        evaluation = evaluate_site(panel, study, site_id, outcomes=outcomes)
     return evaluation, time.perf_counter() - started
 
 
@@ -111,6 +113,7 @@ def evaluate_study_sites(
     sites: Sequence[str] | None = None,
     progress: Progress | None = None,
     geo: bool = True,
+    outcomes: Outcomes = "all",
 ) -> StudyEvaluation:
     """Read the study and its data once and evaluate its sites.
 
@@ -125,6 +128,9 @@ def evaluate_study_sites(
     geo
         Read the study's area polygons for the maps (``False``: the result's
         ``geo`` is ``None``, for a caller that draws no map).
+    outcomes
+        ``"all"`` (default): every outcome of each site; ``"primary"``: only what
+        the verdict reads (see :func:`~dmi_eval.evaluation.evaluate_site`).
     """
     progress = progress or SILENT
     if not isinstance(study, Study):
@@ -139,7 +145,7 @@ def evaluate_study_sites(
 
     with _study_compute(study):
         fitted = parallel_map(
-            partial(_evaluate_timed, ingest.panel, study),
+            partial(_evaluate_timed, ingest.panel, study, outcomes),
             wanted,
             min_items=2,
             desc=None,  # the caller's progress shows the sites

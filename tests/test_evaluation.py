@@ -247,3 +247,62 @@ def test_spike_warning_asks_whether_the_market_rose_against_its_comparison():
         against, own = warnings_for(shared)
         assert own is not None and "regression to the mean" in own, seed
         assert against is None, seed
+
+
+@pytest.mark.slow
+def test_primary_outcome_only_gives_the_verdict_of_every_outcome():
+    """``dmi-eval check`` evaluates the primary outcome only: the evidence, verdict and
+    primary design's numbers are those of a run on every outcome — also when the
+    primary outcome is not the site's first (designs that draw by outcome position)."""
+    import pandas as pd
+
+    from dmi_eval.calibration.city import CitySpec, simulate_city
+
+    spec = dataclasses.replace(CitySpec(), n_markets=1)
+    city = simulate_city(spec, seed=11)
+    study = city.study()
+    site = dataclasses.replace(study.sites[0], outcomes=city.panel.outcomes)
+    assert len(site.outcomes) > 1 and site.catchment_areas
+    second = dataclasses.replace(site, primary_outcome=site.outcomes[1])
+    for chosen in (site, second):
+        st = dataclasses.replace(study, sites=(chosen,))
+        every = evaluate_site(city.panel, st, site.id)
+        only = evaluate_site(city.panel, st, site.id, outcomes="primary")
+        assert only.data.outcomes == (chosen.primary_outcome,)
+        assert set(only.results[only.primary].table["outcome"]) == {chosen.primary_outcome}
+        assert only.primary == every.primary and only.catchment_results.keys() == (
+            every.catchment_results.keys()
+        )
+        assert repr(only.evidence) == repr(every.evidence)
+        assert only.verdict == every.verdict
+        effects = every.results[every.primary].effects()
+        pd.testing.assert_frame_equal(
+            only.results[only.primary].effects(),
+            effects[effects["outcome"] == chosen.primary_outcome].reset_index(drop=True),
+        )
+
+
+def test_microsynth_matches_every_outcome_when_only_the_primary_is_evaluated(monkeypatch):
+    from dmi_eval.calibration.city import CitySpec, simulate_city
+
+    city = simulate_city(dataclasses.replace(CitySpec(), n_markets=1), seed=11)
+    study = city.study()
+    site = dataclasses.replace(study.sites[0], outcomes=city.panel.outcomes)
+    study = dataclasses.replace(study, sites=(site,))
+    data = evaluation.primary_outcome_only(city.panel.site_data(study, site.id))
+    assert data.outcomes == (site.primary_outcome,) and data.panel is city.panel
+    seen = []
+
+    class Recording:
+        def __init__(self, data, *, outcomes, **kwargs):
+            seen.append(outcomes)
+
+        def fit(self):
+            return dataclasses.make_dataclass("R", ["calibration"])(
+                {"method": "x", "max_misfit": 1}
+            )
+
+    monkeypatch.setattr(evaluation, "MicroSynth", Recording)
+    monkeypatch.setattr(evaluation, "MIN_MICRO_DONORS", 1)
+    assert "no exact synthetic control" in evaluation._fit_microsynth(data, study)
+    assert seen == [site.outcomes]

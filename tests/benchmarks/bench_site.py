@@ -27,6 +27,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "data" / "synthetic" / "study.toml"
 TARGET_SECONDS = 5.0
+EVERY = "every outcome"
 
 STEPS = """
 import sys, time, json
@@ -35,12 +36,10 @@ from dmi_eval.config import load_study
 from dmi_eval.datacache import load_study_data_cached
 from dmi_eval.evaluation import DESIGNS
 from dmi_eval.pipeline import _evaluate_timed
-from dmi_eval.geo import load_study_geo
 from dmi_eval.inference.parallel import compute
 t1, c1 = time.perf_counter(), time.process_time()
 study = load_study(sys.argv[1])
 ingest = load_study_data_cached(study)
-load_study_geo(study)
 t2, c2 = time.perf_counter(), time.process_time()
 designs = {}
 def timed(name, fit):
@@ -54,11 +53,18 @@ def timed(name, fit):
 for name in list(DESIGNS):
     DESIGNS[name] = timed(name, DESIGNS[name])
 with compute(n_jobs=1):
-    _evaluate_timed(ingest.panel, study, sys.argv[2])
+    _evaluate_timed(ingest.panel, study, "primary", sys.argv[2])
 t3, c3 = time.perf_counter(), time.process_time()
 print(json.dumps({"imports": t1 - t0, "read": t2 - t1, "fit": t3 - t2,
                   "cpu": {"imports": c1 - c0, "read": c2 - c1, "fit": c3 - c2},
                   "designs": designs}))
+"""
+
+
+EVERY_OUTCOME = """
+import sys
+from dmi_eval.pipeline import evaluate_study_sites
+evaluate_study_sites(sys.argv[1], sites=[sys.argv[2]], geo=False, outcomes="all")
 """
 
 
@@ -76,6 +82,15 @@ def time_check(site: str, *, jobs: int | None = None) -> tuple[float, float]:
     cmd = [*_dmi_eval(), "check", str(STUDY), "--site", site]
     if jobs is not None:
         cmd += ["--jobs", str(jobs)]
+    return _time(cmd)
+
+
+def time_every_outcome(site: str) -> tuple[float, float]:
+    """Wall and CPU time of the site on every outcome (what ``evaluate`` fits for a site)."""
+    return _time([sys.executable, "-c", EVERY_OUTCOME, str(STUDY), site])
+
+
+def _time(cmd: list[str]) -> tuple[float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -109,6 +124,7 @@ def run(out: Path) -> str:
     from dmi_eval.datacache import CACHE_DIR_ENV
 
     sites = [s.id for s in load_study(STUDY).sites]
+    n_outcomes = len(load_study(STUDY).sites[0].outcomes)
     first = sites[0]
     previous = os.environ.get(CACHE_DIR_ENV)
     load_before = os.getloadavg()
@@ -123,6 +139,8 @@ def run(out: Path) -> str:
                 rows.append({"site": site, "settings": "default", "seconds": wall, "cpu": cpu})
             wall, cpu = time_check(first, jobs=1)
             rows.append({"site": first, "settings": "--jobs 1", "seconds": wall, "cpu": cpu})
+            wall, cpu = time_every_outcome(first)
+            rows.append({"site": first, "settings": EVERY, "seconds": wall, "cpu": cpu})
             split = steps(first)
         finally:
             if previous is None:
@@ -148,7 +166,12 @@ def run(out: Path) -> str:
         "sites of the synthetic study (15 x 20 monthly areas, 72 months), each in a fresh "
         "process as a user runs it, default settings (the site's designs and its catchment's "
         "fit run as concurrent tasks on 2 local worker processes forked from the check, "
-        "`dmi_eval.evaluation._fit_site`; `--jobs 1`: all in one process). The first check "
+        "`dmi_eval.evaluation._fit_site`; `--jobs 1`: all in one process). `check` fits "
+        "the site's primary outcome only, all the verdict reads (the same evidence and "
+        "verdict as a run on every outcome: "
+        "`tests/test_evaluation.py::test_primary_outcome_only_gives_the_verdict_of_every_outcome`); "
+        f"row *{EVERY}*: the same site fitted on its {n_outcomes} outcomes as `evaluate` fits "
+        "it (designs only, no report), default settings. The first check "
         "of a study reads and "
         "geocodes the extract and keeps the panel in the data cache (`dmi_eval.datacache`); "
         "the checks after it read the panel from there (row *first run*: the same check "
@@ -176,7 +199,8 @@ def run(out: Path) -> str:
     )
     lines += [
         "",
-        f"Where the time of site {first} goes (one process, placebo loops in the process, "
+        f"Where the time of site {first} goes (its primary outcome as `check` fits it, one "
+        "process, placebo loops in the process, "
         "data from the cache), wall clock (CPU): "
         f"Python start {split['start']:.1f} s, imports {split['imports']:.1f} s "
         f"({cpu['imports']:.1f} s), reading the study and its data {split['read']:.1f} s "
