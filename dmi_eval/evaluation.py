@@ -30,6 +30,7 @@ from dmi_eval.displacement import catchment_view
 from dmi_eval.donor_pool import restrict_donors
 from dmi_eval.errors import DesignError
 from dmi_eval.inference.parallel import parallel_map
+from dmi_eval.inference.placebo import shared_placebo_gaps
 from dmi_eval.options import check_choice
 from dmi_eval.panel import Panel, SiteData
 from dmi_eval.results import EFFECT_COLUMNS, TABLE_COLUMNS, DesignResults
@@ -143,6 +144,10 @@ def _collect(
 SPECULATIVE_CATCHMENT = "catchment"
 """The task of :func:`_site_task` that fits the catchment as if synthetic control were primary."""
 
+SC_AND_CATCHMENT = "sc+catchment"
+"""The task of :func:`_site_task` that fits synthetic control, then the catchment as if it were
+primary: one process, so the catchment's placebo fits (the market's: same donors) are reused."""
+
 
 def _site_task(data: SiteData, study: Study, task: str) -> Any:
     """One design of the market, or the catchment's fit with synthetic control primary.
@@ -151,6 +156,9 @@ def _site_task(data: SiteData, study: Study, task: str) -> Any:
     design, are computed here (they are computed once, when first read), so
     that they are computed in the task's worker.
     """
+    if task == SC_AND_CATCHMENT:
+        with shared_placebo_gaps():
+            return _site_task(data, study, "sc"), _site_task(data, study, SPECULATIVE_CATCHMENT)
     if task == SPECULATIVE_CATCHMENT:
         try:
             out = fit_catchment(data, study, "sc")
@@ -173,17 +181,20 @@ def _fit_site(
     What :func:`fit_designs`, :func:`choose_primary` and :func:`fit_catchment`
     give one after the other, computed concurrently: microsynth runs first
     (it is primary whenever it can be used, and costs milliseconds when it
-    cannot); then the other designs of the market and, when microsynth is not
-    used, the catchment's fit with synthetic control as the primary design are
-    independent tasks of one :func:`~dmi_eval.inference.parallel_map` (on 2
-    cores about halving a site's time). The catchment fit is kept only if
+    cannot); then the other designs of the market are independent tasks of one
+    :func:`~dmi_eval.inference.parallel_map` (on 2 cores about halving a site's
+    time). When microsynth is not used, the synthetic control task also fits
+    the catchment with synthetic control as the primary design, after the
+    market and in the same process, so that the catchment's placebo test reuses
+    the market's placebo fits (the same donors refitted on the same donors:
+    :func:`~dmi_eval.inference.placebo.shared_placebo_gaps`). The catchment fit is kept only if
     synthetic control is indeed primary (it is refitted otherwise), so the
     results are those of the sequential steps, whatever runs where.
     """
     first, *rest = DESIGNS
     fits = [(first, *_fit_one(first, data, study))]
     speculate = bool(data.catchment_areas) and fits[0][1] is None and "sc" in rest
-    tasks = rest + [SPECULATIVE_CATCHMENT] * speculate
+    tasks = [SC_AND_CATCHMENT if t == "sc" and speculate else t for t in rest]
     # the longest first, so that two workers finish together
     order = sorted(range(len(tasks)), key=lambda i: TASK_ORDER.get(tasks[i], len(TASK_ORDER)))
     done = parallel_map(
@@ -196,6 +207,8 @@ def _fit_site(
         probe=False,
     )
     by_task = {tasks[i]: out for i, out in zip(order, done, strict=True)}
+    if speculate:
+        by_task["sc"], by_task[SPECULATIVE_CATCHMENT] = by_task.pop(SC_AND_CATCHMENT)
     fits += [(name, *by_task[name]) for name in rest]
     results, notes = _collect(fits)
     if "its" not in results:
@@ -212,7 +225,7 @@ def _fit_site(
     return results, notes, primary, catchment, c_notes
 
 
-TASK_ORDER = {name: i for i, name in enumerate(("sc", SPECULATIVE_CATCHMENT, "sdid", "did"))}
+TASK_ORDER = {name: i for i, name in enumerate((SC_AND_CATCHMENT, "sc", "sdid", "did"))}
 """Tasks of :func:`_fit_site` started first (the longest on the synthetic study)."""
 
 

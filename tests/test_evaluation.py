@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from dmi_eval import evaluation
@@ -254,8 +255,6 @@ def test_primary_outcome_only_gives_the_verdict_of_every_outcome():
     """``dmi-eval check`` evaluates the primary outcome only: the evidence, verdict and
     primary design's numbers are those of a run on every outcome — also when the
     primary outcome is not the site's first (designs that draw by outcome position)."""
-    import pandas as pd
-
     from dmi_eval.calibration.city import CitySpec, simulate_city
 
     spec = dataclasses.replace(CitySpec(), n_markets=1)
@@ -306,3 +305,66 @@ def test_microsynth_matches_every_outcome_when_only_the_primary_is_evaluated(mon
     monkeypatch.setattr(evaluation, "MIN_MICRO_DONORS", 1)
     assert "no exact synthetic control" in evaluation._fit_microsynth(data, study)
     assert seen == [site.outcomes]
+
+
+def _gap_of(shift: float, i: int) -> np.ndarray:
+    return np.arange(3.0) * i + shift
+
+
+def test_shared_placebo_gaps_reuse_only_an_equal_gap_function(monkeypatch):
+    from functools import partial
+
+    from dmi_eval.inference import placebo
+
+    computed = []
+    real = placebo.parallel_map
+
+    def counting(fn, items, **kwargs):
+        computed.append(fn.args)
+        return real(fn, items, **kwargs)
+
+    monkeypatch.setattr(placebo, "parallel_map", counting)
+    args = dict(
+        treated="m", labels=list("abcd"), periods=pd.RangeIndex(3), pre=np.array([1, 1, 0], bool)
+    )
+    args["post"] = ~args["pre"]
+    run = partial(placebo.placebo_in_space, treated_gap=np.zeros(3), n_jobs=1, **args)
+    with placebo.shared_placebo_gaps():
+        first = run(partial(_gap_of, 0.5), [1, 2, 3])
+        again = run(partial(_gap_of, 0.5), [1, 2, 3])  # an equal function: reused
+        other = run(partial(_gap_of, 0.25), [1, 2, 3])  # other data: computed
+        fewer = run(partial(_gap_of, 0.5), [1, 2])  # other placebos: computed
+    assert computed == [(0.5,), (0.25,), (0.5,)]
+    pd.testing.assert_frame_equal(first.gaps, again.gaps)
+    assert not np.allclose(first.gaps.to_numpy(), other.gaps.to_numpy())
+    assert fewer.gaps.shape[0] == 3
+    run(partial(_gap_of, 0.5), [1, 2, 3])  # after the block nothing is kept
+    assert computed[-1] == (0.5,) and len(computed) == 4
+
+
+@pytest.mark.slow
+def test_catchment_reuses_the_markets_placebo_fits_with_identical_results(monkeypatch):
+    """The site's SC task fits the catchment after the market in one process: its placebo
+    test (the same donors refitted on the same donors) computes no placebo fit and gives
+    exactly what a catchment fit on its own gives."""
+    from dmi_eval.calibration.city import CitySpec, simulate_city
+    from dmi_eval.inference import placebo
+    from dmi_eval.inference.parallel import compute
+
+    city = simulate_city(dataclasses.replace(CitySpec(), n_markets=1), seed=11)
+    study = city.study()
+    data = city.panel.site_data(study, study.sites[0].id)
+    with compute(n_jobs=1):
+        alone, _ = fit_catchment(data, study, "sc")
+        calls = []
+        real = placebo.parallel_map
+        monkeypatch.setattr(
+            placebo, "parallel_map", lambda *a, **k: calls.append(1) or real(*a, **k)
+        )
+        sc, shared = evaluation._site_task(data, study, evaluation.SC_AND_CATCHMENT)
+    assert sc[0] is not None and len(calls) == 1  # the market's placebo loop only
+    (name,) = alone
+    assert name == "sc" and shared[0].keys() == alone.keys()
+    pd.testing.assert_frame_equal(shared[0][name].effects(), alone[name].effects())
+    for outcome, test in alone[name].placebos.items():
+        pd.testing.assert_frame_equal(shared[0][name].placebos[outcome].gaps, test.gaps)

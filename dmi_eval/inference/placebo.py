@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
-from collections.abc import Callable, Sequence
+import pickle
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -226,10 +230,45 @@ def placebo_in_space(
     scale
         Optional divisor of the effect statistic per unit (treated first).
     """
-    gaps = parallel_map(gap_fn, list(placebos), n_jobs=n_jobs)
+    gaps = _gaps(gap_fn, list(placebos), n_jobs)
     rows = [np.asarray(treated_gap, dtype=float)] + [np.asarray(g, dtype=float) for g in gaps]
     index = [treated] + [labels[i] for i in placebos]
     frame = pd.DataFrame(np.vstack(rows), index=pd.Index(index, name="unit"), columns=periods)
     return PlaceboTest(
         treated=treated, gaps=frame, pre=np.asarray(pre), post=np.asarray(post), scale=scale
     )
+
+
+_SHARED: ContextVar[dict[bytes, list] | None] = ContextVar("shared_placebo_gaps", default=None)
+
+
+@contextmanager
+def shared_placebo_gaps() -> Iterator[None]:
+    """Within the block, :func:`placebo_in_space` runs each placebo gap function once.
+
+    A site's market and its catchment have the same donors, so their
+    placebo-in-space tests refit the same donors on the same other donors:
+    their gap functions are equal (same code, same data), and so are their
+    gaps. Inside this block (this thread), gaps are kept under a digest of the
+    pickled gap function and placebo list (equal bytes: equal inputs, and the
+    functions are deterministic) and reused, not recomputed; a function whose
+    bytes differ in any way (other donors, periods, settings) is computed
+    afresh. Nothing is kept after the outermost block.
+    """
+    token = _SHARED.set({}) if _SHARED.get() is None else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _SHARED.reset(token)
+
+
+def _gaps(gap_fn: Callable[[int], np.ndarray], placebos: list[int], n_jobs: int) -> list:
+    """``gap_fn`` of every placebo (once per equal function inside :func:`shared_placebo_gaps`)."""
+    shared = _SHARED.get()
+    if shared is None:
+        return parallel_map(gap_fn, placebos, n_jobs=n_jobs)
+    key = hashlib.blake2b(pickle.dumps((gap_fn, placebos), protocol=5), digest_size=32).digest()
+    if key not in shared:
+        shared[key] = parallel_map(gap_fn, placebos, n_jobs=n_jobs)
+    return shared[key]
