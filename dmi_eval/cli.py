@@ -170,13 +170,13 @@ def cmd_validate_data(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from dmi_eval.config import load_study
+    from dmi_eval.datacache import load_study_cached
     from dmi_eval.pipeline import evaluate_study_sites
     from dmi_eval.tables import design_label
     from dmi_eval.verdict import rule_text
     from dmi_eval.wording import closure_summary, first_paragraph, plain_reason, verdict_words
 
-    study = load_study(args.study)
+    study = load_study_cached(args.study)
     site = study.site(args.site)
     with _compute(args):
         # the one-page report shows every outcome and the maps; the answer needs

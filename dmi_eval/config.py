@@ -12,6 +12,7 @@ import datetime as dt
 import difflib
 import tomllib
 import zoneinfo
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -217,13 +218,21 @@ class _Reader:
         return None if value is None else (self.file.parent / value).resolve()
 
 
-def load_study(path: str | Path) -> Study:
+SiteResolver = Callable[[Path, GeoSpec, tuple[Site, ...], DataSpec], tuple[Site, ...]]
+"""``(study file, [geo], sites, [data]) -> sites`` with the areas of market polygons filled in."""
+
+
+def load_study(path: str | Path, *, resolve_sites: SiteResolver | None = None) -> Study:
     """Read and validate a ``study.toml``.
 
     Parameters
     ----------
     path
         The study file. Data paths inside it are relative to its folder.
+    resolve_sites
+        What fills in the areas of sites drawn as market polygons (default
+        :func:`dmi_eval.geo.resolve_sites`, which reads the polygons;
+        :func:`dmi_eval.datacache.load_study_cached` passes a cached one).
 
     Returns
     -------
@@ -247,10 +256,16 @@ def load_study(path: str | Path) -> Study:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-    return parse_study(raw, file=file.resolve(), text=text)
+    return parse_study(raw, file=file.resolve(), text=text, resolve_sites=resolve_sites)
 
 
-def parse_study(raw: dict[str, Any], *, file: Path, text: str = "") -> Study:
+def parse_study(
+    raw: dict[str, Any],
+    *,
+    file: Path,
+    text: str = "",
+    resolve_sites: SiteResolver | None = None,
+) -> Study:
     """Validate an already-parsed study mapping (see :func:`load_study`)."""
     top = _Reader(file, raw, "study.toml", _TOP_KEYS)
     for section in ("study", "data", "sites"):
@@ -320,8 +335,8 @@ def parse_study(raw: dict[str, Any], *, file: Path, text: str = "") -> Study:
         raise top.error("sites", "must be one or more [[sites]] tables")
     sites = tuple(_parse_site(file, i, t, geo) for i, t in enumerate(sites_raw))
     if any(site.market is not None for site in sites):
-        from dmi_eval.geo import resolve_sites  # reads polygons: only when a site needs it
-
+        if resolve_sites is None:
+            from dmi_eval.geo import resolve_sites  # reads polygons: only when a site needs it
         sites = resolve_sites(file, geo, sites, data)  # type: ignore[arg-type]
     _check_sites(file, sites)
 

@@ -30,6 +30,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -47,9 +48,11 @@ from dmi_eval.extract import (
     parse_dates,
     seen_in,
 )
-from dmi_eval.geo import SWAP_SAMPLE, PointLocator, load_areas, parse_xy
 from dmi_eval.offenses import load_offense_map, normalise_code
 from dmi_eval.panel import PANDAS_FREQ, Panel
+
+if TYPE_CHECKING:  # geopandas, shapely and pyproj load only when points are placed
+    from dmi_eval.geo import PointLocator
 
 INCIDENT_COLUMNS: tuple[str, ...] = ("incident_id", "date", "offense", "area_id")
 COUNT_COLUMNS: tuple[str, ...] = ("area_id", "period", "outcome", "count")
@@ -146,6 +149,8 @@ def load_study_data(study: Study) -> Ingest:
     known = None if covariates is None else frozenset(covariates.index)
     locator = None
     if study.geo is not None:
+        from dmi_eval.geo import PointLocator, load_areas
+
         layer = load_areas(study.geo, study_file=study.path, data=study.data)
         known = frozenset(layer.ids)
         if study.data.columns.geocoded:
@@ -345,6 +350,8 @@ class _GeoTally:
         locator: PointLocator,
         fields: Mapping[str, str],
     ) -> np.ndarray:
+        from dmi_eval.geo import SWAP_SAMPLE, parse_xy
+
         x, y, bad = parse_xy(chunk["x"], chunk["y"], locator.valid)
         with np.errstate(invalid="ignore"):
             numeric = np.isfinite(x) & np.isfinite(y) & ~((x == 0) & (y == 0)) & chunk_filter.keep

@@ -10,6 +10,12 @@ bytes of the package's own source files — so any change to an input, a
 setting or the code reads the data again. A hit returns what reading would
 return; nothing about the cache reaches a report.
 
+:func:`load_study_cached` does the same for the areas of sites drawn as market
+polygons (:func:`dmi_eval.geo.resolve_sites` reads the polygons: about half a
+second for the synthetic study, with the geometry libraries' imports), keyed
+by the same code digest, the study's ``[data]`` / ``[geo]`` settings and
+sites, and the bytes of every input file and market polygon.
+
 The cache lives in ``$DMI_EVAL_CACHE_DIR`` (default ``$XDG_CACHE_HOME/dmi_eval``
 or ``~/.cache/dmi_eval``); ``DMI_EVAL_CACHE=0`` turns it off. It keeps the
 :data:`MAX_ENTRIES` most recently used entries. Entries are
@@ -30,7 +36,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from dmi_eval.config import Study
+from dmi_eval.config import DataSpec, GeoSpec, Site, Study, load_study
 from dmi_eval.data import Ingest, load_study_data
 
 CACHE_ENV = "DMI_EVAL_CACHE"
@@ -41,6 +47,7 @@ code or input change writes a new entry, and a city-wide panel can take tens of 
 _PACKAGE = Path(__file__).resolve().parent
 _SOURCE_SUFFIXES = frozenset({".py", ".csv", ".json", ".toml", ".txt"})
 _CODE_DIGEST: list[str] = []
+_FILE_DIGESTS: dict[tuple[str, int, int], bytes] = {}
 
 
 def cache_dir() -> Path | None:
@@ -66,10 +73,24 @@ def _code_digest() -> str:
 
 
 def _file_digest(h: Any, path: Path) -> None:
+    stat = path.stat()
+    seen = (str(path), stat.st_size, stat.st_mtime_ns)
+    if seen not in _FILE_DIGESTS:  # each file read once per process (two keys use the extract)
+        content = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                content.update(block)
+        _FILE_DIGESTS[seen] = content.digest()
     h.update(str(path).encode())
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+    h.update(_FILE_DIGESTS[seen])
+
+
+def _files_digest(h: Any, files: list[Path | str | None]) -> None:
+    for path in files:
+        if path is not None and Path(path).is_file():
+            _file_digest(h, Path(path))
+        else:
+            h.update(b"-")
 
 
 def study_data_key(study: Study) -> str:
@@ -85,11 +106,7 @@ def study_data_key(study: Study) -> str:
     ]
     if study.geo is not None:
         files += [study.geo.areas, study.geo.boundary]
-    for path in files:
-        if path is not None and Path(path).is_file():
-            _file_digest(h, Path(path))
-        else:
-            h.update(b"-")
+    _files_digest(h, files)
     return h.hexdigest()
 
 
@@ -118,29 +135,75 @@ def load_study_data_cached(study: Study) -> Ingest:
     if folder is None:
         return load_study_data(study)
     path = folder / "ingest" / f"{study_data_key(study)}.pickle"
-    if path.is_file():
-        try:
-            with path.open("rb") as fh:
-                cached = pickle.load(fh)
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
-            cached = None  # unreadable or from an incompatible version: read the data again
-        if isinstance(cached, Ingest):
-            os.utime(path)  # recently used: kept by _prune
-            return cached
+    cached = _read_entry(path)
+    if isinstance(cached, Ingest):
+        return cached
     ingest = load_study_data(study)
+    _write_entry(path, ingest, folder)
+    return ingest
+
+
+def load_study_cached(path: str | Path) -> Study:
+    """:func:`~dmi_eval.config.load_study`, the areas of market polygons from the cache.
+
+    The study file is always read and validated; only
+    :func:`~dmi_eval.geo.resolve_sites` (which reads the polygon files) is
+    skipped when nothing it reads changed. Errors are never cached.
+    """
+    return load_study(path, resolve_sites=_resolve_sites_cached)
+
+
+def _resolve_sites_cached(
+    study_file: Path, geo: GeoSpec, sites: tuple[Site, ...], data: DataSpec
+) -> tuple[Site, ...]:
+    def resolve() -> tuple[Site, ...]:
+        from dmi_eval.geo import resolve_sites  # geopandas and shapely: only when read
+
+        return resolve_sites(study_file, geo, sites, data)
+
+    folder = cache_dir()
+    if folder is None:
+        return resolve()
+    h = hashlib.sha256()
+    h.update(_code_digest().encode())
+    h.update(repr((geo, sites, data)).encode())
+    files = [data.incidents, data.counts, data.areas, geo.areas, geo.boundary]
+    _files_digest(h, files + [site.market for site in sites])
+    path = folder / "sites" / f"{h.hexdigest()}.pickle"
+    cached = _read_entry(path)
+    if isinstance(cached, tuple) and all(isinstance(site, Site) for site in cached):
+        return cached
+    resolved = resolve()
+    _write_entry(path, resolved, folder)
+    return resolved
+
+
+def _read_entry(path: Path) -> Any:
+    """The entry at ``path`` (marked as recently used), or ``None``."""
+    if not path.is_file():
+        return None
+    try:
+        with path.open("rb") as fh:
+            cached = pickle.load(fh)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        return None  # unreadable or from an incompatible version: computed again
+    os.utime(path)  # recently used: kept by _prune
+    return cached
+
+
+def _write_entry(path: Path, value: Any, folder: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as fh:
-            MappingProxyPickler(fh, protocol=pickle.HIGHEST_PROTOCOL).dump(ingest)
+            MappingProxyPickler(fh, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
         os.replace(fh.name, path)  # atomic: concurrent runs never see half an entry
         _prune(path.parent)
     except OSError as exc:  # a read-only or full disk only costs the next run the reading time
         warnings.warn(
             f"dmi_eval: could not write the data cache in {folder} ({exc}); the data will be "
             f"read again next time (set {CACHE_DIR_ENV} to a writable folder or {CACHE_ENV}=0)",
-            stacklevel=2,
+            stacklevel=3,
         )
-    return ingest
 
 
 def _prune(folder: Path) -> None:

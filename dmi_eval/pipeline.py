@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from threadpoolctl import threadpool_limits
 
@@ -28,8 +28,10 @@ from dmi_eval.config import Study, load_study
 from dmi_eval.data import Ingest
 from dmi_eval.datacache import MappingProxyPickler, load_study_data_cached
 from dmi_eval.evaluation import Outcomes, SiteEvaluation, evaluate_site
-from dmi_eval.geo import StudyGeo, load_study_geo
 from dmi_eval.inference.parallel import compute, configured, parallel_map
+
+if TYPE_CHECKING:  # geopandas and shapely load only for the maps
+    from dmi_eval.geo import StudyGeo
 
 
 @dataclass(frozen=True)
@@ -159,8 +161,15 @@ def evaluate_study_sites(
         study=study,
         ingest=ingest,
         sites=MappingProxyType(evaluated),
-        geo=load_study_geo(study) if geo else None,
+        geo=_study_geo(study) if geo else None,
     )
+
+
+def _study_geo(study: Study) -> StudyGeo:
+    """The study's polygons for the maps (geopandas and shapely load only here)."""
+    from dmi_eval.geo import load_study_geo
+
+    return load_study_geo(study)
 
 
 def _study_compute(study: Study) -> AbstractContextManager[None]:

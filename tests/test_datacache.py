@@ -123,3 +123,36 @@ def test_only_the_most_recently_used_entries_are_kept(tmp_path, counting_reader,
     assert len(list(folder.glob("*.pickle"))) == 2
     assert not first.exists()  # the oldest entry went
     assert len(counting_reader) == 3
+
+
+def test_market_areas_come_from_the_cache_until_a_polygon_changes(
+    tmp_path, monkeypatch, project_root
+):
+    """``check`` loads the study with the areas of its market polygons from the cache:
+    the same study as reading the polygons, read again when a polygon file changes,
+    and every time with the cache off."""
+    import json
+    import shutil
+
+    from dmi_eval import geo
+
+    monkeypatch.setenv(datacache.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(datacache.CACHE_ENV, raising=False)
+    shutil.copytree(project_root / "data" / "synthetic", tmp_path / "study")
+    path = tmp_path / "study" / "study.toml"
+    expected = load_study(path)
+    calls = []
+    real = geo.resolve_sites
+    monkeypatch.setattr(geo, "resolve_sites", lambda *a: calls.append(1) or real(*a))
+    assert datacache.load_study_cached(path) == expected
+    assert datacache.load_study_cached(path) == expected
+    assert len(calls) == 1
+    market = expected.sites[0].market
+    drawn = json.loads(market.read_text())
+    drawn["name"] = "redrawn"  # any change to the file's bytes
+    market.write_text(json.dumps(drawn))
+    assert datacache.load_study_cached(path) == expected
+    assert len(calls) == 2
+    monkeypatch.setenv(datacache.CACHE_ENV, "0")
+    assert datacache.load_study_cached(path) == expected
+    assert len(calls) == 3
