@@ -81,9 +81,9 @@ def calibrate(session: nox.Session) -> None:
     """Size, coverage and power of every design as used at sites, on simulated cities.
 
     Writes reports/results/calibration.csv and reports/appendix/calibration.md
-    (540 markets: 11.4 minutes on an idle 2-core machine, 18 with the test
-    suite running beside it). ``nox -s calibrate -- --scale 0.5`` simulates
-    half as many cities; ``--out DIR`` writes elsewhere.
+    (900 markets: 11.3 minutes on an idle 2-core machine).
+    ``nox -s calibrate -- --scale 0.5`` simulates half as many cities; ``--out DIR``
+    writes elsewhere.
     """
     install(session)
     args = list(session.posargs)
