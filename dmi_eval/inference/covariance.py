@@ -7,6 +7,28 @@
   event study), with each cluster's influence on the coefficients.
 
 Both take plain arrays and know nothing of a design.
+
+The AR(1) working correlation is the counts' own. Where the default ITS misses
+its coverage (``nox -s benchmark``, ITS section: busy overdispersed series,
+rho = 0.3 at 50 a month, 90.0% of 95%, null rejection 9.5%; rho = 0.6 at 50,
+87.2%), two corrections following Zeger (1988) were tried on the benchmark's
+400 series a cell (issue #10) and not adopted:
+
+- the latent process's AR(1) (correlation ``sqrt(c_i c_j) rho^|i-j|``, ``c_i =
+  s2 mu_i / (1 + s2 mu_i)`` with ``s2`` by moments, used only with clear
+  overdispersion): rho 0.3 / level 50 coverage 0.915, null rejection 0.080;
+  rho 0.6 / 50 0.920; low counts unchanged. But the matched rho often sits at
+  its cap: after a trend, level and slope are fitted, the expected residual
+  lag-1 correlation under this model rises to about 0.2 and falls again as rho
+  grows, below many series' observed 0.25-0.35;
+- ``s2`` and rho matched jointly to ``E r'r`` and ``E r'Lr`` under the
+  regression's projection, covariance ``B^-1 X'D^(1/2) (I + s2 D R D) D^(1/2) X
+  B^-1``: rho 0.3 / 50 coverage 0.918, null rejection 0.080; rho 0.6 / 50 0.932,
+  0.6 / 20 0.900 (0.875 now); intervals up to 30% wider.
+
+Neither brings rho 0.3 / 50 to 93%: what is left there is not the shape of
+the correlation (the variance estimate's own noise over 54 months is one
+candidate). Scripts and tables: ``/work/wt/notes/its6`` of that session.
 """
 
 from __future__ import annotations
