@@ -160,7 +160,27 @@ def _reported(backend: str) -> tuple[list[int], list[int]]:
     return out, seen
 
 
+def _pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def _two_loky_workers_running() -> None:
+    """Start both local workers first: on a cold machine the second one can take longer
+    to import than item 1 sleeps, and then runs items 2-5 after it (a start-up delay,
+    not the reporting order this test is about)."""
+    from joblib import Parallel, delayed
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pids = Parallel(n_jobs=2, backend="loky")(delayed(_pid_after)(0.3) for _ in range(4))
+        if len(set(pids)) == 2:
+            return
+    pytest.fail("two loky workers did not start within 60 s")
+
+
 def test_results_are_reported_as_they_finish_and_returned_in_order() -> None:
+    _two_loky_workers_running()
     out, seen = _reported("loky")
     assert out == [10 * x for x in range(6)]
     assert sorted(seen) == list(range(6))
