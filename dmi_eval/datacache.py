@@ -85,19 +85,22 @@ def _file_digest(h: Any, path: Path) -> None:
     h.update(_FILE_DIGESTS[seen])
 
 
-def _files_digest(h: Any, files: list[Path | str | None]) -> None:
+def _key(settings: object, files: list[Path | str | None]) -> str:
+    """SHA-256 of the package's code, ``repr(settings)`` and the bytes of ``files``
+    (a missing or absent file counts as such)."""
+    h = hashlib.sha256()
+    h.update(_code_digest().encode())
+    h.update(repr(settings).encode())
     for path in files:
         if path is not None and Path(path).is_file():
             _file_digest(h, Path(path))
         else:
             h.update(b"-")
+    return h.hexdigest()
 
 
 def study_data_key(study: Study) -> str:
     """SHA-256 of everything :func:`~dmi_eval.data.load_study_data` reads for ``study``."""
-    h = hashlib.sha256()
-    h.update(_code_digest().encode())
-    h.update(repr((study.data, study.geo, study.frequency, study.start, study.end)).encode())
     files = [
         study.data.incidents,
         study.data.counts,
@@ -106,8 +109,7 @@ def study_data_key(study: Study) -> str:
     ]
     if study.geo is not None:
         files += [study.geo.areas, study.geo.boundary]
-    _files_digest(h, files)
-    return h.hexdigest()
+    return _key((study.data, study.geo, study.frequency, study.start, study.end), files)
 
 
 def _mappingproxy(items: dict[Any, Any]) -> MappingProxyType:
@@ -164,12 +166,9 @@ def _resolve_sites_cached(
     folder = cache_dir()
     if folder is None:
         return resolve()
-    h = hashlib.sha256()
-    h.update(_code_digest().encode())
-    h.update(repr((geo, sites, data)).encode())
     files = [data.incidents, data.counts, data.areas, geo.areas, geo.boundary]
-    _files_digest(h, files + [site.market for site in sites])
-    path = folder / "sites" / f"{h.hexdigest()}.pickle"
+    key = _key((geo, sites, data), files + [site.market for site in sites])
+    path = folder / "sites" / f"{key}.pickle"
     cached = _read_entry(path)
     if isinstance(cached, tuple) and all(isinstance(site, Site) for site in cached):
         return cached

@@ -32,13 +32,12 @@ EVERY = "every outcome"
 STEPS = """
 import sys, time, json
 t0, c0 = time.perf_counter(), time.process_time()
-from dmi_eval.config import load_study
-from dmi_eval.datacache import load_study_data_cached
+from dmi_eval.datacache import load_study_cached, load_study_data_cached
 from dmi_eval.evaluation import DESIGNS
 from dmi_eval.pipeline import _evaluate_timed
 from dmi_eval.inference.parallel import compute
 t1, c1 = time.perf_counter(), time.process_time()
-study = load_study(sys.argv[1])
+study = load_study_cached(sys.argv[1])  # as check loads it
 ingest = load_study_data_cached(study)
 t2, c2 = time.perf_counter(), time.process_time()
 designs = {}
