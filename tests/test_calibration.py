@@ -217,6 +217,48 @@ def test_appendix_states_each_target_met_or_missed_with_run_facts(tmp_path):
     assert "This run" not in again.read_text(encoding="utf-8")
 
 
+def test_sensitivity_scenarios_are_reported_without_targets(tmp_path):
+    rows = _fake_rows()
+    table = summarise(rows, unjudged=["fake"])
+    assert (table["target"] == "").all() and (table["met"] == "").all()
+    judged = Scenario("judged", "judged rows", CitySpec(), 1)
+    other = Scenario("fake", "hand-made rows", CitySpec(), 1, judged=False)
+    both = pd.concat([rows.assign(scenario="judged"), rows], ignore_index=True)
+    table = summarise(both, unjudged=["fake"])
+    assert set(table.loc[table["met"] != "", "scenario"]) == {"judged"}
+    _, md = write_outputs(table, both, (judged, other), tmp_path, seed=5)
+    text = md.read_text(encoding="utf-8")
+    targets, rest = text.split("## Scenarios", 1)
+    assert ", judged, " in targets and ", fake, " not in targets
+    section = rest.split("## Sensitivity: cities unlike the four scenarios", 1)[1]
+    section = section.split("## Every design", 1)[0]
+    line = next(x for x in section.splitlines() if x.startswith("| fake |"))
+    # 1 of 4 no-effect markets called closed: beyond the 0.05 target, so in bold
+    assert "**0.250 (0.216; 4)**" in line and "| hand-made rows | 1 | 10 |" in line
+    assert "verdict: false closed or displaced: fake 0.250" in section
+    assert "primary: size: fake 0.250" in section
+    assert "| fake |" not in rest.split("## Sensitivity", 1)[0]  # not among the judged
+
+
+def test_sensitivity_scenarios_change_one_setting_and_keep_the_judged_seeds():
+    from dmi_eval.calibration.runner import (
+        city_tasks,
+        default_scenarios,
+        sensitivity_scenarios,
+    )
+
+    four, more = default_scenarios(), sensitivity_scenarios()
+    assert all(sc.judged for sc in four) and not any(sc.judged for sc in more)
+    assert len({sc.id for sc in (*four, *more)}) == len(four) + len(more)
+    base = CitySpec()
+    for sc in more:
+        assert sc.mixed and sc.spec != base
+        changed = [f for f in base.__dataclass_fields__ if getattr(sc.spec, f) != getattr(base, f)]
+        assert 1 <= len(changed) <= 5, (sc.id, changed)
+    tasks = city_tasks((*four, *more), 20240601)
+    assert tasks[: sum(sc.n_cities for sc in four)] == city_tasks(four, 20240601)
+
+
 def test_study_puts_its_markets_where_the_targets_are_judged():
     """Every default scenario: 4 no-effect markets and 4 sustained -45% closures per city;
     the ninth market cycles through the other effects; ``n >= 48`` per target cell."""

@@ -8,7 +8,13 @@ import sys
 import time
 
 from dmi_eval.calibration.report import write_outputs
-from dmi_eval.calibration.runner import DEFAULT_SEED, default_scenarios, run, summarise
+from dmi_eval.calibration.runner import (
+    DEFAULT_SEED,
+    default_scenarios,
+    run,
+    sensitivity_scenarios,
+    summarise,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,11 +28,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rows", default=None, help="also write the per-market, per-design rows to this CSV"
     )
+    parser.add_argument(
+        "--sensitivity",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the sensitivity scenarios, reported without targets (default: yes)",
+    )
     args = parser.parse_args(argv)
     scenarios = default_scenarios(args.scale)
+    if args.sensitivity:
+        scenarios += sensitivity_scenarios(args.scale)
     start = time.perf_counter()
     rows = run(scenarios, seed=args.seed, n_jobs=args.jobs)
-    table = summarise(rows)
+    table = summarise(rows, unjudged=[sc.id for sc in scenarios if not sc.judged])
     minutes = (time.perf_counter() - start) / 60
     facts = {
         "minutes": minutes,

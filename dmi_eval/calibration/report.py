@@ -189,6 +189,10 @@ def calibration_markdown(
     n_markets = int(rows[["scenario", "city", "site"]].drop_duplicates().shape[0])
     n_cities = int(rows[["scenario", "city"]].drop_duplicates().shape[0])
     rules = _RULES
+    judged = [sc for sc in scenarios if sc.judged]
+    judged_ids = [sc.id for sc in judged]
+    judged_rows = rows[rows["scenario"].isin(judged_ids)]
+    judged_table = table[table["scenario"].isin(judged_ids)]
     lines = [
         "# Calibration: size, coverage and power of the designs as used at sites",
         "",
@@ -267,20 +271,20 @@ def calibration_markdown(
         "",
         "The primary design and the verdict, every scenario:",
         "",
-        *_target_lines(table[table["design"].isin(["primary", "verdict"])]),
+        *_target_lines(judged_table[judged_table["design"].isin(["primary", "verdict"])]),
         "",
         "## Scenarios",
         "",
         "| scenario | description | cities | markets |",
         "|---|---|---:|---:|",
     ]
-    for sc in scenarios:
+    for sc in judged:
         n_markets = int(
             rows.loc[rows["scenario"] == sc.id, ["city", "site"]].drop_duplicates().shape[0]
         )
         lines.append(f"| {sc.id} | {sc.description} | {sc.n_cities} | {n_markets} |")
     lines += ["", "## Primary design and verdict, by scenario", ""]
-    for sc in scenarios:
+    for sc in judged:
         sub = table[(table["scenario"] == sc.id) & table["design"].isin(["primary", "verdict"])]
         if sub.empty:
             continue
@@ -306,13 +310,98 @@ def calibration_markdown(
         "reduction met the rule but a pre-trend, in-time placebo or pre-period spike warning "
         "stood (the last column counts the spike warnings).",
         "",
-        *closure_table(rows),
+        *closure_table(judged_rows),
         "",
     ]
+    sensitivity = [sc for sc in scenarios if not sc.judged]
+    if sensitivity:
+        lines += sensitivity_section(table, rows, sensitivity)
     lines += ["## Every design, every scenario", ""]
-    lines += _table(table[table["design"] != "verdict"])
+    lines += _table(judged_table[judged_table["design"] != "verdict"])
     lines.append("")
     return "\n".join(lines)
+
+
+_SENSITIVITY_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("primary", "size", "primary: size"),
+    ("primary", "coverage", "primary: 90% coverage"),
+    ("primary", "power_45", "primary: power at -45%"),
+    ("verdict", "false_closed_displaced", "verdict: false closed or displaced"),
+    ("verdict", "detection_target", "verdict: -45% called closed (10+ a month, 24+ months)"),
+)
+
+
+def _beyond(quantity: str, value: float, level: float) -> bool:
+    """Whether ``value`` is on the wrong side of the judged scenarios' target."""
+    if quantity == "size":
+        return value > SIZE_TARGET
+    if quantity == "coverage":
+        return abs(value - level) > COVERAGE_TOLERANCE
+    if quantity == "false_closed_displaced":
+        return value > FALSE_CLOSED_TARGET
+    if quantity == "detection_target":
+        return value < DETECTION_TARGET
+    return False
+
+
+def sensitivity_section(
+    table: pd.DataFrame, rows: pd.DataFrame, scenarios: Sequence[Scenario]
+) -> list[str]:
+    """The appendix section on the sensitivity scenarios: one row each, no targets judged."""
+    n_cities = sorted({sc.n_cities for sc in scenarios})
+    cities = ", ".join(str(n) for n in n_cities) + (" city" if n_cities == [1] else " cities")
+    out = [
+        "## Sensitivity: cities unlike the four scenarios",
+        "",
+        "Each of these scenarios changes one setting of the simulated city (two for weekly "
+        "data with a short post period and for the small city) and runs the same site path "
+        f"on {cities} each (seeds continue after the four scenarios'). They are too few "
+        "to judge the targets, so none is judged here; a number in **bold** is on the wrong "
+        "side of the four scenarios' target and is a warning, not a finding: read it with "
+        "its Monte Carlo SE (in brackets, then n). Every design's numbers are in "
+        "`results/calibration.csv`.",
+        "",
+        "| scenario | what changes | cities | markets | "
+        + " | ".join(label for _, _, label in _SENSITIVITY_COLUMNS)
+        + " |",
+        "|---|---|---:|---:|" + "---:|" * len(_SENSITIVITY_COLUMNS),
+    ]
+    flagged: dict[str, list[str]] = {}
+    for sc in scenarios:
+        sub = table[table["scenario"] == sc.id]
+        n_markets = int(
+            rows.loc[rows["scenario"] == sc.id, ["city", "site"]].drop_duplicates().shape[0]
+        )
+        cells = []
+        for design, quantity, label in _SENSITIVITY_COLUMNS:
+            mine = sub[sub["design"] == design]
+            if quantity == "coverage":
+                mine = mine[mine["quantity"].str.startswith("coverage_")]
+            else:
+                mine = mine[mine["quantity"] == quantity]
+            if mine.empty:
+                cells.append("")
+                continue
+            r = mine.iloc[0]
+            level = int(str(r["quantity"]).split("_")[1]) / 100 if quantity == "coverage" else 0.0
+            text = f"{_fmt(r['value'])} ({_fmt(r['mc_se'])}; {int(r['n'])})"
+            if _beyond(quantity, float(r["value"]), level):
+                cells.append(f"**{text}**")
+                flagged.setdefault(label, []).append(f"{sc.id} {_fmt(r['value'])}")
+            else:
+                cells.append(text)
+        out.append(
+            f"| {sc.id} | {sc.description} | {sc.n_cities} | {n_markets} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    out.append("")
+    if flagged:
+        parts = [f"{label}: {', '.join(items)}" for label, items in flagged.items()]
+        out += ["On the wrong side of a target (" + "; ".join(parts) + ").", ""]
+    else:
+        out += ["No number is on the wrong side of a target.", ""]
+    return out
 
 
 def _table(frame: pd.DataFrame) -> list[str]:
