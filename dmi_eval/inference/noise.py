@@ -108,10 +108,15 @@ period and the window, instead of on their synthetic count (proportional to
 their pre-period mean, so the top-up picks quiet areas whose pre period was
 high by chance), moved the placebos' mean ``z`` by only +0.10 (quiet-donors
 -0.51, monthly-short -0.12): regression to the mean is a small part, and it
-was not adopted. The rest is not explained yet; one candidate is how the
+was not adopted. Nor is it the Jensen bias of the donors' ratio scaling
+(``E[1 / ybar_pre] > 1 / mu``, which inflates a quiet donor's post-period
+path): dividing each donor's post-period series by ``1 + (1 / ybar_pre + phi)
+/ T_0`` moved the quiet-donors placebos' counterfactual part from -0.56 to
+-0.17 and the market's from -0.23 to +0.24 (simplex SC), but the rank test
+sees their difference, which grew (0.33 to 0.41), so it was not adopted
+either. What is left is the placebos' own fit; one candidate is how the
 simplex weights of a noisy single-area target favour donors whose
-ratio-scaled series are noisy too (small pre-period means, whose ``1 /
-ybar_pre`` inflates their post-period paths).
+ratio-scaled series are noisy too.
 """
 
 from __future__ import annotations
