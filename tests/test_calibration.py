@@ -194,6 +194,8 @@ def test_summarise_counts_the_verdict_quantities_of_issue_10():
     assert value["verdict", "spike_null"] == 0.25 and value["verdict", "spike_own_null"] == 0.5
     assert value["verdict", "spike_closure"] == 0.25  # s4
     assert value["verdict", "closure_basis_closed"] == 0.75
+    assert value["verdict", "closure_share_closed"] == 0.75
+    assert value["verdict", "closure_share_not_closed"] == 0.25  # s4 faded
     assert value["verdict", "closure_basis_faded"] == 0.25
 
 
@@ -236,6 +238,7 @@ def test_sensitivity_scenarios_are_reported_without_targets(tmp_path):
     # 1 of 4 no-effect markets called closed: beyond the 0.05 target, so in bold
     assert "**0.250 (0.216; 4)**" in line and "| hand-made rows | 1 | 10 |" in line
     assert "verdict: false closed or displaced: fake 0.250" in section
+    assert line.endswith("| 0.250 (0.216; 4) |")  # s4, a sustained closure, called not closed
     assert "primary: size: fake 0.250" in section
     assert "| fake |" not in rest.split("## Sensitivity", 1)[0]  # not among the judged
 

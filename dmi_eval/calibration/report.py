@@ -96,6 +96,9 @@ def _words(quantity: str) -> str:
     if quantity.startswith("share_"):
         label = quantity[len("share_") : -len("_null")]
         return f"no-effect markets called {label.replace('_', ' ')}"
+    if quantity.startswith("closure_share_"):
+        label = quantity[len("closure_share_") :]
+        return f"sustained -45% closures called {label.replace('_', ' ')}"
     if quantity.startswith("null_basis_"):
         basis = quantity[len("null_basis_") :]
         return f"no-effect markets decided by: {BASES.get(basis, basis)}"
@@ -328,6 +331,8 @@ _SENSITIVITY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("primary", "power_45", "primary: power at -45%"),
     ("verdict", "false_closed_displaced", "verdict: false closed or displaced"),
     ("verdict", "detection_target", "verdict: -45% called closed (10+ a month, 24+ months)"),
+    ("verdict", "closure_share_inconclusive", "verdict: -45% called inconclusive"),
+    ("verdict", "closure_share_not_closed", "verdict: -45% called not closed"),
 )
 
 
@@ -358,8 +363,11 @@ def sensitivity_section(
         f"on {cities} each (seeds continue after the four scenarios'). They are too few "
         "to judge the targets, so none is judged here; a number in **bold** is on the wrong "
         "side of the four scenarios' target and is a warning, not a finding: read it with "
-        "its Monte Carlo SE (in brackets, then n). Every design's numbers are in "
-        "`results/calibration.csv`.",
+        "its Monte Carlo SE (in brackets, then n). The last two columns split the sustained "
+        "closures the verdict misses: *inconclusive* (the data could not tell, e.g. the "
+        "design could not have detected the drop) is the honest answer, *not closed* the "
+        "wrong plain one (`closure_basis_*` in the csv gives each condition). Every "
+        "design's numbers are in `results/calibration.csv`.",
         "",
         "| scenario | what changes | cities | markets | "
         + " | ".join(label for _, _, label in _SENSITIVITY_COLUMNS)

@@ -28,7 +28,9 @@ calibration table (``design, scenario, quantity, value, mc_se, target, met``):
   -45% drops that fade after six months called *closed*: they should not be),
   the share of no-effect markets by label and by the condition that
   decided it (``null_basis_*``, :data:`dmi_eval.verdict.BASES`), the same
-  for sustained -45% closures (``closure_basis_*``), and how often the
+  for sustained -45% closures (``closure_share_*``, ``closure_basis_*``: a
+  closure called *not closed* is the verdict's wrong plain answer, *inconclusive*
+  its honest one), and how often the
   pre-period spike check fires at no-effect markets (``spike_null``; against
   the market's own level instead of its comparison areas:
   ``spike_own_null``) and at sustained closures (``spike_closure``).
@@ -545,6 +547,7 @@ def summarise(rows: pd.DataFrame, *, unjudged: Collection[str] = ()) -> pd.DataF
         add("verdict", scenario, "displaced_detected", disp["verdict"] == "displaced")
         for label in ("closed", "displaced", "not_closed", "inconclusive"):
             add("verdict", scenario, f"share_{label}_null", null["verdict"] == label)
+            add("verdict", scenario, f"closure_share_{label}", closure["verdict"] == label)
         if "basis" in null:
             for basis in sorted(set(null["basis"].dropna()) - {""}):
                 add("verdict", scenario, f"null_basis_{basis}", null["basis"] == basis)
