@@ -218,6 +218,7 @@ appendices = [
     ("appendix/methods.md", "Methods", ""),
     ("appendix/glossary.md", "Glossary", ""),
     ("appendix/validation.md", "Validation against published results", " (`nox -s validate`)"),
+    ("appendix/calibration.md", "Calibration on simulated cities", " (`nox -s calibrate`)"),
     ("appendix/benchmarks.md", "Benchmarks", " (`nox -s benchmark`)"),
     ("appendix/reproducibility.md", "Reproducibility", ""),
 ]

@@ -28,6 +28,7 @@ APPENDICES: tuple[tuple[str, str], ...] = (
     ("appendix/methods.html", "Methods"),
     ("appendix/glossary.html", "Glossary"),
     ("appendix/validation.html", "Validation"),
+    ("appendix/calibration.html", "Calibration"),
     ("appendix/benchmarks.html", "Benchmarks"),
     ("appendix/reproducibility.html", "Reproducibility"),
 )

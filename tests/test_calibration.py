@@ -130,6 +130,8 @@ def test_runner_writes_the_calibration_columns(tmp_path):
     assert rows.loc[rows["design"] == "verdict", "basis"].isin(list(BASES)).all()
     text = md.read_text(encoding="utf-8")
     assert "# Calibration" in text and "## Why sustained closures are or are not called" in text
+    page = (tmp_path / "appendix" / "calibration.html").read_text(encoding="utf-8")
+    assert "<table" in page and "Why sustained closures are or are not called" in page
 
 
 def _fake_rows() -> pd.DataFrame:

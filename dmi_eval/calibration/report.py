@@ -20,6 +20,7 @@ from dmi_eval.calibration.runner import (
     Scenario,
 )
 from dmi_eval.config import VerdictRules
+from dmi_eval.render import markdown_to_html
 from dmi_eval.verdict import BASES
 
 _RULES = VerdictRules()
@@ -435,7 +436,7 @@ def write_outputs(
     seed: int,
     facts: Mapping[str, float] | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``results/calibration.csv`` and ``appendix/calibration.md`` under ``out``.
+    """Write ``results/calibration.csv`` and ``appendix/calibration.md`` (and its HTML page) under ``out``.
 
     ``facts``: the run's ``minutes``, ``jobs``, ``load`` and ``cores``, stated in the appendix.
     """
@@ -448,4 +449,5 @@ def write_outputs(
     md.write_text(
         calibration_markdown(table, rows, scenarios, seed=seed, facts=facts), encoding="utf-8"
     )
+    markdown_to_html(md)
     return csv, md
