@@ -240,28 +240,68 @@ def test_sensitivity_scenarios_are_reported_without_targets(tmp_path):
     # 1 of 4 no-effect markets called closed: beyond the 0.05 target, so in bold
     assert "**0.250 (0.216; 4)**" in line and "| hand-made rows | 1 | 10 |" in line
     assert "verdict: false closed or displaced: fake 0.250" in section
+    assert "**1.000 (0.050; 10)**" in line  # every interval covers: 10 points above 90%
+    assert "**0.750 (0.216; 4)**" in line  # 3 of 4 closures called closed: below 0.80
     assert line.endswith("| 0.250 (0.216; 4) |")  # s4, a sustained closure, called not closed
     assert "primary: size: fake 0.250" in section
     assert "| fake |" not in rest.split("## Sensitivity", 1)[0]  # not among the judged
 
 
-def test_sensitivity_scenarios_change_one_setting_and_keep_the_judged_seeds():
-    from dmi_eval.calibration.runner import (
-        city_tasks,
-        default_scenarios,
-        sensitivity_scenarios,
-    )
+def test_sensitivity_scenarios_change_what_they_say():
+    from dmi_eval.calibration.runner import default_scenarios, sensitivity_scenarios
 
     four, more = default_scenarios(), sensitivity_scenarios()
     assert all(sc.judged for sc in four) and not any(sc.judged for sc in more)
-    assert len({sc.id for sc in (*four, *more)}) == len(four) + len(more)
     base = CitySpec()
-    for sc in more:
-        assert sc.mixed and sc.spec != base
-        changed = [f for f in base.__dataclass_fields__ if getattr(sc.spec, f) != getattr(base, f)]
-        assert 1 <= len(changed) <= 5, (sc.id, changed)
-    tasks = city_tasks((*four, *more), 20240601)
-    assert tasks[: sum(sc.n_cities for sc in four)] == city_tasks(four, 20240601)
+    changed = {
+        sc.id: {f for f in base.__dataclass_fields__ if getattr(sc.spec, f) != getattr(base, f)}
+        for sc in more
+    }
+    assert changed == {  # what the appendix's "what changes" column says
+        "weekly-short": {"frequency", "n_years", "post_months", "n_rows", "n_cols"},
+        "overdispersed": {"dispersion"},
+        "quiet-donors": {"donor_rate"},
+        "fast-trends": {"trend_sd"},
+        "five-factors": {"n_factors"},
+        "fast-factors": {"factor_sd"},
+        "exposed-mild": {"market_loading_sd"},
+        "small-city": {"n_rows", "n_cols", "n_markets"},
+        "small-markets": {"market_areas", "market_rate"},
+    }
+    assert not {sc.id for sc in four} & set(changed)
+    assert all(sc.mixed for sc in more)
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-sensitivity"]])
+def test_calibrate_runs_the_four_first_and_judges_only_them(tmp_path, monkeypatch, flag):
+    from dmi_eval.calibration import __main__ as cli
+    from dmi_eval.calibration.runner import city_tasks, default_scenarios
+
+    seen = []
+
+    def fake_run(scenarios, *, seed, n_jobs):
+        seen.append(list(scenarios))
+        rows = _fake_rows()
+        return pd.concat(
+            [rows.assign(scenario=scenarios[0].id), rows.assign(scenario=scenarios[-1].id)],
+            ignore_index=True,
+        )
+
+    monkeypatch.setattr(cli, "run", fake_run)
+    assert cli.main(["--out", str(tmp_path), *flag]) == 0
+    scenarios = seen[0]
+    four = default_scenarios()
+    assert [sc.id for sc in scenarios[:4]] == [sc.id for sc in four]
+    assert len(scenarios) == (4 if flag else 13)
+    # the four come first, so their cities keep their seeds with or without the nine
+    assert city_tasks(scenarios, 20240601)[: 4 * four[0].n_cities] == city_tasks(four, 20240601)
+    frame = pd.read_csv(tmp_path / "results" / "calibration.csv", keep_default_na=False)
+    judged = frame[frame["scenario"] == scenarios[0].id]
+    last = frame[frame["scenario"] == scenarios[-1].id]
+    assert (judged["met"] != "").any()
+    assert ((last["met"] != "").any()) == bool(flag)  # the last of the nine is not judged
+    text = (tmp_path / "appendix" / "calibration.md").read_text(encoding="utf-8")
+    assert ("## Sensitivity" in text) != bool(flag)
 
 
 def test_study_puts_its_markets_where_the_targets_are_judged():

@@ -328,10 +328,14 @@ def calibration_markdown(
 
 _SENSITIVITY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("primary", "size", "primary: size"),
-    ("primary", "coverage", "primary: 90% coverage"),
+    ("primary", "coverage", "primary: coverage of its interval"),
     ("primary", "power_45", "primary: power at -45%"),
     ("verdict", "false_closed_displaced", "verdict: false closed or displaced"),
-    ("verdict", "detection_target", "verdict: -45% called closed (10+ a month, 24+ months)"),
+    (
+        "verdict",
+        "detection_target",
+        f"verdict: -45% called closed ({TARGET_RATE:g}+ a month, {TARGET_POST_MONTHS}+ months)",
+    ),
     ("verdict", "closure_share_inconclusive", "verdict: -45% called inconclusive"),
     ("verdict", "closure_share_not_closed", "verdict: -45% called not closed"),
 )
@@ -359,16 +363,21 @@ def sensitivity_section(
     out = [
         "## Sensitivity: cities unlike the four scenarios",
         "",
-        "Each of these scenarios changes one setting of the simulated city (two for weekly "
-        "data with a short post period and for the small city) and runs the same site path "
+        "Each of these scenarios changes the simulated city in one respect (weekly-short: "
+        "the frequency, post period, grid and years of data; small-city: the grid and the "
+        "number of markets; small-markets: the markets' size and rate; the others one "
+        "setting) and runs the same site path "
         f"on {cities} each (seeds continue after the four scenarios'). They are too few "
         "to judge the targets, so none is judged here; a number in **bold** is on the wrong "
         "side of the four scenarios' target and is a warning, not a finding: read it with "
-        "its Monte Carlo SE (in brackets, then n). The last two columns split the sustained "
-        "closures the verdict misses: *inconclusive* (the data could not tell, e.g. the "
-        "design could not have detected the drop) is the honest answer, *not closed* the "
-        "wrong plain one (`closure_basis_*` in the csv gives each condition). Every "
-        "design's numbers are in `results/calibration.csv`.",
+        "its Monte Carlo SE (in brackets, then n). The coverage is of the primary design's "
+        "stated interval (90% for the synthetic control). The last two columns are shares "
+        "of all sustained -45% closures: called *inconclusive* (the data could not tell, "
+        "e.g. the design could not have detected the drop), the honest answer to a miss, "
+        "and called *not closed*, the wrong plain one; the rest were called *closed* or "
+        "*displaced* (`closure_share_*` and `closure_basis_*` in the csv). A blank "
+        "detection cell means no market of the scenario had the post months the target "
+        "needs. Every design's numbers are in `results/calibration.csv`.",
         "",
         "| scenario | what changes | cities | markets | "
         + " | ".join(label for _, _, label in _SENSITIVITY_COLUMNS)

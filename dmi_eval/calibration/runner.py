@@ -185,15 +185,17 @@ def default_scenarios(scale: float = 1.0) -> tuple[Scenario, ...]:
 
 
 SENSITIVITY_CITIES = 6
-"""Cities per sensitivity scenario (:func:`sensitivity_scenarios`): 24 no-effect markets, a
-Monte Carlo SE of about 0.045 at a size of 0.05."""
+"""Cities per sensitivity scenario (:func:`sensitivity_scenarios`): 24 no-effect markets (12 in
+the small city of four markets), a Monte Carlo SE of about 0.045 at a size of 0.05."""
 
 
 def sensitivity_scenarios(scale: float = 1.0) -> tuple[Scenario, ...]:
     """Cities unlike the four judged scenarios, one setting of the simulator at a time.
 
-    Each changes one thing in :class:`~dmi_eval.calibration.city.CitySpec` (two for
-    weekly data with a short post period and for the small city), on
+    Each changes the city in one respect, most by one field of
+    :class:`~dmi_eval.calibration.city.CitySpec` (weekly-short: frequency, post
+    period, grid and years; small-city: grid and number of markets; small-markets:
+    the markets' size and rate), on
     :data:`SENSITIVITY_CITIES` cities (times ``scale``). They are not judged
     against the targets (too few cities for that); the appendix reports them so
     that a reader can see where the verdict's calibration holds beyond the four

@@ -221,8 +221,9 @@ simplex weights kept): monthly-exposed 0.278 as is, 0.262 / 0.248 / 0.273
 with the other markets at 1 / 5 / 25 times their precision (no-effect markets
 0.262 -> 0.245 / 0.225 / 0.253); monthly-long 0.158 -> 0.160 (1 times). That
 is at best about a third of what the true factors gain (0.259 -> 0.163 on the
-10 cities above); it would need every other site's series inside a site's
-fit, and a study of one market gains nothing: not adopted.
+10 cities above, whose first 8 these are); it would need every other site's
+series inside a site's fit, and a study of one market gains nothing: not
+adopted.
 """
 
 from __future__ import annotations
