@@ -216,7 +216,13 @@ def calibration_markdown(
         "",
         f"Seed {seed}. Monte Carlo standard errors (`mc_se`) are binomial, "
         "sqrt(p (1 - p) / n), with n the number of simulated markets behind the number (the "
-        "`n` column below). Reproduce with `nox -s calibrate`.",
+        "`n` column below). Reproduce with "
+        + (
+            "`nox -s calibrate -- --sensitivity` (`nox -s calibrate` runs the four judged "
+            "scenarios alone and leaves out the sensitivity section)."
+            if any(not sc.judged for sc in scenarios)
+            else "`nox -s calibrate`."
+        ),
         "",
         *([run_facts_text(facts, n_markets, n_cities), ""] if facts else []),
         "**The verdict's persistence test.** A significant post-period drop of at least "

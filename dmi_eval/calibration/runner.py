@@ -43,7 +43,8 @@ about 85 markets or more per scenario. Nine sensitivity scenarios
 setting of the simulated city at a time -- weekly data with a short post period,
 more overdispersion, quieter comparison areas, faster area trends, more or faster
 factors, more exposed markets, a small city, small markets -- and are reported
-without targets.
+without targets; they run with ``python -m dmi_eval.calibration --sensitivity``
+(``nox -s calibrate -- --sensitivity``).
 
 Monte Carlo standard errors are binomial, ``sqrt(p (1 - p) / n)``.
 Everything is seeded: the same scenarios and seed give the same table. Cities
@@ -184,9 +185,12 @@ def default_scenarios(scale: float = 1.0) -> tuple[Scenario, ...]:
     )
 
 
-SENSITIVITY_CITIES = 6
-"""Cities per sensitivity scenario (:func:`sensitivity_scenarios`): 24 no-effect markets (12 in
-the small city of four markets), a Monte Carlo SE of about 0.045 at a size of 0.05."""
+SENSITIVITY_CITIES = 5
+"""Cities per sensitivity scenario (:func:`sensitivity_scenarios`): 20 no-effect markets (10 in
+the small city of four markets), a Monte Carlo SE of about 0.05 at a size of 0.05. They run
+only with ``nox -s calibrate -- --sensitivity``: with them the study took 15.4-19.5 minutes on
+the same 2-core machine over one afternoon, too close to the 20 minutes issue #10 allows
+``nox -s calibrate``."""
 
 
 def sensitivity_scenarios(scale: float = 1.0) -> tuple[Scenario, ...]:
