@@ -18,6 +18,7 @@ from dmi_eval.calibration.runner import (
     TARGET_POST_MONTHS,
     TARGET_RATE,
     Scenario,
+    target_of,
 )
 from dmi_eval.config import VerdictRules
 from dmi_eval.render import markdown_to_html
@@ -194,6 +195,7 @@ def calibration_markdown(
     n_cities = int(rows[["scenario", "city"]].drop_duplicates().shape[0])
     rules = _RULES
     judged = [sc for sc in scenarios if sc.judged]
+    sensitivity = [sc for sc in scenarios if not sc.judged]
     judged_ids = [sc.id for sc in judged]
     judged_rows = rows[rows["scenario"].isin(judged_ids)]
     judged_table = table[table["scenario"].isin(judged_ids)]
@@ -220,7 +222,7 @@ def calibration_markdown(
         + (
             "`nox -s calibrate -- --sensitivity` (`nox -s calibrate` runs the four judged "
             "scenarios alone and leaves out the sensitivity section)."
-            if any(not sc.judged for sc in scenarios)
+            if sensitivity
             else "`nox -s calibrate`."
         ),
         "",
@@ -289,10 +291,7 @@ def calibration_markdown(
         "|---|---|---:|---:|",
     ]
     for sc in judged:
-        n_markets = int(
-            rows.loc[rows["scenario"] == sc.id, ["city", "site"]].drop_duplicates().shape[0]
-        )
-        lines.append(f"| {sc.id} | {sc.description} | {sc.n_cities} | {n_markets} |")
+        lines.append(f"| {sc.id} | {sc.description} | {sc.n_cities} | {_n_markets(rows, sc.id)} |")
     lines += ["", "## Primary design and verdict, by scenario", ""]
     for sc in judged:
         sub = table[(table["scenario"] == sc.id) & table["design"].isin(["primary", "verdict"])]
@@ -323,7 +322,6 @@ def calibration_markdown(
         *closure_table(judged_rows),
         "",
     ]
-    sensitivity = [sc for sc in scenarios if not sc.judged]
     if sensitivity:
         lines += sensitivity_section(table, rows, sensitivity)
     lines += ["## Every design, every scenario", ""]
@@ -347,17 +345,9 @@ _SENSITIVITY_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _beyond(quantity: str, value: float, level: float) -> bool:
-    """Whether ``value`` is on the wrong side of the judged scenarios' target."""
-    if quantity == "size":
-        return value > SIZE_TARGET
-    if quantity == "coverage":
-        return abs(value - level) > COVERAGE_TOLERANCE
-    if quantity == "false_closed_displaced":
-        return value > FALSE_CLOSED_TARGET
-    if quantity == "detection_target":
-        return value < DETECTION_TARGET
-    return False
+def _n_markets(rows: pd.DataFrame, scenario: str) -> int:
+    """Simulated markets of one scenario in the runner's rows."""
+    return int(rows.loc[rows["scenario"] == scenario, ["city", "site"]].drop_duplicates().shape[0])
 
 
 def sensitivity_section(
@@ -393,9 +383,6 @@ def sensitivity_section(
     flagged: dict[str, list[str]] = {}
     for sc in scenarios:
         sub = table[table["scenario"] == sc.id]
-        n_markets = int(
-            rows.loc[rows["scenario"] == sc.id, ["city", "site"]].drop_duplicates().shape[0]
-        )
         cells = []
         for design, quantity, label in _SENSITIVITY_COLUMNS:
             mine = sub[sub["design"] == design]
@@ -407,15 +394,15 @@ def sensitivity_section(
                 cells.append("")
                 continue
             r = mine.iloc[0]
-            level = int(str(r["quantity"]).split("_")[1]) / 100 if quantity == "coverage" else 0.0
             text = f"{_fmt(r['value'])} ({_fmt(r['mc_se'])}; {int(r['n'])})"
-            if _beyond(quantity, float(r["value"]), level):
+            target = target_of(str(r["quantity"]))
+            if target is not None and not target[1](float(r["value"])):
                 cells.append(f"**{text}**")
                 flagged.setdefault(label, []).append(f"{sc.id} {_fmt(r['value'])}")
             else:
                 cells.append(text)
         out.append(
-            f"| {sc.id} | {sc.description} | {sc.n_cities} | {n_markets} | "
+            f"| {sc.id} | {sc.description} | {sc.n_cities} | {_n_markets(rows, sc.id)} | "
             + " | ".join(cells)
             + " |"
         )

@@ -56,7 +56,7 @@ each from its own seed, and the rows come back in a fixed order.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -450,6 +450,28 @@ def _binom(hits: pd.Series) -> tuple[float, float, int]:
     return p, math.sqrt(max(p * (1 - p), 0.25 / n) / n) if n else float("nan"), n
 
 
+def target_of(quantity: str) -> tuple[str, Callable[[float], bool]] | None:
+    """``(target text, met)`` of a quantity the issue's targets judge, else ``None``.
+
+    ``size``, ``coverage_NN`` (within :data:`COVERAGE_TOLERANCE` of ``NN``%),
+    ``false_closed_displaced`` and ``detection_target``; :func:`summarise` and the
+    appendix's sensitivity table both read them here.
+    """
+    if quantity == "size":
+        return f"<= {SIZE_TARGET}", lambda v: v <= SIZE_TARGET
+    if quantity.startswith("coverage_"):
+        level = int(quantity[len("coverage_") :]) / 100
+        return (
+            f"{level - COVERAGE_TOLERANCE:.2f}-{level + COVERAGE_TOLERANCE:.2f}",
+            lambda v: abs(v - level) <= COVERAGE_TOLERANCE,
+        )
+    if quantity == "false_closed_displaced":
+        return f"<= {FALSE_CLOSED_TARGET}", lambda v: v <= FALSE_CLOSED_TARGET
+    if quantity == "detection_target":
+        return f">= {DETECTION_TARGET}", lambda v: v >= DETECTION_TARGET
+    return None
+
+
 def summarise(rows: pd.DataFrame, *, unjudged: Collection[str] = ()) -> pd.DataFrame:
     """The calibration table from :func:`run`'s rows.
 
@@ -458,12 +480,11 @@ def summarise(rows: pd.DataFrame, *, unjudged: Collection[str] = ()) -> pd.DataF
     """
     out: list[dict[str, Any]] = []
 
-    def add(design, scenario, quantity, hits, target="", ok=None):
+    def add(design, scenario, quantity, hits):
         value, se, n = _binom(hits.astype(float))
         if n == 0:
             return
-        if scenario in unjudged:
-            target, ok = "", None
+        target, ok = ("", None) if scenario in unjudged else target_of(quantity) or ("", None)
         out.append(
             {
                 "design": design,
@@ -482,24 +503,10 @@ def summarise(rows: pd.DataFrame, *, unjudged: Collection[str] = ()) -> pd.DataF
         for design in designs:
             d = by_s[by_s["design"] == design]
             null = d[d["effect"] == "none"]
-            add(
-                design,
-                scenario,
-                "size",
-                null["p_lower"] < ALPHA,
-                f"<= {SIZE_TARGET}",
-                lambda v: v <= SIZE_TARGET,
-            )
+            add(design, scenario, "size", null["p_lower"] < ALPHA)
             level = float(d["level"].median()) if len(d) else 0.9
             cover = (d["ci_low"] <= d["true_post"]) & (d["true_post"] <= d["ci_high"])
-            add(
-                design,
-                scenario,
-                f"coverage_{round(100 * level)}",
-                cover,
-                f"{level - COVERAGE_TOLERANCE:.2f}-{level + COVERAGE_TOLERANCE:.2f}",
-                lambda v, lv=level: abs(v - lv) <= COVERAGE_TOLERANCE,
-            )
+            add(design, scenario, f"coverage_{round(100 * level)}", cover)
             for eff, q in (("-25% sustained", "power_25"), ("-45% sustained", "power_45")):
                 e = d[d["effect"] == eff]
                 add(design, scenario, q, e["p_lower"] < ALPHA)
@@ -530,8 +537,6 @@ def summarise(rows: pd.DataFrame, *, unjudged: Collection[str] = ()) -> pd.DataF
             scenario,
             "false_closed_displaced",
             null["verdict"].isin(["closed", "displaced"]),
-            f"<= {FALSE_CLOSED_TARGET}",
-            lambda x: x <= FALSE_CLOSED_TARGET,
         )
         closure = v[v["effect"] == "-45% sustained"]
         add("verdict", scenario, "detection", closure["verdict"] == "closed")
@@ -539,14 +544,7 @@ def summarise(rows: pd.DataFrame, *, unjudged: Collection[str] = ()) -> pd.DataF
             (closure["rate_per_month"] >= TARGET_RATE)
             & (closure["post_months"] >= TARGET_POST_MONTHS)
         ]
-        add(
-            "verdict",
-            scenario,
-            "detection_target",
-            big["verdict"] == "closed",
-            f">= {DETECTION_TARGET}",
-            lambda x: x >= DETECTION_TARGET,
-        )
+        add("verdict", scenario, "detection_target", big["verdict"] == "closed")
         fading = v[v["effect"] == FADING]
         add("verdict", scenario, "fading_closed", fading["verdict"] == "closed")
         disp = v[v["effect"] == "-45% displaced"]
