@@ -624,7 +624,14 @@ def read_areas(path: Path) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"{path.name}: no area rows; list one row per area after the header")
     frame.columns = [str(c).strip() for c in frame.columns]
-    frame["area_id"] = frame["area_id"].astype(str).str.strip()
+    ids = frame["area_id"]
+    empty = ids.isna().to_numpy() | ids.astype(str).str.strip().eq("").to_numpy()
+    if empty.any():
+        row = int(np.flatnonzero(empty)[0]) + 1
+        raise DataError(
+            f"{path.name}: row {row}: area_id is empty; every row needs the id of its area"
+        )
+    frame["area_id"] = ids.astype(str).str.strip()
     dup = frame["area_id"].duplicated()
     if dup.any():
         row = int(np.flatnonzero(dup.to_numpy())[0]) + 1

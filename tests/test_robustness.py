@@ -109,6 +109,7 @@ def test_random_corruption_never_raises_a_traceback(tmp_path, capsys, ops, targe
         ),
         ("areas.csv", "area_id,population\nA1,many\n", "areas.csv: column 'population', area A1"),
         ("areas.csv", "area_id,population\nA1,1\nA1,2\n", "appears twice"),
+        ("areas.csv", "area_id,population\nA1,1\n,2\n", "areas.csv: row 2: area_id is empty"),
     ],
 )
 def test_named_data_errors(tmp_path, capsys, filename, content, expected):
