@@ -96,7 +96,7 @@ def _on_fork(
     the items and results by pickle. A worker that dies breaks the pool: the
     loop raises (``BrokenProcessPool``), never returns partial results.
     """
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     n_workers = min(jobs, len(chunks))
     blas = max((os.cpu_count() or 1) // n_workers, 1)
@@ -115,7 +115,7 @@ def _on_fork(
             pending = {pool.submit(_run_forked_chunk, a, c) for a, c in chunks}
         try:
             while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     start, results = future.result()
                     yield start, pickle.loads(results)
