@@ -50,6 +50,7 @@ import pandas as pd
 from dmi_eval.config import Study, parse_study
 from dmi_eval.options import check_choice
 from dmi_eval.panel import PANDAS_FREQ, PERIODS_PER_YEAR, Panel, SiteData
+from dmi_eval.study_spec import DAYS_PER, VerdictRules, duration_text
 
 CityFrequency = Literal["month", "week"]
 
@@ -229,9 +230,9 @@ class City:
     loadings: pd.DataFrame
     expected: dict[str, np.ndarray]
 
-    def study(self, *, persistence_months: int = 6) -> Study:
+    def study(self, *, persistence_months: int = 6, rules: VerdictRules | None = None) -> Study:
         """The package's :class:`~dmi_eval.config.Study` for this city (one site per market)."""
-        return city_study(self, persistence_months=persistence_months)
+        return city_study(self, persistence_months=persistence_months, rules=rules)
 
     def truth(self) -> pd.DataFrame:
         """One row per market: effect, truth and the facts the targets are conditioned on."""
@@ -546,13 +547,16 @@ def write_areas(city: City, path: str | Path) -> Path:
     return path
 
 
-def city_study(city: City, *, persistence_months: int = 6) -> Study:
+def city_study(
+    city: City, *, persistence_months: int = 6, rules: VerdictRules | None = None
+) -> Study:
     """The in-memory :class:`~dmi_eval.config.Study` of a simulated city.
 
     One site per market (drug as the primary and only outcome), default
     verdict rules with the persistence window converted to the city's
-    frequency. The study's ``path`` is a placeholder used in messages only;
-    nothing is read from disk.
+    frequency, or ``rules`` (a user's own, see :func:`rules_like_site`). The
+    study's ``path`` is a placeholder used in messages only; nothing is read
+    from disk.
     """
     ppy = PERIODS_PER_YEAR[city.spec.frequency]
     raw: dict[str, Any] = {
@@ -576,7 +580,8 @@ def city_study(city: City, *, persistence_months: int = 6) -> Study:
         ],
         "verdict": {"persistence_periods": int(round(persistence_months * ppy / 12))},
     }
-    return parse_study(raw, file=Path(f"calibration-city-{city.seed}.toml"))
+    study = parse_study(raw, file=Path(f"calibration-city-{city.seed}.toml"))
+    return study if rules is None else replace(study, verdict=rules)
 
 
 # ---------------------------------------------------------------------------
@@ -645,4 +650,22 @@ def spec_like_site(
         min_pre_months=min(pre_months, 12 * n_years - post_months - 1),
         dispersion=phi,
         effects=effects,
+    )
+
+
+def rules_like_site(rules: VerdictRules, frequency: str, city_frequency: str) -> VerdictRules:
+    """A study's verdict rules for a simulated city of ``city_frequency``.
+
+    The cities like a site are weekly or monthly (:func:`spec_like_site`: a
+    quarterly site's are monthly), so the rules' period counts are carried over
+    as durations: the persistence window (``"4 quarters"`` is 12 months) and
+    ``min_pre_periods`` (12 quarters are 36 months). Every threshold is kept.
+    """
+    persistence = duration_text(rules.persistence_in(frequency), frequency)
+    ratio = DAYS_PER[frequency] / DAYS_PER[city_frequency]
+    return replace(
+        rules,
+        persistence=persistence,
+        persistence_periods=None,
+        min_pre_periods=max(1, round(rules.min_pre_periods * ratio)),
     )

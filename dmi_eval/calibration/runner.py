@@ -72,14 +72,12 @@ from dmi_eval.calibration.city import (
     Effect,
     Market,
     simulate_city,
-    spec_like_site,
 )
 from dmi_eval.config import Study, VerdictRules
 from dmi_eval.designs.synth import SyntheticControl
 from dmi_eval.errors import DesignError
 from dmi_eval.evaluation import MAX_PLACEBOS, evaluate_site, spike_warning, window_evidence
 from dmi_eval.inference.parallel import parallel_map
-from dmi_eval.panel import SiteData
 from dmi_eval.spike import spike_periods
 from dmi_eval.verdict import still_dropped, undetectable
 
@@ -134,6 +132,7 @@ class Scenario:
     With ``mixed`` the ``c``-th city's markets take :func:`city_effects` ``(c)``
     (the study's mix); otherwise ``spec.effects``. ``judged``: the issue's targets
     are judged on it (``False``: a sensitivity scenario, reported without targets).
+    ``rules``: the verdict rules of its cities' studies (default: the package's).
     """
 
     id: str
@@ -142,6 +141,7 @@ class Scenario:
     n_cities: int
     mixed: bool = False
     judged: bool = True
+    rules: VerdictRules | None = None
 
 
 def default_scenarios(scale: float = 1.0) -> tuple[Scenario, ...]:
@@ -334,7 +334,9 @@ def planted_spikes(city: City, study: Study, market: Market, seed: int) -> dict[
     return out
 
 
-def evaluate_city(scenario_id: str, spec: CitySpec, seed: int) -> pd.DataFrame:
+def evaluate_city(
+    scenario_id: str, spec: CitySpec, seed: int, rules: VerdictRules | None = None
+) -> pd.DataFrame:
     """Simulate one city and evaluate every market; one row per market and design.
 
     The ``design`` column holds each fitted design, ``primary`` (the site's
@@ -344,7 +346,7 @@ def evaluate_city(scenario_id: str, spec: CitySpec, seed: int) -> pd.DataFrame:
     :func:`planted_spikes`).
     """
     city = simulate_city(spec, seed=seed)
-    study = city.study()
+    study = city.study(rules=rules)
     rules = study.verdict
     truth = city.truth().set_index("site")
     rows: list[dict[str, Any]] = []
@@ -401,13 +403,15 @@ def evaluate_city(scenario_id: str, spec: CitySpec, seed: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _evaluate_task(task: tuple[str, CitySpec, int]) -> pd.DataFrame:
+def _evaluate_task(task: tuple[str, CitySpec, int, VerdictRules | None]) -> pd.DataFrame:
     """One city of one scenario (a :func:`parallel_map` task: picklable, its own seed)."""
     return evaluate_city(*task)
 
 
-def city_tasks(scenarios: Sequence[Scenario], seed: int) -> list[tuple[str, CitySpec, int]]:
-    """``(scenario id, spec, city seed)`` for every city, in the table's order.
+def city_tasks(
+    scenarios: Sequence[Scenario], seed: int
+) -> list[tuple[str, CitySpec, int, VerdictRules | None]]:
+    """``(scenario id, spec, city seed, verdict rules)`` for every city, in the table's order.
 
     City ``c`` of the ``i``-th scenario is simulated from ``seed + 1000 i + c``,
     whatever the number of workers or the backend; in a ``mixed`` scenario its
@@ -418,6 +422,7 @@ def city_tasks(scenarios: Sequence[Scenario], seed: int) -> list[tuple[str, City
             sc.id,
             replace(sc.spec, effects=city_effects(c)) if sc.mixed else sc.spec,
             seed + 1000 * i + c,
+            sc.rules,
         )
         for i, sc in enumerate(scenarios)
         for c in range(sc.n_cities)
@@ -442,7 +447,12 @@ def run(
     return pd.concat(frames, ignore_index=True)
 
 
-def _binom(hits: pd.Series) -> tuple[float, float, int]:
+def binomial_share(hits: pd.Series) -> tuple[float, float, int]:
+    """The share of ``True`` in ``hits``, its Monte Carlo SE and ``n``.
+
+    The SE is ``sqrt(max(p (1 - p), 0.25 / n) / n)``: floored so that a share of
+    0 or 1 among few markets does not claim to be exact.
+    """
     n = int(hits.size)
     if n == 0:
         return float("nan"), float("nan"), 0
@@ -481,7 +491,7 @@ def summarise(rows: pd.DataFrame, *, unjudged: Collection[str] = ()) -> pd.DataF
     out: list[dict[str, Any]] = []
 
     def add(design, scenario, quantity, hits):
-        value, se, n = _binom(hits.astype(float))
+        value, se, n = binomial_share(hits.astype(float))
         if n == 0:
             return
         target, ok = ("", None) if scenario in unjudged else target_of(quantity) or ("", None)
@@ -570,33 +580,6 @@ def summarise(rows: pd.DataFrame, *, unjudged: Collection[str] = ()) -> pd.DataF
     return pd.DataFrame(out)
 
 
-def power_like_site(
-    data: SiteData,
-    *,
-    n_cities: int = 2,
-    seed: int = DEFAULT_SEED,
-    n_jobs: int = 2,
-) -> pd.DataFrame:
-    """Size and power of every design at simulated sites like ``data``.
-
-    Simulates ``n_cities`` cities from :func:`~dmi_eval.calibration.city.spec_like_site`
-    (the site's market level and size, donor levels, overdispersion, pre and post
-    lengths; six markets each: none, -25% and -45% in turn) and returns
-    :func:`summarise`'s table. A few minutes per city on two cores.
-
-    Examples
-    --------
-    >>> from dmi_eval.config import load_study
-    >>> from dmi_eval.data import load_study_data
-    >>> study = load_study("data/synthetic/study.toml")  # doctest: +SKIP
-    >>> panel = load_study_data(study).panel  # doctest: +SKIP
-    >>> power_like_site(panel.site_data(study, "eastside"))  # doctest: +SKIP
-    """
-    spec = spec_like_site(data)
-    scenario = Scenario(f"like-{data.site_id}", f"cities like site {data.site_id}", spec, n_cities)
-    return summarise(run((scenario,), seed=seed, n_jobs=n_jobs))
-
-
 __all__ = [
     "CALIBRATION_COLUMNS",
     "EFFECTS",
@@ -604,7 +587,6 @@ __all__ = [
     "city_effects",
     "default_scenarios",
     "evaluate_city",
-    "power_like_site",
     "run",
     "summarise",
 ]

@@ -1,0 +1,91 @@
+"""``dmi-eval power``: the verdict on simulated cities like one site, under the study's rules."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dmi_eval.calibration.city import CitySpec, Effect, rules_like_site
+from dmi_eval.calibration.like_site import VERDICTS
+from dmi_eval.calibration.runner import evaluate_city
+from dmi_eval.cli import main
+from dmi_eval.config import VerdictRules, load_study
+from dmi_eval.synthetic import simulate_study, write_study
+
+
+def test_rules_keep_their_durations_in_the_simulated_cities() -> None:
+    quarterly = VerdictRules(persistence_periods=4, min_pre_periods=12, min_reduction=0.3)
+    monthly = rules_like_site(quarterly, "quarter", "month")
+    assert monthly.persistence_in("month") == 12  # 4 quarters
+    assert monthly.min_pre_periods == 36  # 12 quarters
+    assert (monthly.min_reduction, monthly.alpha) == (0.3, quarterly.alpha)
+    weekly = rules_like_site(VerdictRules(persistence="3 months"), "week", "week")
+    assert weekly.persistence_in("week") == 13
+    assert weekly.min_pre_periods == 12
+
+
+def test_the_cities_are_judged_by_the_rules_given() -> None:
+    spec = replace(
+        CitySpec(),
+        n_rows=10,
+        n_cols=10,
+        n_markets=2,
+        n_years=4,
+        post_months=(12, 18),
+        covariates=False,
+        effects=(Effect("-45% sustained", -0.45),),
+    )
+    default = evaluate_city("t", spec, 5)
+    strict = evaluate_city("t", spec, 5, VerdictRules(min_reduction=0.9))
+    verdicts = {
+        name: list(rows.loc[rows["design"] == "verdict", "verdict"])
+        for name, rows in (("default", default), ("strict", strict))
+    }
+    # the same city and fits: a -45% drop is closed under the default rule (25%),
+    # never under one that asks for 90%
+    assert "closed" in verdicts["default"]
+    assert "closed" not in verdicts["strict"]
+
+
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("power")
+    return write_study(simulate_study(seed=3, n_rows=8, n_cols=14, n_months=48, n_sites=2), folder)
+
+
+def test_power_command_answers_for_one_site(small_study, tmp_path, capsys) -> None:
+    site = load_study(small_study).sites[0]
+    csv = tmp_path / "power.csv"
+    argv = ["power", str(small_study), "--site", site.id, "--cities", "1", "--jobs", "1"]
+    assert main([*argv, "--csv", str(csv)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{site.name}: what the verdict would say at sites like it")
+    table = pd.read_csv(csv)
+    # one city of six markets: no effect, -25% and -45% in turn
+    assert list(table["effect"]) == ["none", "-25% sustained", "-45% sustained"]
+    assert list(table["markets"]) == [2, 2, 2]
+    shares = table[[*VERDICTS, "error"]].sum(axis=1)
+    assert shares.round(6).eq(1.0).all()
+    for label in ("no effect", "-25%, lasting", "-45%, lasting"):
+        assert any(line.startswith(label) for line in out.splitlines())
+    # the numbers in the text are the table's
+    null = table.iloc[0]
+    assert f"closed or displaced at {null['closed'] + null['displaced']:.2f}" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--site", "nowhere"], "nowhere"),
+        (["--site", "{site}", "--cities", "0"], "--cities"),
+    ],
+)
+def test_power_command_errors_are_plain(small_study, capsys, extra, message) -> None:
+    site = load_study(small_study).sites[0]
+    argv = ["power", str(small_study), *(a.format(site=site.id) for a in extra)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dmi-eval: error:") and message in err
