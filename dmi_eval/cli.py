@@ -252,12 +252,20 @@ def cmd_power(args: argparse.Namespace) -> int:
 
     if args.cities < 1:
         raise ConfigError(f"--cities: must be 1 or more; got {args.cities}")
+    if args.csv and not Path(args.csv).resolve().parent.is_dir():
+        raise ConfigError(
+            f"--csv {args.csv}: its folder does not exist; create it or choose another path"
+        )
     study = load_study_cached(args.study)
     site = study.site(args.site)
     data = load_study_data_cached(study).panel.site_data(study, site.id)
     with _compute(args):
         found = power_like_site(
-            data, study.verdict, n_cities=args.cities, seed=args.seed, n_jobs=args.jobs or 2
+            data,
+            study.verdict,
+            n_cities=args.cities,
+            n_jobs=args.jobs or 2,
+            **({} if args.seed is None else {"seed": args.seed}),
         )
     label = study.report.outcome_label(site.primary_outcome)
     print(found.text(site_name=site.name, outcome_label=label))
@@ -349,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cities", type=int, default=10, help="simulated cities, 6 markets each (default 10)"
     )
-    p.add_argument("--seed", type=int, default=20240601, help="seed (default 20240601)")
+    p.add_argument("--seed", type=int, help="seed (default: the calibration study's)")
     p.add_argument("--csv", help="also write the table (with Monte Carlo SEs) to this CSV")
     _add_compute_flags(p)
     p.set_defaults(func=cmd_power)

@@ -12,6 +12,7 @@ from dmi_eval.calibration.city import NULL, CitySpec, Effect, simulate_city, spe
 from dmi_eval.calibration.report import calibration_frame, write_outputs
 from dmi_eval.calibration.runner import CALIBRATION_COLUMNS, Scenario, run, summarise
 from dmi_eval.verdict import BASES
+from tests.helpers import tiny_city_spec
 
 
 @pytest.fixture(scope="module")
@@ -104,15 +105,7 @@ def test_spec_like_site_reads_the_site(city):
 
 
 def test_runner_writes_the_calibration_columns(tmp_path):
-    spec = replace(
-        CitySpec(),
-        n_rows=10,
-        n_cols=10,
-        n_markets=2,
-        n_years=4,
-        post_months=(12, 18),
-        effects=(NULL, Effect("-45% sustained", -0.45)),
-    )
+    spec = tiny_city_spec(effects=(NULL, Effect("-45% sustained", -0.45)))
     scenarios = (Scenario("tiny", "a tiny city", spec, 1),)
     rows = run(scenarios, seed=5, n_jobs=1)
     assert set(rows["design"]) >= {"sc", "its", "primary", "verdict"}

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from dmi_eval.calibration.city import CitySpec, Effect, rules_like_site
+from dmi_eval.calibration.city import Effect, rules_like_site
 from dmi_eval.calibration.like_site import VERDICTS
 from dmi_eval.calibration.runner import evaluate_city
 from dmi_eval.cli import main
 from dmi_eval.config import VerdictRules, load_study
 from dmi_eval.synthetic import simulate_study, write_study
+from tests.helpers import tiny_city_spec
 
 
 def test_rules_keep_their_durations_in_the_simulated_cities() -> None:
@@ -28,16 +28,7 @@ def test_rules_keep_their_durations_in_the_simulated_cities() -> None:
 
 
 def test_the_cities_are_judged_by_the_rules_given() -> None:
-    spec = replace(
-        CitySpec(),
-        n_rows=10,
-        n_cols=10,
-        n_markets=2,
-        n_years=4,
-        post_months=(12, 18),
-        covariates=False,
-        effects=(Effect("-45% sustained", -0.45),),
-    )
+    spec = tiny_city_spec(covariates=False, effects=(Effect("-45% sustained", -0.45),))
     default = evaluate_city("t", spec, 5)
     strict = evaluate_city("t", spec, 5, VerdictRules(min_reduction=0.9))
     verdicts = {
@@ -76,11 +67,29 @@ def test_power_command_answers_for_one_site(small_study, tmp_path, capsys) -> No
     assert f"closed or displaced at {null['closed'] + null['displaced']:.2f}" in out
 
 
+def test_power_command_judges_by_the_studys_own_rules(tmp_path, capsys) -> None:
+    study = write_study(
+        simulate_study(seed=3, n_rows=8, n_cols=14, n_months=48, n_sites=2), tmp_path / "s"
+    )
+    with study.open("a", encoding="utf-8") as f:
+        f.write("\n[verdict]\nmin_reduction = 0.9\n")
+    site = load_study(study).sites[0]
+    csv = tmp_path / "power.csv"
+    argv = ["power", str(study), "--site", site.id, "--cities", "1", "--jobs", "1"]
+    assert main([*argv, "--csv", str(csv)]) == 0
+    assert "at least 90%, still a drop of at least 45% over the last 6 months" in (
+        capsys.readouterr().out
+    )
+    # a lasting -45% drop is never a 90% one: nothing is called closed
+    assert pd.read_csv(csv)["closed"].eq(0).all()
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
         (["--site", "nowhere"], "nowhere"),
         (["--site", "{site}", "--cities", "0"], "--cities"),
+        (["--site", "{site}", "--csv", "no/such/folder/power.csv"], "folder does not exist"),
     ],
 )
 def test_power_command_errors_are_plain(small_study, capsys, extra, message) -> None:

@@ -659,7 +659,9 @@ def rules_like_site(rules: VerdictRules, frequency: str, city_frequency: str) ->
     The cities like a site are weekly or monthly (:func:`spec_like_site`: a
     quarterly site's are monthly), so the rules' period counts are carried over
     as durations: the persistence window (``"4 quarters"`` is 12 months) and
-    ``min_pre_periods`` (12 quarters are 36 months). Every threshold is kept.
+    ``min_pre_periods`` (12 quarters are 36 months). Every threshold is kept;
+    the pre-period fit check (``max_pre_rmspe_ratio``) then runs on the city's
+    counts, which for a quarterly site are noisier than its own.
     """
     persistence = duration_text(rules.persistence_in(frequency), frequency)
     ratio = DAYS_PER[frequency] / DAYS_PER[city_frequency]

@@ -36,6 +36,7 @@ from dmi_eval.calibration.runner import (
     target_of,
 )
 from dmi_eval.config import VerdictRules
+from dmi_eval.errors import ConfigError
 from dmi_eval.panel import SiteData
 from dmi_eval.tables import design_label
 
@@ -75,9 +76,10 @@ class SitePower:
         of markets with the primary design's one-sided ``p_lower < alpha``),
         ``primary_covered`` (its interval holds the true post-period change),
         ``closed, displaced, not_closed, inconclusive`` (shares of the
-        verdict) and ``error`` (markets where no design could be fitted),
-        each share with its Monte Carlo SE in ``*_se``; ``median_mde`` of the
-        primary design.
+        verdict), ``false_closed`` (*closed* or *displaced*: at no effect, the
+        false-closure rate) and ``error`` (markets where no design could be
+        fitted), each share with its Monte Carlo SE in ``*_se``;
+        ``median_mde`` of the primary design.
         """
         primary = self.rows[self.rows["design"] == "primary"]
         verdict = self.rows[self.rows["design"] == "verdict"]
@@ -95,6 +97,7 @@ class SitePower:
                 "primary_covered": (p["ci_low"] <= p["true_post"])
                 & (p["true_post"] <= p["ci_high"]),
                 **{label: v["verdict"] == label for label in VERDICTS},
+                "false_closed": v["verdict"].isin(["closed", "displaced"]),
                 "error": v["verdict"] == "error",
             }
             for name, hits in shares.items():
@@ -106,11 +109,18 @@ class SitePower:
         return pd.DataFrame(out)
 
     def summary(self) -> pd.DataFrame:
-        """Every design's size, coverage and power: the calibration table of these cities."""
-        return summarise(self.rows)
+        """Every design's size, coverage and power: the calibration table of these cities.
+
+        As in ``calibration.csv`` (tests at one-sided 0.05 whatever the study's
+        ``alpha``), without the package's targets: these cities are a site's, not
+        the calibration study's scenarios.
+        """
+        scenario = self.rows["scenario"].iloc[0] if len(self.rows) else ""
+        return summarise(self.rows, unjudged=[scenario])
 
     def text(self, *, site_name: str, outcome_label: str) -> str:
-        """The answer in words and a plain table, every number read from :meth:`table`."""
+        """The answer in words and a plain table, every number read from :meth:`table`
+        or (pooled over the effects) from the primary design's rows."""
         t = self.table()
         spec = self.spec
         unit = spec.frequency
@@ -129,8 +139,10 @@ class SitePower:
                 f"at least {n_pre} months before and {n_post} after the call-in ({unit}ly data"
                 f"{_resampled(self.site_frequency, unit)}). "
                 f"The study's rule: closed when the drop is significant (one-sided p < "
-                f"{self.rules.alpha:g}), at least {self.rules.min_reduction:.0%} and held over "
-                f"the last {self.rules.persistence}."
+                f"{self.rules.alpha:g}), at least {self.rules.min_reduction:.0%}, still a drop "
+                f"of at least {100 * self.rules.lasting_drop():.3g}% over the last "
+                f"{self.rules.persistence_text(unit)}, and nearby areas did not rise "
+                "significantly."
             ),
             "",
         ]
@@ -151,20 +163,22 @@ class SitePower:
             target = target_of("false_closed_displaced")
             lines.append(
                 "At no effect the verdict said closed or displaced at "
-                f"{n['closed'] + n['displaced']:.2f} of markets (the package's calibration "
-                f"target: {target[0] if target else 'none'})."
+                f"{n['false_closed']:.2f} (SE {n['false_closed_se']:.2f}) of {n['markets']} "
+                f"markets (the package's calibration target: {target[0] if target else 'none'})."
             )
-        primary = self.rows.loc[self.rows["design"] == "primary", "primary"].value_counts()
-        used = ", ".join(f"{design_label(d)} at {k}" for d, k in primary.items())
-        lines.append(f"Primary design: {used} of {int(primary.sum())} markets.")
-        mde = self.rows.loc[self.rows["design"] == "primary", "mde"].dropna()
+        fitted = self.rows[self.rows["design"] == "primary"]
+        used = ", ".join(
+            f"{design_label(d)} at {k}" for d, k in fitted["primary"].value_counts().items()
+        )
+        lines.append(f"Primary design: {used} of {len(fitted)} markets.")
+        mde = fitted["mde"].dropna()
         if len(mde):
             median = float(mde.median())
             detects = f"{median:.0%}" if np.isfinite(median) else "none (no drop is detectable)"
             lines.append(
                 f"Median smallest drop the primary design detects with 80% power (one-sided "
-                f"{self.rules.alpha:g}): {detects}. Its {_level(self.rows)} interval covered "
-                f"the true change at {_cover(t)} of the markets."
+                f"{self.rules.alpha:g}), all markets: {detects}. Its {_level(fitted)} interval "
+                f"covered the true change at {_cover(fitted)} of them."
             )
         if t["error"].sum() > 0:
             lines.append("Some markets could not be fitted by any design (column error in --csv).")
@@ -197,19 +211,22 @@ def _capped(site_areas: int, simulated: int) -> str:
 
 def _resampled(site_frequency: str, unit: str) -> str:
     return (
-        "" if site_frequency == unit else f"; the site's {site_frequency}ly data simulated {unit}ly"
+        ""
+        if site_frequency == unit
+        else f"; the site's {site_frequency}ly data simulated {unit}ly, so the pre-period fit "
+        f"check runs on noisier {unit}ly counts and inconclusive may be more common than at "
+        "the site"
     )
 
 
-def _level(rows: pd.DataFrame) -> str:
-    level = rows.loc[rows["design"] == "primary", "level"].median()
+def _level(fitted: pd.DataFrame) -> str:
+    level = fitted["level"].median()
     return "stated" if pd.isna(level) else f"{level:.0%}"
 
 
-def _cover(t: pd.DataFrame) -> str:
-    weights = t["markets"]
-    covered = float((t["primary_covered"] * weights).sum() / max(int(weights.sum()), 1))
-    return f"{covered:.2f}"
+def _cover(fitted: pd.DataFrame) -> str:
+    inside = (fitted["ci_low"] <= fitted["true_post"]) & (fitted["true_post"] <= fitted["ci_high"])
+    return f"{float(inside.mean()):.2f}" if len(fitted) else "-"
 
 
 def power_like_site(
@@ -245,7 +262,7 @@ def power_like_site(
     >>> found.table()  # doctest: +SKIP
     """
     if not isinstance(n_cities, int) or n_cities < 1:
-        raise ValueError(f"n_cities must be a positive integer; got {n_cities!r}")
+        raise ConfigError(f"n_cities: pass a whole number of 1 or more; got {n_cities!r}")
     spec = spec_like_site(data)
     rules = rules_like_site(rules or VerdictRules(), data.frequency, spec.frequency)
     scenario = Scenario(
