@@ -624,21 +624,15 @@ def read_areas(path: Path) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"{path.name}: no area rows; list one row per area after the header")
     frame.columns = [str(c).strip() for c in frame.columns]
-    ids = frame["area_id"]
-    empty = ids.isna().to_numpy() | ids.astype(str).str.strip().eq("").to_numpy()
-    if empty.any():
-        row = int(np.flatnonzero(empty)[0]) + 1
-        raise DataError(
-            f"{path.name}: row {row}: area_id is empty; every row needs the id of its area"
-        )
-    frame["area_id"] = ids.astype(str).str.strip()
-    dup = frame["area_id"].duplicated()
-    if dup.any():
-        row = int(np.flatnonzero(dup.to_numpy())[0]) + 1
-        raise DataError(
-            f"{path.name}: row {row}: area_id {frame['area_id'].iloc[row - 1]!r} "
-            "appears twice; each area needs one row"
-        )
+    ids = frame["area_id"].fillna("").astype(str).str.strip()
+    for bad, problem in (
+        (ids.eq(""), "area_id is empty; every row needs the id of its area"),
+        (ids.duplicated(), "area_id {id!r} appears twice; each area needs one row"),
+    ):
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"{path.name}: row {i + 1}: " + problem.format(id=ids.iloc[i]))
+    frame["area_id"] = ids
     frame = frame.set_index("area_id")
     for col in frame.columns:
         values = pd.to_numeric(frame[col], errors="coerce")

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dmi_eval.calibration.city import NULL, CitySpec, Effect, simulate_city, spec_like_site
+from dmi_eval.calibration.city import NULL, CitySpec, Effect, simulate_city
+from dmi_eval.calibration.like_site import spec_like_site
 from dmi_eval.calibration.report import calibration_frame, write_outputs
 from dmi_eval.calibration.runner import CALIBRATION_COLUMNS, Scenario, run, summarise
 from dmi_eval.verdict import BASES

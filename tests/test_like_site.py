@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dmi_eval.calibration.city import Effect, rules_like_site
-from dmi_eval.calibration.like_site import VERDICTS
+from dmi_eval.calibration.city import Effect
+from dmi_eval.calibration.like_site import VERDICTS, rules_like_site
 from dmi_eval.calibration.runner import evaluate_city
 from dmi_eval.cli import main
 from dmi_eval.config import VerdictRules, load_study

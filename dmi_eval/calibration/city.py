@@ -31,10 +31,9 @@ intervention over the post period and the last ``k`` periods -- is recorded.
 :func:`city_study` turns a simulated city into the package's own in-memory
 :class:`~dmi_eval.config.Study` and :class:`~dmi_eval.panel.Panel`, so that the
 calibration runs the exact site path (:func:`dmi_eval.evaluation.evaluate_site`).
-:func:`spec_like_site` builds a :class:`CitySpec` that resembles a real site's
-pre-period (market level, number of areas, donor levels, dispersion, periods),
-so a user can simulate cities like their own and read the power of the design
-for their site (see :mod:`dmi_eval.calibration.runner`).
+:func:`~dmi_eval.calibration.like_site.spec_like_site` builds a :class:`CitySpec`
+that resembles a real site's pre-period, so a user can read the power of the
+verdict at their own site (``dmi-eval power``).
 """
 
 from __future__ import annotations
@@ -49,8 +48,8 @@ import pandas as pd
 
 from dmi_eval.config import Study, parse_study
 from dmi_eval.options import check_choice
-from dmi_eval.panel import PANDAS_FREQ, PERIODS_PER_YEAR, Panel, SiteData
-from dmi_eval.study_spec import DAYS_PER, VerdictRules, duration_text
+from dmi_eval.panel import PANDAS_FREQ, PERIODS_PER_YEAR, Panel
+from dmi_eval.study_spec import VerdictRules
 
 CityFrequency = Literal["month", "week"]
 
@@ -554,7 +553,8 @@ def city_study(
 
     One site per market (drug as the primary and only outcome), default
     verdict rules with the persistence window converted to the city's
-    frequency, or ``rules`` (a user's own, see :func:`rules_like_site`). The
+    frequency, or ``rules`` (a user's own, see
+    :func:`~dmi_eval.calibration.like_site.rules_like_site`). The
     study's ``path`` is a placeholder used in messages only; nothing is read
     from disk.
     """
@@ -582,92 +582,3 @@ def city_study(
     }
     study = parse_study(raw, file=Path(f"calibration-city-{city.seed}.toml"))
     return study if rules is None else replace(study, verdict=rules)
-
-
-# ---------------------------------------------------------------------------
-# Cities like a user's site
-# ---------------------------------------------------------------------------
-def spec_like_site(
-    data: SiteData,
-    *,
-    outcome: str | None = None,
-    effects: tuple[Effect, ...] = (
-        NULL,
-        Effect("-25% sustained", -0.25),
-        Effect("-45% sustained", -0.45),
-    ),
-    n_markets: int = 6,
-) -> CitySpec:
-    """A :class:`CitySpec` resembling one real site's pre-period.
-
-    The market's monthly level, its number of areas, the donor areas' range
-    of levels, the counts' overdispersion (method of moments on the donors'
-    pre-period counts around their own means), the pre and post lengths and
-    whether the study has area covariates are read from ``data``; everything else keeps the defaults. Simulating
-    cities from it and running :func:`dmi_eval.calibration.runner.run` gives
-    the size and power the designs would have at a site like this one.
-
-    Parameters
-    ----------
-    data
-        The site's view of its panel (only pre-period counts are read).
-    outcome
-        Outcome to mimic (default: the site's primary outcome).
-    effects
-        Effects to simulate.
-    n_markets
-        Simulated markets per city.
-    """
-    outcome = outcome or data.primary_outcome
-    freq = "week" if data.frequency == "week" else "month"
-    per_month = 12 / PERIODS_PER_YEAR[data.frequency]
-    pre = data.pre_mask
-    market = data.treated_series(outcome).to_numpy()[pre].astype(float)
-    rate = float(market.mean() / per_month)
-    donors = data.donor_matrix(outcome).to_numpy()[:, pre].astype(float)
-    means = donors.mean(axis=1)
-    busy = means > 0
-    lo, hi = np.quantile(means[busy] / per_month, [0.1, 0.9]) if busy.any() else (0.3, 3.0)
-    var = donors[busy].var(axis=1, ddof=1)
-    m = means[busy]
-    phi = (
-        float(np.clip(np.sum(var - m) / max(np.sum(m**2), 1e-9), 0.01, 2.0)) if busy.any() else 0.15
-    )
-    n_areas = min(max(len(data.treated_areas), 1), 9)
-    pre_months = int(round(data.n_pre * per_month))
-    post_months = max(int(round(data.n_post * per_month)), 1)
-    n_years = int(np.ceil((pre_months + post_months + 2) / 12))
-    return replace(
-        CitySpec(),
-        covariates=data.panel.covariates is not None,
-        frequency=freq,
-        n_years=n_years,
-        n_markets=n_markets,
-        market_areas=(n_areas, n_areas),
-        market_rate=(0.9 * rate, 1.1 * rate),
-        donor_rate=(float(max(lo, 0.05)), float(max(hi, lo + 0.1))),
-        post_months=(post_months, post_months),
-        min_pre_months=min(pre_months, 12 * n_years - post_months - 1),
-        dispersion=phi,
-        effects=effects,
-    )
-
-
-def rules_like_site(rules: VerdictRules, frequency: str, city_frequency: str) -> VerdictRules:
-    """A study's verdict rules for a simulated city of ``city_frequency``.
-
-    The cities like a site are weekly or monthly (:func:`spec_like_site`: a
-    quarterly site's are monthly), so the rules' period counts are carried over
-    as durations: the persistence window (``"4 quarters"`` is 12 months) and
-    ``min_pre_periods`` (12 quarters are 36 months). Every threshold is kept;
-    the pre-period fit check (``max_pre_rmspe_ratio``) then runs on the city's
-    counts, which for a quarterly site are noisier than its own.
-    """
-    persistence = duration_text(rules.persistence_in(frequency), frequency)
-    ratio = DAYS_PER[frequency] / DAYS_PER[city_frequency]
-    return replace(
-        rules,
-        persistence=persistence,
-        persistence_periods=None,
-        min_pre_periods=max(1, round(rules.min_pre_periods * ratio)),
-    )

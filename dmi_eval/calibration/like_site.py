@@ -3,10 +3,10 @@
 ``dmi-eval power STUDY --site ID`` (and :func:`power_like_site`) simulates
 cities whose markets copy one real site's pre-period -- the market's level and
 number of areas, the comparison areas' levels, the counts' overdispersion, the
-pre and post lengths (:func:`~dmi_eval.calibration.city.spec_like_site`) --
+pre and post lengths (:func:`spec_like_site`) --
 plants no effect, a sustained -25% drop and a sustained -45% drop at their
 markets in turn, and runs the exact site path with the study's own verdict
-rules (:func:`~dmi_eval.calibration.city.rules_like_site`). The answer is how
+rules (:func:`rules_like_site`). The answer is how
 often the verdict would say *closed*, *displaced*, *not closed* or
 *inconclusive* at a site like this one, for each true change: the false-closure
 rate at no effect, the chance of detecting a lasting closure otherwise.
@@ -21,23 +21,25 @@ appendix).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from dmi_eval.calibration.city import CitySpec, rules_like_site, spec_like_site
+from dmi_eval.calibration.city import NULL, CitySpec, Effect
 from dmi_eval.calibration.runner import (
     DEFAULT_SEED,
     Scenario,
     binomial_share,
+    covers_truth,
     run,
     summarise,
     target_of,
 )
 from dmi_eval.config import VerdictRules
 from dmi_eval.errors import ConfigError
-from dmi_eval.panel import SiteData
+from dmi_eval.panel import PERIODS_PER_YEAR, SiteData
+from dmi_eval.study_spec import DAYS_PER, duration_text
 from dmi_eval.tables import design_label
 
 VERDICTS: tuple[str, ...] = ("closed", "displaced", "not_closed", "inconclusive")
@@ -94,8 +96,7 @@ class SitePower:
             }
             shares = {
                 "primary_significant": p["p_lower"] < self.rules.alpha,
-                "primary_covered": (p["ci_low"] <= p["true_post"])
-                & (p["true_post"] <= p["ci_high"]),
+                "primary_covered": covers_truth(p),
                 **{label: v["verdict"] == label for label in VERDICTS},
                 "false_closed": v["verdict"].isin(["closed", "displaced"]),
                 "error": v["verdict"] == "error",
@@ -225,8 +226,93 @@ def _level(fitted: pd.DataFrame) -> str:
 
 
 def _cover(fitted: pd.DataFrame) -> str:
-    inside = (fitted["ci_low"] <= fitted["true_post"]) & (fitted["true_post"] <= fitted["ci_high"])
-    return f"{float(inside.mean()):.2f}" if len(fitted) else "-"
+    return f"{float(covers_truth(fitted).mean()):.2f}" if len(fitted) else "-"
+
+
+def spec_like_site(
+    data: SiteData,
+    *,
+    outcome: str | None = None,
+    effects: tuple[Effect, ...] = (
+        NULL,
+        Effect("-25% sustained", -0.25),
+        Effect("-45% sustained", -0.45),
+    ),
+    n_markets: int = 6,
+) -> CitySpec:
+    """A :class:`CitySpec` resembling one real site's pre-period.
+
+    The market's monthly level, its number of areas, the donor areas' range
+    of levels, the counts' overdispersion (method of moments on the donors'
+    pre-period counts around their own means), the pre and post lengths and
+    whether the study has area covariates are read from ``data``; everything else keeps the defaults. Simulating
+    cities from it and running :func:`dmi_eval.calibration.runner.run` gives
+    the size and power the designs would have at a site like this one.
+
+    Parameters
+    ----------
+    data
+        The site's view of its panel (only pre-period counts are read).
+    outcome
+        Outcome to mimic (default: the site's primary outcome).
+    effects
+        Effects to simulate.
+    n_markets
+        Simulated markets per city.
+    """
+    outcome = outcome or data.primary_outcome
+    freq = "week" if data.frequency == "week" else "month"
+    per_month = 12 / PERIODS_PER_YEAR[data.frequency]
+    pre = data.pre_mask
+    market = data.treated_series(outcome).to_numpy()[pre].astype(float)
+    rate = float(market.mean() / per_month)
+    donors = data.donor_matrix(outcome).to_numpy()[:, pre].astype(float)
+    means = donors.mean(axis=1)
+    busy = means > 0
+    lo, hi = np.quantile(means[busy] / per_month, [0.1, 0.9]) if busy.any() else (0.3, 3.0)
+    var = donors[busy].var(axis=1, ddof=1)
+    m = means[busy]
+    phi = (
+        float(np.clip(np.sum(var - m) / max(np.sum(m**2), 1e-9), 0.01, 2.0)) if busy.any() else 0.15
+    )
+    n_areas = min(max(len(data.treated_areas), 1), 9)
+    pre_months = int(round(data.n_pre * per_month))
+    post_months = max(int(round(data.n_post * per_month)), 1)
+    n_years = int(np.ceil((pre_months + post_months + 2) / 12))
+    return replace(
+        CitySpec(),
+        covariates=data.panel.covariates is not None,
+        frequency=freq,
+        n_years=n_years,
+        n_markets=n_markets,
+        market_areas=(n_areas, n_areas),
+        market_rate=(0.9 * rate, 1.1 * rate),
+        donor_rate=(float(max(lo, 0.05)), float(max(hi, lo + 0.1))),
+        post_months=(post_months, post_months),
+        min_pre_months=min(pre_months, 12 * n_years - post_months - 1),
+        dispersion=phi,
+        effects=effects,
+    )
+
+
+def rules_like_site(rules: VerdictRules, frequency: str, city_frequency: str) -> VerdictRules:
+    """A study's verdict rules for a simulated city of ``city_frequency``.
+
+    The cities like a site are weekly or monthly (:func:`spec_like_site`: a
+    quarterly site's are monthly), so the rules' period counts are carried over
+    as durations: the persistence window (``"4 quarters"`` is 12 months) and
+    ``min_pre_periods`` (12 quarters are 36 months). Every threshold is kept;
+    the pre-period fit check (``max_pre_rmspe_ratio``) then runs on the city's
+    counts, which for a quarterly site are noisier than its own.
+    """
+    persistence = duration_text(rules.persistence_in(frequency), frequency)
+    ratio = DAYS_PER[frequency] / DAYS_PER[city_frequency]
+    return replace(
+        rules,
+        persistence=persistence,
+        persistence_periods=None,
+        min_pre_periods=max(1, round(rules.min_pre_periods * ratio)),
+    )
 
 
 def power_like_site(
@@ -281,4 +367,4 @@ def power_like_site(
     )
 
 
-__all__ = ["SitePower", "power_like_site"]
+__all__ = ["SitePower", "power_like_site", "rules_like_site", "spec_like_site"]

@@ -460,6 +460,11 @@ def binomial_share(hits: pd.Series) -> tuple[float, float, int]:
     return p, math.sqrt(max(p * (1 - p), 0.25 / n) / n) if n else float("nan"), n
 
 
+def covers_truth(rows: pd.DataFrame) -> pd.Series:
+    """Whether each row's interval holds the true post-period change."""
+    return (rows["ci_low"] <= rows["true_post"]) & (rows["true_post"] <= rows["ci_high"])
+
+
 def target_of(quantity: str) -> tuple[str, Callable[[float], bool]] | None:
     """``(target text, met)`` of a quantity the issue's targets judge, else ``None``.
 
@@ -515,7 +520,7 @@ def summarise(rows: pd.DataFrame, *, unjudged: Collection[str] = ()) -> pd.DataF
             null = d[d["effect"] == "none"]
             add(design, scenario, "size", null["p_lower"] < ALPHA)
             level = float(d["level"].median()) if len(d) else 0.9
-            cover = (d["ci_low"] <= d["true_post"]) & (d["true_post"] <= d["ci_high"])
+            cover = covers_truth(d)
             add(design, scenario, f"coverage_{round(100 * level)}", cover)
             for eff, q in (("-25% sustained", "power_25"), ("-45% sustained", "power_45")):
                 e = d[d["effect"] == eff]
