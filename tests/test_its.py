@@ -325,6 +325,22 @@ def test_controlled_its_removes_a_common_shock():
     eff = controlled.effects()
     assert set(eff["design"]) == {"cits"}
     assert "comparison" in controlled.get_plot_data("drug").columns
+    # the method text names the series the market was compared with
+    assert "comparison-area total, areas as offset" in controlled.method("drug")
+    assert "comparison-area total" in controlled.describe()
+    assert "comparison-area mean" in mean.method("drug")
+    assert "vs" not in single.method("drug") and "controlled" not in single.describe()
+    import matplotlib.pyplot as plt
+
+    from dmi_eval.plots.its import plot_its
+
+    fig, ax = plot_its(controlled, "drug")
+    line = next(ln for ln in ax.get_lines() if ln.get_label().startswith("comparison areas"))
+    observed = controlled.get_plot_data("drug")
+    pre = (observed["role"] == "pre").to_numpy()
+    # drawn on the market's scale: the same pre-period mean as the market's counts
+    assert line.get_ydata()[pre].mean() == pytest.approx(observed["observed"][pre].mean())
+    plt.close(fig)
 
 
 def test_plot_data_and_diagnostics(site, results):

@@ -20,6 +20,9 @@ __all__ = ["plot_its", "plot_placebo_in_time"]
 def plot_its(results: ITSResults, outcome: str, *, ax: Axes | None = None) -> tuple[Figure, Axes]:
     """Observed counts, fitted line, counterfactual with its band and the call-in line.
 
+    For ``"cits"`` the comparison series is drawn scaled to the market's
+    pre-period mean (its shape, not its level, is what the model uses).
+
     Parameters
     ----------
     results
@@ -73,7 +76,13 @@ def plot_its(results: ITSResults, outcome: str, *, ax: Axes | None = None) -> tu
         label=f"{100 * results.level:g}% band",
     )
     if "comparison" in data.columns:
-        ax.plot(x, data["comparison"].to_numpy(), color="0.6", lw=1, label="donor mean")
+        comparison = data["comparison"].to_numpy(dtype=float)
+        observed_pre = data["observed"].to_numpy(dtype=float)[roles == "pre"]
+        comparison_pre = comparison[roles == "pre"]
+        if comparison_pre.mean() > 0:
+            # the comparison areas' series on the market's scale, so both fit one axis
+            comparison = comparison * observed_pre.mean() / comparison_pre.mean()
+        ax.plot(x, comparison, color="0.6", lw=1, label="comparison areas (scaled to the market)")
     call_in = int(np.flatnonzero(roles != "pre")[0])
     ax.axvline(call_in - 0.5, color="C3", lw=1, ls=":", label="call-in")
     ticks = x[:: max(1, len(x) // 8)]

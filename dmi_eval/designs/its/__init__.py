@@ -9,7 +9,8 @@ Two layers:
   diagnostics and predictions;
 * the site-level design :class:`ITS` (``ITS(site_data, ...).fit() ->``
   :class:`ITSResults`) that fits every outcome of a DMI site and returns the
-  tidy effects frame (design ``"its"``, or ``"cits"`` against the donor mean).
+  tidy effects frame (design ``"its"``, or ``"cits"`` against the comparison
+  areas' total, their number as an offset).
 
 Model families: OLS with Newey-West (HAC) standard errors; Poisson and
 quasi-Poisson GLM (log link, optional exposure); negative binomial (NB2, alpha

@@ -287,6 +287,7 @@ class ITS:
             last_k=self.last_k,
             outcomes=self.outcomes,
             by_outcome=MappingProxyType(by_outcome),
+            comparison=self.comparison,
         )
 
     def _fit_outcome(self, outcome: str) -> OutcomeITS:

@@ -15,6 +15,12 @@ from dmi_eval.designs.its.model import FAMILY_LABEL, SegmentedFit, WindowEffect
 from dmi_eval.power import mde_from_se
 from dmi_eval.results import WindowResults, diagnostics_frame, series_frame
 
+COMPARISON_LABEL = {
+    "donor_total": "comparison-area total, areas as offset",
+    "donor_mean": "comparison-area mean",
+}
+"""How :meth:`ITSResults.method` and :meth:`ITSResults.describe` name a ``comparison``."""
+
 
 # ---------------------------------------------------------------------------
 # site-level design
@@ -50,6 +56,10 @@ class ITSResults(WindowResults):
         Fitted outcomes, in order.
     by_outcome
         Outcome -> :class:`OutcomeITS`.
+    comparison
+        What ``"cits"`` compares the market with: ``"donor_total"`` (the
+        comparison areas' total, their number as an offset) or ``"donor_mean"``;
+        ``"none"`` for ``"its"``.
     """
 
     site_id: str
@@ -58,13 +68,19 @@ class ITSResults(WindowResults):
     last_k: int
     outcomes: tuple[str, ...]
     by_outcome: Mapping[str, OutcomeITS]
+    comparison: str = "none"
+
+    @property
+    def comparison_label(self) -> str:
+        """What the controlled series is compared with, in words ("" for ``"its"``)."""
+        return COMPARISON_LABEL.get(self.comparison, "")
 
     def method(self, outcome: str) -> str:
         """The ``method`` text of an outcome's effects rows."""
         o = self._get(outcome)
         label = FAMILY_LABEL[o.fit.family]
         conf = f"{100 * self.level:g}%"
-        against = " vs donor mean (Linden CITS)" if self.design == "cits" else ""
+        against = f" vs {self.comparison_label} (Linden CITS)" if self.comparison_label else ""
         cov = {"ar1": " AR(1)-sandwich", "hac": " Newey-West"}.get(
             str(o.choices.get("count_cov", "model")), ""
         )
@@ -165,7 +181,8 @@ class ITSResults(WindowResults):
         """Series behind :func:`dmi_eval.plots.its.plot_its`.
 
         Columns ``period, observed, fitted, counterfactual, low, high, role``
-        (plus ``comparison``, the donor mean, for ``"cits"``); the excluded
+        (plus ``comparison``, the series the market is compared with, for
+        ``"cits"``: the comparison areas' total or mean); the excluded
         transition period has an observed value but no fitted ones.
         """
         o = self._get(outcome)
@@ -210,8 +227,8 @@ class ITSResults(WindowResults):
             parts = [
                 f"{outcome}: {FAMILY_LABEL[c['family']]} segmented regression"
                 + (
-                    " against the donor-area mean (Linden's controlled ITS)"
-                    if self.design == "cits"
+                    f" against the {self.comparison_label} (Linden's controlled ITS)"
+                    if self.comparison_label
                     else ""
                 ),
                 f"family {c['family']} ({c['family_reason']})",
