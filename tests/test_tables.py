@@ -70,6 +70,10 @@ def test_method_once_per_design_numbers_right_aligned_and_narrow():
         assert align.endswith(":") == numeric, name
     assert "last 6 months" in text and "synthetic control" in text
     assert max(len(line) for line in text.splitlines() if line.startswith("|")) < 160
+    # the single-series design's limit is said once, where its p-value is printed; SC has none
+    assert text.count("a city-wide change after the call-in reads as an effect") == 1
+    sc_note = next(line for line in text.splitlines() if line.startswith("- **synthetic control"))
+    assert sc_note == "- **synthetic control**: sc method text."
 
 
 def test_absurd_intervals_are_too_wide_to_tell_with_the_reason():
