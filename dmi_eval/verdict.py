@@ -367,9 +367,12 @@ def decide(ev: Evidence, rules: VerdictRules) -> Verdict:
 
     reasons: list[str] = []
     significant = post.pct_change < 0 and post.p_lower < alpha
-    direction = "fell" if post.pct_change < 0 else "rose"
+    if _pct(post.pct_change) == "0%":
+        moved = "did not change (0%)"
+    else:
+        moved = f"{'fell' if post.pct_change < 0 else 'rose'} {_pct(post.pct_change)}"
     reasons.append(
-        f"{_cap(ev.label)} {direction} {_pct(post.pct_change)} against the {name} "
+        f"{_cap(ev.label)} {moved} against the {name} "
         f"counterfactual ({post.level} interval {_signed(post.ci_low)} to "
         f"{_signed(post.ci_high)}; one-sided {_p(post.p_lower)})."
     )

@@ -235,6 +235,12 @@ def test_reasons_are_plain_words():
     text = decide(replace(ev, others=()), RULES).reasons_text()
     assert text.startswith("Drug offences fell 40% against the synthetic control counterfactual")
     assert "difference-in-differences finds a significant rise" in decide(ev, RULES).reasons[0]
+    # a change that rounds to 0% neither rose nor fell
+    flat = decide(evidence(post=(0.003, 0.6), last=(0.0, 0.5)), RULES).reasons_text()
+    assert flat.startswith("Drug offences did not change (0%) against") and "rose 0%" not in flat
+    assert (
+        decide(evidence(post=(-0.006, 0.6)), RULES).reasons[0].startswith("Drug offences fell 1%")
+    )
 
 
 def test_catchment_rise_uses_its_own_upper_tail_not_one_minus_p():
