@@ -247,11 +247,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_power(args: argparse.Namespace) -> int:
     from dmi_eval.calibration import power_like_site
+    from dmi_eval.calibration.like_site import check_exposure
     from dmi_eval.datacache import load_study_cached, load_study_data_cached
     from dmi_eval.errors import ConfigError
 
     if args.cities < 1:
         raise ConfigError(f"--cities: must be 1 or more; got {args.cities}")
+    check_exposure(args.exposure, name="--exposure")
     if args.csv and not Path(args.csv).resolve().parent.is_dir():
         raise ConfigError(
             f"--csv {args.csv}: its folder does not exist; create it or choose another path"
@@ -265,6 +267,7 @@ def cmd_power(args: argparse.Namespace) -> int:
             study.verdict,
             n_cities=args.cities,
             n_jobs=args.jobs or 2,
+            exposure=args.exposure,
             **({} if args.seed is None else {"seed": args.seed}),
         )
     label = study.report.outcome_label(site.primary_outcome)
@@ -359,6 +362,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, help="seed (default: the calibration study's)")
     p.add_argument("--csv", help="also write the table (with Monte Carlo SEs) to this CSV")
+    p.add_argument(
+        "--exposure",
+        type=float,
+        default=1.0,
+        help="what if the market swings with the city more than an area does: its own factor "
+        "exposure as a multiple of an area's (default 1; the calibration's monthly-exposed "
+        "stress uses 2)",
+    )
     _add_compute_flags(p)
     p.set_defaults(func=cmd_power)
 

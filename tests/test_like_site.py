@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from dmi_eval.calibration.city import Effect
-from dmi_eval.calibration.like_site import VERDICTS, rules_like_site
-from dmi_eval.calibration.runner import evaluate_city
+from dmi_eval.calibration.city import CitySpec, Effect
+from dmi_eval.calibration.like_site import VERDICTS, rules_like_site, spec_like_site
+from dmi_eval.calibration.runner import default_scenarios, evaluate_city
 from dmi_eval.cli import main
 from dmi_eval.config import VerdictRules, load_study
+from dmi_eval.data import load_study_data
+from dmi_eval.errors import ConfigError
 from dmi_eval.synthetic import simulate_study, write_study
 from tests.helpers import tiny_city_spec
 
@@ -65,6 +68,29 @@ def test_power_command_answers_for_one_site(small_study, tmp_path, capsys) -> No
     # the numbers in the text are the table's
     null = table.iloc[0]
     assert f"closed or displaced at {null['closed'] + null['displaced']:.2f}" in out
+    assert "times an area's" not in out  # default exposure: nothing to say
+
+
+def test_exposure_sets_the_markets_own_loading_deviation(small_study) -> None:
+    study = load_study(small_study)
+    data = load_study_data(study).panel.site_data(study, study.sites[0].id)
+    default = spec_like_site(data)
+    assert default.market_loading_sd == CitySpec().market_loading_sd
+    stressed = spec_like_site(data, exposure=2)
+    assert stressed.market_loading_sd == pytest.approx(2 * default.market_loading_sd)
+    assert replace(stressed, market_loading_sd=default.market_loading_sd) == default
+    # the calibration's stress scenario is exposure 2 of the same default
+    exposed = next(s for s in default_scenarios() if s.id == "monthly-exposed")
+    assert exposed.spec.market_loading_sd == pytest.approx(stressed.market_loading_sd)
+    with pytest.raises(ConfigError, match="exposure"):
+        spec_like_site(data, exposure=float("inf"))
+
+
+def test_power_command_says_how_exposed_its_markets_were(small_study, capsys) -> None:
+    site = load_study(small_study).sites[0]
+    argv = ["power", str(small_study), "--site", site.id, "--cities", "1", "--jobs", "1"]
+    assert main([*argv, "--exposure", "2"]) == 0
+    assert "its own exposure to city-wide swings 2 times an area's" in capsys.readouterr().out
 
 
 def test_power_command_judges_by_the_studys_own_rules(tmp_path, capsys) -> None:
@@ -90,6 +116,8 @@ def test_power_command_judges_by_the_studys_own_rules(tmp_path, capsys) -> None:
         (["--site", "nowhere"], "nowhere"),
         (["--site", "{site}", "--cities", "0"], "--cities"),
         (["--site", "{site}", "--csv", "no/such/folder/power.csv"], "folder does not exist"),
+        (["--site", "{site}", "--exposure", "-1"], "--exposure: pass a finite number"),
+        (["--site", "{site}", "--exposure", "nan"], "--exposure: pass a finite number"),
     ],
 )
 def test_power_command_errors_are_plain(small_study, capsys, extra, message) -> None:

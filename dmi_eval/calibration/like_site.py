@@ -16,7 +16,12 @@ city-wide trends or how exposed its market is to them (those are the default
 scenario's, :class:`~dmi_eval.calibration.city.CitySpec`); a market much more
 exposed to city-wide swings than its comparison areas is called *closed* by
 mistake more often (the ``monthly-exposed`` scenario of the calibration
-appendix).
+appendix). No site's data can tell how exposed its market is -- the market's
+own swings look like its counting noise before the call-in and like an effect
+after it -- so ``exposure`` (``--exposure``) lets a user ask "what if":
+the market's own deviation of its factor loadings as a multiple of the
+default, which equals one area's (2 is the market exposure of the calibration's
+``monthly-exposed`` stress, which also has faster city-wide swings).
 """
 
 from __future__ import annotations
@@ -135,7 +140,8 @@ class SitePower:
                 f"{self.seed}). Each market: {_areas(spec.market_areas[0])}"
                 f"{_capped(self.site_areas, spec.market_areas[0])} at "
                 f"{spec.market_rate[0]:.3g}-{spec.market_rate[1]:.3g} {outcome_label} a month "
-                f"before the call-in; comparison areas at {spec.donor_rate[0]:.2g}-"
+                f"before the call-in{_exposure(spec)}; comparison areas at "
+                f"{spec.donor_rate[0]:.2g}-"
                 f"{spec.donor_rate[1]:.2g} a month; overdispersion {spec.dispersion:.2f}; "
                 f"at least {n_pre} months before and {n_post} after the call-in ({unit}ly data"
                 f"{_resampled(self.site_frequency, unit)}). "
@@ -187,12 +193,20 @@ class SitePower:
             "Shares of markets, with Monte Carlo standard errors in brackets (more cities "
             "narrow them).",
             "What this cannot tell: the cities copy the site's levels, not its city-wide trends "
-            "or how exposed its market is to them. A market far more exposed to city-wide "
-            "swings than its comparison areas is called closed by mistake more often (the "
-            "monthly-exposed scenario of the calibration appendix, reports/appendix/"
-            "calibration.md).",
+            "or how exposed its market is to them; no data can tell the latter. A market far "
+            "more exposed to city-wide swings than its comparison areas is called closed by "
+            "mistake more often (the monthly-exposed scenario of the calibration appendix, "
+            "reports/appendix/calibration.md): --exposure 2 simulates markets twice as exposed "
+            "as an area.",
         ]
         return "\n".join(lines)
+
+
+def _exposure(spec: CitySpec) -> str:
+    times = spec.market_loading_sd / CitySpec().market_loading_sd
+    if np.isclose(times, 1.0):
+        return ""
+    return f", its own exposure to city-wide swings {times:.3g} times an area's"
 
 
 def _cell(row: object, name: str) -> str:
@@ -239,6 +253,7 @@ def spec_like_site(
         Effect("-45% sustained", -0.45),
     ),
     n_markets: int = 6,
+    exposure: float = 1.0,
 ) -> CitySpec:
     """A :class:`CitySpec` resembling one real site's pre-period.
 
@@ -259,7 +274,14 @@ def spec_like_site(
         Effects to simulate.
     n_markets
         Simulated markets per city.
+    exposure
+        The markets' own loading deviation (one draw shared by their areas and
+        outcomes) as a multiple of the default's, which equals one area's own
+        deviation: ``CitySpec.market_loading_sd = exposure * 0.32``. The data
+        cannot tell it (see the module notes); 2 is the market exposure of the
+        calibration's ``monthly-exposed`` stress.
     """
+    check_exposure(exposure)
     outcome = outcome or data.primary_outcome
     freq = "week" if data.frequency == "week" else "month"
     per_month = 12 / PERIODS_PER_YEAR[data.frequency]
@@ -292,7 +314,18 @@ def spec_like_site(
         min_pre_months=min(pre_months, 12 * n_years - post_months - 1),
         dispersion=phi,
         effects=effects,
+        market_loading_sd=exposure * CitySpec().market_loading_sd,
     )
+
+
+def check_exposure(exposure: float, *, name: str = "exposure") -> None:
+    """Raise :class:`ConfigError` (naming ``name``) unless ``exposure`` is a finite number >= 0."""
+    number = not isinstance(exposure, bool) and isinstance(exposure, int | float)
+    if not (number and np.isfinite(exposure) and exposure >= 0):
+        raise ConfigError(
+            f"{name}: pass a finite number of 0 or more (1: the market as exposed to "
+            f"city-wide swings as an area); got {exposure!r}"
+        )
 
 
 def rules_like_site(rules: VerdictRules, frequency: str, city_frequency: str) -> VerdictRules:
@@ -322,6 +355,7 @@ def power_like_site(
     n_cities: int = 10,
     seed: int = DEFAULT_SEED,
     n_jobs: int = 2,
+    exposure: float = 1.0,
 ) -> SitePower:
     """The verdict's false-closure rate and power at simulated sites like ``data``.
 
@@ -337,6 +371,9 @@ def power_like_site(
         drops in turn. About 10 s of CPU a monthly city.
     seed, n_jobs
         Seed of the first city (city ``c`` uses ``seed + c``); worker processes.
+    exposure
+        The simulated markets' own exposure to city-wide swings, a multiple of
+        one area's (:func:`spec_like_site`).
 
     Examples
     --------
@@ -349,7 +386,7 @@ def power_like_site(
     """
     if not isinstance(n_cities, int) or n_cities < 1:
         raise ConfigError(f"n_cities: pass a whole number of 1 or more; got {n_cities!r}")
-    spec = spec_like_site(data)
+    spec = spec_like_site(data, exposure=exposure)
     rules = rules_like_site(rules or VerdictRules(), data.frequency, spec.frequency)
     scenario = Scenario(
         f"like-{data.site_id}", f"cities like site {data.site_id}", spec, n_cities, rules=rules
@@ -367,4 +404,4 @@ def power_like_site(
     )
 
 
-__all__ = ["SitePower", "power_like_site", "rules_like_site", "spec_like_site"]
+__all__ = ["SitePower", "check_exposure", "power_like_site", "rules_like_site", "spec_like_site"]
