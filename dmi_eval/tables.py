@@ -40,9 +40,9 @@ DESIGN_CAVEATS: dict[str, str] = {
         "its nominal level (calibration appendix)"
     ),
     "cits": (
-        "it removes what the comparison areas share, not the market's own drift, so on "
-        "simulated cities its test rejects no-effect markets more often than its nominal "
-        "level (calibration appendix)"
+        "it removes what the comparison areas share, not the market's own drift, so in most "
+        "of the calibration study's simulated cities its test rejects no-effect markets more "
+        "often than its nominal level (calibration appendix)"
     ),
 }
 """What a design's interval leaves out, said under every effects table that shows it."""
