@@ -51,18 +51,20 @@ versions = pd.DataFrame([{"package": name, "version": metadata.version(name)} fo
 code_line = (
     f"Code: git commit `{commit}`."
     if commit
-    else "Code: not run from a git checkout (no commit recorded); see the package versions below."
+    else "Code: no git commit recorded (the dmi_eval that ran was not run from its git checkout, "
+    "or no longer matches it); its version is in the package versions below."
 )
 
 # %%
 display(
-    Markdown(f"""To re-run this evaluation from the repository root:
+    Markdown(f"""To re-run this evaluation:
 
 ```
 {command}
 ```
 
-(the command as it was run, from the folder it was run in; `nox -s evaluate` runs
+(the command as it was run, from the folder it was run in; a path typed in full is shown by its
+last part only, so that no folder of the machine reaches the report; `nox -s evaluate` runs
 `dmi-eval evaluate data/synthetic/study.toml --out reports` on the shipped synthetic study).
 Same inputs, same seed and the same package versions give byte-identical reports.
 

@@ -198,32 +198,3 @@ class OutputFolder:
         theirs = {p for paths in others.values() for p in paths}
         files = {**others, self.command: [p for p in self.written if p not in theirs]}
         write_manifest(self.root, files)
-
-
-def git_commit(where: str | Path = ".", *, exclude: str | Path | None = None) -> str | None:
-    """The git commit of the repository at ``where`` (``None`` outside git or without git).
-
-    ``"<hash> (with uncommitted changes)"`` when tracked files differ from the
-    commit; files under ``exclude`` (the output folder being written) and under
-    the repository's ``reports/`` (generated) do not count.
-    """
-    import shutil
-    import subprocess
-
-    git = shutil.which("git")
-    if git is None:
-        return None
-    run = {"cwd": where, "capture_output": True, "text": True, "check": False}
-    head = subprocess.run([git, "rev-parse", "HEAD"], **run)
-    if head.returncode != 0:
-        return None
-    # Generated reports (the repository's reports/ and the output folder) are not code.
-    paths = ["--", ".", ":(top,exclude)reports"]
-    if exclude is not None:
-        top = subprocess.run([git, "rev-parse", "--show-toplevel"], **run).stdout.strip()
-        ex = Path(exclude).resolve()
-        if top and ex.is_relative_to(Path(top).resolve()):
-            paths.append(f":(top,exclude){ex.relative_to(Path(top).resolve()).as_posix()}")
-    dirty = subprocess.run([git, "diff", "--quiet", "HEAD", *paths], **run).returncode != 0
-    commit = head.stdout.strip()
-    return f"{commit} (with uncommitted changes)" if dirty else commit

@@ -31,9 +31,10 @@ from dmi_eval.config import Study, load_study
 from dmi_eval.data import Ingest
 from dmi_eval.errors import DmiEvalError
 from dmi_eval.inference import PROGRESS_ENV
-from dmi_eval.outputs import OutputFolder, git_commit
+from dmi_eval.outputs import OutputFolder
 from dmi_eval.panel import site_roles
 from dmi_eval.pipeline import SILENT, Progress, evaluate_study_sites, save
+from dmi_eval.provenance import code_commit
 from dmi_eval.render import add_navigation, write_html
 from dmi_eval.results import TABLE_COLUMNS
 
@@ -292,7 +293,7 @@ def _render_study(
     shown = command or f"dmi-eval evaluate {study.path.name} --out {out.name}"
     run_analysis(
         scripts / REPRODUCIBILITY_SCRIPT,
-        {**methods, "command": shown, "commit": git_commit(exclude=out) or ""},
+        {**methods, "command": shown, "commit": code_commit(exclude=out) or ""},
         out / "appendix" / "reproducibility.md",
     )
     progress.step("cross-site summary")  # last: it links the pages that exist
