@@ -199,7 +199,10 @@ def check_reject_share(ingest: Ingest, max_share: float) -> None:
         raise RejectThresholdError(
             f"{ingest.file}: {share:.1%} of {ingest.rows_read} rows rejected for data quality "
             f"({reasons}), above the {max_share:.0%} limit. Fix the file, or raise "
-            "[data].max_reject_share in study.toml if these rows are expected to be unusable."
+            "[data].max_reject_share in study.toml if these rows are expected to be unusable "
+            "(`dmi-eval evaluate` writes every rejected row and its reason to "
+            "results/rejects.csv).",
+            ingest,
         )
 
 

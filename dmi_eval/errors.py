@@ -21,7 +21,15 @@ class DataError(DmiEvalError):
 
 
 class RejectThresholdError(DataError):
-    """Too many input rows were rejected for data-quality reasons."""
+    """Too many input rows were rejected for data-quality reasons.
+
+    ``ingest`` (a :class:`dmi_eval.data.Ingest`, when known) holds the account
+    of every row, so that ``evaluate`` can write the reject log the user needs.
+    """
+
+    def __init__(self, message: str, ingest=None):
+        super().__init__(message)
+        self.ingest = ingest
 
 
 class DesignError(DmiEvalError):

@@ -246,6 +246,10 @@ def evaluate_study(
             (out / "results").mkdir(parents=True, exist_ok=True)
             exc.rejects.to_csv(out / "results" / "rejects.csv", index=False, lineterminator="\n")
             raise
+        except errors.RejectThresholdError as exc:
+            if exc.ingest is not None:
+                write_ingest_results(exc.ingest, out / "results")
+            raise
         ingest = evaluation.ingest
         results_dir = out / "results"
         write_ingest_results(ingest, results_dir)

@@ -135,6 +135,20 @@ def test_reject_threshold_is_a_clear_error(tmp_path):
     assert ingest.rows_counted == 5  # no areas file: A9 is a real area
 
 
+def test_a_run_stopped_by_the_reject_threshold_leaves_the_reject_log(tmp_path):
+    from dmi_eval.report import evaluate_study
+
+    write_csv(tmp_path, "incidents.csv", INCIDENTS)
+    out = tmp_path / "out"
+    with pytest.raises(RejectThresholdError, match="results/rejects.csv") as err:
+        evaluate_study(write_toml(tmp_path), out)
+    # the user needs every rejected row and its reason to fix the file
+    rejects = pd.read_csv(out / "results" / "rejects.csv")
+    ingest = pd.read_csv(out / "results" / "ingest.csv").set_index("quantity")["rows"]
+    assert len(rejects) == ingest["rows_rejected"] == err.value.ingest.rows_rejected > 0
+    assert ingest["rows_read"] == ingest["rows_counted"] + ingest["rows_rejected"]
+
+
 def test_counts_reader(tmp_path):
     path = write_csv(
         tmp_path,
