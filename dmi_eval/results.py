@@ -53,7 +53,9 @@ def effects_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns in contract order, numeric columns as float64.
+        Columns in contract order, numeric columns as float64. A window with no
+        observed incident gets ``ci_low = -1`` (-100%), so its interval holds its
+        change of -100%: the data cannot rule out a complete stop.
     """
     rows = list(rows)
     for i, row in enumerate(rows):
@@ -68,6 +70,10 @@ def effects_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         frame[col] = frame[col].astype("float64")
     for col in ("site", "outcome", "design", "window", "method"):
         frame[col] = frame[col].astype(object)
+    # With no incident observed the change is -100% and the data cannot rule out a complete
+    # stop (an exact Poisson interval for 0 events starts at 0): the interval starts there too.
+    nothing_seen = (frame["observed"] == 0) & (frame["ci_low"] > -1.0)
+    frame.loc[nothing_seen, "ci_low"] = -1.0
     return frame
 
 

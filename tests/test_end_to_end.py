@@ -68,6 +68,11 @@ def test_evaluate_writes_the_report_and_is_byte_identical(evaluated):
         "results/sites.csv",
     ]:
         assert (out / name).is_file(), name
+    effects = pd.read_csv(out / "results" / "effects.csv")
+    shown = effects.dropna(subset=["pct_change", "ci_low", "ci_high"])
+    # every stated interval holds its own estimate (with nothing observed: -100%)
+    assert (shown["ci_low"] <= shown["pct_change"] + 1e-9).all()
+    assert (shown["pct_change"] <= shown["ci_high"] + 1e-9).all()
     roles = pd.read_csv(out / "results" / "sites.csv", dtype=str)
     assert list(roles.columns) == ["site", "role", "area_id"]
     for site in site_ids:

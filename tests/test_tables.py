@@ -37,6 +37,14 @@ def cells(table: str) -> list[list[str]]:
     return [[c.strip() for c in line.strip("|").split("|")] for line in lines]
 
 
+def test_an_interval_holds_a_change_of_minus_100_percent_when_nothing_was_seen():
+    zero = {**ROW, "observed": 0.0, "effect": -12.4, "pct_change": -1.0, "ci_low": -0.95}
+    frame = effects_frame([zero, ROW])
+    # no incident: the data cannot rule out a complete stop, so the interval starts at -100%
+    assert frame["ci_low"].tolist() == [-1.0, ROW["ci_low"]]
+    assert frame["ci_high"].tolist() == [ROW["ci_high"], ROW["ci_high"]]
+
+
 def test_formatting():
     assert fmt_pct(-0.253) == "-25%"
     assert fmt_interval(-0.4, 0.05) == "-40% to +5%"
