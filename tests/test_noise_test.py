@@ -48,10 +48,23 @@ def test_each_tail_is_counted_with_the_site_included():
     lower, upper, two = t.p_values()
     assert lower == pytest.approx(3 / 20)
     assert upper == pytest.approx(18 / 20)
-    assert two == pytest.approx((1 + np.sum(np.abs(placebos) >= 0.3)) / 20)
+    assert two == pytest.approx(2 * 3 / 20)  # equal-tailed: twice the smaller tail
     assert lower + upper > 1  # never 1 - p: ties with the site count in both tails
     # the most extreme site: p is 1/(n+1), never 0
     assert _test(np.r_[-9.0, placebos]).p_values()[0] == pytest.approx(1 / 20)
+
+
+@pytest.mark.parametrize("level", [0.9, 0.95])
+def test_two_sided_p_agrees_with_the_interval(level):
+    rng = np.random.default_rng(7)
+    alpha = 1 - level
+    for _ in range(200):
+        # skewed placebos (a long lower tail, as quiet areas give): |z| ranks would disagree
+        placebos = np.r_[rng.normal(0, 0.1, 60), -rng.exponential(0.4, 20)]
+        t = _test(np.r_[rng.normal(-0.1, 0.4), placebos])
+        low, high = t.interval(level)
+        zero_outside = not (low <= 0.0 <= high)
+        assert zero_outside == (t.p_values()[2] <= alpha + 1e-12)
 
 
 def test_interval_inverts_the_test_and_mde_needs_enough_placebos():

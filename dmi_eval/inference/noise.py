@@ -38,9 +38,11 @@ count each tail with the market itself included:
 
     p_{lower} = \\frac{1 + \\#\\{j: z_j \\le z_1\\}}{n + 1}, \\quad
     p_{upper} = \\frac{1 + \\#\\{j: z_j \\ge z_1\\}}{n + 1}, \\quad
-    p_{two} = \\frac{1 + \\#\\{j: |z_j| \\ge |z_1|\\}}{n + 1}
+    p_{two} = \\min(1, 2 \\min(p_{lower}, p_{upper}))
 
-over the ``n`` placebos. The placebos of a window are the areas whose synthetic
+over the ``n`` placebos (the two-sided p is the equal-tailed one, dual to the
+interval below: zero lies outside the ``1 - a`` interval exactly when
+``p_two <= a``). The placebos of a window are the areas whose synthetic
 control expects at least ``m = 20`` incidents in it (:data:`MIN_WINDOW_COUNT`),
 topped up with the busiest others to at least :data:`MIN_PLACEBOS` (80, so
 that a 6-month window still has enough placebos for p < 0.05 by more than one
@@ -359,8 +361,9 @@ class NoiseStandardisedTest:
         tol = 1e-12 * max(1.0, abs(z1))
         lower = (1 + int(np.sum(zp <= z1 + tol))) / (n + 1)
         upper = (1 + int(np.sum(zp >= z1 - tol))) / (n + 1)
-        two = (1 + int(np.sum(np.abs(zp) >= abs(z1) - tol))) / (n + 1)
-        return lower, upper, min(two, 1.0)
+        # equal-tailed, as the interval is: 0 lies outside the level-(1 - a) interval exactly
+        # when this p is at most a (ranking |z| instead contradicted it with skewed placebos)
+        return lower, upper, min(2 * min(lower, upper), 1.0)
 
     def interval(self, level: float) -> tuple[float, float]:
         """Interval of the change (fraction) from inverting the rank test at ``level``.
