@@ -194,16 +194,27 @@ def too_wide_note(rows: list[tuple[str, float, float]]) -> str:
     )
 
 
+_P_VALUE_TAIL = re.compile(
+    r",? (?:(?:lower|greater), one-sided|one-sided (?:lower|upper)|two-sided)"
+)
+"""The part of a design's ``method`` text that says which tail its ``p_value`` column is."""
+
+
 def method_notes(effects: pd.DataFrame) -> str:
     """Each design's method text once, as a list under the table, with its caveat.
 
-    A design in :data:`DESIGN_CAVEATS` gets what its interval leaves out, so a
-    reader of its p-value sees the limit where the p-value is printed.
+    The text says how the counterfactual, the test and the interval are made;
+    the tail of the design's own ``p_value`` (which ``effects.csv`` keeps in
+    ``method``) is left out, because the table's p column is one tail for
+    every design and its header and caption say which. A design in
+    :data:`DESIGN_CAVEATS` gets what its interval leaves out, so a reader of
+    its p-value sees the limit where the p-value is printed.
     """
     seen: dict[str, str] = {}
     for design, method in zip(effects["design"], effects["method"], strict=True):
+        text = _P_VALUE_TAIL.sub("", str(method))
         caveat = DESIGN_CAVEATS.get(design.removesuffix(CATCHMENT_SUFFIX))
-        seen.setdefault(design_label(design), f"{method}; {caveat}" if caveat else str(method))
+        seen.setdefault(design_label(design), f"{text}; {caveat}" if caveat else text)
     return "*Methods:*\n\n" + "\n".join(f"- **{d}**: {m}." for d, m in seen.items())
 
 

@@ -105,3 +105,21 @@ def test_p_column_is_the_requested_tail():
         frame, p="p_upper"
     )
     assert "p (fall)" in effects_table(frame) and "0.017" in effects_table(frame)
+
+
+def test_method_notes_leave_the_tail_to_the_p_column():
+    methods = {
+        "sc": "placebo rank test over 80 areas, lower, one-sided; 90% interval inverting the test",
+        "did": "placebo rank test over the control areas, two-sided; 95% interval inverting it",
+        "its": "quasi-Poisson delta 95%, two-sided (t); test of log(observed/counterfactual)",
+        "microsynth": "microsynth permutation (200 placebo sets) 90%, one-sided lower",
+    }
+    rows = [{**ROW, "design": d, "method": m} for d, m in methods.items()]
+    text = effects_table(effects_frame(rows).assign(p_lower=0.02, p_upper=0.98), p="p_upper")
+    notes = text.split("*Methods:*")[1]
+    # the table's column is the rise for every design: no note may call it lower or two-sided
+    assert "p (rise)" in text
+    assert "sided" not in notes and "lower" not in notes
+    assert "over 80 areas; 90% interval inverting the test" in notes
+    assert "quasi-Poisson delta 95% (t); test of log(observed/counterfactual)" in notes
+    assert "microsynth permutation (200 placebo sets) 90%." in notes
