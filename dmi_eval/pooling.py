@@ -328,13 +328,15 @@ class PooledResult:
         """Series behind :func:`dmi_eval.plots.pooling.plot_forest` (same as :meth:`summary`)."""
         return self.summary()
 
-    def sentence(self) -> str:
-        """The pooled result in plain words."""
+    def sentence(self, design_name: str | None = None) -> str:
+        """The pooled result in plain words (``design_name``: the design in words; default
+        its code)."""
         conf = f"{100 * self.level:g}%"
         kind = "HKSJ interval" if self.interval == "hksj" else "interval"
         text = (
             f"Across {self.k} sites, {self.outcome} offences changed by {self.pct_change:+.0%} on "
-            f"average against the {self.design} counterfactual over the {self.window} window "
+            f"average against the {design_name or self.design} counterfactual over the "
+            f"{self.window} window "
             f"({conf} {kind} {self.ci_low:+.0%} to {self.ci_high:+.0%}; random-effects "
             f"meta-analysis, {METHOD_LABEL[self.method_re]} tau^2 = {self.tau2:.3f}, "
             f"I^2 = {self.i2:.0%}, Q = {self.q:.1f} on {self.q_df} df, {_p(self.q_p_value)})."

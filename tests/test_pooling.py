@@ -169,6 +169,10 @@ def test_summary_sentence_read_only_and_forest_plot():
     assert summ.iloc[13]["pct_change"] == pytest.approx(res.pct_change)
     text = res.sentence()
     assert f"{res.pct_change:+.0%}" in text and "prediction interval" in text
+    assert f"against the {res.design} counterfactual" in text
+    named = res.sentence("synthetic control")
+    assert "against the synthetic control counterfactual" in named
+    assert named.replace("synthetic control", res.design) == text
     with pytest.raises(ValueError):
         res.weights[0] = 1.0
     from dmi_eval.plots.pooling import plot_forest
