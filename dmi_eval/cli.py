@@ -224,7 +224,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         from dmi_eval.outputs import OutputFolder
         from dmi_eval.pipeline import save
         from dmi_eval.render import add_navigation
-        from dmi_eval.report import SITE_SCRIPT, analyses_dir, run_analysis
+        from dmi_eval.report import (
+            GLOSSARY_SCRIPT,
+            METHODS_SCRIPT,
+            SITE_SCRIPT,
+            analyses_dir,
+            run_analysis,
+        )
 
         out = Path(args.out).resolve()
         with (
@@ -236,10 +242,15 @@ def cmd_check(args: argparse.Namespace) -> int:
                 "out_dir": str(out),
                 "site_id": site.id,
                 "results_path": str(save(fitted, Path(tmp) / "evaluation.pickle")),
+                "summary": False,  # one site: no cross-site summary to link
             }
             page = run_analysis(
                 analyses_dir() / SITE_SCRIPT, params, out / "sites" / f"{site.id}.md"
             )
+            # the pages the site page links to
+            appendix = {"study_path": str(study.path), "out_dir": str(out)}
+            for script, name in ((METHODS_SCRIPT, "methods"), (GLOSSARY_SCRIPT, "glossary")):
+                run_analysis(analyses_dir() / script, appendix, out / "appendix" / f"{name}.md")
             add_navigation(out)
         print(f"One-page report with figures: {Path(args.out) / page.relative_to(out)}")
     return 0

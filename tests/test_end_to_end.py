@@ -178,14 +178,34 @@ def test_validate_data_and_check(small_study):
     assert result.returncode == 0, result.stderr
     assert f"{len(sim.incidents):,} rows read" in result.stdout
     site = next(iter(sim.truth["sites"]))
-    check = run_cli("check", "study/study.toml", "--site", site, cwd=root)
+    check = run_cli("check", "study/study.toml", "--site", site, "--out", "one_page", cwd=root)
     assert check.returncode == 0, check.stderr
     assert "Why:" in check.stdout and "Primary design:" in check.stdout
+    # the one-page report: every page it links to is there, and no cross-site summary is claimed
+    out = root / "one_page"
+    names = {p.relative_to(out).as_posix() for p in out.rglob("*.html")}
+    assert names == {f"sites/{site}.html", "appendix/methods.html", "appendix/glossary.html"}
+    assert_local_links_resolve(out)
+    assert "Summary of all sites" not in (out / "sites" / f"{site}.md").read_text()
 
 
 def local_links(html: str) -> list[str]:
     targets = re.findall(r'(?:href|src)="([^"]+)"', html)
     return [t for t in targets if not re.match(r"^[a-z]+:|^#", t)]
+
+
+def assert_local_links_resolve(out):
+    """Every page's links and images point to files inside the report folder."""
+    for page in sorted(out.rglob("*.html")) + sorted(out.rglob("*.md")):
+        text = page.read_text()
+        where = page.relative_to(out)
+        targets = local_links(text) + re.findall(r"\]\(([^)\s]+)\)", text)
+        for link in targets:
+            if re.match(r"^[a-z]+:|^#", link):
+                continue
+            target = (page.parent / link.split("#")[0]).resolve()
+            assert target.is_file(), f"{where}: {link}"
+            assert target.is_relative_to(out.resolve()), f"{where}: {link}"
 
 
 def test_every_html_page_links_and_images_resolve(evaluated):
@@ -216,6 +236,11 @@ def test_every_html_page_links_and_images_resolve(evaluated):
     assert re.search(r"<li>drug: .*</li>\s*<li>violent: ", site)  # model choices, one per line
     readme = (out / "README.md").read_text()
     assert "validation.md" not in readme and "benchmarks.md" not in readme
+    assert_local_links_resolve(out)
+    # the appendices this folder lacks are said to be the package's, not left as dead references
+    assert "calibration appendices are cited above but not in this report folder" in (
+        (out / "appendix" / "methods.md").read_text()
+    )
 
 
 def test_a_folder_dmi_eval_did_not_write_is_refused(small_study):
