@@ -59,6 +59,8 @@ COUNT_COLUMNS: tuple[str, ...] = ("area_id", "period", "outcome", "count")
 
 REJECT_REASONS: dict[str, str] = {
     "missing_value": "a required field is empty",
+    "wrong_field_count": "the row has more or fewer fields than the header (value: its count)",
+    "empty_row": "a blank line",
     "bad_date": "date does not match the expected format",
     "unknown_area": "area_id is not in the areas file",
     "duplicate_id": "incident_id already seen in an earlier row",
@@ -72,6 +74,7 @@ REJECT_REASONS: dict[str, str] = {
 QUALITY_REASONS: frozenset[str] = frozenset(
     {
         "missing_value",
+        "wrong_field_count",
         "bad_date",
         "unknown_area",
         "duplicate_id",

@@ -18,6 +18,7 @@ Helpers of :mod:`dmi_eval.data` (and of the grid pre-pass in :mod:`dmi_eval.geo`
 from __future__ import annotations
 
 import bz2
+import csv
 import difflib
 import gzip
 import lzma
@@ -48,14 +49,21 @@ def describe_format(date_format: str | None) -> str:
 _COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 
 
-def detect_delimiter(path: Path) -> str:
-    """The candidate delimiter that occurs most often in the header line (``,`` on a tie)."""
+_OTHER_COMPRESSED = (".zip", ".zst", ".tar")
+"""Suffixes pandas decompresses that :func:`open_text` does not (their rows are not pre-counted)."""
+
+
+def open_text(path: Path):
+    """The file as text, decompressed by its suffix as pandas does (gz, bz2, xz)."""
     opener = _COMPRESSED.get(path.suffix.lower())
     if opener is None:
-        fh = path.open("r", encoding="utf-8", errors="replace", newline="")
-    else:  # read the header of a compressed extract (pandas reads these by their suffix)
-        fh = opener(path, "rt", encoding="utf-8", errors="replace", newline="")
-    with fh:
+        return path.open("r", encoding="utf-8", errors="replace", newline="")
+    return opener(path, "rt", encoding="utf-8", errors="replace", newline="")
+
+
+def detect_delimiter(path: Path) -> str:
+    """The candidate delimiter that occurs most often in the header line (``,`` on a tie)."""
+    with open_text(path) as fh:
         first = fh.readline()
     counts = {d: first.count(d) for d in CANDIDATE_DELIMITERS}
     best = max(CANDIDATE_DELIMITERS, key=lambda d: (counts[d], d == ","))
@@ -148,6 +156,7 @@ def chunks(path: Path, columns: Mapping[str, str], *, delimiter: str) -> Iterato
         encoding="utf-8",
         encoding_errors="replace",
         chunksize=CHUNK_ROWS,
+        skip_blank_lines=False,  # a blank line is a row too: counted as rejected, numbers kept
     )
     with reader:
         try:
@@ -238,6 +247,23 @@ def _as_ns(parsed: pd.Series) -> pd.Series:
 REJECT_COLUMNS: tuple[str, ...] = ("file", "row", "reason", "field", "value")
 
 
+def field_counts(path: Path, *, delimiter: str) -> tuple[int, np.ndarray] | None:
+    """The header's number of fields and every data row's, as a CSV reader splits them.
+
+    With only the needed columns parsed, pandas gives a row with an extra or a
+    missing field (an unquoted delimiter in an address, a cut line) the
+    header's shape silently, its values possibly shifted into the wrong
+    columns; this count finds such rows. Values are split but not kept.
+    ``None`` for a compression only pandas reads (zip, zst, tar).
+    """
+    if any(suffix in _OTHER_COMPRESSED for suffix in path.suffixes[-2:]):
+        return None
+    with open_text(path) as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        n_header = len(next(reader, []))
+        return n_header, np.fromiter((len(row) for row in reader), dtype=np.int64)
+
+
 class RowStream:
     """A CSV's chunks, each with its 1-based row numbers and a :class:`ChunkFilter`
     in which rows with an empty required field are already rejected.
@@ -263,14 +289,25 @@ class RowStream:
         self.rows_read = 0
 
     def __iter__(self) -> Iterator[tuple[pd.DataFrame, ChunkFilter]]:
+        counted = field_counts(self.path, delimiter=self.delimiter)
         for chunk in chunks(self.path, self.columns, delimiter=self.delimiter):
             rows = np.arange(self.rows_read + 1, self.rows_read + len(chunk) + 1)
             self.rows_read += len(chunk)
             chunk_filter = ChunkFilter(rows, self.rejects)
+            if counted is not None and rows[-1] <= counted[1].size:
+                n_header, fields = counted[0], counted[1][rows - 1]
+                chunk_filter.reject(fields == 0, "empty_row", "")
+                chunk_filter.reject(fields != n_header, "wrong_field_count", "", fields.astype(str))
             for col in self.nonempty:
                 empty = (chunk[col].str.strip() == "").to_numpy()
                 chunk_filter.reject(empty, "missing_value", self.columns[col])
             yield chunk, chunk_filter
+        if counted is not None and self.rows_read != counted[1].size:
+            raise DataError(
+                f"{self.path.name}: the CSV reader found {counted[1].size:,} data rows but pandas "
+                f"{self.rows_read:,}, so rows cannot be numbered reliably; check the file's "
+                "quoting (a quote character inside an unquoted field) and re-export it"
+            )
 
 
 class ChunkFilter:

@@ -99,6 +99,42 @@ def test_other_frequencies(tmp_path, frequency, n_periods):
     assert ingest.panel.totals().sum() == ingest.rows_counted
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_blank_lines_and_rows_of_the_wrong_shape_are_rejected_with_their_row(tmp_path, suffix):
+    import gzip
+
+    text = (
+        "incident_id,date,offense,area_id,address\n"
+        "1,2019-01-03,35A,A1,Main St\n"
+        "\n"  # row 2: a blank line
+        "2,2019-01-04,35A,A1,12 Oak St, Apt 4\n"  # row 3: an unquoted comma, 6 fields
+        "3,35A,A1,Elm St\n"  # row 4: the date is missing, the rest shifted left
+        "4,2019-01-05,35A,A2,Pine St\n"
+        "5,2019-01-06,35A,A9\n"  # row 6: 4 fields
+        "\n"
+    )
+    path = tmp_path / f"incidents{suffix}"
+    if suffix.endswith(".gz"):
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    ingest = read_incidents(
+        path, frequency="month", offense_map=NIBRS, known_areas=frozenset({"A1", "A2"})
+    )
+    rejects = ingest.rejects.set_index("row")
+    # row n is the n-th record after the header: blank lines keep their place
+    assert rejects["reason"].to_dict() == {
+        2: "empty_row",
+        3: "wrong_field_count",
+        4: "wrong_field_count",
+        6: "wrong_field_count",
+        7: "empty_row",
+    }
+    assert rejects.loc[[3, 4, 6], "value"].tolist() == ["6", "4", "4"]
+    assert ingest.rows_read == 7 and ingest.rows_counted == 2
+    assert ingest.rows_counted + ingest.rows_rejected == ingest.rows_read
+
+
 def test_missing_column_suggests_the_right_name(tmp_path):
     path = write_csv(
         tmp_path, "incidents.csv", "incident_id,date,offence,area_id\n1,2019-01-01,35A,A1\n"
