@@ -4,7 +4,7 @@ Every input row is accounted for: it is either counted into exactly one
 ``area x period x outcome`` cell or written to the reject log with a reason.
 ``rows_read == rows_counted + rows_rejected`` is checked on every run, not assumed.
 
-Reject reasons (``REJECT_REASONS``) come in two kinds. *Quality* rejects
+Reject reasons (:data:`dmi_eval.reject_reasons.REJECT_REASONS`) come in two kinds. *Quality* rejects
 (unparseable date, unknown area, missing value, duplicate id, bad period,
 duplicate cell) point at a broken extract: when their share exceeds
 ``[data].max_reject_share`` (default 5%) the run stops with
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,20 +36,27 @@ import numpy as np
 import pandas as pd
 
 from dmi_eval.config import ColumnMap, CountsLayout, Study
-from dmi_eval.errors import DataError, GeoError, NoUsableRowsError, RejectThresholdError
+from dmi_eval.errors import DataError, GeoError, NoUsableRowsError
 from dmi_eval.extract import (
     CellTally,
     ChunkFilter,
     Rejects,
     RowStream,
     check_conservation,
-    describe_format,
     header,
     parse_dates,
     seen_in,
 )
 from dmi_eval.offenses import load_offense_map, normalise_code
 from dmi_eval.panel import PANDAS_FREQ, Panel
+from dmi_eval.reject_reasons import (
+    QUALITY_REASONS,
+    check_date_order,
+    check_reject_share,
+    describe_reason,
+    example_date,
+    swap_hint,
+)
 
 if TYPE_CHECKING:  # geopandas, shapely and pyproj load only when points are placed
     from dmi_eval.geo import PointLocator
@@ -57,32 +64,8 @@ if TYPE_CHECKING:  # geopandas, shapely and pyproj load only when points are pla
 INCIDENT_COLUMNS: tuple[str, ...] = ("incident_id", "date", "offense", "area_id")
 COUNT_COLUMNS: tuple[str, ...] = ("area_id", "period", "outcome", "count")
 
-REJECT_REASONS: dict[str, str] = {
-    "missing_value": "a required field is empty",
-    "wrong_field_count": "the row has more or fewer fields than the header (value: its count)",
-    "empty_row": "a blank line",
-    "bad_date": "date does not match the expected format",
-    "unknown_area": "area_id is not in the areas file",
-    "duplicate_id": "incident_id already seen in an earlier row",
-    "bad_period": "period cannot be read at the study frequency",
-    "duplicate_cell": "area_id, period and outcome repeat an earlier row",
-    "outside_range": "date is outside the study range ([study].start to [study].end)",
-    "unmapped_offense": "offense code is not in the offense map",
-    "bad_coordinates": "x/y empty, not a number, (0, 0) or outside the CRS's valid range",
-    "outside_areas": "the point lies in no area (or outside [geo].boundary)",
-}
-QUALITY_REASONS: frozenset[str] = frozenset(
-    {
-        "missing_value",
-        "wrong_field_count",
-        "bad_date",
-        "unknown_area",
-        "duplicate_id",
-        "bad_period",
-        "duplicate_cell",
-        "bad_coordinates",
-    }
-)
+DATE_SAMPLE = 1000
+"""Rejected date texts kept in memory to name an example and test a day/month swap."""
 MOSTLY_OUTSIDE = 0.5
 """Stop when more than this share of rows with usable coordinates fall in no area."""
 
@@ -110,6 +93,8 @@ class Ingest:
     rows_read: int
     rows_counted: int
     date_format: str | None = None
+    bad_date_sample: tuple[str, ...] = field(default=(), repr=False)
+    """Some rejected date texts, for the error messages only (never written anywhere)."""
 
     @property
     def rows_rejected(self) -> int:
@@ -126,14 +111,6 @@ class Ingest:
                 "rows": counts.to_numpy(dtype="int64"),
             }
         )
-
-
-def describe_reason(reason: str, date_format: str | None = None) -> str:
-    """A reject reason in words; ``bad_date`` names the expected format."""
-    text = REJECT_REASONS[reason]
-    if reason == "bad_date":
-        text += f" ({describe_format(date_format)})"
-    return text
 
 
 def load_study_data(study: Study) -> Ingest:
@@ -186,27 +163,9 @@ def load_study_data(study: Study) -> Ingest:
             end=study.end,
             covariates=covariates,
         )
+    check_date_order(ingest)
     check_reject_share(ingest, study.data.max_reject_share)
     return ingest
-
-
-def check_reject_share(ingest: Ingest, max_share: float) -> None:
-    """Raise :class:`RejectThresholdError` when quality rejects exceed ``max_share``."""
-    if ingest.rows_read == 0:
-        return
-    quality = ingest.rejects["reason"].isin(QUALITY_REASONS)
-    share = quality.sum() / ingest.rows_read
-    if share > max_share:
-        top = ingest.rejects.loc[quality, "reason"].value_counts().head(3)
-        reasons = "; ".join(f"{n} {describe_reason(r, ingest.date_format)}" for r, n in top.items())
-        raise RejectThresholdError(
-            f"{ingest.file}: {share:.1%} of {ingest.rows_read} rows rejected for data quality "
-            f"({reasons}), above the {max_share:.0%} limit. Fix the file, or raise "
-            "[data].max_reject_share in study.toml if these rows are expected to be unusable "
-            "(`dmi-eval evaluate` writes every rejected row and its reason to "
-            "results/rejects.csv).",
-            ingest,
-        )
 
 
 # --- readers -----------------------------------------------------------------
@@ -280,6 +239,7 @@ def read_incidents(
     rejects = Rejects(path.name)
     seen_ids = np.empty(0, dtype=np.uint64)  # sorted hashes of the ids counted so far
     cells = CellTally()
+    bad_dates: list[str] = []
     d_start = None if start is None else pd.Timestamp(start)
     d_end = None if end is None else pd.Timestamp(end + dt.timedelta(days=1))
     geo = _GeoTally()
@@ -291,7 +251,11 @@ def read_incidents(
         reject = chunk_filter.reject
         keep = chunk_filter.keep  # the same array, narrowed in place by reject()
         dates = parse_dates(chunk["date"], date_format=date_format, timezone=timezone)
-        reject(dates.isna().to_numpy(), "bad_date", fields["date"])
+        bad = dates.isna().to_numpy()
+        room = DATE_SAMPLE - len(bad_dates)
+        if room > 0:
+            bad_dates += chunk["date"].to_numpy()[bad & keep][:room].tolist()
+        reject(bad, "bad_date", fields["date"])
         if locator is not None:
             area = geo.locate(chunk, chunk_filter, locator, fields)
         else:
@@ -327,7 +291,7 @@ def read_incidents(
     if locator is not None:
         geo.check(path.name, locator, fields)
     if not cells:
-        _no_usable_rows(path.name, rejected, rows_read, date_format)
+        _no_usable_rows(path.name, rejected, rows_read, date_format, tuple(bad_dates))
     panel = _build_panel(cells, frequency, known_areas, start, end, covariates, path.name)
     return Ingest(
         panel=panel,
@@ -336,6 +300,7 @@ def read_incidents(
         rows_read=rows_read,
         rows_counted=counted,
         date_format=date_format,
+        bad_date_sample=tuple(bad_dates),
     )
 
 
@@ -399,11 +364,18 @@ class _GeoTally:
         )
 
 
-def _no_usable_rows(file: str, rejected: pd.DataFrame, rows_read: int, date_format) -> None:
+def _no_usable_rows(
+    file: str, rejected: pd.DataFrame, rows_read: int, date_format, bad_dates: tuple[str, ...] = ()
+) -> None:
     if rows_read == 0:
         raise DataError(f"{file}: the file has a header but no data rows; export it again")
     top = rejected["reason"].value_counts().head(3)
-    reasons = "; ".join(f"{n:,} {r} ({describe_reason(r, date_format)})" for r, n in top.items())
+    reasons = "; ".join(
+        f"{n:,} {r} ({describe_reason(r, date_format)}{example_date(bad_dates, r)})"
+        for r, n in top.items()
+    )
+    n_bad = int((rejected["reason"] == "bad_date").sum())
+    reasons += swap_hint(bad_dates, n_bad, date_format)
     raise NoUsableRowsError(
         f"{file}: no usable rows: all {rows_read:,} rows were rejected — {reasons}. "
         "`dmi-eval evaluate` writes the reject log to results/rejects.csv; fix the most common "

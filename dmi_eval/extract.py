@@ -46,6 +46,32 @@ def describe_format(date_format: str | None) -> str:
     return f"date_format {date_format!r}"
 
 
+def day_month_swapped(
+    sample: pd.Series,
+    date_format: str | None,
+    *,
+    n_rows: int,
+    min_rows: int = 20,
+    share: float = 0.9,
+) -> str | None:
+    """The format with ``%d`` and ``%m`` exchanged, when it reads the dates ``date_format`` did not.
+
+    ``sample`` holds some of the ``n_rows`` date texts rejected as
+    ``bad_date``. When there are at least ``min_rows`` of them and ``share``
+    of the sample reads under the exchanged format, the file's day and month
+    are the other way round (and the rows that did match, days up to 12, were
+    counted in the wrong month); ``None`` otherwise, or when the format has no
+    ``%d`` and ``%m``.
+    """
+    if not date_format or "%d" not in date_format or "%m" not in date_format:
+        return None
+    if n_rows < min_rows or sample.empty:
+        return None
+    swapped = date_format.replace("%d", "\0").replace("%m", "%d").replace("\0", "%m")
+    read = parse_dates(sample.astype(str), date_format=swapped).notna().mean()
+    return swapped if read >= share else None
+
+
 _COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import numpy as np
 import pandas as pd
@@ -11,15 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dmi_eval.config import load_study
-from dmi_eval.data import (
-    QUALITY_REASONS,
-    REJECT_REASONS,
-    load_study_data,
-    read_counts,
-    read_incidents,
-)
-from dmi_eval.errors import ConfigError, DataError, RejectThresholdError
+from dmi_eval.data import load_study_data, read_counts, read_incidents
+from dmi_eval.errors import ConfigError, DataError, NoUsableRowsError, RejectThresholdError
 from dmi_eval.offenses import load_offense_map, nibrs_map
+from dmi_eval.reject_reasons import QUALITY_REASONS, REJECT_REASONS
 from tests.helpers import BASE_TOML, write_csv, write_toml
 
 NIBRS = load_offense_map("nibrs")
@@ -169,6 +165,35 @@ def test_reject_threshold_is_a_clear_error(tmp_path):
     )
     ingest = load_study_data(load_study(write_toml(tmp_path, relaxed)))
     assert ingest.rows_counted == 5  # no areas file: A9 is a real area
+
+
+def day_first_extract(tmp_path, n=60):
+    rows = [f"{i},{1 + i % 28:02d}/{1 + i % 12:02d}/2019,35A,A1" for i in range(n)]
+    write_csv(tmp_path, "incidents.csv", "incident_id,date,offense,area_id\n" + "\n".join(rows))
+
+
+def test_dates_with_day_and_month_exchanged_stop_the_run_and_say_so(tmp_path):
+    day_first_extract(tmp_path)
+    # a generous reject limit would let the rows with a day up to 12 through, in the wrong month
+    toml = BASE_TOML.replace(
+        'incidents = "incidents.csv"',
+        'incidents = "incidents.csv"\ndate_format = "%m/%d/%Y"\nmax_reject_share = 0.9',
+    )
+    with pytest.raises(RejectThresholdError) as err:
+        load_study_data(load_study(write_toml(tmp_path, toml)))
+    message = str(err.value)
+    assert "date_format = '%d/%m/%Y'" in message and "wrong month" in message
+    assert re.search(r"dates \(e\.g\. '\d\d/\d\d/2019'\) do not match", message)
+    # the reject log itself never records a date
+    assert (err.value.ingest.rejects["value"] == "").all()
+    fixed = toml.replace('"%m/%d/%Y"', '"%d/%m/%Y"')
+    assert load_study_data(load_study(write_toml(tmp_path, fixed))).rows_counted == 60
+
+
+def test_iso_dates_expected_but_not_given_name_an_example(tmp_path):
+    day_first_extract(tmp_path)
+    with pytest.raises(NoUsableRowsError, match=r"bad_date \(.*ISO 8601.*, e\.g\. '01/01/2019'\)"):
+        load_study_data(load_study(write_toml(tmp_path)))
 
 
 def test_a_run_stopped_by_the_reject_threshold_leaves_the_reject_log(tmp_path):
