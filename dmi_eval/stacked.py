@@ -148,13 +148,24 @@ class StackedEventStudyResults:
                 if self.notes
                 else f"Average post-period {what}: {a['pct_change']:+.1%} "
                 f"({100 * self.level:g}% CI {a['ci_low']:+.1%} to {a['ci_high']:+.1%}, "
-                f"p = {a['p_value']:.3f}); joint pre-trend test {pt['stat']:.2f} on "
-                f"{pt['df']:g} leads, p = {pt['p_value']:.3f}."
+                f"two-sided p = {a['p_value']:.3f}); {_pretrend_words(pt, self.inference)}."
             )
             if self.model in LOG_MODELS
             else f"Stacked event study of {len(self.sites)} sites; average post effect "
             f"{a['estimate']:+.3f} per area-period (p = {a['p_value']:.3f})."
         )
+
+
+def _pretrend_words(pt: Mapping[str, float], inference: str) -> str:
+    """The joint pre-trend test in words: what its statistic is and where its p comes from."""
+    if inference == "wild":
+        return (
+            f"joint pre-trend test: the {pt['df']:g} leads' squared bootstrap z-scores sum to "
+            f"{pt['stat']:.2f}, wild-bootstrap p = {pt['p_value']:.3f}"
+        )
+    return f"joint pre-trend Wald chi-squared {pt['stat']:.2f} on {pt['df']:g} leads, p = " + (
+        f"{pt['p_value']:.3f}"
+    )
 
 
 def stacked_event_study(

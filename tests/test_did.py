@@ -375,6 +375,12 @@ def test_stacked_inference_is_by_site_with_a_wild_bootstrap():
     # no effect anywhere: the by-site test does not reject, and the interval covers 0
     assert avg["p_value"] > 0.05 and avg["ci_low"] < 0 < avg["ci_high"]
     assert res.pretrend_test()["p_value"] > 0.05
+    # the text says which tail and what the pre-trend statistic is, with its own p
+    text = res.describe()
+    assert f"two-sided p = {avg['p_value']:.3f}" in text
+    pt = res.pretrend_test()
+    assert f"squared bootstrap z-scores sum to {pt['stat']:.2f}" in text
+    assert f"wild-bootstrap p = {pt['p_value']:.3f}" in text
 
 
 def test_stacked_with_one_site_says_it_cannot_be_estimated():
