@@ -59,6 +59,11 @@ def test_valid_study_is_read_into_frozen_objects(tmp_path):
         ),
         ('treated_areas = ["A1"]', "treated_areas = []", r"treated_areas: must name at least one"),
         ('treated_areas = ["A1"]', 'treated_areas = "A1"', r"treated_areas: must be a list"),
+        (
+            'treated_areas = ["A1"]\n',
+            "",
+            r"treated_areas: is required .*or draw the market.*market =",
+        ),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, old, new, expected):
