@@ -35,7 +35,7 @@ from dmi_eval.options import check_choice
 from dmi_eval.panel import Panel, SiteData
 from dmi_eval.results import EFFECT_COLUMNS, TABLE_COLUMNS, DesignResults
 from dmi_eval.spike import pre_period_spike
-from dmi_eval.verdict import Evidence, Verdict, WindowEvidence, decide
+from dmi_eval.verdict import PLACEBO_FAIL_SHARE, Evidence, Verdict, WindowEvidence, decide
 
 MIN_MICRO_DONORS = 50
 MICRO_PERMUTATIONS = 200
@@ -394,10 +394,6 @@ def window_evidence(results: DesignResults, outcome: str, window: str) -> Window
         mde=design_mde(results, outcome, window),
         min_p=_diagnostic(results, outcome, "min_p", 0.0),
     )
-
-
-PLACEBO_FAIL_SHARE = 0.2
-"""Share of fake call-in dates with a significant effect above which the in-time placebo fails."""
 
 
 def design_warnings(

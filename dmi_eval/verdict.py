@@ -55,6 +55,10 @@ from typing import Any, Literal
 from dmi_eval.config import DAYS_PER, VerdictRules, duration_text
 from dmi_eval.tables import design_label
 
+PLACEBO_FAIL_SHARE = 0.2
+"""Share of fake call-in dates with a significant effect above which the in-time placebo fails
+(at least two; :func:`dmi_eval.evaluation.design_warnings`)."""
+
 Label = Literal["closed", "displaced", "not_closed", "inconclusive"]
 LABELS: tuple[str, ...] = ("closed", "displaced", "not_closed", "inconclusive")
 VERDICT_COLUMNS: tuple[str, ...] = (
@@ -475,8 +479,10 @@ def rule_text(rules: VerdictRules, frequency: str = "month") -> str:
         f"counterfactual is significant (one-sided p < {a}) and at least {red}; the drop "
         f"held: over the last {span} of the post period the estimated change is still a drop "
         f"of at least {_share(rules.lasting_drop())} ({rules.lasting_share:g} of {red}); it is "
-        "not offset by a significant rise in the catchment area; and no pre-trend or "
-        "placebo-in-time check failed and the pre period does not end in a spike the "
+        "not offset by a significant rise in the catchment area; and no pre-trend test "
+        f"rejected parallel trends (p < {a}), no placebo-in-time check failed (a significant "
+        f"effect at more than {PLACEBO_FAIL_SHARE:.0%} of the fake call-in dates before the "
+        "real one, and at least two), and the pre period does not end in a spike the "
         "comparison areas do not share (the market at least "
         f"{red} higher against them over its last 3 months than over the year before, "
         "one-sided p < 0.01). The last "

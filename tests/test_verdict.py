@@ -293,6 +293,9 @@ def test_thresholds_are_configurable_and_stated():
     assert "last 6 months" in text
     assert "still a drop of at least 25% (0.5 of 50%)" in text
     assert "too little power" in text
+    # the gates are stated with their thresholds, not only named
+    assert "a significant effect at more than 20% of the fake call-in dates" in text
+    assert "rejected parallel trends (p < 0.05)" in text
     weekly = rule_text(VerdictRules(), "week")
     assert "last 6 months (26 weeks)" in weekly
     assert "fewer than 5 incidents a month (1.1 a week)" in weekly
