@@ -12,13 +12,23 @@ the wrong month. *Scope* rejects are expected in a real extract.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
+
+import pandas as pd
 
 from dmi_eval.errors import RejectThresholdError
 from dmi_eval.extract import day_month_swapped, describe_format
 
-if TYPE_CHECKING:
-    from dmi_eval.data import Ingest
+
+class Ingest(Protocol):
+    """What the checks read of :class:`dmi_eval.data.Ingest` (which reads this module)."""
+
+    rejects: pd.DataFrame
+    file: str
+    rows_read: int
+    date_format: str | None
+    bad_date_sample: tuple[str, ...]
+
 
 REJECT_REASONS: dict[str, str] = {
     "missing_value": "a required field is empty",
@@ -67,8 +77,6 @@ def example_date(sample: tuple[str, ...] | list[str], reason: str) -> str:
 
 def swap_hint(sample: tuple[str, ...] | list[str], n_bad: int, date_format: str | None) -> str:
     """A sentence naming the format with day and month exchanged, when it reads the dates."""
-    import pandas as pd
-
     swapped = day_month_swapped(pd.Series(list(sample), dtype=object), date_format, n_rows=n_bad)
     if swapped is None:
         return ""
