@@ -25,6 +25,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbconvert import MarkdownExporter
 from papermill.parameterize import parameterize_notebook
+from traitlets.config import Config
 
 from dmi_eval import errors
 from dmi_eval.config import Study, load_study
@@ -71,6 +72,49 @@ def script_label(name: str) -> str:
     return f"analyses/{name}"
 
 
+def kernel_transport(sockets: str) -> Config:
+    """Kernel sockets as Unix-domain files in the private folder ``sockets`` (TCP on Windows).
+
+    With TCP, jupyter_client picks free ports by binding port 0 and closing it
+    before the kernel binds them; meanwhile an outgoing connection can take the
+    port as its source, and the kernel's heartbeat thread dies with "Address
+    already in use" on the user's terminal (seen once in CI). Files in a folder
+    of their own cannot collide; they vanish with it.
+    """
+    config = Config()
+    if os.name != "nt":
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = str(Path(sockets) / "kernel")
+    return config
+
+
+def _execute(notebook: Any, script: Path, markdown_path: Path, timeout: int, sockets: str) -> None:
+    """Run every cell of ``notebook`` in a fresh kernel (outputs are kept in the notebook)."""
+    client = NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        config=kernel_transport(sockets),
+        # Every output has arrived when execute() returns, so the kernel is killed rather
+        # than asked to shut down: ipykernel 7 can race its own graceful shutdown (control
+        # "idle" status sent on a closed socket) and log a traceback on our stderr.
+        shutdown_kernel="immediate",
+        # The kernel's own start-up log (transport notices) is not part of any report;
+        # with progress on, the kernel also echoes its stderr (progress bars) to ours.
+        extra_arguments=[
+            "--IPKernelApp.log_level=ERROR",
+            *(["--IPKernelApp.quiet=False"] if os.environ.get(PROGRESS_ENV) == "1" else []),
+        ],
+        resources={"metadata": {"path": str(markdown_path.parent)}},
+    )
+    try:
+        client.execute()
+    except CellExecutionError as exc:
+        if _is_user_error(exc.ename):
+            raise AnalysisError(f"{script.name}: {exc.evalue}") from None
+        raise
+
+
 def run_analysis(
     script: Path,
     parameters: Mapping[str, Any],
@@ -99,28 +143,8 @@ def run_analysis(
     markdown_path.parent.mkdir(parents=True, exist_ok=True)
     # debugpy, loaded by every kernel, warns on the terminal about frozen modules.
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    client = NotebookClient(
-        notebook,
-        timeout=timeout,
-        kernel_name="python3",
-        # Every output has arrived when execute() returns, so the kernel is killed rather
-        # than asked to shut down: ipykernel 7 can race its own graceful shutdown (control
-        # "idle" status sent on a closed socket) and log a traceback on our stderr.
-        shutdown_kernel="immediate",
-        # The kernel's own start-up log (transport notices) is not part of any report;
-        # with progress on, the kernel also echoes its stderr (progress bars) to ours.
-        extra_arguments=[
-            "--IPKernelApp.log_level=ERROR",
-            *(["--IPKernelApp.quiet=False"] if os.environ.get(PROGRESS_ENV) == "1" else []),
-        ],
-        resources={"metadata": {"path": str(markdown_path.parent)}},
-    )
-    try:
-        client.execute()
-    except CellExecutionError as exc:
-        if _is_user_error(exc.ename):
-            raise AnalysisError(f"{script.name}: {exc.evalue}") from None
-        raise
+    with tempfile.TemporaryDirectory(prefix="dmi-kernel-") as sockets:
+        _execute(notebook, script, markdown_path, timeout, sockets)
     for cell in notebook.cells:
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.get("outputs", []) if o.get("name") != "stderr"]

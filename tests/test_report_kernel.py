@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import dmi_eval.report as report
 
 
@@ -25,3 +28,11 @@ def test_the_kernel_is_killed_not_asked_to_shut_down(tmp_path, monkeypatch):
     (client,) = built
     assert client.shutdown_kernel == "immediate"
     assert client.km is None  # cleaned up: no kernel left running
+    if os.name != "nt":
+        # sockets are files in a private folder, not TCP ports another process can take
+        # between jupyter_client choosing them and the kernel binding them (CI saw that once)
+        sockets = Path(client.config.KernelManager.ip)
+        assert client.config.KernelManager.transport == "ipc"
+        assert sockets.is_absolute() and not sockets.parent.exists()  # removed with its folder
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["tiny.html", "tiny.md"]  # nothing of the kernel's in the report folder
