@@ -308,6 +308,19 @@ def test_choices_recorded_and_auto_seasonality(results):
     assert "< two years" in short.outcome_choices("drug")["seasonality_reason"]
 
 
+@pytest.mark.parametrize("comparison", ["none", "donor_total"])
+def test_one_or_two_post_periods_fit_a_level_change_alone(comparison):
+    # call-in in the second-to-last month: one post month (the call-in month is a transition)
+    site = make_site(n_periods=41, start="2016-01", intervention="2019-04-15")
+    res = ITS(site, outcomes=["drug"], comparison=comparison, placebo=False).fit()
+    choices = res.outcome_choices("drug")
+    assert choices["n_post"] == 1 and choices["slope_change"] is False
+    assert "slope change" not in res.describe()
+    assert np.isfinite(res.window_effect("drug", "post").pct_change)
+    longer = ITS(make_site(), outcomes=["drug"], comparison=comparison, placebo=False).fit()
+    assert longer.outcome_choices("drug")["slope_change"] is True
+
+
 def test_controlled_its_removes_a_common_shock():
     site = make_site(effect=1.0, shock=0.6, base=200.0, seed=2)
     single = ITS(site, outcomes=["drug"], placebo=False).fit()

@@ -145,6 +145,10 @@ def _season_positions(periods: pd.PeriodIndex, frequency: str) -> np.ndarray:
     return np.mod(np.asarray(periods.week, dtype=float) - 1, 52)
 
 
+MIN_POST_FOR_SLOPE = 3
+"""Fewest post periods for the slope-change term; below, the level change alone is fitted."""
+
+
 class ITS:
     """Interrupted time-series design for one DMI site.
 
@@ -349,7 +353,9 @@ class ITS:
             seasonality=seasonality,
             n_harmonics=n_harm,
             period_length=period_length,
-            slope_change=self.slope_change,
+            # a slope change needs post periods of its own beyond the level change: with one
+            # or two after the call-in it is collinear with it (a singular design matrix)
+            slope_change=self.slope_change and n_post >= MIN_POST_FOR_SLOPE,
             ramp=self.ramp,
             hac_lags=self.hac_lags,
             small_sample=self.small_sample,
