@@ -380,7 +380,9 @@ def _no_usable_rows(
         f"{file}: no usable rows: all {rows_read:,} rows were rejected — {reasons}. "
         "`dmi-eval evaluate` writes the reject log to results/rejects.csv; fix the most common "
         "reason first "
-        "(for bad_date: [data].date_format; for missing columns: [data.columns])",
+        "(for bad_date: [data].date_format; for bad_period: labels at [study].frequency, or "
+        "[data].first_period for periods numbered 1, 2, ...; for missing columns: "
+        "[data.columns])",
         rejected,
     )
 
@@ -522,10 +524,24 @@ def _parse_periods(raw: pd.Series, freq: str, first: pd.Period | None) -> pd.Ser
     cache: dict[str, pd.Period | float] = {}
     for value in raw.unique():
         try:
-            cache[value] = pd.Period(value, freq=freq)
+            period = pd.Period(value, freq=freq)
         except (ValueError, TypeError):
-            cache[value] = np.nan
+            period = np.nan
+        # "2019Q2" in a monthly study would be read as April alone, "2019-06" in a weekly one
+        # as the week of 1 June: a label coarser than the study's periods cannot be placed
+        cache[value] = np.nan if _coarser_label(value, period) else period
     return raw.map(cache).astype(object)
+
+
+def _coarser_label(value: str, period: pd.Period | float) -> bool:
+    """Whether ``value`` names a longer span than the study period it was read as."""
+    if not isinstance(period, pd.Period):
+        return False
+    try:
+        natural = pd.Period(value)
+    except (ValueError, TypeError):
+        return False
+    return natural.end_time - natural.start_time > period.end_time - period.start_time
 
 
 def _first_period_covariates(

@@ -37,7 +37,7 @@ REJECT_REASONS: dict[str, str] = {
     "bad_date": "date does not match the expected format",
     "unknown_area": "area_id is not in the areas file",
     "duplicate_id": "incident_id already seen in an earlier row",
-    "bad_period": "period cannot be read at the study frequency",
+    "bad_period": "period cannot be read at the study frequency, or is a longer span",
     "duplicate_cell": "area_id, period and outcome repeat an earlier row",
     "outside_range": "date is outside the study range ([study].start to [study].end)",
     "unmapped_offense": "offense code is not in the offense map",

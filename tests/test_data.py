@@ -231,6 +231,26 @@ def test_counts_reader(tmp_path):
     assert ingest.panel.totals().to_dict() == {"drug": 5, "violent": 5}
 
 
+@pytest.mark.parametrize(
+    ("frequency", "fine", "coarse"),
+    [
+        ("month", "2019-04", "2019Q2"),
+        ("week", "2019-06-05", "2019-06"),
+        ("month", "2019-04", "2019"),
+    ],
+)
+def test_period_labels_coarser_than_the_study_are_rejected(tmp_path, frequency, fine, coarse):
+    path = write_csv(
+        tmp_path,
+        "counts.csv",
+        f"area_id,period,outcome,count\nA1,{fine},drug,3\nA1,{coarse},drug,9\n",
+    )
+    ingest = read_counts(path, frequency=frequency)
+    # a quarter's total cannot be put in its first month (nor a month's in its first week)
+    assert ingest.rejects.set_index("row")["reason"].to_dict() == {2: "bad_period"}
+    assert ingest.panel.totals().to_dict() == {"drug": 3}
+
+
 @pytest.mark.parametrize("bad", ["-1", "2.5", "many"])
 def test_bad_counts_are_errors_naming_the_row(tmp_path, bad):
     path = write_csv(
