@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dmi_eval.config import DAYS_PER, VerdictRules, duration_text
-from dmi_eval.tables import design_label
+from dmi_eval.tables import design_label, interval_too_wide
 
 PLACEBO_FAIL_SHARE = 0.2
 """Share of fake call-in dates with a significant effect above which the in-time placebo fails
@@ -206,6 +206,14 @@ def _p(p: float) -> str:
 
 def _signed(x: float) -> str:
     return f"{x * 100:+.0f}%"
+
+
+def _interval(w: WindowEvidence) -> str:
+    """``"90% interval -54% to -45%"``; an interval the tables call too wide to tell says so,
+    and an unbounded end is not printed as a number."""
+    high = _signed(w.ci_high) if math.isfinite(w.ci_high) else "no upper limit"
+    text = f"{w.level} interval {_signed(w.ci_low)} to {high}"
+    return f"{text}: too wide to tell" if interval_too_wide(w.ci_low, w.ci_high) else text
 
 
 def _cap(text: str) -> str:
@@ -377,8 +385,7 @@ def decide(ev: Evidence, rules: VerdictRules) -> Verdict:
         moved = f"{'fell' if post.pct_change < 0 else 'rose'} {_pct(post.pct_change)}"
     reasons.append(
         f"{_cap(ev.label)} {moved} against the {name} "
-        f"counterfactual ({post.level} interval {_signed(post.ci_low)} to "
-        f"{_signed(post.ci_high)}; one-sided {_p(post.p_lower)})."
+        f"counterfactual ({_interval(post)}; one-sided {_p(post.p_lower)})."
     )
     if not significant:
         none = f"No significant reduction (one-sided p must be below {alpha:g})"
@@ -529,7 +536,7 @@ def headline(
         f"{_cap(ev.label)} in the {site_name} market were "
         f"{_pct(post.pct_change)} {'below' if post.pct_change < 0 else 'above'} what "
         f"comparable {'areas' if post.design != 'its' else 'trends'} predict "
-        f"({post.level} interval {_signed(post.ci_low)} to {_signed(post.ci_high)})"
+        f"({_interval(post)})"
     )
     held = ""
     if post.pct_change < 0 and ev.n_post > ev.last_k:

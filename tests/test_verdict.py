@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -235,6 +236,13 @@ def test_reasons_are_plain_words():
     text = decide(replace(ev, others=()), RULES).reasons_text()
     assert text.startswith("Drug offences fell 40% against the synthetic control counterfactual")
     assert "difference-in-differences finds a significant rise" in decide(ev, RULES).reasons[0]
+    # an interval the tables call too wide says so, and an unbounded end is no number
+    wide = decide(evidence(post=(-0.3, 0.2), post_kw={"mde": 1.0}), RULES).reasons_text()
+    assert "interval -40% to -20%" in wide and "too wide" not in wide
+    unbounded = evidence(post=(-0.3, 0.2), post_kw={"mde": 1.0})
+    unbounded = replace(unbounded, post=replace(unbounded.post, ci_low=-1.0, ci_high=math.inf))
+    text = decide(unbounded, RULES).reasons_text()
+    assert "interval -100% to no upper limit: too wide to tell" in text and "inf" not in text
     # a change that rounds to 0% neither rose nor fell
     flat = decide(evidence(post=(0.003, 0.6), last=(0.0, 0.5)), RULES).reasons_text()
     assert flat.startswith("Drug offences did not change (0%) against") and "rose 0%" not in flat
