@@ -290,8 +290,15 @@ def cmd_power(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from dmi_eval.synthetic import simulate_study, write_study
+    from dmi_eval.errors import ConfigError
+    from dmi_eval.synthetic import files_in_the_way, simulate_study, write_study
 
+    in_the_way = files_in_the_way(args.out)
+    if in_the_way and not args.force:
+        raise ConfigError(
+            f"{args.out}: holds {', '.join(in_the_way)}, not written by dmi-eval simulate; "
+            "choose an empty folder, or pass --force to replace them (other files are kept)"
+        )
     path = write_study(simulate_study(args.seed), args.out)
     print(f"Wrote a synthetic study: {path}")
     return 0
@@ -362,8 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
         "power",
         help="how often the verdict would be right at sites like one of yours (simulated)",
         description="Simulate cities like one site (its market's level and size, the comparison "
-        "areas' levels, overdispersion, pre and post lengths), plant no effect and lasting -25%% "
-        "and -45%% drops, and report how often the study's verdict says closed, displaced, not "
+        "areas' levels, overdispersion, pre and post lengths), plant no effect and lasting -25% "
+        "and -45% drops, and report how often the study's verdict says closed, displaced, not "
         "closed or inconclusive. About 10 s of CPU a monthly city.",
     )
     p.add_argument("study", help="path to study.toml")
@@ -401,8 +408,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("simulate", help="write a synthetic study with known truth")
-    p.add_argument("out", help="folder to write study.toml, incidents.csv, areas.csv, truth.json")
+    p.add_argument(
+        "out",
+        help="folder to write study.toml, extract.csv.gz, areas.csv, blocks.geojson, "
+        "markets/ and truth.json (a previous simulation there is replaced)",
+    )
     p.add_argument("--seed", type=int, default=20070501)
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace those files in a folder that dmi-eval simulate did not write",
+    )
     p.set_defaults(func=cmd_simulate)
     return parser
 

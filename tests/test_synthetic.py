@@ -144,3 +144,21 @@ def test_panel_totals_baseline(full_study, data_regression):
             "truth": json.loads(json.dumps(sim.truth["sites"]["eastside"])),
         }
     )
+
+
+def test_simulate_keeps_a_users_files_unless_forced(tmp_path, capsys):
+    from dmi_eval.cli import main
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "study.toml").write_text("my own study\n")
+    (folder / "notes.txt").write_text("n\n")
+    assert main(["simulate", str(folder), "--seed", "3"]) == 2
+    assert "study.toml, not written by dmi-eval simulate" in capsys.readouterr().err
+    assert (folder / "study.toml").read_text() == "my own study\n"  # untouched
+    assert main(["simulate", str(folder), "--seed", "3", "--force"]) == 0
+    assert (folder / "notes.txt").read_text() == "n\n"  # other files kept
+    # a previous simulation is replaced without --force (nox -s data rewrites data/synthetic)
+    before = (folder / "truth.json").read_bytes()
+    assert main(["simulate", str(folder), "--seed", "3"]) == 0
+    assert (folder / "truth.json").read_bytes() == before
