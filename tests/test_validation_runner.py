@@ -59,3 +59,9 @@ def test_runner_writes_csv_and_markdown(reference_dir, tmp_path):
     text = (tmp_path / "appendix" / "validation.md").read_text()
     assert "passed, 0 failed" in text and "## `wdd_example`" in text
     assert (tmp_path / "appendix" / "validation.html").is_file()
+    # no Seattle report in this folder: it is named, not linked
+    assert "../seattle/README.md" not in text and "`reports/seattle/README.md`" in text
+    (tmp_path / "seattle").mkdir()
+    (tmp_path / "seattle" / "README.md").write_text("x")
+    write_validation(checks, tmp_path, "reference")
+    assert "(../seattle/README.md)" in (tmp_path / "appendix" / "validation.md").read_text()
