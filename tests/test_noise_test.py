@@ -180,3 +180,7 @@ def test_site_sc_reports_each_tail_an_mde_and_weights_that_choose():
     assert len(weights) < 0.8 * diag["n_donors"]
     assert weights.max() > 2 / diag["n_donors"]
     assert "counting-noise" in row["method"]
+    # each window's method names the placebos its own test ranked
+    for window, method in zip(res.table["window"], res.table["method"], strict=True):
+        used = res.noise_test("drug", window).n_placebos
+        assert f"rank test over {used} placebo areas" in method, window

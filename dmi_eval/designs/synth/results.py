@@ -255,7 +255,7 @@ class SyntheticControlResults(DesignResults):
                 else "standardised mean gap"
             )
             method = (
-                f"{_DESIGN_LABEL[self.method]}; placebo-in-space rank test over {n_pl} placebo "
+                f"{_DESIGN_LABEL[self.method]}; placebo-in-space rank test over {{n}} placebo "
                 f"areas ({statistic}), {self.sided}"
                 f"{'' if self.sided == 'two-sided' else ', one-sided'}; "
                 f"{round(100 * self.level)}% interval "
@@ -272,6 +272,9 @@ class SyntheticControlResults(DesignResults):
                 pct = eff / cf if cf > 0 else float("nan")
                 lo = hi = p = float("nan")
                 noise = self.noise_test(outcome, window)
+                # the placebos this window's test ranked (the noise test keeps those with
+                # enough incidents in the window, so the count differs by window)
+                used = n_pl if noise is None else noise.n_placebos
                 if noise is not None:
                     lo, hi = noise.interval(self.level)
                     p = self.p_value(outcome, window=window, sided=self.sided)
@@ -302,7 +305,7 @@ class SyntheticControlResults(DesignResults):
                         "ci_low": lo,
                         "ci_high": hi,
                         "p_value": p,
-                        "method": method,
+                        "method": method.format(n=used),
                     }
                 )
         return effects_frame(rows)
