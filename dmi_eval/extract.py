@@ -176,6 +176,7 @@ def chunks(path: Path, columns: Mapping[str, str], *, delimiter: str) -> Iterato
     reader = pd.read_csv(
         path,
         sep=delimiter,
+        skiprows=leading_blank_lines(path),  # as the header check skips them
         usecols=lambda c: str(c).strip() in wanted,
         dtype=str,
         keep_default_na=False,
@@ -273,6 +274,15 @@ def _as_ns(parsed: pd.Series) -> pd.Series:
 REJECT_COLUMNS: tuple[str, ...] = ("file", "row", "reason", "field", "value")
 
 
+def leading_blank_lines(path: Path) -> int:
+    """Blank lines before the header (the header is the first line with any text)."""
+    with open_text(path) as f:
+        for n, line in enumerate(f):
+            if line.rstrip("\r\n"):
+                return n
+    return 0
+
+
 def field_counts(path: Path, *, delimiter: str) -> tuple[int, np.ndarray] | None:
     """The header's number of fields and every data row's, as a CSV reader splits them.
 
@@ -286,6 +296,8 @@ def field_counts(path: Path, *, delimiter: str) -> tuple[int, np.ndarray] | None
         return None
     with open_text(path) as f:
         reader = csv.reader(f, delimiter=delimiter)
+        for _ in range(leading_blank_lines(path)):
+            next(reader, None)
         n_header = len(next(reader, []))
         return n_header, np.fromiter((len(row) for row in reader), dtype=np.int64)
 
