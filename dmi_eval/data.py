@@ -181,6 +181,21 @@ def _range_periods(
     )
 
 
+def _whole_period_dates(
+    frequency: str, start: dt.date | None, end: dt.date | None
+) -> tuple[dt.date | None, dt.date | None]:
+    """``start`` and ``end`` moved inward to the first and last period they cover whole."""
+    first, last = _range_periods(frequency, start, end)
+    if first is not None and first.start_time.date() < start:
+        first += 1
+    if last is not None and last.end_time.date() > end:
+        last -= 1
+    return (
+        None if first is None else first.start_time.date(),
+        None if last is None else last.end_time.date(),
+    )
+
+
 def read_incidents(
     path: Path,
     *,
@@ -242,6 +257,10 @@ def read_incidents(
     bad_dates: list[str] = []
     d_start = None if start is None else pd.Timestamp(start)
     d_end = None if end is None else pd.Timestamp(end + dt.timedelta(days=1))
+    # a week (month, quarter) that [study].start or end cuts would look quieter than it was
+    whole_start, whole_end = _whole_period_dates(frequency, start, end)
+    w_start = None if whole_start is None else pd.Timestamp(whole_start)
+    w_end = None if whole_end is None else pd.Timestamp(whole_end + dt.timedelta(days=1))
     geo = _GeoTally()
     known_list = None if known_areas is None else list(known_areas)
     nonempty = ("incident_id", "date", "offense") if columns.geocoded else None
@@ -269,6 +288,12 @@ def read_incidents(
         if d_end is not None:
             in_range &= (dates < d_end).fillna(False).to_numpy()
         reject(~in_range, "outside_range", fields["date"])
+        partial = np.zeros(n, dtype=bool)
+        if w_start is not None:
+            partial |= (dates < w_start).fillna(False).to_numpy()
+        if w_end is not None:
+            partial |= (dates >= w_end).fillna(False).to_numpy()
+        reject(partial, "partial_period", fields["date"])
         codes = normalise_code(chunk["offense"])
         outcome = codes.map(offense_map).to_numpy(dtype=object)
         reject(
@@ -292,7 +317,9 @@ def read_incidents(
         geo.check(path.name, locator, fields)
     if not cells:
         _no_usable_rows(path.name, rejected, rows_read, date_format, tuple(bad_dates))
-    panel = _build_panel(cells, frequency, known_areas, start, end, covariates, path.name)
+    panel = _build_panel(
+        cells, frequency, known_areas, whole_start, whole_end, covariates, path.name
+    )
     return Ingest(
         panel=panel,
         rejects=rejected,

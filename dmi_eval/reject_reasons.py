@@ -40,6 +40,8 @@ REJECT_REASONS: dict[str, str] = {
     "bad_period": "period cannot be read at the study frequency, or is a longer span",
     "duplicate_cell": "area_id, period and outcome repeat an earlier row",
     "outside_range": "date is outside the study range ([study].start to [study].end)",
+    "partial_period": "date falls in a first or last period that [study].start or end cuts "
+    "short (counted, it would look quieter than it was)",
     "unmapped_offense": "offense code is not in the offense map",
     "bad_coordinates": "x/y empty, not a number, (0, 0) or outside the CRS's valid range",
     "outside_areas": "the point lies in no area (or outside [geo].boundary)",

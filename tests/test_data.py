@@ -109,6 +109,7 @@ def test_blank_lines_and_rows_of_the_wrong_shape_are_rejected_with_their_row(tmp
         "5,2019-01-06,35A,A9\n"  # row 6: 4 fields
         "\n"
     )
+    text = "\n\n" + text  # blank lines before the header do not count as rows
     path = tmp_path / f"incidents{suffix}"
     if suffix.endswith(".gz"):
         path.write_bytes(gzip.compress(text.encode()))
@@ -129,6 +130,42 @@ def test_blank_lines_and_rows_of_the_wrong_shape_are_rejected_with_their_row(tmp
     assert rejects.loc[[3, 4, 6], "value"].tolist() == ["6", "4", "4"]
     assert ingest.rows_read == 7 and ingest.rows_counted == 2
     assert ingest.rows_counted + ingest.rows_rejected == ingest.rows_read
+
+
+def test_periods_cut_by_the_study_range_are_left_out_whole(tmp_path):
+    # Thursday 3 January to Wednesday 27 February 2019: the first and last weeks are cut
+    rows = ["incident_id,date,offense,area_id"] + [
+        f"{i},{day},35A,A1"
+        for i, day in enumerate(["2019-01-03", "2019-01-07", "2019-02-24", "2019-02-25"])
+    ]
+    path = write_csv(tmp_path, "incidents.csv", "\n".join(rows) + "\n")
+    ingest = read_incidents(
+        path,
+        frequency="week",
+        offense_map=NIBRS,
+        start=dt.date(2019, 1, 3),
+        end=dt.date(2019, 2, 27),
+    )
+    periods = ingest.panel.periods
+    assert str(periods[0].start_time.date()) == "2019-01-07"  # the first whole week
+    assert str(periods[-1].end_time.date()) == "2019-02-24"  # the last whole week
+    assert ingest.rejects.set_index("row")["reason"].to_dict() == {
+        1: "partial_period",
+        4: "partial_period",
+    }
+    assert ingest.rows_counted == 2
+    # a monthly study from the 1st to the 31st loses nothing
+    monthly = read_incidents(
+        path,
+        frequency="month",
+        offense_map=NIBRS,
+        start=dt.date(2019, 1, 1),
+        end=dt.date(2019, 2, 28),
+    )
+    assert monthly.rows_counted == 4 and [str(p) for p in monthly.panel.periods] == [
+        "2019-01",
+        "2019-02",
+    ]
 
 
 def test_missing_column_suggests_the_right_name(tmp_path):
