@@ -48,7 +48,7 @@ from dmi_eval.extract import (
     seen_in,
 )
 from dmi_eval.offenses import load_offense_map, normalise_code
-from dmi_eval.panel import PANDAS_FREQ, Panel
+from dmi_eval.panel import PANDAS_FREQ, Panel, range_periods, whole_period_dates
 from dmi_eval.reject_reasons import (
     QUALITY_REASONS,
     check_date_order,
@@ -171,31 +171,6 @@ def load_study_data(study: Study) -> Ingest:
 # --- readers -----------------------------------------------------------------
 
 
-def _range_periods(
-    frequency: str, start: dt.date | None, end: dt.date | None
-) -> tuple[pd.Period | None, pd.Period | None]:
-    freq = PANDAS_FREQ[frequency]
-    return (
-        None if start is None else pd.Period(start, freq=freq),
-        None if end is None else pd.Period(end, freq=freq),
-    )
-
-
-def _whole_period_dates(
-    frequency: str, start: dt.date | None, end: dt.date | None
-) -> tuple[dt.date | None, dt.date | None]:
-    """``start`` and ``end`` moved inward to the first and last period they cover whole."""
-    first, last = _range_periods(frequency, start, end)
-    if first is not None and first.start_time.date() < start:
-        first += 1
-    if last is not None and last.end_time.date() > end:
-        last -= 1
-    return (
-        None if first is None else first.start_time.date(),
-        None if last is None else last.end_time.date(),
-    )
-
-
 def read_incidents(
     path: Path,
     *,
@@ -258,7 +233,7 @@ def read_incidents(
     d_start = None if start is None else pd.Timestamp(start)
     d_end = None if end is None else pd.Timestamp(end + dt.timedelta(days=1))
     # a week (month, quarter) that [study].start or end cuts would look quieter than it was
-    whole_start, whole_end = _whole_period_dates(frequency, start, end)
+    whole_start, whole_end = whole_period_dates(frequency, start, end)
     w_start = None if whole_start is None else pd.Timestamp(whole_start)
     w_end = None if whole_end is None else pd.Timestamp(whole_end + dt.timedelta(days=1))
     geo = _GeoTally()
@@ -456,7 +431,7 @@ def read_counts(
     seen: set[tuple] = set()
     cov_rows: list[pd.DataFrame] = []
     rows_counted = 0
-    p_start, p_end = _range_periods(frequency, start, end)
+    p_start, p_end = range_periods(frequency, start, end)
     stream = RowStream(path, {c: c for c in required}, rejects, delimiter=sep)
     for chunk, chunk_filter in stream:
         n = len(chunk)
@@ -601,7 +576,7 @@ def _build_panel(
     frame = cells.frame()
     freq = PANDAS_FREQ[frequency]
     ordinal = frame["period"].to_numpy(dtype=np.int64)
-    p_start, p_end = _range_periods(frequency, start, end)
+    p_start, p_end = range_periods(frequency, start, end)
     first = p_start if p_start is not None else pd.Period(ordinal=int(ordinal.min()), freq=freq)
     last = p_end if p_end is not None else pd.Period(ordinal=int(ordinal.max()), freq=freq)
     periods = pd.period_range(first, last, freq=freq)

@@ -315,3 +315,29 @@ def site_roles(panel: Panel, study: Study) -> pd.DataFrame:
         for area in areas
     ]
     return pd.DataFrame(rows, columns=["site", "role", "area_id"])
+
+
+def range_periods(
+    frequency: str, start: dt.date | None, end: dt.date | None
+) -> tuple[pd.Period | None, pd.Period | None]:
+    """The periods holding ``start`` and ``end`` (``None`` where not given)."""
+    freq = PANDAS_FREQ[frequency]
+    return (
+        None if start is None else pd.Period(start, freq=freq),
+        None if end is None else pd.Period(end, freq=freq),
+    )
+
+
+def whole_period_dates(
+    frequency: str, start: dt.date | None, end: dt.date | None
+) -> tuple[dt.date | None, dt.date | None]:
+    """``start`` and ``end`` moved inward to the first and last period they cover whole."""
+    first, last = range_periods(frequency, start, end)
+    if first is not None and first.start_time.date() < start:
+        first += 1
+    if last is not None and last.end_time.date() > end:
+        last -= 1
+    return (
+        None if first is None else first.start_time.date(),
+        None if last is None else last.end_time.date(),
+    )
