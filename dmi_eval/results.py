@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -144,6 +143,34 @@ treated areas); ``low``/``high`` bound the counterfactual (NaN where the design 
 
 DIAGNOSTIC_COLUMNS: tuple[str, ...] = ("outcome", "n_pre", "pre_fit_ratio", "poor_fit")
 """Shared first columns of :attr:`DesignResults.diagnostics`; designs add their own after."""
+
+
+class cached_frame:
+    """A property computed once and handed out as a copy: a frame or a mapping of frames.
+
+    ``functools.cached_property`` hands out the cached object itself, so a
+    caller's ``results.table["pct_change"] = 0`` changed the results for every
+    later reader (``table`` and ``effects()`` then disagreed). Each access here
+    returns a copy; the cached original is never handed out.
+    """
+
+    def __init__(self, func: Any):
+        self.func = func
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = f"_cached_{name}"
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        cache = obj.__dict__
+        if self.slot not in cache:
+            cache[self.slot] = self.func(obj)
+        value = cache[self.slot]
+        if isinstance(value, pd.DataFrame):
+            return value.copy()
+        return {key: frame.copy() for key, frame in value.items()}
 
 
 class DesignResults:
@@ -365,7 +392,7 @@ class WindowResults(DesignResults):
             rows += window_rows(self.site_id, outcome, self.design, ordered, self.method(outcome))
         return effects_frame(rows)
 
-    @cached_property
+    @cached_frame
     def table(self) -> pd.DataFrame:  # type: ignore[override]
         """Effects plus ``level`` and the tails of each window's own test."""
         tails, se = [], []

@@ -148,6 +148,18 @@ def test_results_are_read_only(fitted):
         res.site_id = "west"
     with pytest.raises(dataclasses.FrozenInstanceError):
         res.table = res.table.iloc[:0]
+    # a caller's edit of a frame it was handed never reaches the results
+    before = (res.table.copy(), res.series.copy(), res.diagnostics.copy(), dict(res.checks))
+    table, series, diagnostics, checks = res.table, res.series, res.diagnostics, res.checks
+    table["pct_change"] = 0.0
+    series["observed"] = -1.0
+    diagnostics["outcome"] = "edited"
+    checks["added"] = table
+    pd.testing.assert_frame_equal(res.table, before[0])
+    pd.testing.assert_frame_equal(res.series, before[1])
+    pd.testing.assert_frame_equal(res.diagnostics, before[2])
+    assert set(res.checks) == set(before[3])
+    pd.testing.assert_frame_equal(res.effects(), res.table[list(EFFECT_COLUMNS)])
 
 
 def test_same_seed_same_results(fitted):

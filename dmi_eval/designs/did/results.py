@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -13,7 +12,7 @@ import pandas as pd
 from dmi_eval.checks import PRETREND
 from dmi_eval.designs.did.inference import WindowEffect, _event_plot_data
 from dmi_eval.designs.did.model import MODEL_LABEL, FEFit
-from dmi_eval.results import WindowResults, diagnostics_frame, series_frame
+from dmi_eval.results import WindowResults, cached_frame, diagnostics_frame, series_frame
 
 
 # ---------------------------------------------------------------------------
@@ -80,7 +79,7 @@ class DIDResults(WindowResults):
         )
 
     # --- the shared DesignResults members ------------------------------------
-    @cached_property
+    @cached_frame
     def series(self) -> pd.DataFrame:  # type: ignore[override]
         """Per event time (``period`` is the event time): treated total and its counterfactual."""
         frames = []
@@ -97,7 +96,7 @@ class DIDResults(WindowResults):
             frames.append(series_frame(outcome, times, role, obs, cf, lo, hi))
         return pd.concat(frames, ignore_index=True)
 
-    @cached_property
+    @cached_frame
     def checks(self) -> dict[str, pd.DataFrame]:  # type: ignore[override]
         rows = [{"outcome": o, **self.by_outcome[o].pretrend} for o in self.outcomes]
         return {PRETREND: pd.DataFrame(rows)}
@@ -135,7 +134,7 @@ class DIDResults(WindowResults):
     def outcome_choices(self, outcome: str | None = None) -> dict[str, Any]:
         return dict(self._get(outcome).choices)
 
-    @cached_property
+    @cached_frame
     def diagnostics(self) -> pd.DataFrame:  # type: ignore[override]
         """One row per outcome: shared columns, then sample sizes and the pre-trend test."""
         rows = []

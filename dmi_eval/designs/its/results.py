@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -13,7 +12,7 @@ import pandas as pd
 from dmi_eval.checks import PLACEBO_TIME, by_outcome
 from dmi_eval.designs.its.model import FAMILY_LABEL, SegmentedFit, WindowEffect
 from dmi_eval.power import mde_from_se
-from dmi_eval.results import WindowResults, diagnostics_frame, series_frame
+from dmi_eval.results import WindowResults, cached_frame, diagnostics_frame, series_frame
 
 COMPARISON_LABEL = {
     "donor_total": "comparison-area total, areas as offset",
@@ -95,7 +94,7 @@ class ITSResults(WindowResults):
     def notes(self) -> tuple[str, ...]:  # type: ignore[override]
         return tuple(n for o in self.outcomes for n in self.by_outcome[o].fit.notes)
 
-    @cached_property
+    @cached_frame
     def series(self) -> pd.DataFrame:  # type: ignore[override]
         frames = []
         for outcome in self.outcomes:
@@ -113,7 +112,7 @@ class ITSResults(WindowResults):
             )
         return pd.concat(frames, ignore_index=True)
 
-    @cached_property
+    @cached_frame
     def checks(self) -> dict[str, pd.DataFrame]:  # type: ignore[override]
         return {PLACEBO_TIME: by_outcome({o: self.placebo(o) for o in self.outcomes})}
 
@@ -133,7 +132,7 @@ class ITSResults(WindowResults):
         """Real estimate over the placebo window length, its rank and placebo p-values."""
         return dict(self._get(outcome).placebo_summary)
 
-    @cached_property
+    @cached_frame
     def diagnostics(self) -> pd.DataFrame:  # type: ignore[override]
         """One row per outcome: shared columns, then model, residual tests, placebo rank."""
         rows = []

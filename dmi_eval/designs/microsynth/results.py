@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -15,6 +14,7 @@ from dmi_eval.designs.microsynth.inference import DESIGN, InferenceMethod, Sided
 from dmi_eval.power import mde_from_placebos, mde_from_se, min_rank_p
 from dmi_eval.results import (
     DesignResults,
+    cached_frame,
     diagnostics_frame,
     effects_frame,
     series_frame,
@@ -108,7 +108,7 @@ class MicroSynthResults(DesignResults):
             "calibration": self.calibration["method"],
         }
 
-    @cached_property
+    @cached_frame
     def table(self) -> pd.DataFrame:  # type: ignore[override]
         """Effects of the primary inference plus ``level`` and its three tails."""
         inf = self.inference[self.inference["method"] == self.primary].set_index(
@@ -120,7 +120,7 @@ class MicroSynthResults(DesignResults):
         se = [float(inf.loc[k, "se"]) for k in keys]  # the survey-linearized SE of the log ratio
         return table_frame(effects, self.level, tails, se)
 
-    @cached_property
+    @cached_frame
     def series(self) -> pd.DataFrame:  # type: ignore[override]
         p = self.paths
         return series_frame(
@@ -131,7 +131,7 @@ class MicroSynthResults(DesignResults):
             p["synthetic"].to_numpy(dtype=float),
         )
 
-    @cached_property
+    @cached_frame
     def diagnostics(self) -> pd.DataFrame:  # type: ignore[override]
         """Shared columns (the pre-period fit of the synthetic control), then calibration."""
         rows = []
@@ -183,7 +183,7 @@ class MicroSynthResults(DesignResults):
                 out[key] = mde_from_se(se)
         return out
 
-    @cached_property
+    @cached_frame
     def checks(self) -> dict[str, pd.DataFrame]:  # type: ignore[override]
         return {PLACEBO_SPACE: self.placebos.copy()}
 

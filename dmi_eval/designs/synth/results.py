@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,7 @@ from dmi_eval.inference.noise import NoiseInputs, NoiseStandardisedTest
 from dmi_eval.options import Sided
 from dmi_eval.results import (
     DesignResults,
+    cached_frame,
     diagnostics_frame,
     effects_frame,
     series_frame,
@@ -125,7 +125,7 @@ class SyntheticControlResults(DesignResults):
             "max_pre_mspe_multiple": self.max_pre_mspe_multiple,
         }
 
-    @cached_property
+    @cached_frame
     def table(self) -> pd.DataFrame:  # type: ignore[override]
         """Effects plus ``level`` and the three rank-test tails, each counted on its own."""
         tails = []
@@ -139,7 +139,7 @@ class SyntheticControlResults(DesignResults):
                 )
         return table_frame(self.effects(), self.level, tails)
 
-    @cached_property
+    @cached_frame
     def series(self) -> pd.DataFrame:  # type: ignore[override]
         frames = []
         for outcome in self.outcomes:
@@ -155,7 +155,7 @@ class SyntheticControlResults(DesignResults):
             )
         return pd.concat(frames, ignore_index=True)
 
-    @cached_property
+    @cached_frame
     def diagnostics(self) -> pd.DataFrame:  # type: ignore[override]
         """One row per outcome (indexed by outcome): shared columns, then the fit's own."""
         d = self.fit_diagnostics
@@ -203,7 +203,7 @@ class SyntheticControlResults(DesignResults):
             return None
         return inputs.test(self._windows()[window])
 
-    @cached_property
+    @cached_frame
     def checks(self) -> dict[str, pd.DataFrame]:  # type: ignore[override]
         return {
             PLACEBO_TIME: self.placebo_in_time.copy(),
