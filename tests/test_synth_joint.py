@@ -154,6 +154,39 @@ def test_site_sc_with_the_joint_estimator_uses_every_outcome():
         SyntheticControl(data, estimator="joint", n_factors=-1)
 
 
+def test_a_short_pre_period_gets_no_factor_correction():
+    """The factor correction is calibrated with at least 24 pre periods; on a shorter one a
+    quiet placebo's loadings can make its extrapolated counterfactual explode."""
+    from dmi_eval.calibration.city import simulate_city
+    from dmi_eval.designs.synth import SyntheticControl
+    from dmi_eval.designs.synth.joint import MIN_PRE_FOR_FACTORS, default_factors
+    from dmi_eval.panel import Panel
+
+    assert default_factors(MIN_PRE_FOR_FACTORS) == 3 and default_factors(23) == 0
+    city = simulate_city(seed=5)
+    study = city.study()
+    market = city.markets[0].id
+    full = city.panel.site_data(study, market)
+    n_pre = int(full.pre_mask.sum())
+    assert n_pre >= MIN_PRE_FOR_FACTORS
+    # the same market seen from 12 periods before its call-in
+    cut = n_pre - 12
+    panel = city.panel
+    short_panel = Panel(
+        frequency=panel.frequency,
+        periods=panel.periods[cut:],
+        areas=panel.areas,
+        counts={o: np.asarray(a)[:, cut:] for o, a in panel.counts.items()},
+        covariates=panel.covariates,
+    )
+    short = short_panel.site_data(study, market)
+    assert int(short.pre_mask.sum()) == 12
+    common = dict(outcomes=["drug"], anchor="ratio", n_jobs=1, max_placebos=60)
+    for data, factors in ((full, 3), (short, 0)):
+        res = SyntheticControl(data, estimator="augmented", placebo_time=False, **common).fit()
+        assert res.diagnostics.loc["drug", "n_factors"] == factors
+
+
 def test_augmented_without_factors_is_the_simplex_sc():
     """With no factors the correction is one multiplicative level, which ratio
     scaling already matches: the augmented estimator is the simplex SC, for the

@@ -241,6 +241,18 @@ from dmi_eval.panel import SiteData
 
 JOINT_FACTORS = 3
 """Default number of factors of the joint estimator (see the module notes)."""
+MIN_PRE_FOR_FACTORS = 24
+"""Fewest pre periods for the factor correction; every calibration city has at least this
+many (24 pre months; weekly cities more). With 12 pre quarters even one factor let some
+placebos' extrapolated counterfactuals explode (synthetic counts of 1e9 where 10-50 were
+observed, drift variance 6.3 instead of 0.14), so a shorter pre period gets simplex SC."""
+
+
+def default_factors(n_pre: int) -> int:
+    """:data:`JOINT_FACTORS`, or 0 (the ratio-scaled simplex SC) below
+    :data:`MIN_PRE_FOR_FACTORS` pre periods: the configuration is used only where it was
+    calibrated."""
+    return JOINT_FACTORS if n_pre >= MIN_PRE_FOR_FACTORS else 0
 
 
 @dataclass(frozen=True)
@@ -573,7 +585,7 @@ def site_fit(
     ``simplex``; its ``omega`` are the simplex weights (augmented) or the
     donors' shares of the common path (joint), over ``idx``.
     """
-    r = JOINT_FACTORS if n_factors is None else int(n_factors)
+    r = default_factors(int(site_data.pre_mask.sum())) if n_factors is None else int(n_factors)
     aug = idx if estimator == "augmented" else None
     y1s, Y0s = site_inputs(site_data, outcome, areas)
     model = JointFactorModel(Y0s, site_data.pre_mask, r)
