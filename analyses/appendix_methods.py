@@ -55,7 +55,9 @@
 #
 # At a site whose data hold more than one outcome, the synthetic control is *augmented*
 # (`estimator="augmented"`, `dmi_eval/designs/synth/joint.py`): the simplex weights $w$ above are
-# kept and a factor model corrects what they miss. The city's $r = 3$ factors $F_t$ are the
+# kept and a factor model corrects what they miss (with at least 24 pre periods, as in every
+# calibration city; with fewer, $r = 0$ and it is the simplex SC: on 12 pre quarters even one
+# factor let quiet placebos' counterfactuals explode). The city's $r = 3$ factors $F_t$ are the
 # leading eigenvectors of the precision-weighted, two-way-demeaned ratio-scaled series of the
 # donors of every outcome; the market's counts of every outcome $o$ are fitted by one
 # quasi-Poisson regression over the pre period, $\log E\, y_{o,t} = \log(w'\tilde Y_{o,0t}) +
