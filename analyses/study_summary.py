@@ -22,12 +22,13 @@ from dmi_eval.pooling import pool_effects
 from dmi_eval.report import script_label
 from dmi_eval.stacked import stacked_event_study
 from dmi_eval.tables import (
-    TOO_WIDE,
     design_label,
     fmt_interval,
     fmt_p,
     fmt_pct,
+    interval_cell,
     markdown_table,
+    too_wide_note,
 )
 from dmi_eval.wording import verdict_words
 
@@ -146,25 +147,6 @@ if geo is not None:
 
 
 # %%
-def wide_prediction_note(rows):
-    """The ends of every prediction interval shown as too wide, and why it is."""
-    listed = "; ".join(f"{name}: {fmt_pct(low)} to {fmt_pct(high)}" for name, low, high in rows)
-    return (
-        f"\\* *{TOO_WIDE}*: the prediction interval ({listed}) runs from a near-complete stop "
-        "to a rise: the sites' changes differ too much (τ², I²) to say which way a new site's "
-        "would go."
-    )
-
-
-def prediction_cell(name, result):
-    """A prediction interval as the table shows it; one too wide to tell is footnoted."""
-    cell = fmt_interval(result.pi_low, result.pi_high)
-    if cell != TOO_WIDE:
-        return cell
-    wide.append((name, result.pi_low, result.pi_high))
-    return f"{TOO_WIDE}*"
-
-
 designs = [d for d in ("sc", "sdid", "did", "its", "microsynth") if d in set(effects.design)]
 main_design = pd.Series(primary_design).mode().iloc[0]
 pooled_rows, pooled, wide = [], {}, []
@@ -184,7 +166,9 @@ for design in designs:
             "sites": result.k,
             "pooled change": fmt_pct(result.pct_change),
             "interval": fmt_interval(result.ci_low, result.ci_high),
-            "prediction interval": prediction_cell(design_label(design), result),
+            "prediction interval": interval_cell(
+                design_label(design), result.pi_low, result.pi_high, wide
+            ),
             "tau²": f"{result.tau2:.3f}",
             "I²": f"{result.i2:.0%}",
         }
@@ -197,7 +181,17 @@ if main_design in pooled:
         result.sentence(design_label(main_design))
         + "\n\n"
         + markdown_table(pd.DataFrame(pooled_rows))
-        + ("\n\n" + wide_prediction_note(wide) if wide else "")
+        + (
+            "\n\n"
+            + too_wide_note(
+                wide,
+                what="prediction interval",
+                why="the sites' changes differ too much (τ², I²) to say which way a new site's "
+                "would go",
+            )
+            if wide
+            else ""
+        )
         + "\n\n*Table: random-effects meta-analysis (Paule–Mandel τ², Hartung–Knapp–Sidik–"
         "Jonkman interval on k − 1 df, Higgins prediction interval) of the sites' log rate "
         "ratios, per design. The prediction interval is where "

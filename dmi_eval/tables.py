@@ -163,11 +163,7 @@ def effects_table(
         row["observed"] = fmt_count(r.observed, suppress_below)
         row["expected without the DMI"] = fmt_count(r.counterfactual, suppress_below)
         row["change"] = fmt_pct(r.pct_change)
-        interval = fmt_interval(r.ci_low, r.ci_high)
-        if interval == TOO_WIDE:
-            wide.append((design_label(r.design), r.ci_low, r.ci_high))
-            interval = f"{TOO_WIDE}*"
-        row["interval"] = interval
+        row["interval"] = interval_cell(design_label(r.design), r.ci_low, r.ci_high, wide)
         row[P_COLUMNS[p]] = fmt_p(getattr(r, p))
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -178,8 +174,24 @@ def effects_table(
     return text + "\n\n" + notes
 
 
-def too_wide_note(rows: list[tuple[str, float, float]]) -> str:
-    """One note for every interval shown as too wide: each design once, with its ends."""
+def interval_cell(name: str, low: float, high: float, wide: list[tuple[str, float, float]]) -> str:
+    """An interval as a table cell; one too wide to tell is starred and its ends kept in
+    ``wide`` for :func:`too_wide_note`."""
+    cell = fmt_interval(low, high)
+    if cell != TOO_WIDE:
+        return cell
+    wide.append((name, low, high))
+    return f"{TOO_WIDE}*"
+
+
+TOO_FEW = "too few offences, or too loose a fit, for the design to tell which way crime went"
+"""Why a site's interval is too wide to tell (:func:`too_wide_note`'s default reason)."""
+
+
+def too_wide_note(
+    rows: list[tuple[str, float, float]], *, what: str = "interval", why: str = TOO_FEW
+) -> str:
+    """One note for every interval shown as too wide: each name once, with its ends."""
     seen: dict[str, str] = {}
     for design, low, high in rows:
         if _missing(low) or _missing(high):
@@ -189,8 +201,7 @@ def too_wide_note(rows: list[tuple[str, float, float]]) -> str:
             seen.setdefault(design, f"{fmt_pct(low)} to {top}")
     listed = "; ".join(f"{d}: {ends}" for d, ends in seen.items())
     return (
-        f"\\* *{TOO_WIDE}*: the interval ({listed}) runs from a near-complete stop to a rise: "
-        "too few offences, or too loose a fit, for the design to tell which way crime went."
+        f"\\* *{TOO_WIDE}*: the {what} ({listed}) runs from a near-complete stop to a rise: {why}."
     )
 
 
