@@ -499,15 +499,11 @@ def _parse_site(file: Path, index: int, table: Any, geo: GeoSpec | None = None) 
         buffers[key] = r.optional_number(key, low=0.0, high=100_000.0)
         if buffers[key] is not None and market is None:
             raise r.error(key, "needs market = (the market polygon file) to measure from")
-    if market is None and "treated_areas" not in r.table:
-        raise r.error(
-            "treated_areas",
-            'is required (a list of area ids), or draw the market instead: market = "FILE" '
-            "(a polygon file, with [geo])",
-        )
-    treated = r.str_list("treated_areas", required=market is None)
+    treated = r.str_list("treated_areas")
     if not treated and market is None:
-        raise r.error("treated_areas", "must name at least one area")
+        empty = "treated_areas" in r.table
+        hint = 'is required (area ids), or draw the market: market = "FILE" (with [geo])'
+        raise r.error("treated_areas", "must name at least one area" if empty else hint)
     outcomes = r.str_list("outcomes", required=True)
     if not outcomes:
         raise r.error("outcomes", "must name at least one outcome")
