@@ -166,7 +166,9 @@ def _guess(col: str, columns: list[str]) -> str:
     return close[0] if close else "Your Column"
 
 
-def chunks(path: Path, columns: Mapping[str, str], *, delimiter: str) -> Iterator[pd.DataFrame]:
+def chunks(
+    path: Path, columns: Mapping[str, str], *, delimiter: str, skip: int = 0
+) -> Iterator[pd.DataFrame]:
     """Stream the required columns as strings, renamed to their field names.
 
     ``columns`` maps field -> column name in the file. Other columns (addresses,
@@ -176,7 +178,7 @@ def chunks(path: Path, columns: Mapping[str, str], *, delimiter: str) -> Iterato
     reader = pd.read_csv(
         path,
         sep=delimiter,
-        skiprows=leading_blank_lines(path),  # as the header check skips them
+        skiprows=skip,  # the blank lines before the header (:func:`leading_blank_lines`)
         usecols=lambda c: str(c).strip() in wanted,
         dtype=str,
         keep_default_na=False,
@@ -283,7 +285,7 @@ def leading_blank_lines(path: Path) -> int:
     return 0
 
 
-def field_counts(path: Path, *, delimiter: str) -> tuple[int, np.ndarray] | None:
+def field_counts(path: Path, *, delimiter: str, skip: int = 0) -> tuple[int, np.ndarray] | None:
     """The header's number of fields and every data row's, as a CSV reader splits them.
 
     With only the needed columns parsed, pandas gives a row with an extra or a
@@ -296,7 +298,7 @@ def field_counts(path: Path, *, delimiter: str) -> tuple[int, np.ndarray] | None
         return None
     with open_text(path) as f:
         reader = csv.reader(f, delimiter=delimiter)
-        for _ in range(leading_blank_lines(path)):
+        for _ in range(skip):  # blank lines before the header
             next(reader, None)
         n_header = len(next(reader, []))
         return n_header, np.fromiter((len(row) for row in reader), dtype=np.int64)
@@ -327,8 +329,9 @@ class RowStream:
         self.rows_read = 0
 
     def __iter__(self) -> Iterator[tuple[pd.DataFrame, ChunkFilter]]:
-        counted = field_counts(self.path, delimiter=self.delimiter)
-        for chunk in chunks(self.path, self.columns, delimiter=self.delimiter):
+        skip = leading_blank_lines(self.path)  # as the header check skips them
+        counted = field_counts(self.path, delimiter=self.delimiter, skip=skip)
+        for chunk in chunks(self.path, self.columns, delimiter=self.delimiter, skip=skip):
             rows = np.arange(self.rows_read + 1, self.rows_read + len(chunk) + 1)
             self.rows_read += len(chunk)
             chunk_filter = ChunkFilter(rows, self.rejects)

@@ -29,26 +29,24 @@ def git_commit(where: str | Path = ".", *, exclude: str | Path | None = None) ->
     commit; files under ``exclude`` (the output folder being written) and under
     the repository's ``reports/`` (generated) do not count.
     """
-    git = shutil.which("git")
-    if git is None:
-        return None
-    run = {"cwd": where, "capture_output": True, "text": True, "check": False}
-    head = subprocess.run([git, "rev-parse", "HEAD"], **run)
-    if head.returncode != 0:
+    where = Path(where)
+    head = _git(["rev-parse", "HEAD"], where)
+    if head is None or head.returncode != 0:
         return None
     # Generated reports (the repository's reports/ and the output folder) are not code.
     paths = ["--", ".", ":(top,exclude)reports"]
     if exclude is not None:
-        top = subprocess.run([git, "rev-parse", "--show-toplevel"], **run).stdout.strip()
+        top = _git(["rev-parse", "--show-toplevel"], where).stdout.strip()
         ex = Path(exclude).resolve()
         if top and ex.is_relative_to(Path(top).resolve()):
             paths.append(f":(top,exclude){ex.relative_to(Path(top).resolve()).as_posix()}")
-    dirty = subprocess.run([git, "diff", "--quiet", "HEAD", *paths], **run).returncode != 0
+    dirty = _git(["diff", "--quiet", "HEAD", *paths], where).returncode != 0
     commit = head.stdout.strip()
     return f"{commit} (with uncommitted changes)" if dirty else commit
 
 
 def _git(args: list[str], where: Path) -> subprocess.CompletedProcess[str] | None:
+    """``git args`` run in ``where`` (``None`` without the git executable)."""
     git = shutil.which("git")
     if git is None:
         return None

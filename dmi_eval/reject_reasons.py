@@ -68,13 +68,17 @@ def describe_reason(reason: str, date_format: str | None = None) -> str:
     return text
 
 
-def example_date(sample: tuple[str, ...] | list[str], reason: str) -> str:
-    """``", e.g. '13/01/2019'"`` for ``bad_date`` when a rejected date is at hand.
+def first_date(sample: tuple[str, ...] | list[str]) -> str | None:
+    """``"e.g. '13/01/2019'"``: the first rejected date at hand (the sample lives in memory
+    only; the reject log never records dates)."""
+    first = next((str(v).strip() for v in sample if str(v).strip()), None)
+    return None if first is None else f"e.g. {first!r}"
 
-    The sample lives in memory only: the reject log never records dates.
-    """
-    first = next((v for v in sample if str(v).strip()), None)
-    return "" if reason != "bad_date" or first is None else f", e.g. {str(first).strip()!r}"
+
+def example_date(sample: tuple[str, ...] | list[str], reason: str) -> str:
+    """``", e.g. '13/01/2019'"`` after a ``bad_date`` reason, when a rejected date is at hand."""
+    example = first_date(sample)
+    return "" if reason != "bad_date" or example is None else f", {example}"
 
 
 def swap_hint(sample: tuple[str, ...] | list[str], n_bad: int, date_format: str | None) -> str:
@@ -94,8 +98,7 @@ def check_date_order(ingest: Ingest) -> None:
     hint = swap_hint(ingest.bad_date_sample, n_bad, ingest.date_format)
     if hint:
         raise RejectThresholdError(
-            f"{ingest.file}: {n_bad:,} dates "
-            f"({example_date(ingest.bad_date_sample, 'bad_date').removeprefix(', ')}) "
+            f"{ingest.file}: {n_bad:,} dates ({first_date(ingest.bad_date_sample)}) "
             f"do not match date_format {ingest.date_format!r}.{hint} The rows that did match "
             "were counted in the wrong month, so the run stops.",
             ingest,

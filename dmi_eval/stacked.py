@@ -163,8 +163,9 @@ def _pretrend_words(pt: Mapping[str, float], inference: str) -> str:
             f"joint pre-trend test: the {pt['df']:g} leads' squared bootstrap z-scores sum to "
             f"{pt['stat']:.2f}, wild-bootstrap p = {pt['p_value']:.3f}"
         )
-    return f"joint pre-trend Wald chi-squared {pt['stat']:.2f} on {pt['df']:g} leads, p = " + (
-        f"{pt['p_value']:.3f}"
+    return (
+        f"joint pre-trend Wald chi-squared {pt['stat']:.2f} on {pt['df']:g} leads, "
+        f"p = {pt['p_value']:.3f}"
     )
 
 

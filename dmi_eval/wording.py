@@ -83,8 +83,9 @@ def change_sentence(row: Mapping[str, Any], *, label: str, unit: str, n_post: in
     side = "below" if pct < 0 else "above"
     return (
         f"{label[:1].upper()}{label[1:]} in the market were {fmt_size(pct)} {side} what was "
-        f"expected without the DMI: {fmt_count(row['observed'])} in the {duration_text(n_post, unit)} after "
-        f"the call-in, against {fmt_count(row['counterfactual'])} expected"
+        f"expected without the DMI: {fmt_count(row['observed'])} in the "
+        f"{duration_text(n_post, unit)} after the call-in, against "
+        f"{fmt_count(row['counterfactual'])} expected"
     )
 
 
