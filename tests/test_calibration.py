@@ -10,7 +10,7 @@ import pytest
 
 from dmi_eval.calibration.city import NULL, CitySpec, Effect, simulate_city
 from dmi_eval.calibration.like_site import spec_like_site
-from dmi_eval.calibration.report import calibration_frame, write_outputs
+from dmi_eval.calibration.report import calibration_frame, miss_notes, write_outputs
 from dmi_eval.calibration.runner import CALIBRATION_COLUMNS, Scenario, run, summarise
 from dmi_eval.verdict import BASES
 from tests.helpers import tiny_city_spec
@@ -213,6 +213,25 @@ def test_appendix_states_each_target_met_or_missed_with_run_facts(tmp_path):
     # without the facts the appendix is a function of the table (byte-identical per seed)
     _, again = write_outputs(table, rows, scenarios, tmp_path / "b", seed=5)
     assert "This run" not in again.read_text(encoding="utf-8")
+
+
+def test_miss_notes_say_what_a_miss_means_and_only_for_misses():
+    def row(scenario, quantity, value, met):
+        return {"design": "primary", "scenario": scenario, "quantity": quantity,
+                "value": value, "met": met}  # fmt: skip
+
+    over = row("weekly-long", "coverage_90", 0.942, False)
+    under = row("monthly-exposed", "coverage_90", 0.822, False)
+    size = row("monthly-exposed", "size", 0.07, False)
+    met = row("monthly-long", "coverage_90", 0.907, True)
+    text = "\n".join(miss_notes(pd.DataFrame([met, over, under, size])))
+    # the over-covering scenario alone is called conservative, the under-covering one is not
+    assert "covers more often than its level (weekly-long)" in text
+    assert "monthly-exposed" in text and "--exposure 2" in text
+    assert text.count("*monthly-exposed* is a stress") == 1  # once, though it misses twice
+    assert miss_notes(pd.DataFrame([met])) == []
+    # a miss with no note of its own (size in another scenario) prints no empty heading
+    assert miss_notes(pd.DataFrame([row("monthly-long", "size", 0.08, False)])) == []
 
 
 def test_sensitivity_scenarios_are_reported_without_targets(tmp_path):

@@ -148,6 +148,49 @@ def _target_lines(frame: pd.DataFrame) -> list[str]:
     return out
 
 
+SCENARIO_MISS_NOTES: dict[str, str] = {
+    "monthly-exposed": (
+        "*monthly-exposed* is a stress: each market's own loading on the city factors deviates "
+        "twice as far as an area's. The market's pre-period fit absorbs that deviation, so "
+        "neither its comparison areas nor its own pre period show it (its out-of-sample errors "
+        "within the pre period are no larger than an ordinary market's; the studies are in the "
+        "notes of `dmi_eval.designs.synth.joint`), and after the call-in it drifts further than "
+        "the placebo areas whose drift sets its interval. No site's data can tell whether its "
+        "market is this exposed: `dmi-eval power STUDY --site ID --exposure 2` gives the "
+        "verdict's error rates at a site like yours if it is."
+    ),
+}
+"""Why a judged scenario misses its targets, printed under the target lines when it does."""
+
+
+def miss_notes(frame: pd.DataFrame) -> list[str]:
+    """What the missed targets mean: intervals that over-cover, and :data:`SCENARIO_MISS_NOTES`."""
+    judged = frame[frame["met"].astype(str).isin(["True", "False"])]
+    missed = judged[judged["met"].astype(str) == "False"]
+    if missed.empty:
+        return []
+    out = ["", "What the misses mean:", ""]
+    cover = missed[missed["quantity"].str.startswith("coverage_")]
+    wide = sorted(
+        {
+            str(r["scenario"])
+            for _, r in cover.iterrows()
+            if r["value"] > int(str(r["quantity"]).split("_")[1]) / 100
+        }
+    )
+    if wide:
+        out.append(
+            f"- Where a stated interval covers more often than its level ({', '.join(wide)}), "
+            "it is wider than it need be: conservative, it makes no false *closed* more likely "
+            "but costs power. The market's statistic spreads less than the single-area "
+            "placebos' that set the interval (notes of `dmi_eval.inference.noise`)."
+        )
+    for scenario in dict.fromkeys(missed["scenario"].astype(str)):
+        if scenario in SCENARIO_MISS_NOTES:
+            out.append(f"- {SCENARIO_MISS_NOTES[scenario]}")
+    return out if len(out) > 3 else []
+
+
 def closure_table(rows: pd.DataFrame) -> list[str]:
     """Why sustained -45% closures got the verdict they got, by scenario and deciding condition.
 
@@ -284,6 +327,7 @@ def calibration_markdown(
         "The primary design and the verdict, every scenario:",
         "",
         *_target_lines(judged_table[judged_table["design"].isin(["primary", "verdict"])]),
+        *miss_notes(judged_table[judged_table["design"].isin(["primary", "verdict"])]),
         "",
         "## Scenarios",
         "",
