@@ -361,9 +361,27 @@ class _GeoTally:
             )
         raise GeoError(
             f"{file}: {share} fall in no area of {locator.layer.source} (or outside the CRS's "
-            "range); check [geo].crs (the CRS of the x/y columns), that x is the longitude or "
-            "easting, and that the areas file covers the extract"
+            f"range){_where_they_are(x, y, locator)}; check [geo].crs (the CRS of the x/y "
+            "columns), that x is the longitude or easting, and that the areas file covers the "
+            "extract"
         )
+
+
+def _where_they_are(x: np.ndarray, y: np.ndarray, locator: PointLocator) -> str:
+    """Where the missed points lie against the areas, in [geo].crs units (for the message)."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    if not ok.any():
+        return ""
+    qx = np.percentile(x[ok], [5, 95])
+    qy = np.percentile(y[ok], [5, 95])
+    text = f": most of them have x {qx[0]:,.6g} to {qx[1]:,.6g} and y {qy[0]:,.6g} to {qy[1]:,.6g}"
+    extent = locator.areas_extent()
+    if extent is not None:
+        text += (
+            f", where the areas lie at x {extent[0]:,.6g} to {extent[2]:,.6g} and y "
+            f"{extent[1]:,.6g} to {extent[3]:,.6g} read in [geo].crs = {locator.points_crs!r}"
+        )
+    return text
 
 
 def _no_usable_rows(

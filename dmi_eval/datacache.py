@@ -38,6 +38,7 @@ from typing import Any
 
 from dmi_eval.config import DataSpec, GeoSpec, Site, Study, load_study
 from dmi_eval.data import Ingest, load_study_data
+from dmi_eval.study_spec import with_companions
 
 CACHE_ENV = "DMI_EVAL_CACHE"
 CACHE_DIR_ENV = "DMI_EVAL_CACHE_DIR"
@@ -93,7 +94,8 @@ def _key(settings: object, files: list[Path | str | None]) -> str:
     h.update(repr(settings).encode())
     for path in files:
         if path is not None and Path(path).is_file():
-            _file_digest(h, Path(path))
+            for part in with_companions(Path(path)):  # a shapefile's .prj, .dbf, ...
+                _file_digest(h, part)
         else:
             h.update(b"-")
     return h.hexdigest()

@@ -34,6 +34,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyogrio.errors
+import pyproj.exceptions
 import shapely
 from pyproj import CRS, Transformer
 
@@ -49,7 +50,9 @@ SWAP_SAMPLE = 5_000
 # --- reading polygon files ---------------------------------------------------------
 
 
-def read_polygons(path: Path, *, key: str, id_field: str | None = None) -> gpd.GeoDataFrame:
+def read_polygons(
+    path: Path, *, key: str, id_field: str | None = None, layer: str | None = None
+) -> gpd.GeoDataFrame:
     """Read a polygon file, checking every feature; errors name the file and the feature.
 
     Parameters
@@ -60,12 +63,21 @@ def read_polygons(path: Path, *, key: str, id_field: str | None = None) -> gpd.G
         The study.toml key that names the file (for messages).
     id_field
         Property used to name a feature in messages, when present.
+    layer
+        The layer to read from a file of several (a GeoPackage); a file of
+        several layers without it is an error, not its first layer.
     """
     path = Path(path)
     if not path.exists():
         raise GeoError(f"{path.name}: file not found at {path}; fix {key} in study.toml")
     try:
-        frame = gpd.read_file(path, engine="pyogrio")
+        names = [str(n) for n in pyogrio.list_layers(path)[:, 0]]
+        if layer is None and len(names) > 1:
+            raise GeoError(
+                f"{path.name}: holds {len(names)} layers ({', '.join(names[:8])}); {key} "
+                "reads one: export the layer you mean to its own file"
+            )
+        frame = gpd.read_file(path, engine="pyogrio", layer=layer)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, ValueError) as exc:
         raise GeoError(
             f"{path.name}: cannot read it as a polygon file ({exc}); {key} needs GeoJSON, "
@@ -76,8 +88,9 @@ def read_polygons(path: Path, *, key: str, id_field: str | None = None) -> gpd.G
     if frame.crs is None:
         raise GeoError(
             f"{path.name}: has no CRS (a shapefile without its .prj?); save it with its "
-            "coordinate reference system"
+            f"coordinate reference system ({key})"
         )
+    _check_degrees(frame, path, key)
     for i, geom in enumerate(frame.geometry):
         name = f"feature {i + 1}"
         if id_field is not None and id_field in frame.columns:
@@ -97,14 +110,40 @@ def read_polygons(path: Path, *, key: str, id_field: str | None = None) -> gpd.G
     return frame
 
 
+def _check_degrees(frame: gpd.GeoDataFrame, path: Path, key: str) -> None:
+    """A file in degrees whose coordinates are not longitudes and latitudes is an error.
+
+    A GeoJSON without a ``crs`` member is read as WGS 84 degrees whatever it
+    holds; State Plane feet read that way fail later, far from the cause.
+    """
+    if not CRS.from_user_input(frame.crs).is_geographic:
+        return
+    x0, y0, x1, y1 = (float(b) for b in frame.total_bounds)
+    if min(x0, y0) < -180 or x1 > 180 or y1 > 90 or y0 < -90:
+        raise GeoError(
+            f"{path.name}: its CRS is in degrees ({frame.crs.name}) but x runs from {x0:,.0f} "
+            f"to {x1:,.0f} and y from {y0:,.0f} to {y1:,.0f}: projected coordinates (metres or "
+            f"feet) saved without their CRS. Re-export it with its CRS ({key})"
+        )
+
+
+def _distorts_distances(crs: CRS) -> bool:
+    """Mercator-type projections (Web Mercator, EPSG:3857) stretch metres by 1 / cos(lat)."""
+    operation = crs.coordinate_operation
+    method = (operation.method_name if operation is not None else "").lower()
+    return "mercator" in method and "transverse" not in method
+
+
 def metric_crs(frame: gpd.GeoDataFrame) -> tuple[CRS, float]:
     """The projected CRS distances are measured in, and metres per unit of that CRS.
 
     The frame's own CRS when it is projected (metres, or feet converted by the
-    axis's unit factor); otherwise the UTM zone of the frame's centre.
+    axis's unit factor) and not a Mercator projection, whose units are metres
+    only at the equator (a "200 m" buffer of Web Mercator is 162 m at 36 N);
+    otherwise the UTM zone of the frame's centre.
     """
     crs = CRS.from_user_input(frame.crs)
-    if crs.is_projected:
+    if crs.is_projected and not _distorts_distances(crs):
         return crs, float(crs.axis_info[0].unit_conversion_factor)
     # The UTM zone depends on the frame's CRS and extent only; pyproj's database
     # query behind estimate_utm_crs costs ~0.3 s, and a study asks for it several
@@ -330,6 +369,7 @@ class PointLocator:
 
     def __init__(self, layer: AreaLayer, points_crs: str):
         self.layer = layer
+        self.points_crs = points_crs
         source = CRS.from_user_input(points_crs)
         target = CRS.from_user_input(layer.polygons.crs)
         self.valid = _valid_box(source)
@@ -366,6 +406,14 @@ class PointLocator:
             out[~shapely.intersects_xy(self.boundary, x, y)] = -1
         return out
 
+    def areas_extent(self) -> tuple[float, float, float, float] | None:
+        """The areas' bounds in the points' CRS (``None`` if they cannot be projected there)."""
+        try:
+            bounds = self.layer.polygons.to_crs(self.points_crs).total_bounds
+        except (pyproj.exceptions.CRSError, pyproj.exceptions.ProjError):
+            return None
+        return tuple(float(b) for b in bounds) if np.isfinite(bounds).all() else None
+
     def swapped_share(self, x: np.ndarray, y: np.ndarray) -> float:
         """Share of the given points that land in an area once x and y are swapped."""
         if len(x) == 0:
@@ -396,9 +444,38 @@ class StudyGeo:
     catchment_m: dict[str, float]
 
 
+MARKET_SITE_FIELD = "site"
+"""Property that says which site a market polygon belongs to, in a file of several sites."""
+
+
 def read_market(path: Path, layer: AreaLayer, site_id: str) -> shapely.Geometry:
-    """The union of a market file's polygons, in the layer's metric CRS."""
-    frame = read_polygons(path, key=f"[[sites]] id={site_id!r}.market")
+    """The union of a market file's polygons for one site, in the layer's metric CRS.
+
+    A file may hold several sites' markets: as layers (a GeoPackage; the layer
+    named after the site is read) or as features with a ``site`` property
+    (:data:`MARKET_SITE_FIELD`, case aside; the site's features are read).
+    Otherwise every polygon in the file is the site's market (one market drawn
+    in pieces).
+    """
+    key = f"[[sites]] id={site_id!r}.market"
+    path = Path(path)
+    name = None
+    if path.exists() and path.suffix.lower() == ".gpkg":
+        layers = [str(n) for n in pyogrio.list_layers(path)[:, 0]]
+        name = site_id if len(layers) > 1 and site_id in layers else None
+    frame = read_polygons(path, key=key, layer=name)
+    if MARKET_SITE_FIELD in frame.columns and len(frame) > 1:
+        values = frame[MARKET_SITE_FIELD].astype("string").str.strip()
+        mine = (values.str.lower() == site_id).fillna(False).to_numpy(dtype=bool)
+        if not mine.any():
+            found = sorted({str(v) for v in values.dropna()})
+            raise GeoError(
+                f"{path.name}: no feature has {MARKET_SITE_FIELD} = {site_id!r} (it has "
+                f"{', '.join(map(repr, found[:8])) or 'none'}); give each site's polygon its "
+                f"site id in the {MARKET_SITE_FIELD!r} property, or point {key} at a file of "
+                "that site's market alone"
+            )
+        frame = frame[mine]
     return shapely.union_all(frame.to_crs(layer.crs).geometry.to_numpy())
 
 
@@ -446,6 +523,12 @@ def resolve_sites(
             market = study_geo.markets[site.id]
             far = centroids.distance(market).to_numpy() * layer.unit_m > site.donor_buffer_m
             donors = tuple(a for a in ids[far] if a not in busy)
+            if not donors:
+                raise GeoError(
+                    f"{site.market.name}: [[sites]] id={site.id!r}.donor_buffer_m = "
+                    f"{site.donor_buffer_m:g} m leaves no comparison area: every area of "
+                    f"{layer.source} is that close to the market or in a site. Lower it"
+                )
             site = dataclasses.replace(site, donor_areas=donors)
         out.append(site)
     return tuple(out)

@@ -38,6 +38,7 @@ from dmi_eval.pipeline import SILENT, Progress, evaluate_study_sites, save
 from dmi_eval.provenance import code_commit
 from dmi_eval.render import add_navigation, write_html
 from dmi_eval.results import TABLE_COLUMNS
+from dmi_eval.study_spec import with_companions
 
 SITE_SCRIPT = "site_report.py"
 SUMMARY_SCRIPT = "study_summary.py"
@@ -195,7 +196,11 @@ def sha256(path: Path) -> str:
 
 
 def input_files(study: Study) -> list[Path]:
-    """Every file the study reads: the study file, data files, a custom offense map."""
+    """Every file the study reads: the study file, data files, a custom offense map, polygons.
+
+    A shapefile comes with the companion files that change what it means (its
+    ``.prj`` CRS, ``.dbf`` attributes, ...).
+    """
     files = [study.path]
     for p in (study.data.incidents, study.data.counts, study.data.areas):
         if p is not None:
@@ -205,7 +210,7 @@ def input_files(study: Study) -> list[Path]:
     if study.geo is not None:
         files += [p for p in (study.geo.areas, study.geo.boundary) if p is not None]
     files += [s.market for s in study.sites if s.market is not None]
-    return files
+    return [part for f in files for part in with_companions(f)]
 
 
 def write_ingest_results(ingest: Ingest, results_dir: Path) -> None:

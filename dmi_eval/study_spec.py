@@ -310,3 +310,21 @@ class Study:
             areas.update(site.treated_areas)
             areas.update(site.catchment_areas)
         return frozenset(areas)
+
+
+SHAPEFILE_COMPANIONS: tuple[str, ...] = (".shx", ".dbf", ".prj", ".cpg")
+"""Files beside a ``.shp`` that change what it means (index, attributes, CRS, encoding)."""
+
+
+def with_companions(path: Path) -> list[Path]:
+    """``path`` and, for a shapefile, its companion files that exist (same stem)."""
+    path = Path(path)
+    if path.suffix.lower() != ".shp":
+        return [path]
+    out = [path]
+    for suffix in SHAPEFILE_COMPANIONS:
+        for candidate in (path.with_suffix(suffix), path.with_suffix(suffix.upper())):
+            if candidate.is_file():
+                out.append(candidate)
+                break
+    return out

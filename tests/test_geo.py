@@ -17,6 +17,7 @@ from dmi_eval.errors import ConfigError, GeoError, NoUsableRowsError
 from dmi_eval.geo import PointLocator, load_areas, metric_crs
 
 UTM = "EPSG:32617"
+CRS_2285_WKT = __import__("pyproj").CRS("EPSG:2285").to_wkt()
 ORIGIN = (586_000.0, 3_981_000.0)  # UTM 17N, near High Point NC
 
 
@@ -314,8 +315,13 @@ def test_most_points_outside_every_area_stops_the_run(city):
     write_extract(city, [(i, "2019-01-10", "35A", f"{x:.6f}", f"{y:.6f}") for i in range(1, 30)])
     with pytest.raises(
         GeoError, match=r"29 of 29 points \(100%\) fall in no area of blocks.geojson.*\[geo\].crs"
-    ):
+    ) as caught:
         load_study_data(load_study(geo_toml(city)))
+    # where the points are against the areas, in [geo].crs units: here 30 km east
+    message = str(caught.value)
+    assert f"most of them have x {x:,.6g} to {x:,.6g}" in message
+    west, _ = lonlat(0, 0)
+    assert f"where the areas lie at x {west:,.6g} to " in message and "'EPSG:4326'" in message
 
 
 def test_every_row_rejected_carries_the_reject_log_and_names_the_reasons(city):
@@ -480,3 +486,89 @@ def test_vectorised_locate_agrees_with_geopandas_sjoin_on_the_synthetic_extract(
     assert len(got) > 100_000 and (got >= 0).mean() > 0.99
     assert (got[len(x[ok]) :] >= 0).all()  # corners and edges are inside some block
     np.testing.assert_array_equal(got, expected.sort_index().to_numpy())
+
+
+# --- files as users export them (review of 2026-11-30) -------------------------------------
+
+
+def test_web_mercator_areas_are_measured_in_true_metres(tmp_path):
+    # EPSG:3857's unit is a metre only at the equator: near 36 N a "200 m" buffer in its
+    # units is 162 m. Distances go to the UTM zone instead.
+    metre_layout(tmp_path, UTM, 1.0, ORIGIN)
+    blocks = gpd.read_file(tmp_path / "blocks.gpkg").to_crs("EPSG:3857")
+    blocks.to_file(tmp_path / "mercator.gpkg", driver="GPKG", engine="pyogrio")
+    crs, unit_m = metric_crs(blocks)
+    assert crs.to_epsg() == 32617 and unit_m == 1.0
+    study = load_study(geo_study(tmp_path, crs=UTM, areas="mercator.gpkg", buffer=200))
+    assert study.site("east").catchment_areas == ("c1", "c2")  # 90 and 190 m away
+
+
+def test_a_market_file_of_several_sites_is_read_by_site(tmp_path):
+    metre_layout(tmp_path, UTM, 1.0, ORIGIN)
+    east = shapely.box(ORIGIN[0] + 40, ORIGIN[1] + 40, ORIGIN[0] + 60, ORIGIN[1] + 60)
+    west = shapely.box(ORIGIN[0] + 440, ORIGIN[1] + 40, ORIGIN[0] + 460, ORIGIN[1] + 60)
+    write_geojson(
+        tmp_path / "market.geojson", [west, east], properties=[{"site": "West"}, {"site": "east"}]
+    )
+    study = load_study(geo_study(tmp_path, crs=UTM, areas="blocks.gpkg", buffer=0))
+    assert study.site("east").treated_areas == ("c0",)  # not the union with c4
+    write_geojson(
+        tmp_path / "market.geojson", [west, east], properties=[{"site": "w"}, {"site": "e"}]
+    )
+    with pytest.raises(GeoError, match=r"no feature has site = 'east' \(it has 'e', 'w'\)"):
+        load_study(geo_study(tmp_path, crs=UTM, areas="blocks.gpkg", buffer=0))
+
+
+def test_a_geopackage_of_several_layers_is_read_by_site_or_refused(tmp_path):
+    metre_layout(tmp_path, UTM, 1.0, ORIGIN)
+    gpkg = tmp_path / "markets.gpkg"
+    for name, x in (("north", 440), ("east", 40)):
+        box = shapely.box(ORIGIN[0] + x, ORIGIN[1] + 40, ORIGIN[0] + x + 20, ORIGIN[1] + 60)
+        gpd.GeoDataFrame(geometry=[box], crs=UTM).to_file(gpkg, layer=name, engine="pyogrio")
+    text = geo_study(tmp_path, crs=UTM, areas="blocks.gpkg", buffer=0).read_text()
+    study_file = tmp_path / "study.toml"
+    study_file.write_text(text.replace('market = "market.geojson"', 'market = "markets.gpkg"'))
+    assert load_study(study_file).site("east").treated_areas == ("c0",)  # not the first layer
+    study_file.write_text(text.replace('areas = "blocks.gpkg"', 'areas = "markets.gpkg"'))
+    with pytest.raises(
+        GeoError, match=r"markets.gpkg: holds 2 layers \(north, east\); \[geo\].areas"
+    ):
+        load_study(study_file)
+
+
+def test_projected_coordinates_saved_without_a_crs_are_named(tmp_path):
+    metre_layout(tmp_path, UTM, 1.0, ORIGIN)
+    box = shapely.box(ORIGIN[0] + 40, ORIGIN[1] + 40, ORIGIN[0] + 60, ORIGIN[1] + 60)
+    feature = {"type": "Feature", "properties": {}, "geometry": shapely.geometry.mapping(box)}
+    (tmp_path / "market.geojson").write_text(
+        json.dumps({"type": "FeatureCollection", "features": [feature]})
+    )  # no "crs" member: read as degrees
+    with pytest.raises(
+        GeoError, match=r"market.geojson: its CRS is in degrees .* x runs from 586,040"
+    ):
+        load_study(geo_study(tmp_path, crs=UTM, areas="blocks.gpkg", buffer=0))
+
+
+def test_a_donor_buffer_that_leaves_no_comparison_area_stops(tmp_path):
+    feet = 1200 / 3937
+    areas = metre_layout(tmp_path, "EPSG:2285", feet, (1_270_000.0, 220_000.0))
+    extra = "donor_buffer_m = 1000\n"
+    with pytest.raises(GeoError, match=r"donor_buffer_m = 1000 m leaves no comparison area"):
+        load_study(geo_study(tmp_path, crs="EPSG:2285", areas=areas.name, buffer=100, extra=extra))
+
+
+def test_a_shapefiles_companions_are_inputs(tmp_path):
+    from dmi_eval.datacache import _key
+    from dmi_eval.report import input_files
+    from dmi_eval.study_spec import with_companions
+
+    metre_layout(tmp_path, UTM, 1.0, ORIGIN)
+    gpd.read_file(tmp_path / "blocks.gpkg").to_file(tmp_path / "blocks.shp", engine="pyogrio")
+    parts = with_companions(tmp_path / "blocks.shp")
+    assert [p.suffix for p in parts] == [".shp", ".shx", ".dbf", ".prj", ".cpg"]
+    assert with_companions(tmp_path / "blocks.gpkg") == [tmp_path / "blocks.gpkg"]
+    study = load_study(geo_study(tmp_path, crs=UTM, areas="blocks.shp", buffer=0))
+    assert {p.name for p in input_files(study)} >= {"blocks.shp", "blocks.prj", "blocks.dbf"}
+    before = _key("s", [tmp_path / "blocks.shp"])
+    (tmp_path / "blocks.prj").write_text(CRS_2285_WKT)
+    assert _key("s", [tmp_path / "blocks.shp"]) != before  # a new CRS is a new input
