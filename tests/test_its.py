@@ -19,6 +19,7 @@ from dmi_eval.designs.its import (
     segmented_design,
 )
 from dmi_eval.errors import DesignError
+from dmi_eval.inference.delta import log_ratio_interval
 from dmi_eval.panel import Panel
 from dmi_eval.results import EFFECT_COLUMNS
 
@@ -319,6 +320,18 @@ def test_one_or_two_post_periods_fit_a_level_change_alone(comparison):
     assert np.isfinite(res.window_effect("drug", "post").pct_change)
     longer = ITS(make_site(), outcomes=["drug"], comparison=comparison, placebo=False).fit()
     assert longer.outcome_choices("drug")["slope_change"] is True
+
+
+def test_one_post_period_with_no_incidents_has_no_upper_limit_not_an_overflow():
+    # a late call-in (one post month) on a quiet outcome: the level change's SE runs to
+    # thousands and e^(1.96 se) overflows; the whole study used to stop on it
+    site = make_site(n_periods=41, intervention="2019-04-15", effect=0.0, base=1.0)
+    res = ITS(site, outcomes=["drug"], placebo=False).fit()
+    w = res.window_effect("drug", "post")
+    assert w.log_ratio_se > 400  # past e^709: the case that overflowed
+    assert (w.pct_change, w.ci_low, w.ci_high) == (-1.0, -1.0, np.inf)
+    assert np.isinf(res.coefficients("drug")["rr_high"]).any()  # no overflow warning either
+    assert log_ratio_interval(0.0, 500.0, 1.96) == (-1.0, np.inf)
 
 
 def test_controlled_its_removes_a_common_shock():

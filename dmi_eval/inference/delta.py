@@ -13,6 +13,7 @@ For an estimate :math:`\\hat\\theta = \\log(O/C)` with delta-method standard err
 from __future__ import annotations
 
 import math
+import sys
 
 from scipy import stats
 
@@ -26,6 +27,18 @@ def normal_tails(z: float) -> tuple[float, float, float]:
     return float(stats.norm.cdf(z)), float(stats.norm.sf(z)), float(2 * stats.norm.sf(abs(z)))
 
 
+def _expm1(x: float) -> float:
+    # beyond e^709 a float overflows: the interval has no upper limit (one post period's
+    # secondary outcome can have an SE in the hundreds)
+    return math.inf if x > MAX_EXP else math.expm1(x)
+
+
+MAX_EXP = math.log(sys.float_info.max)
+
+
 def log_ratio_interval(log_ratio: float, se: float, q: float) -> tuple[float, float]:
-    """Percent-change interval ``(expm1(log_ratio - q*se), expm1(log_ratio + q*se))``."""
-    return math.expm1(log_ratio - q * se), math.expm1(log_ratio + q * se)
+    """Percent-change interval ``(expm1(log_ratio - q*se), expm1(log_ratio + q*se))``.
+
+    An end beyond the largest float is ``inf`` (no upper limit), never an overflow.
+    """
+    return _expm1(log_ratio - q * se), _expm1(log_ratio + q * se)

@@ -234,9 +234,10 @@ class SegmentedFit:
             }
         )
         if self.family in LOG_LINK:
-            frame["rate_ratio"] = np.exp(frame["estimate"])
-            frame["rr_low"] = np.exp(frame["ci_low"])
-            frame["rr_high"] = np.exp(frame["ci_high"])
+            with np.errstate(over="ignore"):  # an end past e^709 has no upper limit: inf
+                frame["rate_ratio"] = np.exp(frame["estimate"])
+                frame["rr_low"] = np.exp(frame["ci_low"])
+                frame["rr_high"] = np.exp(frame["ci_high"])
         return frame
 
     def lincom(self, weights: Mapping[str, float]) -> tuple[float, float, float]:
