@@ -344,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force",
         action="store_true",
-        help="write into a non-empty folder that dmi-eval did not write (nothing there is removed)",
+        help="write into a non-empty folder that dmi-eval did not write (nothing there is removed "
+        "or written over: a file of yours where a page would go is refused)",
     )
     _add_compute_flags(p)
     p.set_defaults(func=cmd_evaluate)
@@ -360,7 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force",
         action="store_true",
-        help="write into a non-empty folder that dmi-eval did not write (nothing there is removed)",
+        help="write into a non-empty folder that dmi-eval did not write (nothing there is removed "
+        "or written over: a file of yours where a page would go is refused)",
     )
     _add_compute_flags(p)
     p.set_defaults(func=cmd_check)
@@ -403,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force",
         action="store_true",
-        help="write into a non-empty folder that dmi-eval did not write (nothing there is removed)",
+        help="write into a non-empty folder that dmi-eval did not write (nothing there is removed "
+        "or written over: a file of yours where a page would go is refused)",
     )
     p.set_defaults(func=cmd_validate)
 

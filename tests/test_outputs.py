@@ -56,6 +56,24 @@ def test_non_dmi_folder_is_refused_unless_forced(tmp_path):
     assert not (out / "README.md").exists()
 
 
+def test_force_never_writes_over_a_users_file(tmp_path):
+    out = tmp_path / "mine"
+    write(out / "README.md", "my notes")
+    write(out / "sites" / "eastside.md", "my page")
+    write(out / "thesis.docx", "user")
+    with pytest.raises(
+        OutputFolderError, match=r"never over them, and README.md, sites/eastside.md"
+    ):
+        with OutputFolder(out, command="evaluate", force=True):
+            write(out / "README.md")  # never reached
+    assert (out / "README.md").read_text() == "my notes"
+    (out / "README.md").unlink()
+    (out / "sites" / "eastside.md").unlink()
+    with OutputFolder(out, command="evaluate", force=True):  # only thesis.docx: no clash
+        write(out / "README.md")
+    assert (out / "thesis.docx").read_text() == "user"
+
+
 def test_empty_or_missing_folder_and_legacy_reports_are_accepted(tmp_path):
     with OutputFolder(tmp_path / "new" / "deep", command="evaluate"):
         pass
