@@ -33,7 +33,7 @@ from dmi_eval.inference.parallel import parallel_map
 from dmi_eval.inference.placebo import shared_placebo_gaps
 from dmi_eval.options import check_choice
 from dmi_eval.panel import Panel, SiteData
-from dmi_eval.results import EFFECT_COLUMNS, TABLE_COLUMNS, DesignResults
+from dmi_eval.results import EFFECT_COLUMNS, TABLE_COLUMNS, DesignResults, as_rise_test
 from dmi_eval.spike import pre_period_spike
 from dmi_eval.verdict import PLACEBO_FAIL_SHARE, Evidence, Verdict, WindowEvidence, decide
 
@@ -86,12 +86,14 @@ class SiteEvaluation:
         return self.data.site_id
 
     def effects(self) -> pd.DataFrame:
-        """All designs' effects for this site (catchment designs suffixed), tidy contract."""
+        """All designs' effects for this site (catchment designs suffixed), tidy contract.
+
+        A catchment row's ``p_value`` is the one-sided test of a rise
+        (:func:`~dmi_eval.results.as_rise_test`).
+        """
         frames = [r.effects() for r in self.results.values()]
         for name, r in self.catchment_results.items():
-            frame = r.effects()
-            frame["design"] = name + CATCHMENT_SUFFIX
-            frames.append(frame)
+            frames.append(as_rise_test(r.table).assign(design=name + CATCHMENT_SUFFIX))
         if not frames:
             return pd.DataFrame(columns=list(EFFECT_COLUMNS))
         return pd.concat(frames, ignore_index=True)[list(EFFECT_COLUMNS)]
@@ -99,13 +101,12 @@ class SiteEvaluation:
     def table(self) -> pd.DataFrame:
         """All designs' ``table`` rows (effects, level, the three tails, log-ratio ``se``).
 
-        What ``results/effects.csv`` holds; catchment designs suffixed as in :meth:`effects`.
+        What ``results/effects.csv`` holds; catchment designs suffixed, and their
+        ``p_value`` the test of a rise, as in :meth:`effects`.
         """
         frames = [r.table for r in self.results.values()]
         for name, r in self.catchment_results.items():
-            frame = r.table.copy()
-            frame["design"] = name + CATCHMENT_SUFFIX
-            frames.append(frame)
+            frames.append(as_rise_test(r.table).assign(design=name + CATCHMENT_SUFFIX))
         if not frames:
             return pd.DataFrame(columns=list(TABLE_COLUMNS))
         return pd.concat(frames, ignore_index=True)[list(TABLE_COLUMNS)]

@@ -7,12 +7,35 @@ Everything downstream (verdict, pooling, tables, plots) reads those frames.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+P_VALUE_TAIL = re.compile(
+    r",? (?:(?:lower|greater|upper), one-sided|one-sided (?:lower|upper)|two-sided)"
+)
+"""The part of a design's ``method`` text that says which tail its ``p_value`` column is."""
+
+RISE_TEST = ", upper, one-sided (the test of a rise)"
+"""The tail of a catchment row's ``p_value``: crime moving next door is a rise."""
+
+
+def as_rise_test(table: pd.DataFrame) -> pd.DataFrame:
+    """A catchment's rows with ``p_value`` the one-sided test of a rise (``p_upper``).
+
+    A design's ``p_value`` is its test of a reduction (or two-sided); in the
+    nearby areas the question is whether crime rose, so ``effects.csv`` gives
+    that test there, and ``method`` says so.
+    """
+    out = table.copy()
+    out["p_value"] = out["p_upper"]
+    out["method"] = [P_VALUE_TAIL.sub("", str(m)) + RISE_TEST for m in out["method"]]
+    return out
+
 
 EFFECT_COLUMNS: tuple[str, ...] = (
     "site",

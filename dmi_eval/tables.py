@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from dmi_eval.results import P_VALUE_TAIL
+
 TOO_WIDE = "too wide to tell"
 WIDE_UPPER = 5.0
 """An interval whose upper end is above +500% (six times the expected count) says nothing."""
@@ -205,12 +207,6 @@ def too_wide_note(
     )
 
 
-_P_VALUE_TAIL = re.compile(
-    r",? (?:(?:lower|greater), one-sided|one-sided (?:lower|upper)|two-sided)"
-)
-"""The part of a design's ``method`` text that says which tail its ``p_value`` column is."""
-
-
 def method_notes(effects: pd.DataFrame) -> str:
     """Each design's method text once, as a list under the table, with its caveat.
 
@@ -223,7 +219,7 @@ def method_notes(effects: pd.DataFrame) -> str:
     """
     seen: dict[str, str] = {}
     for design, method in zip(effects["design"], effects["method"], strict=True):
-        text = _P_VALUE_TAIL.sub("", str(method))
+        text = P_VALUE_TAIL.sub("", str(method))
         caveat = DESIGN_CAVEATS.get(design.removesuffix(CATCHMENT_SUFFIX))
         seen.setdefault(design_label(design), f"{text}; {caveat}" if caveat else text)
     return "*Methods:*\n\n" + "\n".join(f"- **{d}**: {m}." for d, m in seen.items())

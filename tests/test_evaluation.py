@@ -274,6 +274,15 @@ def test_primary_outcome_only_gives_the_verdict_of_every_outcome():
         )
         assert repr(only.evidence) == repr(every.evidence)
         assert only.verdict == every.verdict
+        # effects.csv: a catchment row's p_value is the test of a rise, and says so
+        rows = every.table()
+        near = rows[rows["design"].str.endswith("-catchment")]
+        assert len(near) and (near["p_value"] == near["p_upper"]).all()
+        assert near["method"].str.endswith("upper, one-sided (the test of a rise)").all()
+        assert not near["method"].str.contains("lower, one-sided").any()
+        tidy = every.effects()
+        assert (tidy.loc[tidy["design"].str.endswith("-catchment"), "p_value"].to_numpy()
+                == near["p_value"].to_numpy()).all()  # fmt: skip
         effects = every.results[every.primary].effects()
         pd.testing.assert_frame_equal(
             only.results[only.primary].effects(),
