@@ -129,9 +129,11 @@ def load_study_data(study: Study) -> Ingest:
     known = None if covariates is None else frozenset(covariates.index)
     locator = None
     if study.geo is not None:
-        from dmi_eval.geo import PointLocator, load_areas
+        from dmi_eval.geo import PointLocator, check_covariate_ids, load_areas
 
         layer = load_areas(study.geo, study_file=study.path, data=study.data)
+        if covariates is not None and study.data.areas is not None:
+            check_covariate_ids(covariates.index, layer, study.data.areas.name)
         known = frozenset(layer.ids)
         if study.data.columns.geocoded:
             assert study.geo.crs is not None

@@ -224,6 +224,32 @@ def load_areas(geo: GeoSpec, *, study_file: Path, data: DataSpec | None = None) 
     )
 
 
+def check_covariate_ids(covariate_ids: pd.Index, layer: AreaLayer, file: str) -> None:
+    """Every area of the layer needs its row in ``areas.csv`` (``file``); say which do not.
+
+    Ids that differ only by leading zeros (a GEOID stored as a number in the
+    polygon file) are named as such.
+    """
+    have = set(map(str, covariate_ids))
+    missing = [a for a in map(str, layer.ids) if a not in have]
+    if not missing:
+        return
+    hint = "add them, or write the ids the same way in both files"
+    stripped = {a.lstrip("0"): a for a in have}
+    twin = next((stripped[m.lstrip("0")] for m in missing if m.lstrip("0") in stripped), None)
+    if twin is not None:
+        example = next(m for m in missing if m.lstrip("0") in stripped)
+        hint = (
+            f"the ids differ by leading zeros ({twin!r} in {file}, {example!r} in "
+            f"{layer.source}): store the id as text in {layer.source} ([geo].area_id_field; a "
+            "number loses its leading zeros)"
+        )
+    raise GeoError(
+        f"{file}: {len(missing):,} of the {len(layer.ids):,} areas of {layer.source} have no "
+        f"row (e.g. {', '.join(map(repr, missing[:3]))}); {hint}"
+    )
+
+
 def _area_ids(frame: gpd.GeoDataFrame, path: Path, field: str) -> gpd.GeoDataFrame:
     if field not in frame.columns or field == "geometry":
         fields = [c for c in frame.columns if c != "geometry"]

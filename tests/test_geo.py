@@ -572,3 +572,29 @@ def test_a_shapefiles_companions_are_inputs(tmp_path):
     before = _key("s", [tmp_path / "blocks.shp"])
     (tmp_path / "blocks.prj").write_text(CRS_2285_WKT)
     assert _key("s", [tmp_path / "blocks.shp"]) != before  # a new CRS is a new input
+
+
+def test_areas_csv_must_name_the_polygons_areas(city):
+    x, y = lonlat(150, 150)
+    write_extract(city, [(1, "2019-01-10", "35A", f"{x:.6f}", f"{y:.6f}")])
+    ids, geoms = square_grid(3, 100.0, ORIGIN, prefix="b")
+    rows = "\n".join(f"{i},{k}" for k, i in enumerate(ids[:-1]))
+    (city / "areas.csv").write_text(f"area_id,population\n{rows}\n")
+    study = load_study(geo_toml(city, extra_data='areas = "areas.csv"'))
+    with pytest.raises(
+        GeoError, match=r"areas.csv: 1 of the 9 areas of blocks.geojson have no row \(e.g. 'b22'\)"
+    ):
+        load_study_data(study)
+    # GEOIDs saved as numbers lose their leading zero: named as such
+    numbers = [{"GEOID": 7081000000 + k} for k in range(9)]
+    write_geojson(city / "blocks.geojson", geoms, properties=numbers)
+    rows = "\n".join(f"0{7081000000 + k},{k}" for k in range(9))
+    (city / "areas.csv").write_text(f"area_id,population\n{rows}\n")
+    write_geojson(
+        city / "market.geojson", [shapely.box(*(np.array(ORIGIN * 2) + [130, 130, 170, 170]))]
+    )
+    with pytest.raises(
+        GeoError,
+        match=r"differ by leading zeros \('07081000000' in areas.csv, '7081000000' in blocks",
+    ):
+        load_study_data(load_study(geo_toml(city, extra_data='areas = "areas.csv"')))
