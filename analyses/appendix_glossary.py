@@ -7,10 +7,35 @@
 # **Drug Market Intervention (DMI).** Focused deterrence against an open-air drug market: violent
 # dealers are prosecuted, the others are *called in*, told the dealing has ended and offered help,
 # and residents take the neighbourhood back.
-#
-# **Call-in.** The meeting with the dealers that starts the intervention. The month (or week,
-# quarter) that contains it is left out: the "after" period starts with the next one.
-#
+
+# %% tags=["parameters"]
+study_path = "data/synthetic/study.toml"
+out_dir = "reports"
+
+# %%
+from IPython.display import Markdown, display
+
+from dmi_eval.config import load_study
+from dmi_eval.power import POWER
+
+study = load_study(study_path)
+rules = study.verdict
+unit = study.frequency
+transition = (
+    'left out, and the "after" period starts with the next one'
+    if study.transition == "exclude"
+    else 'counted in the "after" period'
+)
+
+display(
+    Markdown(f"""**Call-in.** The meeting with the dealers that starts the intervention.
+
+**Transition period.** The {unit} that contains the call-in: part of it falls before the call-in
+and part after, so in this study it is {transition}. The model notes of each site page say how
+many transition periods were excluded.""")
+)
+
+# %% [markdown]
 # **Market (target areas).** The small areas where the market operated. **Nearby areas
 # (catchment).** The areas around the market, where dealing could move (*displacement*) or where
 # the benefits could spread (*diffusion*). **Comparison areas (donors).** Areas of the same city
@@ -21,26 +46,93 @@
 # comparison areas. **Change.** Observed offences after the call-in divided by the expected number,
 # minus one: −40% means 40% fewer offences than expected.
 #
+# **Rate ratio; log rate ratio.** Observed divided by expected (one plus the change), and its
+# natural logarithm: 0 means no change, below 0 a fall, above 0 a rise. The event-study figures
+# and the pooling across sites work on the log scale, where a halving and a doubling are the same
+# distance from no change.
+#
 # **Design.** One way of estimating the counterfactual: *interrupted time series* (the market's
-# own trend), *synthetic control* (a weighted mix of comparison areas that tracked the market before
-# the call-in), *synthetic difference-in-differences*, *micro-level synthetic control*, and
-# *difference-in-differences / event study* (the market against comparison areas, before and
+# own trend), *controlled interrupted time series* (the market's trend against the comparison
+# areas' total), *synthetic control* (a weighted mix of comparison areas that tracked the market
+# before the call-in), *synthetic difference-in-differences*, *micro-level synthetic control*,
+# and *difference-in-differences / event study* (the market against comparison areas, before and
 # after). The **primary design** is the one the verdict reads; the others check it.
 #
 # **Interval (e.g. 90% or 95%).** The range of changes the data are compatible with. When it
 # spans both falls and rises, the data cannot tell which way crime went. An interval that is
 # "too wide to tell" spans changes so large that it says nothing.
-#
-# **p (one-sided).** How often a change at least this large *in the direction tested* would appear
-# by chance if the DMI had had no effect. Below 0.05 the report calls the change *significant*.
-# For the market the test is of a fall; for the nearby areas it is of a rise (displacement).
-#
+
+# %%
+display(
+    Markdown(f"""**p (one-sided): p (fall), p (rise).** How often a change at least this large
+*in the direction tested* would appear by chance if the DMI had had no effect. Below
+{rules.alpha:g} the report calls the change *significant*. For the market the tables give
+*p (fall)*, the test of a fall. For the nearby areas the table gives *p (rise)*, the test of a
+rise: a significant rise is *displacement* (crime moved next door); a large p (rise) says only
+that no rise was found, and one near 1 means the nearby areas fell. The nearby areas are also
+tested for a fall: when they fell significantly, the site page gives that test's one-sided p
+among the reasons for its verdict and says the benefits spread to nearby areas (*diffusion*).
+**p (two-sided)** (event studies) tests a change in either direction.
+
+**Minimum detectable effect (MDE); "{POWER:.0%} power".** The smallest drop that the design's
+one-sided test would find significant in {POWER:.0%} of repeated studies, that is *with
+{POWER:.0%} power*. A test over placebo areas also has a *smallest attainable p-value* (one over
+the number of placebos plus one): with too few placebos it can never be significant. When there
+is no significant fall but the design could not have detected a drop of the closure rule's size
+({rules.min_reduction:.0%}) and its interval does not rule one out, the verdict is
+*inconclusive*, not *not closed*: the data are not evidence either way.""")
+)
+
+# %% [markdown]
 # **Placebo.** The same estimate made where or when nothing happened (another area, a fake
 # call-in date). If real effects do not stand out from placebo effects, the report does not
 # claim one.
 #
 # **Pre-period fit.** How closely the counterfactual follows the market before the call-in; a poor
-# fit means the estimate after the call-in cannot be trusted.
+# fit means the estimate after the call-in cannot be trusted. **RMSPE (root mean squared
+# prediction error).** The typical gap between the market's counts and its counterfactual, the
+# square root of the mean squared gap: before the call-in it measures the pre-period fit
+# (`pre_rmspe`, and as a share of the pre-period mean `pre_rmspe_ratio`); the *post/pre RMSPE
+# ratio* says how much larger the gap became after the call-in, and the market's ratio is ranked
+# among the placebo areas' ratios.
+#
+# **Event study.** The change estimated period by period around the call-in (log rate ratios),
+# each against the period just before the call-in (the reference). The periods before the
+# call-in (*leads*) should show no change; the *pre-trend test* checks them jointly, and a small
+# p-value warns that the market and the comparison areas were already on different paths.
+#
+# **Stacked event study.** The event study of several sites at once (summary page): each site,
+# with its own call-in date, is a sub-experiment of its market and the clean comparison areas
+# (never treated by any site and outside every catchment); the sub-experiments are stacked, so
+# that no area already treated serves as a comparison. It needs more than one site.
+#
+# **Wild (cluster) bootstrap.** How the stacked event study gets its interval and p-value: many
+# times over, each site's contribution to the estimate is multiplied by a random weight (Webb's
+# six-point weights), and the spread of the resulting estimates gives the interval and the
+# p-value. One weight is drawn per site (the *cluster*) because the intervention was assigned by
+# site; with few sites the interval is wide.
+#
+# **Random-effects pooling (meta-analysis).** The average change across sites, allowing each
+# site its own true effect: each site's log rate ratio is weighted by one over (its own variance
+# plus the between-site variance τ²), so when the sites differ much they count nearly equally.
+# The pooled change is the average effect, not what any one site will get (see *prediction
+# interval*).
+#
+# **Between-site variance (τ², tau², tau^2); I² (I^2); Q.** How much the sites' true effects
+# differ. τ² is the variance of the sites' true log rate ratios (Paule–Mandel estimate); I² is the
+# share of the scatter between the sites' estimates that comes from real differences rather than
+# chance (near 0%: the sites agree; near 100%: they differ far more than chance explains); Q tests
+# whether they differ at all.
+#
+# **HKSJ interval (Hartung–Knapp–Sidik–Jonkman).** The interval of the pooled change. It uses a t
+# distribution with one degree of freedom fewer than the number of sites, scaled by how much the
+# sites' estimates actually scatter, so it keeps its coverage with a handful of sites; it is wider
+# than the classic normal interval.
+#
+# **Prediction interval.** Where the change at a new site like these would be expected to lie
+# (Higgins et al. 2009): the pooled change's uncertainty plus the between-site variance τ². When
+# the sites differ, it is much wider than the pooled interval; "too wide to tell" when it runs
+# from a near-complete stop to a large rise.
 #
 # **Verdicts.** *Closed*: offences fell significantly, by at least the rule's minimum, and stayed
 # down; nearby areas did not rise. *Displaced*: the market fell but nearby areas rose significantly.
@@ -48,7 +140,3 @@
 # cannot tell (too little data, too few offences, a poor fit, or designs that disagree). The rule
 # and its thresholds are printed in every site report; it is defined by this package, as no
 # published rule exists.
-
-# %% tags=["parameters"]
-study_path = "data/synthetic/study.toml"
-out_dir = "reports"

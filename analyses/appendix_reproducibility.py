@@ -10,6 +10,7 @@ commit = ""
 
 # %%
 import platform
+import re
 from importlib import metadata
 
 import pandas as pd
@@ -31,22 +32,90 @@ files = pd.DataFrame(
         for p in input_files(study)
     ]
 )
-packages = [
-    "dmi_eval",
-    "numpy",
-    "pandas",
-    "scipy",
-    "statsmodels",
-    "linearmodels",
-    "matplotlib",
-    "clarabel",
-    "joblib",
-    "jupytext",
-    "papermill",
-    "nbclient",
-    "nbconvert",
-]
-versions = pd.DataFrame([{"package": name, "version": metadata.version(name)} for name in packages])
+
+
+def requirement_name(requirement: str) -> str:
+    """The distribution name a requirement string starts with (``"numpy>=1.26"`` -> ``"numpy"``).
+
+    Parameters
+    ----------
+    requirement
+        A requirement as in a distribution's metadata (PEP 508).
+
+    Returns
+    -------
+    str
+        Its name, without version specifier, extras or marker.
+    """
+    return re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement).group(1)
+
+
+def runtime_requirements(distribution: str) -> list[str]:
+    """The names of a distribution's runtime requirements that are installed, in its order.
+
+    Parameters
+    ----------
+    distribution
+        An installed distribution's name.
+
+    Returns
+    -------
+    list of str
+        Every requirement of ``distribution`` that belongs to no extra (no
+        ``extra == ...`` marker), once each; one not installed here (its marker
+        excludes this platform) is left out.
+    """
+    names: list[str] = []
+    for requirement in metadata.requires(distribution) or []:
+        marker = requirement.partition(";")[2]
+        name = requirement_name(requirement)
+        if re.search(r"\bextra\b", marker) or name in names:
+            continue
+        try:
+            metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+        names.append(name)
+    return names
+
+
+def display_name(name: str) -> str:
+    """An installed distribution's name as its own metadata spells it.
+
+    Parameters
+    ----------
+    name
+        The name as a requirement gives it (``"pillow"``).
+
+    Returns
+    -------
+    str
+        The distribution's ``Name`` (``"Pillow"``).
+    """
+    return metadata.metadata(name)["Name"]
+
+
+# dmi_eval and every runtime dependency its pyproject.toml declares, read from the installed
+# package's metadata; then everything those pull in (Pillow writes matplotlib's PNG files,
+# Jinja2 the HTML templates), so that the environment can be rebuilt package for package.
+declared = runtime_requirements("dmi_eval")
+versions = pd.DataFrame(
+    [{"package": name, "version": metadata.version(name)} for name in ["dmi_eval", *declared]]
+)
+seen = {re.sub(r"[-_.]+", "-", name).lower() for name in ["dmi_eval", *declared]}
+queue = list(declared)
+pulled_in: dict[str, str] = {}
+while queue:
+    for name in runtime_requirements(queue.pop(0)):
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key not in seen:
+            seen.add(key)
+            queue.append(name)
+            pulled_in[display_name(name)] = metadata.version(name)
+constraints = "\n".join(
+    f"{name}=={version}"
+    for name, version in sorted(pulled_in.items(), key=lambda kv: kv[0].lower())
+)
 
 code_line = (
     f"Code: git commit `{commit}`."
@@ -81,6 +150,16 @@ Study seed: `{study.seed}` (every random step — placebo draws, simulations —
 Python {platform.python_version()}.
 
 {markdown_table(versions)}
+
+*Table: `dmi_eval` and every runtime dependency it declares (`pyproject.toml`, as installed).*
+
+Every package installed with them (their own dependencies, among them the ones that write the
+PNG figures for matplotlib and fill nbconvert's HTML templates), as it ran, in pip's constraints
+format:
+
+```
+{constraints}
+```
 
 ## The study file as read
 

@@ -195,6 +195,10 @@ def _site_counts(sizes: list[int]) -> dict[int, int]:
 def run(out: Path) -> str:
     """Measure, write ``out/results/city_benchmark.csv``, a log-log figure, and return Markdown.
 
+    The Markdown is the section kept in ``appendix/benchmarks/city.md``: its
+    figure link is relative to that file (``run.assemble`` rebases it for
+    ``appendix/benchmarks.md``).
+
     ``DMI_BENCH_CITY_AREAS=1000,2500`` measures some sizes only and
     ``DMI_BENCH_CITY_SITES=N`` (or ``1000:25,10000:2``, per size) evaluates the
     first N of the 25 sites (every site's areas still leave the donor pool), to
@@ -234,8 +238,28 @@ def run(out: Path) -> str:
             table = table.sort_values("areas", kind="stable", ignore_index=True)
             csv.parent.mkdir(parents=True, exist_ok=True)
             table.to_csv(csv, index=False)  # after each size: a long run keeps what it measured
+    from tests.benchmarks.run import section_path
+
     figure = _figure(table, out / "appendix" / "benchmarks" / "city_scaling.png")
-    return _section(table, figure.relative_to(out / "appendix").as_posix())
+    return _section(table, figure_link(figure, section_path(out, "city")))
+
+
+def figure_link(figure: Path, page: Path) -> str:
+    """The link to ``figure`` from the Markdown file ``page``: relative to the page's folder.
+
+    Parameters
+    ----------
+    figure
+        The figure file.
+    page
+        The Markdown file that shows it.
+
+    Returns
+    -------
+    str
+        A POSIX path from ``page``'s folder to ``figure``.
+    """
+    return Path(os.path.relpath(figure, page.parent)).as_posix()
 
 
 def _figure(table: pd.DataFrame, path: Path) -> Path:
