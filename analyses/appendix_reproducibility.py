@@ -120,8 +120,8 @@ constraints = "\n".join(
 code_line = (
     f"Code: git commit `{commit}`."
     if commit
-    else "Code: no git commit recorded (the dmi_eval that ran was not run from its git checkout, "
-    "or no longer matches it); its version is in the package versions below."
+    else "Code: no git commit recorded (the study file is not inside a dmi_eval git checkout "
+    "whose code is the code that ran); its version is in the package versions below."
 )
 
 # %%

@@ -195,6 +195,17 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def study_commit(study: Study, out: Path) -> str:
+    """The code's git commit as the appendix records it ("" if none).
+
+    Looked up from the study file's folder, not the working folder, so that
+    the same study and code give the same bytes wherever the command runs: a
+    study inside a dmi_eval checkout (the shipped ones) gets that checkout's
+    commit when its code is the code that ran; any other study gets none.
+    """
+    return code_commit(Path(study.path).resolve().parent, exclude=out) or ""
+
+
 def input_files(study: Study) -> list[Path]:
     """Every file the study reads: the study file, data files, a custom offense map, polygons.
 
@@ -326,7 +337,7 @@ def _render_study(
     shown = command or f"dmi-eval evaluate {study.path.name} --out {out.name}"
     run_analysis(
         scripts / REPRODUCIBILITY_SCRIPT,
-        {**methods, "command": shown, "commit": code_commit(exclude=out) or ""},
+        {**methods, "command": shown, "commit": study_commit(study, out)},
         out / "appendix" / "reproducibility.md",
     )
     progress.step("cross-site summary")  # last: it links the pages that exist

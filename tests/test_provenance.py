@@ -78,3 +78,23 @@ def test_a_checkout_that_differs_from_the_running_code_records_none(repo: Path) 
     edited.write_text(edited.read_text() + "\n# changed after the package was installed\n")
     commit_all(repo)
     assert code_commit(repo) is None
+
+
+def test_the_commit_follows_the_study_file_not_the_working_folder(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dmi_eval.report import study_commit
+
+    checkout_of_running_package(repo)
+    (repo / "data").mkdir()
+    (repo / "data" / "study.toml").write_text("x")
+    head = commit_all(repo)
+    inside = type("S", (), {"path": repo / "data" / "study.toml"})()
+    elsewhere = tmp_path / "mine"
+    elsewhere.mkdir()
+    outside = type("S", (), {"path": elsewhere / "study.toml"})()
+    # the same study and code: the same line wherever the command runs
+    for cwd in (repo, elsewhere, tmp_path):
+        monkeypatch.chdir(cwd)
+        assert study_commit(inside, repo / "reports") == head
+        assert study_commit(outside, elsewhere / "out") == ""
