@@ -215,14 +215,32 @@ def method_notes(effects: pd.DataFrame) -> str:
     ``method``) is left out, because the table's p column is one tail for
     every design and its header and caption say which. A design in
     :data:`DESIGN_CAVEATS` gets what its interval leaves out, so a reader of
-    its p-value sees the limit where the p-value is printed.
+    its p-value sees the limit where the p-value is printed. Where a design's
+    rows rank different numbers of placebo areas (by outcome and window), the
+    note gives their range.
     """
     seen: dict[str, str] = {}
+    counts: dict[str, set[int]] = {}
     for design, method in zip(effects["design"], effects["method"], strict=True):
         text = P_VALUE_TAIL.sub("", str(method))
         caveat = DESIGN_CAVEATS.get(design.removesuffix(CATCHMENT_SUFFIX))
-        seen.setdefault(design_label(design), f"{text}; {caveat}" if caveat else text)
+        label = design_label(design)
+        seen.setdefault(label, f"{text}; {caveat}" if caveat else text)
+        counts.setdefault(label, set()).update(
+            int(n.replace(",", "")) for n in _PLACEBO_COUNT.findall(text)
+        )
+    for label, found in counts.items():
+        if len(found) > 1:  # each outcome and window ranks its own placebos
+            seen[label] = _PLACEBO_COUNT.sub(
+                f"over {min(found):,} to {max(found):,} placebo areas (by outcome and window; "
+                "each row's number is in `results/effects.csv`)",
+                seen[label],
+                count=1,
+            )
     return "*Methods:*\n\n" + "\n".join(f"- **{d}**: {m}." for d, m in seen.items())
+
+
+_PLACEBO_COUNT = re.compile(r"over ([\d,]+) placebo areas")
 
 
 _NUMBER = re.compile(r"^(n/a|[<>]?[+-]?[\d,]*\.?\d+(e[+-]?\d+)?%?|<0\.001)$")

@@ -123,3 +123,16 @@ def test_method_notes_leave_the_tail_to_the_p_column():
     assert "over 80 areas; 90% interval inverting the test" in notes
     assert "quasi-Poisson delta 95% (t); test of log(observed/counterfactual)" in notes
     assert "microsynth permutation (200 placebo sets) 90%." in notes
+
+
+def test_method_notes_give_the_range_of_placebo_counts_a_design_ranked():
+    text = "synthetic control; placebo-in-space rank test over {} placebo areas, lower, one-sided"
+    rows = [
+        {**ROW, "design": "sc", "outcome": o, "window": w, "method": text.format(n)}
+        for o, w, n in (("drug", "post", 93), ("drug", "last6", 80), ("violent", "post", 1012))
+    ] + [{**ROW, "design": "sdid", "method": text.format(87)}]
+    notes = effects_table(effects_frame(rows)).split("*Methods:*")[1]
+    # one note per design, and it may not give the first row's 93 for all three
+    assert "over 80 to 1,012 placebo areas (by outcome and window" in notes
+    assert "over 93 placebo areas" not in notes
+    assert "over 87 placebo areas" in notes  # one count: stated as is
