@@ -10,6 +10,13 @@
 # p-value whose construction, level and sidedness are stated in the `method` column of
 # `results/effects.csv`.
 #
+# **Comparison areas.** Unless a site lists its own `donor_areas`, its comparison (donor) areas
+# are every area of the study outside every site's market and catchment. So a site's numbers
+# depend on which other sites the study holds: evaluated alone, a site keeps the other markets'
+# areas among its comparison areas, and its estimate, interval and even verdict can differ from
+# those of the same site in a study of several sites. Compare like with like: quote a site's
+# result with the study it came from.
+#
 # ## Interrupted time series (`its`, `cits`) — `dmi_eval/designs/its/`
 #
 # Segmented regression of the market's count $y_t$ on time:
