@@ -163,10 +163,26 @@ def cmd_validate_data(args: argparse.Namespace) -> int:
         f"Panel: {len(panel.areas):,} areas x {len(panel.periods)} {study.frequency}s "
         f"({panel.periods[0]} to {panel.periods[-1]}), outcomes: {', '.join(panel.outcomes)}"
     )
+    outside = int((ingest.rejects["reason"] == "outside_areas").sum())
+    if ingest.rows_read and outside / ingest.rows_read > OUTSIDE_NOTE_SHARE:
+        print(
+            f"Note: {outside:,} rows ({outside / ingest.rows_read:.0%}) fall in no area. That "
+            "is right for an extract wider than the study's areas; otherwise check the "
+            "coordinates (a lost minus sign, swapped columns) and [geo].crs."
+        )
     for site in study.sites:
-        panel.site_data(study, site.id)
+        data = panel.site_data(study, site.id)
+        print(
+            f"  {site.id}: {len(data.treated_areas):,} market area(s), "
+            f"{len(data.catchment_areas):,} nearby, {len(data.donor_areas):,} comparison"
+        )
     print(f"All {len(study.sites)} site(s) match the data.")
     return 0
+
+
+OUTSIDE_NOTE_SHARE = 0.10
+"""``validate-data`` notes a share of rows in no area above this (a scope reject, but a
+lost minus sign looks the same)."""
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -178,6 +178,8 @@ def test_validate_data_and_check(small_study):
     assert result.returncode == 0, result.stderr
     assert f"{len(sim.incidents):,} rows read" in result.stdout
     site = next(iter(sim.truth["sites"]))
+    # each site's areas, so a market or buffer that went wrong shows before a long run
+    assert re.search(rf"  {site}: \d+ market area\(s\), \d+ nearby, \d+ comparison", result.stdout)
     check = run_cli("check", "study/study.toml", "--site", site, "--out", "one_page", cwd=root)
     assert check.returncode == 0, check.stderr
     assert "Why:" in check.stdout and "Primary design:" in check.stdout

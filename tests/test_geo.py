@@ -598,3 +598,21 @@ def test_areas_csv_must_name_the_polygons_areas(city):
         match=r"differ by leading zeros \('07081000000' in areas.csv, '7081000000' in blocks",
     ):
         load_study_data(load_study(geo_toml(city, extra_data='areas = "areas.csv"')))
+
+
+def test_validate_data_names_each_sites_areas_and_a_large_share_in_no_area(city, capsys):
+    from dmi_eval.cli import main
+
+    x, y = lonlat(150, 150)
+    far_x, far_y = lonlat(5000, 150)  # a lost minus sign looks like this: in no area
+    months = [f"{2018 + k // 12}-{1 + k % 12:02d}-10" for k in range(20)]  # 2018-01 to 2019-08
+    rows = [(i, months[i % 20], "35A", f"{x:.6f}", f"{y:.6f}") for i in range(1, 41)]
+    rows += [(100 + i, "2019-01-10", "35A", f"{far_x:.6f}", f"{far_y:.6f}") for i in range(10)]
+    write_extract(city, rows)
+    assert main(["validate-data", str(geo_toml(city))]) == 0
+    out = capsys.readouterr().out
+    assert "Note: 10 rows (20%) fall in no area" in out
+    assert "  centre: 1 market area(s), 4 nearby, 4 comparison" in out
+    write_extract(city, rows[:41])  # one row of 41 outside: no note
+    assert main(["validate-data", str(geo_toml(city))]) == 0
+    assert "Note:" not in capsys.readouterr().out
