@@ -327,27 +327,47 @@ def _grid(
 
 
 def _incident_bounds(data: DataSpec, points_crs: str) -> tuple[tuple[float, ...], CRS, float]:
-    """Bounds of the incidents' valid coordinates in a metric CRS (one pass over x and y)."""
+    """Bounds of the incidents' valid coordinates in a metric CRS, stray points left out.
+
+    A point further than :data:`GRID_FENCE` times the span of the central 98%
+    of points beyond it (a typo, a lost minus sign) would stretch the grid over
+    empty land, whose thousands of zero cells become comparison areas: it is
+    left out of the bounds, so it falls in no cell (``outside_areas``). With
+    fewer than :data:`GRID_MIN_POINTS` points every point is kept.
+    """
     from dmi_eval.extract import chunks, header
 
     cols = {"x": data.columns.x or "x", "y": data.columns.y or "y"}
     assert data.incidents is not None
     sep = header(data.incidents, cols, delimiter=data.delimiter)
-    lo = np.array([np.inf, np.inf])
-    hi = np.array([-np.inf, -np.inf])
     source = CRS.from_user_input(points_crs)
     valid = _valid_box(source)
+    xs, ys = [], []
     for chunk in chunks(data.incidents, cols, delimiter=sep):
         x, y, bad = parse_xy(chunk["x"], chunk["y"], valid)
-        if (~bad).any():
-            lo = np.minimum(lo, [x[~bad].min(), y[~bad].min()])
-            hi = np.maximum(hi, [x[~bad].max(), y[~bad].max()])
-    if not np.isfinite(lo).all():
+        xs.append(x[~bad])
+        ys.append(y[~bad])
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    if not len(x):
         raise GeoError(f"{data.incidents.name}: no row has usable coordinates to lay a grid over")
+    keep = np.ones(len(x), dtype=bool)
+    for v in (x, y) if len(x) >= GRID_MIN_POINTS else ():
+        low, high = np.percentile(v, [1, 99])
+        fence = GRID_FENCE * (high - low)
+        keep &= (v >= low - fence) & (v <= high + fence)
+    lo = [x[keep].min(), y[keep].min()]
+    hi = [x[keep].max(), y[keep].max()]
     frame = gpd.GeoDataFrame(geometry=shapely.points([lo, hi]), crs=source)
     crs, unit_m = metric_crs(frame)
     b = frame.to_crs(crs).total_bounds
     return (float(b[0]), float(b[1]), float(b[2]), float(b[3])), crs, unit_m
+
+
+GRID_FENCE = 0.5
+"""A grid without a boundary spans the points within this multiple of their central 98% span
+beyond it (each axis)."""
+GRID_MIN_POINTS = 200
+"""Fewer points than this are too few for a 1% quantile: the grid spans them all."""
 
 
 # --- points -> areas ---------------------------------------------------------------------

@@ -441,6 +441,15 @@ def test_grid_cells_over_the_incidents(city):
     assert ingest.rows_counted == 13
     totals = ingest.panel.matrix("drug").sum(axis=1)
     assert sorted(totals[totals > 0].tolist()) == [3, 10]
+    n_cells = len(ingest.panel.areas)
+    # one stray point 25 km away (a typo) must not stretch the grid over empty land
+    far_x, far_y = lonlat(25_000, 150)
+    many = [(k * 100 + i, *row[1:]) for k in range(20) for i, row in enumerate(rows)]  # 260
+    write_extract(city, [*many, (99, "2019-02-10", "35A", f"{far_x:.6f}", f"{far_y:.6f}")])
+    ingest = load_study_data(load_study(path))
+    assert len(ingest.panel.areas) == n_cells  # it was about 250 times as many cells
+    assert ingest.rows_counted == 260
+    assert ingest.rejects.set_index("row")["reason"].to_dict() == {261: "outside_areas"}
 
 
 def test_sites_csv_rows_list_every_role(city):
