@@ -325,7 +325,7 @@ class _GeoTally:
         locator: PointLocator,
         fields: Mapping[str, str],
     ) -> np.ndarray:
-        from dmi_eval.geo import SWAP_SAMPLE, parse_xy
+        from dmi_eval.geo import OUTSIDE_BOUNDARY, SWAP_SAMPLE, parse_xy
 
         x, y, bad = parse_xy(chunk["x"], chunk["y"], locator.valid)
         with np.errstate(invalid="ignore"):
@@ -335,7 +335,9 @@ class _GeoTally:
         live = np.flatnonzero(chunk_filter.keep)
         index = np.full(len(chunk), -1, dtype=np.int64)
         index[live] = locator.locate(x[live], y[live])
-        outside = chunk_filter.keep & (index < 0)
+        beyond = chunk_filter.keep & (index == OUTSIDE_BOUNDARY)  # excluded on purpose
+        outside = chunk_filter.keep & (index < 0) & ~beyond
+        numeric &= ~beyond  # the share that stops the run counts points meant to be placed
         missed = numeric & (index < 0)
         self.numeric += int(numeric.sum())
         self.missed += int(missed.sum())
@@ -345,6 +347,7 @@ class _GeoTally:
             self.sample_y.append(y[take])
             self.sampled += len(take)
         chunk_filter.reject(outside, "outside_areas", shown)
+        chunk_filter.reject(beyond, "outside_boundary", shown)
         ids = locator.layer.ids.to_numpy(dtype=object)
         return np.where(index >= 0, ids[np.maximum(index, 0)], None)
 

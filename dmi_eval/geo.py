@@ -8,8 +8,9 @@ GeoPackage, shapefile; via geopandas + pyogrio) or square cells of
   found with a shapely ``STRtree`` (a spatial index), chunk by chunk. A point
   on a shared edge or corner touches several polygons: it goes to the one whose
   ``area_id`` sorts first (string order) — a fixed rule, so a re-run gives the
-  same cell. A point inside no polygon (or outside ``[geo].boundary``) is
-  rejected as ``outside_areas``; an empty, non-numeric, ``(0, 0)`` or
+  same cell. A point inside no polygon is rejected as ``outside_areas``, one
+  outside ``[geo].boundary`` as ``outside_boundary`` (areas wholly outside it
+  are dropped); an empty, non-numeric, ``(0, 0)`` or
   out-of-range coordinate as ``bad_coordinates``.
 - **Distances** are measured in metres in a projected CRS chosen for the
   study's location (:func:`metric_crs`): the areas' own CRS when it is
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 
 POLYGON_TYPES = frozenset({"Polygon", "MultiPolygon"})
 SWAP_SAMPLE = 5_000
+OUTSIDE_BOUNDARY = -2
+"""What :meth:`PointLocator.locate` returns for a point outside ``[geo].boundary``."""
 
 
 # --- reading polygon files ---------------------------------------------------------
@@ -214,6 +217,8 @@ def load_areas(geo: GeoSpec, *, study_file: Path, data: DataSpec | None = None) 
     boundary = None
     if boundary_frame is not None:
         boundary = shapely.union_all(boundary_frame.to_crs(polygons.crs).geometry.to_numpy())
+        if geo.areas is not None:  # a grid is laid over the boundary already
+            polygons = _within_boundary(polygons, boundary, geo.areas)
     return AreaLayer(
         polygons=polygons,
         metric=polygons.to_crs(crs),
@@ -248,6 +253,29 @@ def check_covariate_ids(covariate_ids: pd.Index, layer: AreaLayer, file: str) ->
         f"{file}: {len(missing):,} of the {len(layer.ids):,} areas of {layer.source} have no "
         f"row (e.g. {', '.join(map(repr, missing[:3]))}); {hint}"
     )
+
+
+MIN_SHARE_INSIDE = 0.01
+"""An area is kept when at least this share of it lies inside ``[geo].boundary``."""
+
+
+def _within_boundary(
+    polygons: gpd.GeoDataFrame, boundary: shapely.Geometry, path: Path
+) -> gpd.GeoDataFrame:
+    """The areas with at least :data:`MIN_SHARE_INSIDE` of their area inside the boundary.
+
+    An area outside it (or along its edge: reprojected edges overlap by slivers)
+    would be an all-zero comparison area, its points being rejected.
+    """
+    geoms = polygons.geometry.to_numpy()
+    inside = shapely.area(shapely.intersection(geoms, boundary))
+    keep = inside >= MIN_SHARE_INSIDE * shapely.area(geoms)
+    if not keep.any():
+        raise GeoError(
+            f"{path.name}: no area overlaps [geo].boundary; check that both files show the same "
+            "place (and their CRS)"
+        )
+    return polygons[keep]
 
 
 def _area_ids(frame: gpd.GeoDataFrame, path: Path, field: str) -> gpd.GeoDataFrame:
@@ -430,7 +458,8 @@ class PointLocator:
             shapely.prepare(self.boundary)
 
     def locate(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Index (into ``layer.ids``) of the area holding each point; -1 for none.
+        """Index (into ``layer.ids``) of the area holding each point; -1 for none,
+        :data:`OUTSIDE_BOUNDARY` for a point outside ``[geo].boundary``.
 
         A point on an edge or corner shared by several areas goes to the area
         whose id sorts first (the layer is sorted by id, so: the lowest index).
@@ -449,7 +478,7 @@ class PointLocator:
         np.minimum.at(first, point_i[hit], area_i[hit])
         out = np.where(first < none, first, -1)
         if self.boundary is not None:
-            out[~shapely.intersects_xy(self.boundary, x, y)] = -1
+            out[~shapely.intersects_xy(self.boundary, x, y)] = OUTSIDE_BOUNDARY
         return out
 
     def areas_extent(self) -> tuple[float, float, float, float] | None:

@@ -44,7 +44,8 @@ REJECT_REASONS: dict[str, str] = {
     "short (counted, it would look quieter than it was)",
     "unmapped_offense": "offense code is not in the offense map",
     "bad_coordinates": "x/y empty, not a number, (0, 0) or outside the CRS's valid range",
-    "outside_areas": "the point lies in no area (or outside [geo].boundary)",
+    "outside_areas": "the point lies in no area",
+    "outside_boundary": "the point lies outside [geo].boundary (the study's limits)",
 }
 QUALITY_REASONS: frozenset[str] = frozenset(
     {

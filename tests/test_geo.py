@@ -284,7 +284,7 @@ def test_bad_coordinates_and_outside_areas_are_counted_like_other_rejects(city):
     assert summary.loc["outside_areas", "kind"] == "scope"
 
 
-def test_points_outside_the_boundary_are_outside_areas(city):
+def test_points_outside_the_boundary_are_rejected_as_such_and_its_areas_dropped(city):
     boundary = shapely.box(ORIGIN[0], ORIGIN[1], ORIGIN[0] + 200, ORIGIN[1] + 300)
     write_geojson(city / "city.geojson", [boundary])
     inside, east = lonlat(150, 150), lonlat(250, 150)  # block b12 lies beyond the city limits
@@ -299,7 +299,15 @@ def test_points_outside_the_boundary_are_outside_areas(city):
         )
     )
     ingest = load_study_data(load_study(path))
-    assert ingest.rejects.set_index("row")["reason"].to_dict() == {20: "outside_areas"}
+    assert ingest.rejects.set_index("row")["reason"].to_dict() == {20: "outside_boundary"}
+    # the blocks beyond the limits are no comparison areas (they would be all zeros)
+    assert sorted(ingest.panel.areas) == ["b00", "b01", "b10", "b11", "b20", "b21"]
+    # a county-wide extract: most points beyond the city limits do not stop the run
+    rows += [(100 + i, "2019-01-10", "35A", *east) for i in range(30)]
+    write_extract(city, rows)
+    ingest = load_study_data(load_study(path))
+    assert (ingest.rejects["reason"] == "outside_boundary").sum() == 31
+    assert ingest.rows_counted == 19
 
 
 def test_swapped_x_and_y_are_named(city):
