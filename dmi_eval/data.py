@@ -293,7 +293,9 @@ def read_incidents(
     if locator is not None:
         geo.check(path.name, locator, fields)
     if not cells:
-        _no_usable_rows(path.name, rejected, rows_read, date_format, tuple(bad_dates))
+        _no_usable_rows(
+            path.name, rejected, rows_read, date_format, tuple(bad_dates), geo.hint(fields)
+        )
     panel = _build_panel(
         cells, frequency, known_areas, whole_start, whole_end, covariates, path.name
     )
@@ -308,6 +310,10 @@ def read_incidents(
     )
 
 
+_SEPARATED = r"\s*[-+]?\d{1,3}(?:,\d{3})+(?:\.\d*)?\s*|\s*[-+]?\d+,\d+\s*"
+"""A number written with thousands separators or a decimal comma (``pd.to_numeric`` rejects it)."""
+
+
 class _GeoTally:
     """Places a chunk's points in areas and keeps what the x/y-swap check needs."""
 
@@ -317,6 +323,7 @@ class _GeoTally:
         self.sample_x: list[np.ndarray] = []
         self.sample_y: list[np.ndarray] = []
         self.sampled = 0
+        self.separated = 0  # bad coordinates written with a thousands separator or decimal comma
 
     def locate(
         self,
@@ -328,6 +335,11 @@ class _GeoTally:
         from dmi_eval.geo import OUTSIDE_BOUNDARY, SWAP_SAMPLE, parse_xy
 
         x, y, bad = parse_xy(chunk["x"], chunk["y"], locator.valid)
+        if bad.any():
+            for column in ("x", "y"):
+                text = chunk[column].to_numpy(dtype=object)[bad & chunk_filter.keep]
+                self.separated += int(pd.Series(text, dtype="string").str.fullmatch(
+                    _SEPARATED).fillna(False).sum())  # fmt: skip
         with np.errstate(invalid="ignore"):
             numeric = np.isfinite(x) & np.isfinite(y) & ~((x == 0) & (y == 0)) & chunk_filter.keep
         shown = f"{fields['x']},{fields['y']}"
@@ -350,6 +362,16 @@ class _GeoTally:
         chunk_filter.reject(beyond, "outside_boundary", shown)
         ids = locator.layer.ids.to_numpy(dtype=object)
         return np.where(index >= 0, ids[np.maximum(index, 0)], None)
+
+    def hint(self, fields: Mapping[str, str]) -> str:
+        """Why coordinates were unreadable, when the values show it (no value is quoted)."""
+        if not self.separated:
+            return ""
+        return (
+            f"; {self.separated:,} values of {fields['x']}/{fields['y']} are written with a "
+            "thousands separator or a decimal comma (as 1,693,990.63 or 35,95): export the "
+            "coordinates as plain numbers with a decimal point"
+        )
 
     def check(self, file: str, locator: PointLocator, fields: Mapping[str, str]) -> None:
         """Stop when most numeric points fall in no area; say so when x/y look swapped."""
@@ -390,7 +412,12 @@ def _where_they_are(x: np.ndarray, y: np.ndarray, locator: PointLocator) -> str:
 
 
 def _no_usable_rows(
-    file: str, rejected: pd.DataFrame, rows_read: int, date_format, bad_dates: tuple[str, ...] = ()
+    file: str,
+    rejected: pd.DataFrame,
+    rows_read: int,
+    date_format,
+    bad_dates: tuple[str, ...] = (),
+    hint: str = "",
 ) -> None:
     if rows_read == 0:
         raise DataError(f"{file}: the file has a header but no data rows; export it again")
@@ -400,11 +427,11 @@ def _no_usable_rows(
         for r, n in top.items()
     )
     n_bad = int((rejected["reason"] == "bad_date").sum())
-    reasons += swap_hint(bad_dates, n_bad, date_format)
+    reasons += swap_hint(bad_dates, n_bad, date_format) + hint
     raise NoUsableRowsError(
         f"{file}: no usable rows: all {rows_read:,} rows were rejected — {reasons}. "
-        "`dmi-eval evaluate` writes the reject log to results/rejects.csv; fix the most common "
-        "reason first "
+        "The reject log (results/rejects.csv, written by `dmi-eval evaluate`) lists every row "
+        "and its reason; fix the most common reason first "
         "(for bad_date: [data].date_format; for bad_period: labels at [study].frequency, or "
         "[data].first_period for periods numbered 1, 2, ...; for missing columns: "
         "[data.columns])",

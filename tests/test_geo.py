@@ -633,3 +633,17 @@ def test_validate_data_names_each_sites_areas_and_a_large_share_in_no_area(city,
     write_extract(city, rows[:41])  # one row of 41 outside: no note
     assert main(["validate-data", str(geo_toml(city))]) == 0
     assert "Note:" not in capsys.readouterr().out
+
+
+def test_coordinates_with_a_decimal_comma_are_named_without_quoting_them(city):
+    x, y = lonlat(150, 150)
+    comma = lambda v: f"{v:.6f}".replace(".", ",")  # noqa: E731
+    rows = [(i, "2019-01-10", "35A", comma(x), comma(y)) for i in range(1, 11)]
+    write_extract(city, rows, sep=";")
+    study = load_study(geo_toml(city, extra_data='delimiter = ";"'))
+    with pytest.raises(
+        NoUsableRowsError,
+        match=r"10 bad_coordinates.*20 values of X/Y are written with a thousands separator or a decimal comma",
+    ) as caught:
+        load_study_data(study)
+    assert comma(x) not in str(caught.value)  # an incident's place is never quoted
