@@ -99,7 +99,9 @@ def read_polygons(
         if id_field is not None and id_field in frame.columns:
             name += f" ({id_field}={frame[id_field].iloc[i]!r})"
         if geom is None or geom.is_empty:
-            raise GeoError(f"{path.name}: {name} has no geometry; delete it or draw its polygon")
+            raise GeoError(
+                f"{path.name}: {name} has no geometry; delete it or draw its polygon ({key})"
+            )
         if geom.geom_type not in POLYGON_TYPES:
             raise GeoError(
                 f"{path.name}: {name} is a {geom.geom_type}, not a polygon; {key} needs "
@@ -108,7 +110,7 @@ def read_polygons(
         if not geom.is_valid:
             raise GeoError(
                 f"{path.name}: {name} is not a valid polygon ({shapely.is_valid_reason(geom)}); "
-                "repair it in a GIS (QGIS: Fix geometries; shapely: make_valid) and re-export"
+                f"repair it in a GIS (QGIS: Fix geometries; shapely: make_valid) and re-export ({key})"
             )
     return frame
 
