@@ -18,7 +18,9 @@ from dmi_eval.errors import DesignError
 from dmi_eval.geo import load_study_geo
 from dmi_eval.pipeline import load
 from dmi_eval.plots import plot_event_study, plot_forest, save_figure
-from dmi_eval.pooling import pool_effects
+from dmi_eval.plots.did import event_study_caption
+from dmi_eval.plots.pooling import forest_caption
+from dmi_eval.pooling import missing_sites, pool_effects, unreadable_sites
 from dmi_eval.report import script_label
 from dmi_eval.stacked import stacked_event_study
 from dmi_eval.tables import (
@@ -147,9 +149,51 @@ if geo is not None:
 
 
 # %%
+# Pooled effects. The primary pool of each design holds every site with an estimate, whatever
+# its verdict: choosing sites by their verdicts would choose them by their results. A
+# sensitivity pool of the main design leaves out the sites whose verdict is inconclusive
+# because their data cannot tell (dmi_eval.pooling.UNREADABLE_BASES), read from the fitted
+# verdicts; each pooled row names the sites it leaves out and why.
 designs = [d for d in ("sc", "sdid", "did", "its", "microsynth") if d in set(effects.design)]
 main_design = pd.Series(primary_design).mode().iloc[0]
-pooled_rows, pooled, wide = [], {}, []
+site_names = {s.id: s.name for s in study.sites}
+site_ids = [s.id for s in study.sites]
+
+
+def not_fitted(design: str) -> dict[str, str]:
+    """Site -> why ``design`` has no estimate there, from the fitted sites' notes."""
+    if fitted is None:
+        return {}
+    why = {}
+    for sid in site_ids:
+        for note in fitted.site(sid).notes:
+            if note.startswith(f"{design}: not fitted"):
+                why[sid] = "not fitted: " + note.rsplit(": ", 1)[-1]
+    return why
+
+
+def pooled_row(label: str, result, wide: list) -> dict[str, object]:
+    """One row of the pooled table."""
+    left = ", ".join(site_names.get(s, s) for s in result.excluded) or "none"
+    return {
+        "design": label,
+        "sites": result.k,
+        "left out": left,
+        "pooled change": fmt_pct(result.pct_change),
+        "interval": fmt_interval(result.ci_low, result.ci_high),
+        "prediction interval": interval_cell(label, result.pi_low, result.pi_high, wide),
+        "tau²": f"{result.tau2:.3f}",
+        "I²": f"{result.i2:.0%}",
+    }
+
+
+unreadable = (
+    unreadable_sites({sid: fitted.site(sid).verdict for sid in site_ids})
+    if fitted is not None
+    else None
+)
+pooled_rows, pooled, wide, left_notes = [], {}, [], []
+sensitivity = None
 for design in designs:
     frame = effects[
         (effects.design == design)
@@ -158,27 +202,55 @@ for design in designs:
     ]
     if frame["site"].nunique() < 3:
         continue
-    result = pool_effects(frame, design=design, window="post")
+    absent = missing_sites(frame, site_ids, not_fitted(design) or None)
+    if fitted is None:
+        absent = {s: "no estimate in results/effects.csv" for s in absent}
+    result = pool_effects(frame, design=design, window="post", leave_out=absent)
     pooled[design] = result
-    pooled_rows.append(
-        {
-            "design": design_label(design),
-            "sites": result.k,
-            "pooled change": fmt_pct(result.pct_change),
-            "interval": fmt_interval(result.ci_low, result.ci_high),
-            "prediction interval": interval_cell(
-                design_label(design), result.pi_low, result.pi_high, wide
-            ),
-            "tau²": f"{result.tau2:.3f}",
-            "I²": f"{result.i2:.0%}",
-        }
+    pooled_rows.append(pooled_row(design_label(design), result, wide))
+    if result.excluded:
+        left_notes.append(f"{design_label(design)}: {result.left_out(site_names)}")
+    if design == main_design and unreadable:
+        kept = [s for s in result.sites if s not in unreadable]
+        if len(kept) >= 3:
+            sensitivity = pool_effects(
+                frame, design=design, window="post", leave_out={**absent, **unreadable}
+            )
+            label = f"{design_label(design)}, sensitivity"
+            pooled_rows.append(pooled_row(label, sensitivity, wide))
+            left_notes.append(f"{label}: {sensitivity.left_out(site_names)}")
+
+
+def sensitivity_text() -> str:
+    """The sensitivity analysis of the main design's pool in words (or why there is none)."""
+    if sensitivity is not None:
+        return sensitivity.sensitivity(pooled[main_design], design_label(main_design), site_names)
+    if unreadable is None:
+        return (
+            "No sensitivity analysis: it needs the fitted verdicts (run through "
+            "`dmi-eval evaluate`)."
+        )
+    if not unreadable:
+        return (
+            "Sensitivity: no site's verdict is inconclusive because its data cannot tell, "
+            "so no site is left out."
+        )
+    return (
+        "No sensitivity analysis: leaving out the sites whose data cannot tell ("
+        + ", ".join(site_names.get(s, s) for s in unreadable)
+        + ") leaves fewer than three sites to pool."
     )
+
+
 text = "## Pooled effect across sites\n\n"
 if main_design in pooled:
     result = pooled[main_design]
-    fig, _ = plot_forest(result)
+    fig, _ = plot_forest(result, names=site_names)
     text += (
-        result.sentence(design_label(main_design))
+        result.sentence(design_label(main_design), site_names)
+        + " This primary pooled estimate keeps every site with an estimate, whatever its "
+        "verdict (choosing sites by their verdicts would choose them by their results). "
+        + sensitivity_text()
         + "\n\n"
         + markdown_table(pd.DataFrame(pooled_rows))
         + (
@@ -192,16 +264,21 @@ if main_design in pooled:
             if wide
             else ""
         )
+        + ("\n\n*Left out*: " + "; ".join(left_notes) + "." if left_notes else "")
         + "\n\n*Table: random-effects meta-analysis (Paule–Mandel τ², Hartung–Knapp–Sidik–"
-        "Jonkman interval on k − 1 df, Higgins prediction interval) of the sites' log rate "
-        "ratios, per design. The prediction interval is where "
-        "a new site's effect is expected to fall. Script: "
+        "Jonkman interval on k − 1 df, two-sided, Higgins prediction interval) of the sites' "
+        "log rate ratios, per design; *sensitivity* pools the same design without the sites "
+        "whose verdict is inconclusive because their data cannot tell (too few periods or "
+        "incidents before the call-in, or a poor pre-period fit). The prediction interval is "
+        "where a new site's effect is expected to fall. Script: "
         f"`{SCRIPT}`.*\n\n"
         + figure(
             fig,
             f"forest_{main_design}",
             "forest plot",
-            f"each site's change and the pooled change ({main_design}).",
+            f"each site's change and the pooled change under the {design_label(main_design)}. "
+            + forest_caption(result)[0].upper()
+            + forest_caption(result)[1:],
         )
     )
 else:
@@ -223,14 +300,15 @@ except DesignError as exc:
 else:
     fig, _ = plot_event_study(stacked)
     text += (
-        stacked.describe()
+        stacked.describe(site_names)
         + "\n\n"
         + figure(
             fig,
             "stacked_event_study",
             "stacked event study",
-            "event-time coefficients (log rate ratios) across all sites, stacked by call-in "
-            "date, with their intervals.",
+            f"the {len(stacked.sites)} sites stacked by call-in date: "
+            + event_study_caption(stacked)
+            + ".",
         )
     )
 display(Markdown(text))

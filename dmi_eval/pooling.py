@@ -8,6 +8,12 @@ only for rows without one -- and the sites are combined with statsmodels'
 :func:`~statsmodels.stats.meta_analysis.combine_effects`. :func:`pool_log_ratios`
 takes the log ratios and SEs directly.
 
+Sites can be left out on purpose (``leave_out``): a site with no estimate for
+a design (the design could not be fitted there), or, for a sensitivity
+analysis, the sites whose verdict is inconclusive because their data cannot
+tell (:func:`unreadable_sites`). Every left-out site is kept, with its
+reason, in :attr:`PooledResult.excluded` and printed by the result's sentence.
+
 The default between-site variance estimator is Paule-Mandel (statsmodels'
 ``"iterated"``), recommended over DerSimonian-Laird by Veroniki et al. (2016)
 because it is less biased when the number of sites is small and the
@@ -35,6 +41,8 @@ from statsmodels.stats.meta_analysis import combine_effects
 
 from dmi_eval.errors import DesignError
 from dmi_eval.options import alpha_of, check_level
+from dmi_eval.tables import WIDE_UPPER, fmt_interval, fmt_pct, interval_too_wide
+from dmi_eval.verdict import BASES, Verdict
 
 MethodRE = Literal["pm", "dl"]
 Interval = Literal["hksj", "normal"]
@@ -45,16 +53,59 @@ INTERVAL_LABEL = {
 }
 _STATSMODELS_METHOD = {"pm": "iterated", "dl": "dl"}
 
-__all__ = [
-    "PooledResult",
-    "log_ratio_inputs",
-    "pool_effects",
-    "pool_log_ratios",
-]
+UNREADABLE_BASES: tuple[str, ...] = ("few_pre_periods", "low_count", "poor_fit")
+"""Verdict bases (:data:`dmi_eval.verdict.BASES`) under which a site's estimate cannot be read:
+too few periods or incidents before the call-in, or a counterfactual that misses the
+pre-period. A site inconclusive for another reason (e.g. too little power to detect a drop)
+has an estimate that can be read, only an imprecise one: pooling is meant for such sites."""
+
+__all__ = ["UNREADABLE_BASES", "PooledResult", "log_ratio_inputs", "missing_sites"]
+__all__ += ["pool_effects", "pool_log_ratios", "unreadable_sites"]
 
 
 def _p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _prose_interval(low: float, high: float) -> str:
+    """An interval for prose by the tables' rule (:func:`dmi_eval.tables.fmt_interval`): one
+    too wide to tell says so, with its ends as :func:`dmi_eval.tables.too_wide_note` gives them."""
+    cell = fmt_interval(low, high)
+    if not interval_too_wide(low, high) or not (math.isfinite(low) and math.isfinite(high)):
+        return cell
+    top = fmt_pct(high) if high <= WIDE_UPPER else f"beyond {fmt_pct(WIDE_UPPER)}"
+    return f"{fmt_pct(low)} to {top}, {cell}"
+
+
+def unreadable_sites(verdicts: Mapping[str, Verdict]) -> dict[str, str]:
+    """Sites whose verdict is *inconclusive* because their data cannot tell, with why.
+
+    Parameters
+    ----------
+    verdicts
+        Site id -> its :class:`~dmi_eval.verdict.Verdict`.
+
+    Returns
+    -------
+    dict
+        Site id -> ``"inconclusive: <basis in words>"``, for each verdict whose basis is in
+        :data:`UNREADABLE_BASES`.
+    """
+    return {
+        site: f"inconclusive: {BASES[v.basis]}"
+        for site, v in verdicts.items()
+        if v.label == "inconclusive" and v.basis in UNREADABLE_BASES
+    }
+
+
+def missing_sites(
+    effects: pd.DataFrame, sites: Sequence[str], reasons: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Site id -> why it has no row in ``effects`` (``reasons``, else ``"no estimate"``), for
+    the ``sites`` without one."""
+    have = set(effects["site"].astype(str))
+    why = dict(reasons or {})
+    return {s: why.get(s, "no estimate") for s in sites if s not in have}
 
 
 def log_ratio_inputs(effects: pd.DataFrame) -> pd.DataFrame:
@@ -129,19 +180,8 @@ def log_ratio_inputs(effects: pd.DataFrame) -> pd.DataFrame:
                 "reason": reason,
             }
         )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "site",
-            "log_rr",
-            "se",
-            "se_source",
-            "level",
-            "asymmetry",
-            "usable",
-            "reason",
-        ],
-    )
+    cols = ["site", "log_rr", "se", "se_source", "level", "asymmetry", "usable", "reason"]
+    return pd.DataFrame(rows, columns=cols)
 
 
 @dataclass(frozen=True)
@@ -249,6 +289,11 @@ class PooledResult:
         return math.expm1(self.pi_high_log)
 
     @property
+    def includes_no_change(self) -> bool:
+        """Whether the pooled interval includes no change (0%)."""
+        return self.ci_low <= 0.0 <= self.ci_high
+
+    @property
     def p_value(self) -> float:
         """Two-sided test of ``pooled_log = 0`` (t on k - 1 df for HKSJ, else normal)."""
         stat = abs(self.pooled_log / self.pooled_se)
@@ -271,85 +316,125 @@ class PooledResult:
         Columns ``row, pct_change, ci_low, ci_high, log_rr, se, weight``;
         intervals are fractions; the last rows carry ``tau2, i2, q, q_p_value``.
         """
-        z = self.z
+        z, nan = self.z, float("nan")
         rows = [
-            {
-                "row": s,
-                "pct_change": math.expm1(b),
-                "ci_low": math.expm1(b - z * se),
-                "ci_high": math.expm1(b + z * se),
-                "log_rr": b,
-                "se": se,
-                "weight": w,
-            }
+            (s, math.expm1(b), math.expm1(b - z * se), math.expm1(b + z * se), b, se, w, nan)
             for s, b, se, w in zip(self.sites, self.log_rr, self.se, self.weights, strict=True)
         ]
-        stats_cols = {"tau2": self.tau2, "i2": self.i2, "q": self.q, "q_p_value": self.q_p_value}
+        mu, se_mu = self.pooled_log, self.pooled_se
         rows.append(
-            {
-                "row": "pooled (random effects)",
-                "pct_change": self.pct_change,
-                "ci_low": self.ci_low,
-                "ci_high": self.ci_high,
-                "log_rr": self.pooled_log,
-                "se": self.pooled_se,
-                "weight": 1.0,
-                "p_value": self.p_value,
-                **stats_cols,
-            }
+            ("pooled (random effects)", self.pct_change, self.ci_low, self.ci_high, mu, se_mu)
+            + (1.0, self.p_value)
+        )
+        b, se = self.fixed_log, self.fixed_se
+        p_fixed = float(2 * stats.norm.sf(abs(b / se)))
+        rows.append(
+            ("pooled (fixed effect)", math.expm1(b), math.expm1(b - z * se), math.expm1(b + z * se))
+            + (b, se, nan, p_fixed)
         )
         rows.append(
-            {
-                "row": "pooled (fixed effect)",
-                "pct_change": math.expm1(self.fixed_log),
-                "ci_low": math.expm1(self.fixed_log - z * self.fixed_se),
-                "ci_high": math.expm1(self.fixed_log + z * self.fixed_se),
-                "log_rr": self.fixed_log,
-                "se": self.fixed_se,
-                "weight": float("nan"),
-                "p_value": float(2 * stats.norm.sf(abs(self.fixed_log / self.fixed_se))),
-            }
-        )
-        rows.append(
-            {
-                "row": "prediction interval (new site)",
-                "pct_change": self.pct_change,
-                "ci_low": self.pi_low,
-                "ci_high": self.pi_high,
-                "log_rr": self.pooled_log,
-                "se": float("nan"),
-                "weight": float("nan"),
-            }
+            ("prediction interval (new site)", self.pct_change, self.pi_low, self.pi_high, mu)
+            + (nan, nan, nan)
         )
         cols = ["row", "pct_change", "ci_low", "ci_high", "log_rr", "se", "weight", "p_value"]
-        return pd.DataFrame(rows, columns=[*cols, "tau2", "i2", "q", "q_p_value"])
+        frame = pd.DataFrame(rows, columns=cols)
+        for name in ("tau2", "i2", "q", "q_p_value"):  # on the random-effects row only
+            frame[name] = [getattr(self, name) if i == self.k else nan for i in frame.index]
+        return frame
 
     def get_plot_data(self) -> pd.DataFrame:
         """Series behind :func:`dmi_eval.plots.pooling.plot_forest` (same as :meth:`summary`)."""
         return self.summary()
 
-    def sentence(self, design_name: str | None = None) -> str:
-        """The pooled result in plain words (``design_name``: the design in words; default
-        its code)."""
+    def left_out(self, names: Mapping[str, str] | None = None) -> str:
+        """The sites not pooled, with why: ``"Millbrook (reason); ..."``, or ``"none"``.
+
+        ``names`` maps site ids to the names to print (default: the ids).
+        """
+        label = dict(names or {})
+        parts = [f"{label.get(s, s)} ({why})" for s, why in self.excluded.items()]
+        return "; ".join(parts) if parts else "none"
+
+    def zero_words(self) -> str:
+        """Where the pooled interval lies against no change (0%): "includes", "lies below"..."""
+        if self.includes_no_change:
+            return "includes"
+        return "lies below" if self.ci_high < 0 else "lies above"
+
+    def verdict_on_zero(self) -> str:
+        """Whether the pooled interval includes no change, in plain words."""
+        way = "fell" if self.pooled_log < 0 else "rose"
+        what = (
+            f"the sites do not show that {self.outcome} offences changed"
+            if self.includes_no_change
+            else f"{self.outcome} offences {way}"
+        )
+        conf = f"{100 * self.level:g}%"
+        return f"The {conf} interval {self.zero_words()} no change (0%): taken together, {what}."
+
+    def prediction_words(self) -> str:
+        """The prediction interval in words, by the tables' too-wide rule ("" if none)."""
+        if not math.isfinite(self.pi_low_log):
+            return ""
+        conf = f"{100 * self.level:g}%"
+        ends = _prose_interval(self.pi_low, self.pi_high)
+        if interval_too_wide(self.pi_low, self.pi_high):
+            return (
+                f"Where a new site's change would fall cannot be told: the {conf} prediction "
+                f"interval runs from {ends} (the sites' changes differ too much)."
+            )
+        return (
+            f"At a new site the change would be expected to lie between "
+            f"{ends.replace(' to ', ' and ')} ({conf} prediction interval)."
+        )
+
+    def sentence(
+        self, design_name: str | None = None, names: Mapping[str, str] | None = None
+    ) -> str:
+        """The pooled change with its interval and two-sided p, whether the interval includes
+        no change, the prediction interval (by the tables' too-wide rule) and the sites not
+        pooled with why (``design_name``: the design in words; ``names``: site id -> name)."""
         conf = f"{100 * self.level:g}%"
         kind = "HKSJ interval" if self.interval == "hksj" else "interval"
         text = (
-            f"Across {self.k} sites, {self.outcome} offences changed by {self.pct_change:+.0%} on "
-            f"average against the {design_name or self.design} counterfactual over the "
+            f"Across {self.k} sites, {self.outcome} offences changed by {fmt_pct(self.pct_change)}"
+            f" on average against the {design_name or self.design} counterfactual over the "
             f"{self.window} window "
-            f"({conf} {kind} {self.ci_low:+.0%} to {self.ci_high:+.0%}; random-effects "
-            f"meta-analysis, {METHOD_LABEL[self.method_re]} tau^2 = {self.tau2:.3f}, "
-            f"I^2 = {self.i2:.0%}, Q = {self.q:.1f} on {self.q_df} df, {_p(self.q_p_value)})."
+            f"({conf} {kind} {_prose_interval(self.ci_low, self.ci_high)}, two-sided "
+            f"{_p(self.p_value)}; random-effects meta-analysis, "
+            f"{METHOD_LABEL[self.method_re]} tau^2 = {self.tau2:.3f}, I^2 = {self.i2:.0%}, "
+            f"Q = {self.q:.1f} on {self.q_df} df, heterogeneity {_p(self.q_p_value)}). "
+            + self.verdict_on_zero()
         )
-        if math.isfinite(self.pi_low_log):
-            text += (
-                f" At a new site the change would be expected to lie between "
-                f"{self.pi_low:+.0%} and {self.pi_high:+.0%} ({conf} prediction interval)."
-            )
+        pred = self.prediction_words()
+        if pred:
+            text += " " + pred
         if self.excluded:
-            text += " Not pooled: " + "; ".join(f"{s} ({r})" for s, r in self.excluded.items())
-            text += "."
+            text += f" Not pooled: {self.left_out(names)}."
         return text
+
+    def sensitivity(
+        self,
+        full: PooledResult,
+        design_name: str | None = None,
+        names: Mapping[str, str] | None = None,
+    ) -> str:
+        """This result as a sensitivity analysis of ``full`` (the same pool with more sites).
+
+        Names the sites this pool leaves out that ``full`` keeps, with why, and gives this
+        pool's change, interval, whether it includes no change, and tau^2 beside ``full``'s.
+        """
+        label = dict(names or {})
+        dropped = [s for s in full.sites if s not in self.sites]
+        why = "; ".join(f"{label.get(s, s)} ({self.excluded.get(s, 'left out')})" for s in dropped)
+        conf = f"{100 * self.level:g}%{' HKSJ' if self.interval == 'hksj' else ''}"
+        return (
+            f"Sensitivity: without {why}, the {self.k} other sites' pooled change under the "
+            f"{design_name or self.design} is {fmt_pct(self.pct_change)} ({conf} interval "
+            f"{_prose_interval(self.ci_low, self.ci_high)}, which {self.zero_words()} no change; "
+            f"tau^2 = {self.tau2:.3f}), against {fmt_pct(full.pct_change)} "
+            f"(tau^2 = {full.tau2:.3f}) with all {full.k}."
+        )
 
 
 def _check_options(method_re: str, interval: str) -> None:
@@ -486,6 +571,7 @@ def pool_effects(
     method_re: MethodRE = "pm",
     interval: Interval = "hksj",
     level: float = 0.95,
+    leave_out: Mapping[str, str] | None = None,
 ) -> PooledResult:
     """Random-effects meta-analysis of one design/outcome/window across sites.
 
@@ -505,6 +591,11 @@ def pool_effects(
         ``"hksj"`` (Hartung-Knapp-Sidik-Jonkman, default) or ``"normal"``.
     level
         Confidence level of the pooled and prediction intervals (default 0.95).
+    leave_out
+        Site -> reason, for sites not to pool: sites with no row here
+        (:func:`missing_sites`) or left out on purpose, e.g. for a sensitivity analysis
+        (:func:`unreadable_sites`). Their rows are dropped; they are listed, with the
+        reason, in the result's ``excluded`` before the rows that could not be pooled.
 
     Returns
     -------
@@ -534,8 +625,12 @@ def pool_effects(
     dup = frame["site"][frame["site"].duplicated()].tolist()
     if dup:
         raise ValueError(f"several rows for site(s) {dup}; pool one row per site")
+    left = dict(leave_out or {})
+    frame = frame[~frame["site"].astype(str).isin(list(left))]
+    if frame.empty:
+        raise DesignError(f"every site with a {design!r} row is left out: {sorted(left)}")
     inputs = log_ratio_inputs(frame)
-    excluded = {str(r.site): str(r.reason) for r in inputs.itertuples() if not r.usable}
+    excluded = left | {str(r.site): str(r.reason) for r in inputs.itertuples() if not r.usable}
     used = inputs[inputs["usable"]]
     if len(used) < 2:
         raise DesignError(

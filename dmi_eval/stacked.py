@@ -124,16 +124,44 @@ class StackedEventStudyResults:
             ]
         )
 
-    def describe(self) -> str:
+    def balanced_window(self) -> tuple[int, int]:
+        """The event times every site contributes: ``(latest first, earliest last)``."""
+        cov = self.coverage
+        return int(cov["first_event_time"].max()), int(cov["last_event_time"].min())
+
+    def coverage_words(self, names: Mapping[str, str] | None = None) -> str:
+        """Which event times the sites contribute, in words.
+
+        ``"over event times -12..12 around its own call-in"`` when every site covers the
+        window; otherwise each site's own event times and the balanced window (``names``:
+        site id -> name; default the ids).
+        """
+        lo, hi = self.window
+        first, last = self.balanced_window()
+        cov = self.coverage
+        if (cov["first_event_time"] <= lo).all() and (cov["last_event_time"] >= hi).all():
+            return f"over event times {lo}..{hi} around its own call-in"
+        label = dict(names or {})
+        each = ", ".join(
+            f"{label.get(r.site, r.site)} {r.first_event_time}..{r.last_event_time}"
+            for r in cov.itertuples()
+        )
+        return (
+            f"over the event times of {lo}..{hi} around its own call-in that its data reach "
+            f"({each}); the stack is unbalanced: only event times {first}..{last} come from "
+            "every site, and those outside rest on fewer sites"
+        )
+
+    def describe(self, names: Mapping[str, str] | None = None) -> str:
+        """The stacked event study in words (``names``: site id -> name, for the coverage)."""
         a = self.average_post
         pt = self.pretrend
-        lo, hi = self.window
         what = "percent change" if self.model in LOG_MODELS else "change in count per area-period"
         return (
             f"Stacked event study of {len(self.sites)} sites with staggered call-in dates "
             f"(Cengiz et al. 2019): each site is a sub-experiment of its treated areas and the "
             f"{self.n_controls} clean control areas (never treated by any site and outside every "
-            f"catchment), over event times {lo}..{hi} around its own call-in; the sub-experiments "
+            f"catchment), {self.coverage_words(names)}; the sub-experiments "
             "are stacked with site-by-area and site-by-period fixed effects; "
             + (
                 "treatment is assigned by site, so inference is by site: a wild cluster "
@@ -144,7 +172,7 @@ class StackedEventStudyResults:
             + "This avoids naive two-way fixed effects, which use already-treated areas as "
             "controls and are biased when effects differ across sites or grow over time. "
             + (
-                f"Average post-period {what}: {a['pct_change']:+.1%}; " + " ".join(self.notes)
+                f"Average post-period {what}: {a['pct_change']:+.1%}. " + " ".join(self.notes)
                 if self.notes
                 else f"Average post-period {what}: {a['pct_change']:+.1%} "
                 f"({100 * self.level:g}% CI {a['ci_low']:+.1%} to {a['ci_high']:+.1%}, "

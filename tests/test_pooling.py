@@ -238,3 +238,126 @@ def test_pooling_uses_the_designs_own_se_not_an_asymmetric_interval():
         pool_effects(frame, interval="knha")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="se finite"):
         pool_log_ratios(["a", "b"], [0.1, 0.2], [0.1, 0.0])
+
+
+# ---------------------------------------------------------------------------
+# the summary's prose: no change, prediction interval, sites left out, sensitivity
+# ---------------------------------------------------------------------------
+def _sites_frame(pcts, se=0.1, design="sc"):
+    """Rows of sites ``s1, s2, ...`` with these percent changes and one log-ratio SE."""
+    yi = np.log1p(np.asarray(pcts, dtype=float))
+    return frame_from(yi, np.full(yi.size, se**2), design=design)
+
+
+def test_sentence_says_whether_the_pooled_interval_includes_no_change():
+    spread = pool_effects(_sites_frame([-0.9, 0.3, -0.5, 0.2, -0.2], se=0.2))
+    assert spread.ci_low < 0 < spread.ci_high and spread.includes_no_change
+    text = spread.sentence()
+    assert "95% interval includes no change (0%)" in text
+    assert "do not show that drug offences changed" in text
+    assert f"two-sided p = {spread.p_value:.3f}" in text
+    falls = pool_effects(_sites_frame([-0.5, -0.4, -0.45, -0.35]))
+    assert falls.ci_high < 0 and not falls.includes_no_change
+    assert "95% interval lies below no change (0%): taken together, drug offences fell" in (
+        falls.sentence()
+    )
+
+
+def test_prose_prediction_interval_follows_the_tables_too_wide_rule():
+    from dmi_eval.tables import fmt_interval, fmt_pct
+
+    wide = pool_effects(_sites_frame([-0.94, 0.0, -0.43, -0.2, -0.46, -0.5], se=0.05))
+    assert wide.pi_high > 5  # beyond the tables' +500%: the table shows "too wide to tell"
+    assert fmt_interval(wide.pi_low, wide.pi_high) == "too wide to tell"
+    text = wide.sentence()
+    assert f"{fmt_pct(wide.pi_low)} to beyond +500%, too wide to tell" in text
+    assert fmt_pct(wide.pi_high) not in text  # the prose no longer prints the raw top end
+    narrow = pool_effects(_sites_frame([-0.5, -0.4, -0.45, -0.35, -0.3]))
+    lo, hi = fmt_interval(narrow.pi_low, narrow.pi_high).split(" to ")
+    assert f"between {lo} and {hi} (95% prediction interval)" in narrow.sentence()
+
+
+def test_left_out_sites_are_named_with_their_reasons():
+    from dmi_eval.pooling import missing_sites
+
+    frame = _sites_frame([-0.5, -0.4, -0.45, -0.35])
+    absent = missing_sites(frame, ["s01", "s02", "s03", "s04", "gone"], {"gone": "not fitted"})
+    assert absent == {"gone": "not fitted"}
+    assert missing_sites(frame, ["other"]) == {"other": "no estimate"}
+    res = pool_effects(frame, leave_out={**absent, "s04": "left out on purpose"})
+    assert res.sites == ("s01", "s02", "s03")  # a left-out site with a row is not pooled
+    assert dict(res.excluded) == {"gone": "not fitted", "s04": "left out on purpose"}
+    names = {"gone": "Gone Town", "s04": "Fourth"}
+    assert res.left_out(names) == "Gone Town (not fitted); Fourth (left out on purpose)"
+    assert "Not pooled: Gone Town (not fitted); Fourth (left out on purpose)." in res.sentence(
+        names=names
+    )
+    assert pool_effects(frame).left_out() == "none"
+    with pytest.raises(DesignError, match="left out"):
+        pool_effects(frame, leave_out={s: "x" for s in frame["site"]})
+
+
+def test_unreadable_sites_are_those_whose_data_cannot_tell():
+    from dmi_eval.pooling import unreadable_sites
+    from dmi_eval.verdict import BASES, Verdict
+
+    verdicts = {
+        "few": Verdict("few", "inconclusive", ("r",), basis="low_count"),
+        "fit": Verdict("fit", "inconclusive", ("r",), basis="poor_fit"),
+        "weak": Verdict("weak", "inconclusive", ("r",), basis="undetectable"),
+        "shut": Verdict("shut", "closed", ("r",), basis="closed"),
+    }
+    assert unreadable_sites(verdicts) == {
+        "few": f"inconclusive: {BASES['low_count']}",
+        "fit": f"inconclusive: {BASES['poor_fit']}",
+    }
+
+
+def test_sensitivity_sentence_names_the_sites_and_both_estimates():
+    from dmi_eval.tables import fmt_pct
+
+    frame = _sites_frame([-0.94, 0.0, -0.43, -0.2, -0.46, -0.5], se=0.05)
+    full = pool_effects(frame)
+    without = pool_effects(frame, leave_out={"s01": "inconclusive: poor pre-period fit"})
+    assert without.k == full.k - 1 and without.tau2 < full.tau2
+    text = without.sensitivity(full, "synthetic control", {"s01": "Millbrook"})
+    assert text.startswith("Sensitivity: without Millbrook (inconclusive: poor pre-period fit)")
+    assert f"the {without.k} other sites' pooled change" in text
+    assert f"is {fmt_pct(without.pct_change)} (95% HKSJ interval" in text
+    assert f"against {fmt_pct(full.pct_change)} (tau^2 = {full.tau2:.3f}) with all 6" in text
+    assert f"which {without.zero_words()} no change" in text
+
+
+def test_forest_plot_labels_levels_shows_intervals_and_clips_the_axis():
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection, PathCollection
+
+    from dmi_eval.plots.pooling import AXIS_CAP, forest_caption, forest_limits, plot_forest
+
+    res = pool_effects(_sites_frame([-0.94, 0.0, -0.43, -0.2, -0.46, -0.5], se=0.05))
+    assert 100 * res.pi_high > AXIS_CAP
+    fig, ax = plot_forest(res, names={"s01": "Millbrook"})
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("site" in t and "95% interval" in t for t in legend)
+    assert any("pooled" in t and "95% HKSJ" in t for t in legend)
+    assert any("95% prediction" in t for t in legend)
+    assert "Millbrook" in [t.get_text() for t in ax.get_yticklabels()]
+    # site intervals drawn over the weight squares
+    squares = [c for c in ax.collections if isinstance(c, PathCollection)]
+    lines = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert squares and lines
+    assert min(c.get_zorder() for c in lines) > max(c.get_zorder() for c in squares)
+    # the axis is not stretched by the prediction interval; its clipped end has an arrow
+    assert ax.get_xlim() == pytest.approx(forest_limits(res))
+    assert ax.get_xlim()[1] < 100 * res.pi_high and ax.get_xlim()[1] <= AXIS_CAP * 1.1
+    arrows = [a for a in ax.texts if getattr(a, "arrow_patch", None) is not None]
+    assert arrows
+    assert f"to {100 * res.pi_high:+.0f}%" in [t.get_text() for t in ax.texts]
+    assert "95% interval" in forest_caption(res) and "95% HKSJ" in forest_caption(res)
+    plt.close(fig)
+    # nothing clipped when every interval fits: no arrow
+    narrow = pool_effects(_sites_frame([-0.5, -0.4, -0.45, -0.35, -0.3]))
+    fig, ax = plot_forest(narrow)
+    assert not [a for a in ax.texts if getattr(a, "arrow_patch", None) is not None]
+    assert ax.get_xlim()[1] > 100 * narrow.pi_high
+    plt.close(fig)

@@ -1,0 +1,102 @@
+"""The study summary page (analyses/study_summary.py) as a user reads it.
+
+The script is run in-process on the committed results of the synthetic study (copied to a
+temporary folder, so reports/ is never written), without the fitted results: what it reads
+is ``results/*.csv`` and the study's data.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pandas as pd
+import pytest
+
+from dmi_eval.pooling import pool_effects
+from dmi_eval.tables import fmt_pct
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def summary(project_root, tmp_path_factory):
+    """The summary page's Markdown, run on a copy of reports/results."""
+    import IPython.display
+
+    out = tmp_path_factory.mktemp("summary")
+    shutil.copytree(project_root / "reports" / "results", out / "results")
+    script = (project_root / "analyses" / "study_summary.py").read_text(encoding="utf-8")
+    params = (
+        f"study_path = {str(project_root / 'data' / 'synthetic' / 'study.toml')!r}\n"
+        f"out_dir = {str(out)!r}\nresults_path = ''\n"
+    )
+    head, tail = script.split("# %%\nfrom pathlib import Path", 1)
+    shown: list[str] = []
+    mp = pytest.MonkeyPatch()
+    mp.setattr(IPython.display, "display", lambda obj: shown.append(obj.data))
+    try:
+        exec(head + params + "# %%\nfrom pathlib import Path" + tail, {"__name__": "summary"})
+    finally:
+        mp.undo()
+    return "\n".join(shown), out
+
+
+def _section(text: str, title: str) -> str:
+    return text.split(f"## {title}", 1)[1].split("\n## ", 1)[0].strip()
+
+
+def test_pooled_prose_says_whether_the_interval_includes_no_change(summary):
+    text, out = summary
+    pooled = _section(text, "Pooled effect across sites")
+    effects = pd.read_csv(out / "results" / "effects.csv")
+    sc = effects[
+        (effects.design == "sc") & (effects.window == "post") & (effects.outcome == "drug")
+    ]
+    result = pool_effects(sc, design="sc")
+    assert f"changed by {fmt_pct(result.pct_change)} on average" in pooled
+    assert result.includes_no_change  # the committed synthetic study: -83% to +25%
+    assert "The 95% interval includes no change (0%)" in pooled
+    assert "keeps every site with an estimate, whatever its verdict" in pooled
+
+
+def test_prediction_interval_prose_and_table_agree(summary):
+    text, out = summary
+    pooled = _section(text, "Pooled effect across sites")
+    prose = pooled.split("\n\n", 1)[0]
+    effects = pd.read_csv(out / "results" / "effects.csv")
+    sc = effects[
+        (effects.design == "sc") & (effects.window == "post") & (effects.outcome == "drug")
+    ]
+    result = pool_effects(sc, design="sc")
+    assert result.pi_high > 5  # beyond the tables' +500%
+    assert "| too wide to tell*" in pooled  # the table's cell for synthetic control
+    low = fmt_pct(result.pi_low)
+    assert f"prediction interval runs from {low} to beyond +500%, too wide to tell" in prose
+    assert f"synthetic control: {low} to beyond +500%" in pooled  # the table's footnote
+    assert fmt_pct(result.pi_high) not in prose
+
+
+def test_every_pooled_row_names_the_sites_it_leaves_out(summary):
+    text, out = summary
+    pooled = _section(text, "Pooled effect across sites")
+    rows = [r for r in pooled.splitlines() if r.startswith("| ") and "design" not in r]
+    n_sites = len(pd.read_csv(out / "results" / "verdicts.csv"))
+    short = [r for r in rows if int(r.split("|")[2]) < n_sites]
+    assert short  # difference-in-differences has no Millbrook row
+    for row in short:
+        assert row.split("|")[3].strip() not in ("", "none")
+    assert "difference-in-differences: Millbrook (no estimate in results/effects.csv)" in pooled
+    # without the fitted verdicts the sensitivity analysis says why it is not given
+    assert "No sensitivity analysis: it needs the fitted verdicts" in pooled
+
+
+def test_stacked_prose_and_caption_match_the_figure(summary):
+    text, _ = summary
+    stacked = _section(text, "Staggered event study")
+    prose = stacked.split("\n\n", 1)[0]
+    assert prose.startswith("Stacked event study of 6 sites")
+    assert not re.search(r"[;,] [A-Z][a-z]", prose.replace("; Webb", ""))
+    caption = stacked.split("*Figure:", 1)[1]
+    assert "log rate ratio" not in caption and "% changes" in caption
+    assert ("with their 95% intervals" in caption) != ("without intervals" in caption)
