@@ -401,14 +401,21 @@ def _where_they_are(x: np.ndarray, y: np.ndarray, locator: PointLocator) -> str:
         return ""
     qx = np.percentile(x[ok], [5, 95])
     qy = np.percentile(y[ok], [5, 95])
-    text = f": most of them have x {qx[0]:,.6g} to {qx[1]:,.6g} and y {qy[0]:,.6g} to {qy[1]:,.6g}"
+    text = f": most of them have x {_coord(qx[0])} to {_coord(qx[1])} and y {_coord(qy[0])} to "
+    text += _coord(qy[1])
     extent = locator.areas_extent()
     if extent is not None:
         text += (
-            f", where the areas lie at x {extent[0]:,.6g} to {extent[2]:,.6g} and y "
-            f"{extent[1]:,.6g} to {extent[3]:,.6g} read in [geo].crs = {locator.points_crs!r}"
+            f", where the areas lie at x {_coord(extent[0])} to {_coord(extent[2])} and y "
+            f"{_coord(extent[1])} to {_coord(extent[3])} read in [geo].crs = "
+            f"{locator.points_crs!r}"
         )
     return text
+
+
+def _coord(v: float) -> str:
+    """A coordinate for a message: degrees to 4 decimals, metres or feet whole (1,690,890)."""
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4f}"
 
 
 def _no_usable_rows(

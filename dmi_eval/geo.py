@@ -587,6 +587,11 @@ def resolve_sites(
                 f"of the {len(ids)} areas in {layer.source} lies inside it (nearest: {nearest}, "
                 f"{distance.min():,.0f} m away). Check that the market and the areas show the "
                 "same place, or draw the market around the blocks it covers"
+                + (
+                    ", or that it lies inside [geo].boundary (areas outside it are left out)"
+                    if layer.boundary is not None
+                    else ""
+                )
             )
         catchment = site.catchment_areas
         if not catchment and site.catchment_buffer_m is not None:

@@ -308,6 +308,12 @@ def test_points_outside_the_boundary_are_rejected_as_such_and_its_areas_dropped(
     ingest = load_study_data(load_study(path))
     assert (ingest.rejects["reason"] == "outside_boundary").sum() == 31
     assert ingest.rows_counted == 19
+    # a market beyond the limits covers no area left, and the message says why it may be
+    write_geojson(
+        city / "market.geojson", [shapely.box(*(np.array(ORIGIN * 2) + [230, 130, 270, 170]))]
+    )
+    with pytest.raises(GeoError, match=r"covers no area.*inside \[geo\].boundary"):
+        load_study(path)
 
 
 def test_swapped_x_and_y_are_named(city):
@@ -327,9 +333,9 @@ def test_most_points_outside_every_area_stops_the_run(city):
         load_study_data(load_study(geo_toml(city)))
     # where the points are against the areas, in [geo].crs units: here 30 km east
     message = str(caught.value)
-    assert f"most of them have x {x:,.6g} to {x:,.6g}" in message
+    assert f"most of them have x {x:.4f} to {x:.4f}" in message
     west, _ = lonlat(0, 0)
-    assert f"where the areas lie at x {west:,.6g} to " in message and "'EPSG:4326'" in message
+    assert f"where the areas lie at x {west:.4f} to " in message and "'EPSG:4326'" in message
 
 
 def test_every_row_rejected_carries_the_reject_log_and_names_the_reasons(city):
