@@ -41,7 +41,7 @@ from statsmodels.stats.meta_analysis import combine_effects
 
 from dmi_eval.errors import DesignError
 from dmi_eval.options import alpha_of, check_level
-from dmi_eval.tables import WIDE_UPPER, fmt_interval, fmt_pct, interval_too_wide
+from dmi_eval.tables import fmt_interval, fmt_pct, interval_too_wide, wide_ends
 from dmi_eval.verdict import BASES, Verdict
 
 MethodRE = Literal["pm", "dl"]
@@ -73,8 +73,7 @@ def _prose_interval(low: float, high: float) -> str:
     cell = fmt_interval(low, high)
     if not interval_too_wide(low, high) or not (math.isfinite(low) and math.isfinite(high)):
         return cell
-    top = fmt_pct(high) if high <= WIDE_UPPER else f"beyond {fmt_pct(WIDE_UPPER)}"
-    return f"{fmt_pct(low)} to {top}, {cell}"
+    return f"{wide_ends(low, high)}, {cell}"
 
 
 def unreadable_sites(verdicts: Mapping[str, Verdict]) -> dict[str, str]:

@@ -190,6 +190,12 @@ TOO_FEW = "too few offences, or too loose a fit, for the design to tell which wa
 """Why a site's interval is too wide to tell (:func:`too_wide_note`'s default reason)."""
 
 
+def wide_ends(low: float, high: float) -> str:
+    """A too-wide interval's ends in words: ``-97% to beyond +500%``."""
+    top = fmt_pct(high) if high <= WIDE_UPPER else f"beyond {fmt_pct(WIDE_UPPER)}"
+    return f"{fmt_pct(low)} to {top}"
+
+
 def too_wide_note(
     rows: list[tuple[str, float, float]], *, what: str = "interval", why: str = TOO_FEW
 ) -> str:
@@ -199,8 +205,7 @@ def too_wide_note(
         if _missing(low) or _missing(high):
             seen.setdefault(design, "no interval")
         else:
-            top = fmt_pct(high) if high <= WIDE_UPPER else f"beyond {fmt_pct(WIDE_UPPER)}"
-            seen.setdefault(design, f"{fmt_pct(low)} to {top}")
+            seen.setdefault(design, wide_ends(low, high))
     listed = "; ".join(f"{d}: {ends}" for d, ends in seen.items())
     return (
         f"\\* *{TOO_WIDE}*: the {what} ({listed}) runs from a near-complete stop to a rise: {why}."
