@@ -34,102 +34,22 @@ from typing import TYPE_CHECKING
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pyogrio.errors
 import pyproj.exceptions
 import shapely
 from pyproj import CRS, Transformer
 
 from dmi_eval.errors import ConfigError, GeoError
+from dmi_eval.polygons import read_polygons
 
 if TYPE_CHECKING:
     from dmi_eval.study_spec import DataSpec, GeoSpec, Site
 
-POLYGON_TYPES = frozenset({"Polygon", "MultiPolygon"})
 SWAP_SAMPLE = 5_000
 OUTSIDE_BOUNDARY = -2
 """What :meth:`PointLocator.locate` returns for a point outside ``[geo].boundary``."""
 
 
-# --- reading polygon files ---------------------------------------------------------
-
-
-def read_polygons(
-    path: Path, *, key: str, id_field: str | None = None, layer: str | None = None
-) -> gpd.GeoDataFrame:
-    """Read a polygon file, checking every feature; errors name the file and the feature.
-
-    Parameters
-    ----------
-    path
-        GeoJSON, GeoPackage or shapefile.
-    key
-        The study.toml key that names the file (for messages).
-    id_field
-        Property used to name a feature in messages, when present.
-    layer
-        The layer to read from a file of several (a GeoPackage); a file of
-        several layers without it is an error, not its first layer.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise GeoError(f"{path.name}: file not found at {path}; fix {key} in study.toml")
-    try:
-        names = [str(n) for n in pyogrio.list_layers(path)[:, 0]]
-        if layer is None and len(names) > 1:
-            raise GeoError(
-                f"{path.name}: holds {len(names)} layers ({', '.join(names[:8])}); {key} "
-                "reads one: export the layer you mean to its own file"
-            )
-        frame = gpd.read_file(path, engine="pyogrio", layer=layer)
-    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, ValueError) as exc:
-        raise GeoError(
-            f"{path.name}: cannot read it as a polygon file ({exc}); {key} needs GeoJSON, "
-            "GeoPackage or a shapefile"
-        ) from None
-    if frame.empty:
-        raise GeoError(f"{path.name}: has no features; {key} needs at least one polygon")
-    if frame.crs is None:
-        raise GeoError(
-            f"{path.name}: has no CRS (a shapefile without its .prj?); save it with its "
-            f"coordinate reference system ({key})"
-        )
-    _check_degrees(frame, path, key)
-    for i, geom in enumerate(frame.geometry):
-        name = f"feature {i + 1}"
-        if id_field is not None and id_field in frame.columns:
-            name += f" ({id_field}={frame[id_field].iloc[i]!r})"
-        if geom is None or geom.is_empty:
-            raise GeoError(
-                f"{path.name}: {name} has no geometry; delete it or draw its polygon ({key})"
-            )
-        if geom.geom_type not in POLYGON_TYPES:
-            raise GeoError(
-                f"{path.name}: {name} is a {geom.geom_type}, not a polygon; {key} needs "
-                "polygons (areas drawn as shapes, not points or lines)"
-            )
-        if not geom.is_valid:
-            raise GeoError(
-                f"{path.name}: {name} is not a valid polygon ({shapely.is_valid_reason(geom)}); "
-                f"repair it in a GIS (QGIS: Fix geometries; shapely: make_valid) and re-export ({key})"
-            )
-    return frame
-
-
-def _check_degrees(frame: gpd.GeoDataFrame, path: Path, key: str) -> None:
-    """A file in degrees whose coordinates are not longitudes and latitudes is an error.
-
-    A GeoJSON without a ``crs`` member is read as WGS 84 degrees whatever it
-    holds; State Plane feet read that way fail later, far from the cause.
-    """
-    if not CRS.from_user_input(frame.crs).is_geographic:
-        return
-    x0, y0, x1, y1 = (float(b) for b in frame.total_bounds)
-    if min(x0, y0) < -180 or x1 > 180 or y1 > 90 or y0 < -90:
-        raise GeoError(
-            f"{path.name}: its CRS is in degrees ({frame.crs.name}) but x runs from {x0:,.0f} "
-            f"to {x1:,.0f} and y from {y0:,.0f} to {y1:,.0f}: projected coordinates (metres or "
-            f"feet) saved without their CRS. Re-export it with its CRS ({key})"
-        )
+# --- distances in metres ------------------------------------------------------------------
 
 
 def _distorts_distances(crs: CRS) -> bool:
@@ -536,11 +456,7 @@ def read_market(path: Path, layer: AreaLayer, site_id: str) -> shapely.Geometry:
     """
     key = f"[[sites]] id={site_id!r}.market"
     path = Path(path)
-    name = None
-    if path.exists() and path.suffix.lower() == ".gpkg":
-        layers = [str(n) for n in pyogrio.list_layers(path)[:, 0]]
-        name = site_id if len(layers) > 1 and site_id in layers else None
-    frame = read_polygons(path, key=key, layer=name)
+    frame = read_polygons(path, key=key, layer=site_id)
     if MARKET_SITE_FIELD in frame.columns and len(frame) > 1:
         values = frame[MARKET_SITE_FIELD].astype("string").str.strip()
         mine = (values.str.lower() == site_id).fillna(False).to_numpy(dtype=bool)
