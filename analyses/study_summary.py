@@ -20,7 +20,7 @@ from dmi_eval.pipeline import load
 from dmi_eval.plots import plot_event_study, plot_forest, save_figure
 from dmi_eval.plots.did import event_study_caption
 from dmi_eval.plots.pooling import forest_caption
-from dmi_eval.pooling import missing_sites, pool_effects, unreadable_sites
+from dmi_eval.pooling import UNREADABLE_BASES, missing_sites, pool_effects, unreadable_sites
 from dmi_eval.report import script_label
 from dmi_eval.stacked import stacked_event_study
 from dmi_eval.tables import (
@@ -32,6 +32,7 @@ from dmi_eval.tables import (
     markdown_table,
     too_wide_note,
 )
+from dmi_eval.verdict import BASES
 from dmi_eval.wording import verdict_words
 
 SCRIPT = script_label("study_summary.py")
@@ -268,17 +269,16 @@ if main_design in pooled:
         + "\n\n*Table: random-effects meta-analysis (Paule–Mandel τ², Hartung–Knapp–Sidik–"
         "Jonkman interval on k − 1 df, two-sided, Higgins prediction interval) of the sites' "
         "log rate ratios, per design; *sensitivity* pools the same design without the sites "
-        "whose verdict is inconclusive because their data cannot tell (too few periods or "
-        "incidents before the call-in, or a poor pre-period fit). The prediction interval is "
-        "where a new site's effect is expected to fall. Script: "
+        "whose verdict is inconclusive because their data cannot tell ("
+        + "; ".join(BASES[b] for b in UNREADABLE_BASES)
+        + "). The prediction interval is where a new site's effect is expected to fall. Script: "
         f"`{SCRIPT}`.*\n\n"
         + figure(
             fig,
             f"forest_{main_design}",
             "forest plot",
             f"each site's change and the pooled change under the {design_label(main_design)}. "
-            + forest_caption(result)[0].upper()
-            + forest_caption(result)[1:],
+            + forest_caption(result),
         )
     )
 else:

@@ -87,7 +87,7 @@ def forest_caption(result: PooledResult) -> str:
     """What :func:`plot_forest` draws, in words, with the levels read from ``result``."""
     conf, kind = _levels(result)
     return (
-        f"squares: each site's change (square size: its weight in the pool) with its {conf} "
+        f"Squares: each site's change (square size: its weight in the pool) with its {conf} "
         "interval from the log-ratio standard error the pooling uses (this can differ from the "
         f"interval the site's own table prints); diamond: the pooled change and its {conf} "
         f"{kind} interval; dashed line: the {conf} prediction interval for a new site. An "
