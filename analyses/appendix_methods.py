@@ -107,10 +107,14 @@
 #
 # Calibration weights for comparison areas (linear calibration truncated at zero, Newton steps as
 # in `survey::grake`) so that weighted totals equal the market's totals on every covariate and on
-# each block of pre periods of every outcome at once. Used as the primary design only when exact
-# balance is reachable; otherwise reported as not used, with the calibration's misfit. Inference by
-# linearization, jackknife or permutation of placebo treated sets. Validated on the Seattle DMI
-# (Robbins, Saunders & Kilmer 2017).
+# each block of pre periods of every outcome at once. Fitted only when exact balance is reachable;
+# otherwise reported as not used, with the calibration's misfit. Inference by linearization,
+# jackknife or permutation of placebo treated sets. Validated on the Seattle DMI (Robbins, Saunders
+# & Kilmer 2017). A robustness check, never the primary design: its placebo treated sets are areas
+# scattered over the city, whose own deviations from city-wide swings average out, while a
+# market's areas share one, so at simulated markets where exact balance was reachable its
+# permutation intervals were too narrow (the study is in the notes of
+# `dmi_eval.evaluation.PRIMARY_ORDER`).
 #
 # ## Difference-in-differences and event study (`did`) — `dmi_eval/designs/did/`
 #

@@ -4,10 +4,10 @@ This is the one place that knows which designs a site gets; the analysis
 scripts and the CLI call :func:`evaluate_site` and read its frames.
 
 Primary design rule (stated in every site report by :func:`primary_rule_text`):
-the first available of micro-level synthetic control (when the study has area
-covariates and at least ``MIN_MICRO_DONORS`` donor areas), synthetic control,
-and controlled ITS; plain ITS when none of those can be fitted. The other
-designs are shown as robustness checks.
+the first available of synthetic control and controlled ITS; plain ITS when
+neither can be fitted. The other designs, micro-level synthetic control among
+them, are shown as robustness checks (:data:`PRIMARY_ORDER` says why
+microsynth is not primary).
 """
 
 from __future__ import annotations
@@ -50,7 +50,30 @@ the donor-pool restriction Abadie (2021) recommends; it bounds the cost of a sit
 in a city of ten thousand areas (the synthetic controls refit every placebo area
 against the pool). Smaller pools (the shipped study, the calibration cities) are
 used whole, so their results do not depend on it."""
-PRIMARY_ORDER: tuple[str, ...] = ("microsynth", "sc", "cits", "its")
+PRIMARY_ORDER: tuple[str, ...] = ("sc", "cits", "its")
+"""The primary design is the first of these that can be fitted.
+
+Micro-level synthetic control was first until issue #10's calibration reached
+it: it is fitted only where exact balance is reachable, which a hot-spot
+market of 2-6 busy areas rarely allows (7 of the 900 judged calibration
+markets), so the calibration study could not judge it. A scratch study on
+markets where it can be fitted (cities of :mod:`dmi_eval.calibration.city`
+with markets of 6-9 areas at 8-18 drug incidents a month, every other setting
+the default; city seeds 7770100-7770149 with no effect at any market,
+7770200-7770249 with a sustained -45% drop at every market; the markets with
+an exact microsynth solution, about one a city) found its permutation
+intervals too narrow: the 90% interval covered the true change at 33 of 44
+no-effect markets (0.75) and 41 of 52 closures (0.79), missing on both sides,
+and its two-sided 10% test rejected 7 of 44 true nulls; the one-sided 5% test
+of a fall rejected 1 of 44. Synthetic control at the same markets covered 44
+of 44 and 46 of 52 (0.88), with size 0 of 44 and power 0.81 at -45% (microsynth
+0.96). Its placebo treated sets are areas drawn anywhere in the city, whose own
+deviations from the city-wide factors average out, while a market's areas
+share one deviation; so a market drifts further from its synthetic control
+than the placebo sets that calibrate its interval (the synthetic control's
+noise-standardised test puts that drift into the interval:
+:mod:`dmi_eval.inference.noise`). Microsynth is still fitted at every site
+with covariates and shown as a robustness check."""
 CATCHMENT_SUFFIX = "-catchment"
 """Designs fitted to the catchment areas carry this suffix in the ``design`` column."""
 
@@ -181,10 +204,10 @@ def _fit_site(
 
     What :func:`fit_designs`, :func:`choose_primary` and :func:`fit_catchment`
     give one after the other, computed concurrently: microsynth runs first
-    (it is primary whenever it can be used, and costs milliseconds when it
-    cannot); then the other designs of the market are independent tasks of one
-    :func:`~dmi_eval.inference.parallel_map` (on 2 cores about halving a site's
-    time). When microsynth is not used, the synthetic control task also fits
+    (with its own workers for its permutation test, and costing milliseconds
+    where it cannot be used); then the other designs of the market are
+    independent tasks of one :func:`~dmi_eval.inference.parallel_map` (on 2
+    cores about halving a site's time). The synthetic control task also fits
     the catchment with synthetic control as the primary design, after the
     market and in the same process, so that the catchment's placebo test reuses
     the market's placebo fits (the same donors refitted on the same donors:
@@ -194,7 +217,7 @@ def _fit_site(
     """
     first, *rest = DESIGNS
     fits = [(first, *_fit_one(first, data, study))]
-    speculate = bool(data.catchment_areas) and fits[0][1] is None and "sc" in rest
+    speculate = bool(data.catchment_areas) and "sc" in rest
     tasks = [SC_AND_CATCHMENT if t == "sc" and speculate else t for t in rest]
     # the longest first, so that two workers finish together
     order = sorted(range(len(tasks)), key=lambda i: TASK_ORDER.get(tasks[i], len(TASK_ORDER)))
@@ -323,10 +346,12 @@ def choose_primary(results: dict[str, DesignResults]) -> str:
 
 def primary_rule_text() -> str:
     return (
-        "**Primary design.** The first that can be fitted of: micro-level synthetic control "
-        f"(area covariates and at least {MIN_MICRO_DONORS} comparison areas), synthetic "
-        "control, controlled interrupted time series (against the comparison areas' total), "
-        "interrupted time series. The others are shown as robustness checks."
+        "**Primary design.** The first that can be fitted of: synthetic control, controlled "
+        "interrupted time series (against the comparison areas' total), interrupted time "
+        "series. The others are shown as robustness checks. Micro-level synthetic control is "
+        "one of them: its placebo sets of areas scattered over the city drift less than a "
+        "market whose areas share their exposure to city-wide swings, so its intervals were "
+        "too narrow in the calibration study (notes of `dmi_eval.evaluation.PRIMARY_ORDER`)."
     )
 
 

@@ -46,7 +46,8 @@ def test_persistence_other_than_six_periods_is_honoured_by_every_design():
 
 
 def test_catchment_never_receives_a_not_used_string(monkeypatch):
-    # regression: microsynth's "not used" message for the catchment reached the evidence
+    # regression: a design's "not used" message for the catchment (microsynth's, when it
+    # was primary) reached the evidence; the next design of the primary order is fitted
     sd, _ = simulate_site(1, n_areas=30, catchment=(6, 7))
     study = _study(sd, {})
     fitted = object()
@@ -54,15 +55,24 @@ def test_catchment_never_receives_a_not_used_string(monkeypatch):
         evaluation,
         "DESIGNS",
         {
-            "microsynth": lambda data, study: "no exact synthetic control exists",
-            "sc": lambda data, study: fitted,
-            "cits": lambda data, study: None,
+            "sc": lambda data, study: "no synthetic control for these areas",
+            "cits": lambda data, study: fitted,
             "its": lambda data, study: None,
         },
     )
-    results, notes = fit_catchment(sd, study, "microsynth")
-    assert results == {"sc": fitted}
-    assert notes == ("microsynth (catchment): not used — no exact synthetic control exists",)
+    results, notes = fit_catchment(sd, study, "sc")
+    assert results == {"cits": fitted}
+    assert notes == ("sc (catchment): not used — no synthetic control for these areas",)
+
+
+def test_microsynth_is_never_the_primary_design():
+    # its permutation intervals under-cover at markets sharing one exposure (PRIMARY_ORDER notes)
+    fitted = {name: object() for name in evaluation.DESIGNS}
+    assert "microsynth" not in evaluation.PRIMARY_ORDER
+    assert evaluation.choose_primary(fitted) == "sc"
+    del fitted["sc"]
+    assert evaluation.choose_primary(fitted) == "cits"
+    assert "Micro-level synthetic control is one of them" in evaluation.primary_rule_text()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,10 +83,10 @@ class _Fitted:
     areas: tuple[str, ...]
 
 
-def _fake_designs(failing: tuple[str, ...]) -> dict:
+def _fake_designs(failing: tuple[str, ...], micro: bool = False) -> dict:
     def fitter(name):
         def fit(data, study):
-            if name == "microsynth":
+            if name == "microsynth" and not micro:
                 return "not used here"
             if name in failing:
                 raise evaluation.DesignError(f"{name} cannot be fitted here")
@@ -87,21 +97,24 @@ def _fake_designs(failing: tuple[str, ...]) -> dict:
     return {name: fitter(name) for name in evaluation.DESIGNS}
 
 
+@pytest.mark.parametrize("micro", [False, True])
 @pytest.mark.parametrize("failing", [(), ("sc",), ("sc", "cits")])
-def test_site_tasks_give_what_the_sequential_steps_give(monkeypatch, failing):
+def test_site_tasks_give_what_the_sequential_steps_give(monkeypatch, failing, micro):
     """The designs and the catchment's fit (started before the primary design is known)
     run as concurrent tasks: same results, primary, catchment and notes as one after
-    the other, whichever design is primary, in forked workers and in one process."""
+    the other, whichever design is primary, with or without microsynth fitted, in forked
+    workers and in one process."""
     from dmi_eval.inference.parallel import compute
 
     sd, _ = simulate_site(1, n_areas=30, catchment=(6, 7))
     study = _study(sd, {})
-    monkeypatch.setattr(evaluation, "DESIGNS", _fake_designs(failing))
+    monkeypatch.setattr(evaluation, "DESIGNS", _fake_designs(failing, micro))
     results, notes = evaluation.fit_designs(sd, study)
     primary = evaluation.choose_primary(results)
     catchment, c_notes = fit_catchment(sd, study, primary)
     expected = (results, notes, primary, catchment, c_notes)
     assert primary == ("sc" if not failing else "cits" if failing == ("sc",) else "its")
+    assert ("microsynth" in results) == micro
     assert set(catchment) == {primary}
     assert catchment[primary].areas == tuple(sd.catchment_areas)
     assert evaluation._fit_site(sd, study) == expected

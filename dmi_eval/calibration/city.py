@@ -155,8 +155,8 @@ class CitySpec:
     covariates
         Simulate census-style area covariates (population, households, renter
         and vacancy shares, a deprivation index; see :func:`_covariates`), as a
-        real study's ``areas.csv``, so that micro-level synthetic control -- the
-        primary design wherever a study has covariates -- is tried at every
+        real study's ``areas.csv``, so that micro-level synthetic control (a
+        robustness check wherever a study has covariates) is tried at every
         market as at a real site. It costs one microsynth calibration per
         market (about 0.05 s of CPU) plus, at the few markets where exact
         balance is reachable, microsynth's permutation test; ``False`` leaves
