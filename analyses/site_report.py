@@ -103,8 +103,9 @@ display(
             outcome_label=primary_label,
             unit=unit,
             n_post=data.n_post,
-            rule_summary=closure_summary(rules, unit),
+            rule_summary=closure_summary(rules, unit, catchment=bool(data.catchment_areas)),
             outcome=primary,
+            suppress_below=suppress,
         )
         + "\n\n*How to read this page: the picture below shows the offences counted and those "
         "expected without the DMI; the tables further down give every estimate. The words are "
@@ -215,7 +216,7 @@ display(
             "effects of every design",
             "the post-period change under every design, with its interval.",
         )
-        + ("\nDesigns not used for this site:\n\n" + not_used + "\n" if not_used else "")
+        + ("\nNotes on the designs for this site:\n\n" + not_used + "\n" if not_used else "")
     )
 )
 

@@ -148,7 +148,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_validate_data(args: argparse.Namespace) -> int:
     from dmi_eval.config import load_study
-    from dmi_eval.data import load_study_data
+    from dmi_eval.data import edge_period_note, load_study_data
 
     study = load_study(args.study)
     ingest = load_study_data(study)
@@ -170,6 +170,9 @@ def cmd_validate_data(args: argparse.Namespace) -> int:
             "is right for an extract wider than the study's areas; otherwise check the "
             "coordinates (a lost minus sign, swapped columns) and [geo].crs."
         )
+    edge = edge_period_note(ingest, study.start, study.end)
+    if edge is not None:
+        print(f"Note: {edge}")
     for site in study.sites:
         data = panel.site_data(study, site.id)
         print(
@@ -194,6 +197,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     study = load_study_cached(args.study)
     site = study.site(args.site)
+    if args.out:  # refuse a folder it may not write into before the fit, not after it
+        from dmi_eval.outputs import OutputFolder
+
+        OutputFolder(Path(args.out).resolve(), command="check", force=args.force).check()
     with _compute(args):
         # the one-page report shows every outcome and the maps; the answer needs
         # the primary outcome only (the same verdict, about 4x less work)
@@ -219,8 +226,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         outcome_label=study.report.outcome_label(site.primary_outcome),
         unit=study.frequency,
         n_post=evaluation.data.n_post,
-        rule_summary=closure_summary(study.verdict, study.frequency),
+        rule_summary=closure_summary(
+            study.verdict, study.frequency, catchment=bool(evaluation.data.catchment_areas)
+        ),
         outcome=site.primary_outcome,
+        suppress_below=study.report.suppress_below,
     ).replace("**", "")
     print(f"{site.name} (call-in {site.intervention}): {verdict_words(verdict.label).upper()}")
     print(text)

@@ -15,6 +15,7 @@ bytes.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,7 +177,13 @@ class OutputFolder:
             raise ValueError(f"command must be one of {', '.join(COMMANDS)}; got {self.command!r}")
         self.root = Path(self.root)
 
-    def __enter__(self) -> OutputFolder:
+    def check(self) -> dict[str, list[str]]:
+        """Refuse the folder now, writing nothing; returns its manifest (empty if none).
+
+        What :meth:`__enter__` checks first, for a command to call before a
+        long fit, so that a folder it may not write into is refused before the
+        work, not after it.
+        """
         root = self.root
         if root.exists() and not root.is_dir():
             raise OutputFolderError(f"{root}: --out must be a folder, and this is a file")
@@ -191,8 +198,24 @@ class OutputFolder:
                 )
             if occupied and self.force and not _is_legacy_output(root):
                 _refuse_clashes(root)
-            manifest = {}
-        root.mkdir(parents=True, exist_ok=True)
+        existing = next(p for p in (root, *root.absolute().parents) if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise OutputFolderError(
+                f"{root}: cannot write there ({existing} is not a folder you can write to); "
+                "choose another folder with --out"
+            )
+        return manifest or {}
+
+    def __enter__(self) -> OutputFolder:
+        root = self.root
+        manifest = self.check()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputFolderError(
+                f"{root}: cannot create the output folder ({exc.strerror or exc}); choose "
+                "another folder with --out"
+            ) from exc
         self._manifest = manifest
         self.removed = self._remove(manifest.get(self.command, []))
         self._before = _snapshot(root)

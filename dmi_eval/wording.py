@@ -76,26 +76,40 @@ def chance(p: float, direction: str) -> str:
     )
 
 
-def change_sentence(row: Mapping[str, Any], *, label: str, unit: str, n_post: int) -> str:
+def change_sentence(
+    row: Mapping[str, Any], *, label: str, unit: str, n_post: int, suppress_below: int = 0
+) -> str:
     """``"Drug offences in the market were 52% below what was expected without the DMI:
-    405 in the 18 months after the call-in, against 838 expected"``."""
+    405 in the 18 months after the call-in, against 838 expected"``.
+
+    Counts below ``suppress_below`` (``[report] suppress_below``) are written
+    ``"<10"``, as in the tables."""
     pct = float(row["pct_change"])
     side = "below" if pct < 0 else "above"
     return (
         f"{label[:1].upper()}{label[1:]} in the market were {fmt_size(pct)} {side} what was "
-        f"expected without the DMI: {fmt_count(row['observed'])} in the "
+        f"expected without the DMI: {fmt_count(row['observed'], suppress_below)} in the "
         f"{duration_text(n_post, unit)} after the call-in, against "
-        f"{fmt_count(row['counterfactual'])} expected"
+        f"{fmt_count(row['counterfactual'], suppress_below)} expected"
     )
 
 
-def closure_summary(rules: Any, unit: str) -> str:
-    """Why a *closed* verdict holds, in words, with the study's thresholds."""
+def closure_summary(rules: Any, unit: str, *, catchment: bool = True) -> str:
+    """Why a *closed* verdict holds, in words, with the study's thresholds.
+
+    ``catchment``: whether the site has a catchment area; without one nothing
+    nearby was measured, and the sentence says so instead of claiming no rise.
+    """
     held = duration_text(rules.persistence_in(unit), unit)
+    nearby = (
+        "nearby areas did not rise significantly"
+        if catchment
+        else "no catchment area was given, so whether it moved next door was not assessed"
+    )
     return (
         "every condition of the closure rule holds: the fall is significant, at least "
         f"{rules.min_reduction:.0%}, it held over the last {held} (still a drop of at least "
-        f"{rules.lasting_drop() * 100:.3g}% there), and nearby areas did not rise significantly."
+        f"{rules.lasting_drop() * 100:.3g}% there), and {nearby}."
     )
 
 
@@ -125,16 +139,20 @@ def first_paragraph(
     n_post: int,
     rule_summary: str,
     outcome: str | None = None,
+    suppress_below: int = 0,
 ) -> str:
     """The opening paragraph of a site page (Markdown).
 
     ``row`` is the primary design's post-period effects row for the primary
     outcome (the same row as in the table below it); its ``p_lower`` (or
-    ``p_value``) is the one-sided test of a fall.
+    ``p_value``) is the one-sided test of a fall. Counts below
+    ``suppress_below`` are suppressed as in the tables.
     """
     p = float(row["p_lower"]) if "p_lower" in row else float(row["p_value"])
     pct = float(row["pct_change"])
-    change = change_sentence(row, label=outcome_label, unit=unit, n_post=n_post)
+    change = change_sentence(
+        row, label=outcome_label, unit=unit, n_post=n_post, suppress_below=suppress_below
+    )
     reason = plain_reason(
         deciding_reason(label, reasons, rule_summary=rule_summary),
         outcome=outcome,

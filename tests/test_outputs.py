@@ -160,3 +160,44 @@ def test_progress_lines_in_a_log_and_nothing_when_quiet(capsys):
     quiet.start(1)
     quiet.site_done("a", 1.0)
     assert capsys.readouterr().err == ""
+
+
+def test_a_folder_that_cannot_be_written_is_a_clear_error(tmp_path, monkeypatch):
+    # regression: --out under a file, or a folder mkdir cannot create, ended in a raw OSError
+    write(tmp_path / "a_file")
+    with pytest.raises(OutputFolderError, match="cannot write there"):
+        OutputFolder(tmp_path / "a_file" / "out", command="evaluate").check()
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(type(tmp_path), "mkdir", refuse)
+    with pytest.raises(OutputFolderError, match="cannot create the output folder"):
+        with OutputFolder(tmp_path / "new", command="evaluate"):
+            pass
+
+
+def test_check_refuses_its_out_folder_before_the_fit(tmp_path, monkeypatch):
+    # regression: check --out into a user's folder printed the whole answer, then refused
+    from dmi_eval import pipeline
+    from dmi_eval.cli import main
+    from tests.conftest import PROJECT_ROOT
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the site was fitted before the folder was checked")
+
+    monkeypatch.setattr(pipeline, "evaluate_study_sites", no_fit)
+    mine = tmp_path / "mine"
+    write(mine / "notes.txt", "user")
+    code = main(
+        [
+            "check",
+            str(PROJECT_ROOT / "data" / "synthetic" / "study.toml"),
+            "--site",
+            "eastside",
+            "--out",
+            str(mine),
+        ]
+    )
+    assert code == 2
+    assert (mine / "notes.txt").read_text() == "user"

@@ -82,3 +82,30 @@ def test_reasons_name_designs_and_outcomes_in_words():
         "(p = 0.455)."
     )
     assert "did" in plain_reason("the design did not hold", outcome="x", label="y")
+
+
+def test_first_paragraph_suppresses_small_counts_as_the_tables_do():
+    # regression: with [report] suppress_below = 100 the tables said "<100" and the opening
+    # paragraph printed the exact count it hides
+    text = first_paragraph(
+        label="not_closed",
+        reasons=["No significant reduction."],
+        row={**ROW, "observed": 12.0, "counterfactual": 15.4},
+        outcome_label="drug offences",
+        unit="month",
+        n_post=18,
+        rule_summary="every condition of the closure rule holds.",
+        suppress_below=100,
+    )
+    assert "<100 in the 18 months" in text and "against <100 expected" in text
+    assert "12 in" not in text and "15.4" not in text
+
+
+def test_closure_summary_without_a_catchment_claims_nothing_about_nearby_areas():
+    from dmi_eval.study_spec import VerdictRules
+    from dmi_eval.wording import closure_summary
+
+    with_ring = closure_summary(VerdictRules(), "month")
+    alone = closure_summary(VerdictRules(), "month", catchment=False)
+    assert "nearby areas did not rise significantly" in with_ring
+    assert "did not rise" not in alone and "not assessed" in alone
