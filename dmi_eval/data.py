@@ -92,6 +92,8 @@ class Ingest:
     date_format: str | None = None
     bad_date_sample: tuple[str, ...] = field(default=(), repr=False)
     """Some rejected date texts, for the error messages only (never written anywhere)."""
+    dates: tuple[dt.date, dt.date] | None = None
+    """First and last date of the counted incidents (``None`` for a counts file)."""
 
     @property
     def rows_rejected(self) -> int:
@@ -236,6 +238,7 @@ def read_incidents(
     w_start = None if whole_start is None else pd.Timestamp(whole_start)
     w_end = None if whole_end is None else pd.Timestamp(whole_end + dt.timedelta(days=1))
     geo = PointTally()
+    first_date = last_date = None
     known_list = None if known_areas is None else list(known_areas)
     nonempty = ("incident_id", "date", "offense") if columns.geocoded else None
     stream = RowStream(path, fields, rejects, delimiter=sep, nonempty=nonempty)
@@ -280,6 +283,11 @@ def read_incidents(
         # Sorted run + new hashes: a stable (merge) sort keeps this linear in the ids seen.
         seen_ids = np.sort(np.concatenate([seen_ids, ids[keep]]), kind="stable")
 
+        if keep.any():
+            kept = dates[keep]
+            low, high = kept.min(), kept.max()
+            first_date = low if first_date is None else min(first_date, low)
+            last_date = high if last_date is None else max(last_date, high)
         ordinals = dates[keep].dt.to_period(freq).array.asi8
         cells.add(area[keep], ordinals, outcome[keep])
 
@@ -304,6 +312,55 @@ def read_incidents(
         rows_counted=counted,
         date_format=date_format,
         bad_date_sample=tuple(bad_dates),
+        dates=None if first_date is None else (first_date.date(), last_date.date()),
+    )
+
+
+EDGE_SHARE = 0.7
+""":func:`edge_period_note` flags an edge period with less than this share of its neighbours'."""
+
+
+def edge_period_note(ingest: Ingest, start: dt.date | None, end: dt.date | None) -> str | None:
+    """A note when the panel's first or last period looks cut short by the extract's dates.
+
+    Without ``[study].start`` / ``end`` the panel runs from the first to the
+    last incident's period, so an extract that began or ended inside a week
+    (month, quarter) counts that period from a few days, and it looks quieter
+    than it was (inside the post period and the persistence window, like a
+    drop). Flagged where the data's first (last) date is not its period's first
+    (last) day and the period holds less than :data:`EDGE_SHARE` of the median
+    of the four periods next to it; ``[study].start`` and ``end`` fix it
+    (rows of the periods they cut are then ``partial_period`` rejects).
+    """
+    if ingest.dates is None or len(ingest.panel.periods) < 5:
+        return None
+    periods = ingest.panel.periods
+    totals = np.sum([np.asarray(c).sum(axis=0) for c in ingest.panel.counts.values()], axis=0)
+    edges = []
+    if start is None:
+        first = periods[0]
+        if ingest.dates[0] > first.start_time.date() and totals[0] < EDGE_SHARE * float(
+            np.median(totals[1:5])
+        ):
+            edges.append(("first", first, ingest.dates[0], totals[0], np.median(totals[1:5])))
+    if end is None:
+        last = periods[-1]
+        if ingest.dates[1] < last.end_time.date() and totals[-1] < EDGE_SHARE * float(
+            np.median(totals[-5:-1])
+        ):
+            edges.append(("last", last, ingest.dates[1], totals[-1], np.median(totals[-5:-1])))
+    if not edges:
+        return None
+    said = "; ".join(
+        f"its {which} period ({p.start_time.date()} to {p.end_time.date()}) holds {n:,.0f} "
+        f"incidents against about {m:,.0f} in the periods next to it, and the data "
+        f"{'begin' if which == 'first' else 'end'} on {date}"
+        for which, p, date, n, m in edges
+    )
+    return (
+        f"the panel may start or end with a partial period: {said}. If the extract began or "
+        "ended there, set [study].start and end to its first and last days: the periods they "
+        "cut are then left out (partial_period) instead of looking like a drop."
     )
 
 

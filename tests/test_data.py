@@ -602,3 +602,40 @@ def test_duplicate_ids_across_chunks_are_rejected(tmp_path, monkeypatch):
     assert ingest.rows_counted == 7
     assert ingest.rejects["reason"].tolist() == ["duplicate_id"] * 3
     assert ingest.rejects["row"].tolist() == [5, 7, 9]
+
+
+def test_an_edge_period_the_extract_cuts_short_is_noted_without_start_and_end(tmp_path):
+    # regression: an extract from Thursday 1 January to Thursday 3 December 2015, read weekly
+    # with no [study].start/end, counted its first and last weeks from 4 days each and said
+    # nothing (161 incidents against ~300 in a real case, inside the persistence window)
+    from dmi_eval.data import edge_period_note
+
+    days = pd.date_range("2015-01-01", "2015-12-03", freq="D")
+    rows = ["incident_id,date,offense,area_id"] + [
+        f"{i},{day.date()},35A,A1" for i, day in enumerate(d for d in days for _ in range(3))
+    ]
+    path = write_csv(tmp_path, "incidents.csv", "\n".join(rows) + "\n")
+    ingest = read_incidents(path, frequency="week", offense_map=NIBRS)
+    assert ingest.dates == (dt.date(2015, 1, 1), dt.date(2015, 12, 3))
+    note = edge_period_note(ingest, None, None)
+    assert note is not None
+    assert "its first period (2014-12-29 to 2015-01-04) holds 12 incidents against about 21" in note
+    assert "its last period (2015-11-30 to 2015-12-06) holds 12" in note
+    assert "set [study].start and end" in note
+    # given the dates, the cut weeks are left out and nothing is noted
+    ranged = read_incidents(
+        path,
+        frequency="week",
+        offense_map=NIBRS,
+        start=dt.date(2015, 1, 1),
+        end=dt.date(2015, 12, 3),
+    )
+    assert edge_period_note(ranged, dt.date(2015, 1, 1), dt.date(2015, 12, 3)) is None
+    # whole months from the 1st to the last day: nothing to note
+    monthly = read_incidents(path, frequency="month", offense_map=NIBRS)
+    assert edge_period_note(monthly, None, None) is not None  # December has 3 of 31 days
+    whole = write_csv(tmp_path, "whole.csv", "\n".join(rows[: 1 + 3 * 334]) + "\n")  # to 30 Nov
+    assert (
+        edge_period_note(read_incidents(whole, frequency="month", offense_map=NIBRS), None, None)
+        is None
+    )
