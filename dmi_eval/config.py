@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from dmi_eval.errors import ConfigError
+from dmi_eval.options import scheduler_problem
 from dmi_eval.study_spec import (
     _DURATION as _DURATION,
 )
@@ -367,10 +368,9 @@ def _parse_compute(file: Path, table: Any) -> Compute:
         raise ConfigError(f"{file.name}: [compute] must be a table")
     c = _Reader(file, table, "[compute]", _COMPUTE_KEYS)
     scheduler = c.str("scheduler")
-    if scheduler is not None and "://" not in scheduler:
-        raise c.error(
-            "scheduler", f"must be a Dask scheduler address like tcp://HOST:PORT, got {scheduler!r}"
-        )
+    problem = None if scheduler is None else scheduler_problem(scheduler)
+    if problem is not None:
+        raise c.error("scheduler", problem)
     jobs = c.integer("jobs", 0, low=0, high=4096) if c.has("jobs") else None
     if jobs == 0:
         raise c.error("jobs", "must be at least 1 (the number of local worker processes)")
@@ -609,6 +609,13 @@ def _parse_verdict(file: Path, table: Any) -> VerdictRules:
             "persistence_periods",
             'give either persistence (a duration such as "6 months") or persistence_periods, '
             "not both",
+        )
+    given = table.get("persistence")
+    if isinstance(given, int | float) and not isinstance(given, bool):
+        raise r.error(
+            "persistence",
+            f'must be a duration with its unit, e.g. persistence = "{given:g} months" (or give '
+            f"the number of the study's periods as persistence_periods = {given:g}); got {given!r}",
         )
     persistence = r.str("persistence", defaults.persistence)
     try:

@@ -229,6 +229,7 @@ def _fit_site(
         desc=None,
         chunk_size=1,
         probe=False,
+        loop="the designs of a site",
     )
     by_task = {tasks[i]: out for i, out in zip(order, done, strict=True)}
     if speculate:

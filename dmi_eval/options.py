@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
 Sided = Literal["lower", "greater", "two-sided"]
 
@@ -70,3 +71,28 @@ def check_outcomes(available: Sequence[str], outcomes: Sequence[str] | None) -> 
             f"outcomes {unknown or chosen!r} not among the site's outcomes ({', '.join(available)})"
         )
     return chosen
+
+
+SCHEDULER_SCHEMES: tuple[str, ...] = ("tcp", "tls", "ucx", "ws", "wss")
+"""Address schemes of a Dask scheduler (``distributed``'s comm protocols)."""
+
+
+def scheduler_problem(address: str) -> str | None:
+    """Why ``address`` is not a Dask scheduler address like ``tcp://HOST:PORT`` (``None``: it is).
+
+    ``"http://HOST:PORT"`` (the dashboard's), ``"HOST"`` and ``"tcp://HOST"``
+    are refused here, before a run, with the form to use.
+    """
+    try:
+        parts = urlsplit(address)
+        port = parts.port
+    except ValueError:
+        port = None
+        parts = None
+    if parts is None or parts.scheme not in SCHEDULER_SCHEMES or not parts.hostname or port is None:
+        return (
+            f"{address!r} is not a Dask scheduler address: write it as tcp://HOST:PORT (the "
+            "address `dask scheduler` prints, e.g. tcp://10.0.0.5:8786; not the dashboard's "
+            "http:// address)"
+        )
+    return None

@@ -151,6 +151,7 @@ def evaluate_study_sites(
             wanted,
             min_items=2,
             desc=None,  # the caller's progress shows the sites
+            loop="the sites",
             chunk_size=1,  # a site is long: one task each, so the bar moves as sites finish
             on_result=site_done,
         )

@@ -215,6 +215,46 @@ def test_unreachable_scheduler_is_a_clear_error() -> None:
                 pass
 
 
+@pytest.mark.parametrize(
+    "address", ["10.1.2.3", "foo", "http://127.0.0.1:8787", "tcp://10.1.2.3", "tcp://:8786"]
+)
+def test_a_malformed_scheduler_address_is_a_clear_error(address: str) -> None:
+    # regression: a missing port or the dashboard's http:// address ended in a raw ValueError
+    with pytest.raises(ComputeError, match=r"write it as tcp://HOST:PORT"):
+        with compute(scheduler=address):
+            pass
+
+
+def test_a_scheduler_without_workers_says_it_is_waiting(capsys) -> None:
+    # regression: with the cluster's worker jobs still queued the run printed nothing at all
+    from dmi_eval.inference.parallel import _wait_for_workers
+
+    class Client:
+        workers: dict[str, object] = {}
+
+        def scheduler_info(self) -> dict:
+            return {"workers": dict(self.workers)}
+
+        def wait_for_workers(self, n: int) -> None:
+            self.workers.update({f"w{i}": object() for i in range(2)})
+
+    _wait_for_workers(Client(), "tcp://10.0.0.5:8786")
+    err = capsys.readouterr().err
+    assert "waiting for a Dask worker to join the scheduler at tcp://10.0.0.5:8786" in err
+    assert "2 Dask workers connected" in err
+    _wait_for_workers(Client(), "tcp://10.0.0.5:8786")  # workers there: not a word
+    assert capsys.readouterr().err == ""
+
+
+def test_nothing_runs_on_the_submitting_machine_on_dask(cluster) -> None:
+    # regression: the probe ran the first site on the client (a login node) before the rest
+    from joblib import parallel_config
+
+    with parallel_config(backend="dask"):
+        pids = parallel_map(_pid_square, list(range(4)), min_items=2, desc=None)
+    assert os.getpid() not in {pid for _, pid in pids}
+
+
 def test_compute_section_is_validated(small_study: Path) -> None:
     text = small_study.read_text(encoding="utf-8")
     good = small_study.parent / "compute.toml"  # next to the study's data files
@@ -225,6 +265,10 @@ def test_compute_section_is_validated(small_study: Path) -> None:
     bad.write_text(text + '\n[compute]\nscheduler = "10.0.0.1"\n')
     with pytest.raises(ConfigError, match=r"\[compute\]\.scheduler"):
         load_study(bad)
+    dashboard = small_study.parent / "dashboard_compute.toml"  # passed the old "://" check
+    dashboard.write_text(text + '\n[compute]\nscheduler = "http://10.0.0.1:8787"\n')
+    with pytest.raises(ConfigError, match=r"\[compute\]\.scheduler.*tcp://HOST:PORT"):
+        load_study(dashboard)
 
 
 def _pid_square(x: int) -> tuple[int, int]:

@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from dmi_eval.errors import DmiEvalError
+from dmi_eval.options import scheduler_problem
 
 Alternative = Literal["lower", "greater", "two-sided"]
 
@@ -155,6 +156,7 @@ def parallel_map(
     chunk_size: int | None = None,
     on_result: Callable[[int, Any], None] | None = None,
     probe: bool = True,
+    loop: str | None = None,
 ) -> list[Any]:
     """``[fn(x) for x in items]``, in order, over the active joblib backend.
 
@@ -190,7 +192,9 @@ def parallel_map(
     ``on_result(i, result)`` is called in this process as soon as item ``i``
     is done (chunks finish in any order); the returned list is in item order.
     ``desc`` labels the loop's own progress bar (``None``: no bar, the caller
-    shows progress through ``on_result``).
+    shows progress through ``on_result``); ``loop`` names the loop in errors
+    (default ``desc``). On a Dask cluster nothing is probed: the first item
+    would run on the submitting machine (a login node) before the others start.
     """
     items = list(items)
     notify = on_result or (lambda i, r: None)
@@ -209,6 +213,8 @@ def parallel_map(
             return inline(0)
     if jobs == 1 or len(items) < min_items:
         return inline(0)
+    probe = probe and backend != "DaskDistributedBackend"
+    what = loop or desc or "a parallel loop"
     fork = backend == "LokyBackend" and not configured() and _can_fork()
     cold = backend == "LokyBackend" and not _LOCAL_POOL["started"] and not fork
     out: list[Any] = [None] * len(items)
@@ -250,13 +256,13 @@ def parallel_map(
         except Exception as exc:
             if isinstance(exc, BrokenProcessPool):  # a forked worker died
                 raise WorkerLostError(
-                    f"a local worker process died while running {desc or 'a parallel loop'} "
+                    f"a local worker process died while running {what} "
                     f"({exc}); the run stopped and returns no partial results. If the machine "
                     "ran out of memory, run in one process with --jobs 1"
                 ) from exc
             if type(exc).__name__ == "KilledWorker":  # distributed.KilledWorker
                 raise WorkerLostError(
-                    f"a Dask worker died while running {desc or 'a parallel loop'} ({exc}); "
+                    f"a Dask worker died while running {what} ({exc}); "
                     "Dask retried the task on other workers and gave up, so the run stopped "
                     "and returns no partial results. Give the workers more memory (`dask worker "
                     "--memory-limit`), raise distributed.scheduler.allowed-failures, or run "
@@ -320,6 +326,9 @@ def compute(*, scheduler: str | None = None, n_jobs: int | None = None) -> Itera
         in this process. Ignored with ``scheduler``.
     """
     if scheduler is not None:
+        problem = scheduler_problem(scheduler)
+        if problem is not None:
+            raise ComputeError(f"--scheduler / [compute] scheduler: {problem}")
         try:
             from distributed import Client
         except ImportError:
@@ -329,13 +338,14 @@ def compute(*, scheduler: str | None = None, n_jobs: int | None = None) -> Itera
             ) from None
         try:
             client = Client(scheduler)  # connect timeout: distributed.comm.timeouts.connect
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise ComputeError(
                 f"cannot reach the Dask scheduler at {scheduler!r} ({exc}); start one "
                 "with `dask scheduler` and workers with `dask worker ADDRESS`, or fix "
                 "[compute] scheduler in study.toml / --scheduler"
             ) from exc
         with client, parallel_config(backend="dask"):
+            _wait_for_workers(client, scheduler)
             yield
         return
     if n_jobs is not None and int(n_jobs) < 1:
@@ -348,6 +358,25 @@ def compute(*, scheduler: str | None = None, n_jobs: int | None = None) -> Itera
     else:
         with parallel_config(backend="loky", n_jobs=int(n_jobs)):
             yield
+
+
+def _wait_for_workers(client: Any, scheduler: str) -> None:
+    """Say so on stderr, then wait, while the scheduler has no worker yet.
+
+    The usual state while a cluster's worker jobs are still queued: without a
+    word the run looked hung.
+    """
+    if client.scheduler_info().get("workers"):
+        return
+    print(
+        f"dmi-eval: waiting for a Dask worker to join the scheduler at {scheduler} (none has "
+        "yet; start workers with `dask worker ADDRESS`, or stop with Ctrl-C)",
+        file=sys.stderr,
+        flush=True,
+    )
+    client.wait_for_workers(1)
+    n = len(client.scheduler_info().get("workers", {}))
+    print(f"dmi-eval: {n} Dask worker{'s' if n != 1 else ''} connected", file=sys.stderr)
 
 
 def configured() -> bool:
