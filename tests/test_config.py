@@ -304,3 +304,10 @@ def test_persistence_periods_still_works_and_errors_are_clear(tmp_path):
         load_study(write_toml(tmp_path, BASE_TOML + "\n[verdict]\npersistence_periods = 0\n"))
     with pytest.raises(ValueError, match="not a duration"):
         VerdictRules(persistence="6 fortnights")
+
+
+def test_persistence_given_as_a_bare_number_says_how_to_write_it(tmp_path):
+    # regression: persistence = 6 gave "must be a non-empty string, got 6"
+    path = write_toml(tmp_path, BASE_TOML + "\n[verdict]\npersistence = 6\n")
+    with pytest.raises(ConfigError, match=r'persistence = "6 months".*persistence_periods = 6'):
+        load_study(path)

@@ -243,7 +243,8 @@ def _ci(log_ratio: float, se: float, alpha: float) -> tuple[float, float]:
     if not (np.isfinite(log_ratio) and np.isfinite(se)):
         return math.nan, math.nan
     q = stats.norm.ppf(1 - alpha / 2)
-    return float(np.expm1(log_ratio - q * se)), float(np.expm1(log_ratio + q * se))
+    with np.errstate(over="ignore"):  # a huge upper end is inf: "no upper limit"
+        return float(np.expm1(log_ratio - q * se)), float(np.expm1(log_ratio + q * se))
 
 
 def _inf_row(
