@@ -83,8 +83,8 @@ class SitePower:
         of markets with the primary design's one-sided ``p_lower < alpha``),
         ``primary_covered`` (its interval holds the true post-period change),
         ``closed, displaced, not_closed, inconclusive`` (shares of the
-        verdict), ``false_closed`` (*closed* or *displaced*: at no effect, the
-        false-closure rate) and ``error`` (markets where no design could be
+        verdict), ``closed_or_displaced`` (at no effect, the false-closure rate;
+        at a true drop, how often it is claimed) and ``error`` (markets where no design could be
         fitted), each share with its Monte Carlo SE in ``*_se``;
         ``median_mde`` of the primary design.
         """
@@ -103,7 +103,7 @@ class SitePower:
                 "primary_significant": p["p_lower"] < self.rules.alpha,
                 "primary_covered": covers_truth(p),
                 **{label: v["verdict"] == label for label in VERDICTS},
-                "false_closed": v["verdict"].isin(["closed", "displaced"]),
+                "closed_or_displaced": v["verdict"].isin(["closed", "displaced"]),
                 "error": v["verdict"] == "error",
             }
             for name, hits in shares.items():
@@ -170,7 +170,8 @@ class SitePower:
             target = target_of("false_closed_displaced")
             lines.append(
                 "At no effect the verdict said closed or displaced at "
-                f"{n['false_closed']:.2f} (SE {n['false_closed_se']:.2f}) of {n['markets']} "
+                f"{n['closed_or_displaced']:.2f} (SE {n['closed_or_displaced_se']:.2f}) of "
+                f"{n['markets']} "
                 f"markets (the package's calibration target: {target[0] if target else 'none'})."
             )
         fitted = self.rows[self.rows["design"] == "primary"]
