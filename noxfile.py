@@ -84,7 +84,8 @@ def calibrate(session: nox.Session) -> None:
     (900 markets: 11.3 minutes on an idle 2-core machine). ``nox -s calibrate --
     --sensitivity`` adds nine sensitivity scenarios (380 markets; the committed
     appendix), ``--scale 0.5`` simulates half as many cities, ``--out DIR`` writes
-    elsewhere.
+    elsewhere. ``nox -s calibrate -- --microsynth`` runs only the check of micro-level
+    synthetic control where it can be fitted (reports/appendix/calibration_microsynth.md).
     """
     install(session)
     args = list(session.posargs)

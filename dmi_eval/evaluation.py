@@ -56,13 +56,12 @@ PRIMARY_ORDER: tuple[str, ...] = ("sc", "cits", "its")
 Micro-level synthetic control was first until issue #10's calibration reached
 it: it is fitted only where exact balance is reachable, which a hot-spot
 market of 2-6 busy areas rarely allows (7 of the 900 judged calibration
-markets), so the calibration study could not judge it. A scratch study on
-markets where it can be fitted (cities of :mod:`dmi_eval.calibration.city`
-with markets of 6-9 areas at 8-18 drug incidents a month, every other setting
-the default; city seeds 7770100-7770149 with no effect at any market,
-7770200-7770249 with a sustained -45% drop at every market; the markets with
-an exact microsynth solution, about one a city) found its permutation
-intervals too narrow: the 90% interval covered the true change at 33 of 44
+markets), so the calibration study could not judge it. Its check on markets
+where it can be fitted (:mod:`dmi_eval.calibration.microsynth_check`, ``nox -s
+calibrate -- --microsynth``: cities with markets of 6-9 areas at 8-18 drug
+incidents a month, 50 with no effect and 50 with a sustained -45% drop; the
+markets with an exact microsynth solution, about one a city) found its
+permutation intervals too narrow: the 90% interval covered the true change at 33 of 44
 no-effect markets (0.75) and 41 of 52 closures (0.79), missing on both sides,
 and its two-sided 10% test rejected 7 of 44 true nulls; the one-sided 5% test
 of a fall rejected 1 of 44. Synthetic control at the same markets covered 44

@@ -425,3 +425,26 @@ def test_microsynth_matches_the_simulated_covariates(covariate_city):
     with_cov = MicroSynth(data, match_periods="blocks").fit().calibration
     without = MicroSynth(data, match_periods="blocks", covariates=False).fit().calibration
     assert with_cov["n_constraints"] == without["n_constraints"] + len(COVARIATE_COLUMNS)
+
+
+def test_microsynth_check_fits_both_designs_where_microsynth_fits(tmp_path):
+    # the study behind PRIMARY_ORDER's notes (microsynth is not the primary design), one city
+    from dmi_eval.calibration.microsynth_check import (
+        MICRO_SEED,
+        run_microsynth_check,
+        summarise_microsynth,
+        write_microsynth_outputs,
+    )
+
+    rows = run_microsynth_check(n_cities=1, seed=MICRO_SEED, n_jobs=1)
+    assert set(rows["design"]) == {"microsynth", "sc"}
+    by_design = rows.groupby("design")["site"].apply(tuple)
+    assert by_design["microsynth"] == by_design["sc"] and len(by_design["sc"]) >= 1
+    table = summarise_microsynth(rows)
+    null = table[(table["effect"] == "none") & (table["design"] == "sc")]
+    assert set(null["quantity"]) == {"coverage_90", "p_lower_05", "p_two_sided_10"}
+    facts = {"minutes": 0.1, "jobs": 1, "load": None, "cores": 2}
+    _, md = write_microsynth_outputs(table, tmp_path, n_cities=1, seed=MICRO_SEED, facts=facts)
+    text = md.read_text(encoding="utf-8")
+    assert "city seeds 7770100-7770100 and 7770200-7770200" in text
+    assert f"**This run**: {len(by_design['sc'])} simulated markets in 2 cities" in text

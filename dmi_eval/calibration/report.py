@@ -320,7 +320,11 @@ def calibration_markdown(
         "before issue #10 (SDID's full ridge on the weights and the placebo statistic "
         "standardised by the pre-period RMSPE), fitted to the same markets for comparison. "
         "`median_mde` is the median minimum detectable reduction the design reports (80% power, "
-        "one-sided 5% test).",
+        "one-sided 5% test). `microsynth` can be fitted only where exact balance is reachable, "
+        "which these hot-spot markets rarely allow, so its rows rest on a handful of markets: "
+        "it is a robustness check, never the primary design, and its calibration where it can "
+        "be fitted is in [calibration_microsynth.md](calibration_microsynth.md) "
+        "(`nox -s calibrate -- --microsynth`).",
         "",
         "## Targets, met or missed",
         "",

@@ -259,7 +259,7 @@ def sensitivity_scenarios(scale: float = 1.0) -> tuple[Scenario, ...]:
     )
 
 
-def _row(results: Any, outcome: str, rules: VerdictRules, window: str = "post") -> dict[str, Any]:
+def row_of(results: Any, outcome: str, rules: VerdictRules, window: str = "post") -> dict[str, Any]:
     """A design's change, interval, level, three tails, MDE and the persistence facts.
 
     Reads only the shared :class:`~dmi_eval.results.DesignResults` frames. The
@@ -281,7 +281,7 @@ def _row(results: Any, outcome: str, rules: VerdictRules, window: str = "post") 
         "detectable": undetectable(w, rules) is None,
     }
     if window == "post":
-        last = _row(results, outcome, rules, results.windows[-1])
+        last = row_of(results, outcome, rules, results.windows[-1])
         out["p_lower_last"] = last["p_lower"]
         out["pct_last"] = last["pct_change"]
         out["held"] = still_dropped(last["pct_change"], rules)
@@ -363,7 +363,7 @@ def evaluate_city(
             rows.append({**base, "design": "verdict", "verdict": "error", "note": str(exc)})
             continue
         for name, res in ev.results.items():
-            rows.append({**base, "design": name, **_row(res, "drug", rules)})
+            rows.append({**base, "design": name, **row_of(res, "drug", rules)})
         previous = SyntheticControl(
             city.panel.site_data(study, market.id),
             outcomes=["drug"],
@@ -375,13 +375,13 @@ def evaluate_city(
             leave_one_out=False,
             seed=study.seed,
         ).fit()
-        rows.append({**base, "design": PREVIOUS_SC, **_row(previous, "drug", rules)})
+        rows.append({**base, "design": PREVIOUS_SC, **row_of(previous, "drug", rules)})
         rows.append(
             {
                 **base,
                 "design": "primary",
                 "primary": ev.primary,
-                **_row(ev.results[ev.primary], "drug", rules),
+                **row_of(ev.results[ev.primary], "drug", rules),
             }
         )
         rows.append(
