@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=(
             "run only the check of micro-level synthetic control where it can be fitted "
-            "(dmi_eval.calibration.microsynth_check; about 8 minutes on 2 cores): "
+            "(dmi_eval.calibration.microsynth_check; about 3 minutes on 2 cores): "
             "results/calibration_microsynth.csv and appendix/calibration_microsynth.md"
         ),
     )
