@@ -113,8 +113,8 @@
 # & Kilmer 2017). A robustness check, never the primary design: its placebo treated sets are areas
 # scattered over the city, whose own deviations from city-wide swings average out, while a
 # market's areas share one, so at simulated markets where exact balance was reachable its
-# permutation intervals were too narrow (the study is in the notes of
-# `dmi_eval.evaluation.PRIMARY_ORDER`).
+# permutation intervals were too narrow (`nox -s calibrate -- --microsynth`, whose page is
+# `appendix/calibration_microsynth.md` of the shipped reports).
 #
 # ## Difference-in-differences and event study (`did`) — `dmi_eval/designs/did/`
 #

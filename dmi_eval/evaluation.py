@@ -351,7 +351,7 @@ def primary_rule_text() -> str:
         "series. The others are shown as robustness checks. Micro-level synthetic control is "
         "one of them: its placebo sets of areas scattered over the city drift less than a "
         "market whose areas share their exposure to city-wide swings, so its intervals were "
-        "too narrow in the calibration study (notes of `dmi_eval.evaluation.PRIMARY_ORDER`)."
+        "too narrow in the calibration study (`nox -s calibrate -- --microsynth`)."
     )
 
 
