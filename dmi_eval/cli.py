@@ -247,7 +247,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.out:
         import tempfile
 
-        from dmi_eval.outputs import OutputFolder
+        from dmi_eval.outputs import OutputFolder, read_manifest
         from dmi_eval.pipeline import save
         from dmi_eval.render import add_navigation
         from dmi_eval.report import (
@@ -268,7 +268,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                 "out_dir": str(out),
                 "site_id": site.id,
                 "results_path": str(save(fitted, Path(tmp) / "evaluation.pickle")),
-                "summary": False,  # one site: no cross-site summary to link
+                # link the cross-site summary only where evaluate wrote one
+                "summary": "README.md" in (read_manifest(out) or {}).get("evaluate", []),
             }
             page = run_analysis(
                 analyses_dir() / SITE_SCRIPT, params, out / "sites" / f"{site.id}.md"

@@ -72,8 +72,12 @@ def nearest_donors(target: np.ndarray, pool: np.ndarray, n: int) -> np.ndarray:
     return np.sort(np.argsort(dist, kind="stable")[:n])
 
 
-def restrict_donors(data: SiteData, max_donors: int | None) -> tuple[SiteData, str | None]:
+def restrict_donors(
+    data: SiteData, max_donors: int | None, *, label: str | None = None
+) -> tuple[SiteData, str | None]:
     """The site with at most ``max_donors`` donor areas, and a note saying so.
+
+    ``label``: the primary outcome in words for the note (default: its id).
 
     Returns ``data`` itself and ``None`` when the pool is no larger (or
     ``max_donors`` is None); otherwise a view of the site whose donor areas are
@@ -106,7 +110,7 @@ def restrict_donors(data: SiteData, max_donors: int | None) -> tuple[SiteData, s
     )
     note = (
         f"donor pool: the {max_donors:,} of {len(donors):,} comparison areas nearest to the "
-        f"market in pre-period level and trend of {outcome}, areas with at least "
+        f"market in pre-period level and trend of {label or outcome}, areas with at least "
         f"{MIN_PRE_COUNT:g} pre-period incidents first (a large city's pool is restricted "
         "to areas like the market; every design uses this pool)"
     )

@@ -617,7 +617,9 @@ def evaluate_site(
         evidence in about a quarter of the time with four outcomes).
     """
     check_choice("outcomes", outcomes, Outcomes)
-    data, pool_note = restrict_donors(panel.site_data(study, site_id), MAX_DONORS)
+    site_data = panel.site_data(study, site_id)
+    label = study.report.outcome_label(site_data.primary_outcome)
+    data, pool_note = restrict_donors(site_data, MAX_DONORS, label=label)
     if outcomes == "primary":
         data = primary_outcome_only(data)
     results, notes, primary, catchment_results, c_notes = _fit_site(data, study)

@@ -142,12 +142,15 @@ class Panel:
                 f"{where}.outcomes: {', '.join(missing_outcomes)} not in the data; "
                 f"available: {', '.join(self.outcomes)}"
             )
-        return SiteData(
-            panel=self,
-            site=site,
-            donor_areas=self.donor_pool(study, site),
-            transition=study.transition,
-        )
+        try:
+            return SiteData(
+                panel=self,
+                site=site,
+                donor_areas=self.donor_pool(study, site),
+                transition=study.transition,
+            )
+        except DesignError as exc:  # the call-in date or pool: name the file to fix
+            raise DesignError(f"{study.path.name}: {exc}") from exc
 
 
 @dataclass(frozen=True)

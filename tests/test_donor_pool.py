@@ -55,7 +55,9 @@ def test_restrict_donors_keeps_the_nearest_areas_in_order():
     same, note = restrict_donors(sd, len(donors))
     assert same is sd and note is None
     view, note = restrict_donors(sd, 15)
-    assert note is not None and f"15 of {len(donors)}" in note
+    assert note is not None and f"15 of {len(donors)}" in note and "trend of drug," in note
+    _, worded = restrict_donors(sd, 15, label="drug offences")
+    assert "trend of drug offences," in worded  # the outcome in words on a report page
     assert len(view.donor_areas) == 15
     # original order, and exactly the 15 nearest in pre-period level and trend
     positions = [donors.index(a) for a in view.donor_areas]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import subprocess
 import sys
 
@@ -208,6 +209,18 @@ def assert_local_links_resolve(out):
             target = (page.parent / link.split("#")[0]).resolve()
             assert target.is_file(), f"{where}: {link}"
             assert target.is_relative_to(out.resolve()), f"{where}: {link}"
+
+
+def test_check_into_an_evaluated_report_keeps_the_summary_link(evaluated, tmp_path):
+    # regression: check --out into evaluate's folder rewrote the site page without the link to
+    # the summary evaluate wrote there (the .md lost it, the .html kept it)
+    root, sim, out = evaluated
+    copy = tmp_path / "report"
+    shutil.copytree(out, copy)
+    site = next(iter(sim.truth["sites"]))
+    check = run_cli("check", "study/study.toml", "--site", site, "--out", str(copy), cwd=root)
+    assert check.returncode == 0, check.stderr
+    assert "[Summary of all sites](../README.md)" in (copy / "sites" / f"{site}.md").read_text()
 
 
 def test_every_html_page_links_and_images_resolve(evaluated):

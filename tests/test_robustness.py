@@ -153,4 +153,5 @@ def test_site_errors_name_the_site_and_the_fix(small_study, tmp_path, capsys, ol
     assert main(["validate-data", str(tmp_path / "study.toml")]) == 2
     err = capsys.readouterr().err
     assert expected in err
+    assert "study.toml" in err  # which file to fix
     assert "Traceback" not in err
