@@ -184,3 +184,28 @@ def test_site_sc_reports_each_tail_an_mde_and_weights_that_choose():
     for window, method in zip(res.table["window"], res.table["method"], strict=True):
         used = res.noise_test("drug", window).n_placebos
         assert f"rank test over {used} placebo areas" in method, window
+
+
+def test_the_interval_tests_a_change_with_the_counting_noise_of_its_count():
+    # a -45% market's window holds 0.55 times its no-change count: the counting noise the
+    # interval's lower end is tested with is that of the smaller count (held-out weekly cities
+    # under-covered true closures with v_1 fixed at no change)
+    rng = np.random.default_rng(3)
+    placebos = rng.normal(0, 1, 99)
+    m = 60.0  # the market's synthetic count over the window
+    v1 = 1 / m + 0.002
+    L = np.r_[math.log(0.55), placebos * math.sqrt(0.02 + 0.02)]
+    v = np.r_[v1, np.full(99, 0.02)]
+    fixed = NoiseStandardisedTest(log_ratio=L, variance=v, tau2=0.02)
+    moving = NoiseStandardisedTest(log_ratio=L, variance=v, tau2=0.02, market_count=m)
+    assert moving.p_values() == fixed.p_values()  # the test of no change is the same
+    low, high = moving.interval(0.9)
+    f_low, f_high = fixed.interval(0.9)
+    # both ends are drops here, each tested with the noise of its smaller count: wider
+    assert low < f_low < f_high < high
+    zp = np.sort(moving.z[1:])
+    for end, q in ((low, zp[99 - 5]), (high, zp[4])):
+        u = math.log1p(end)
+        assert (L[0] - u) / moving.market_sd(u) == pytest.approx(q, abs=1e-9)
+    # zero lies outside the interval exactly when the equal-tailed p is at most 0.10
+    assert (low > 0 or high < 0) == (moving.p_values()[2] <= 0.10)
