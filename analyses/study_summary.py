@@ -195,6 +195,7 @@ unreadable = (
 )
 pooled_rows, pooled, wide, left_notes = [], {}, [], []
 sensitivity = None
+already_out: list[str] = []  # sites whose data cannot tell that the main pool left out anyway
 for design in designs:
     frame = effects[
         (effects.design == design)
@@ -213,7 +214,9 @@ for design in designs:
         left_notes.append(f"{design_label(design)}: {result.left_out(site_names)}")
     if design == main_design and unreadable:
         kept = [s for s in result.sites if s not in unreadable]
-        if len(kept) >= 3:
+        if len(kept) == result.k:
+            already_out = [s for s in unreadable if s in result.excluded]
+        elif len(kept) >= 3:
             sensitivity = pool_effects(
                 frame, design=design, window="post", leave_out={**absent, **unreadable}
             )
@@ -235,6 +238,13 @@ def sensitivity_text() -> str:
         return (
             "Sensitivity: no site's verdict is inconclusive because its data cannot tell, "
             "so no site is left out."
+        )
+    if already_out:
+        return (
+            "No separate sensitivity analysis: the sites whose verdict says their data cannot "
+            "tell ("
+            + ", ".join(site_names.get(s, s) for s in already_out)
+            + ") are not in this pool anyway, so it is its own sensitivity analysis."
         )
     return (
         "No sensitivity analysis: leaving out the sites whose data cannot tell ("
