@@ -109,3 +109,16 @@ def test_stacked_prose_and_caption_match_the_figure(summary):
     caption = stacked.split("*Figure:", 1)[1]
     assert "log rate ratio" not in caption and "% changes" in caption
     assert ("with their 95% intervals" in caption) != ("without intervals" in caption)
+
+
+def test_the_committed_summary_never_names_an_empty_sensitivity_pool(project_root):
+    # regression: with Millbrook already out of the SC pool, the sensitivity sentence read
+    # "Sensitivity: without , the 5 other sites' ..." beside a row that repeated the pool
+    text = (project_root / "reports" / "README.md").read_text(encoding="utf-8")
+    pooled = _section(text, "Pooled effect across sites")
+    assert "without ," not in pooled
+    rows = [r.split("|")[1].strip() for r in pooled.splitlines() if r.startswith("| ")]
+    if "synthetic control, sensitivity" not in rows:
+        assert re.search(
+            r"Sensitivity: no site|No separate sensitivity analysis|No sensitivity analysis", pooled
+        )
