@@ -102,19 +102,10 @@ _DATA_KEYS = {
 }
 _COLUMN_KEYS = {"incident_id", "date", "offense", "area_id", "x", "y"}
 _GEO_KEYS = {"crs", "areas", "area_id_field", "grid_m", "boundary"}
-_SITE_KEYS = {
-    "id",
-    "name",
-    "intervention",
-    "treated_areas",
-    "catchment_areas",
-    "donor_areas",
-    "outcomes",
-    "primary_outcome",
-    "market",
-    "catchment_buffer_m",
-    "donor_buffer_m",
-}
+_SITE_KEYS = set(
+    "id name intervention treated_areas catchment_areas donor_areas outcomes primary_outcome "
+    "market catchment_buffer_m donor_buffer_m".split()
+)
 _TOP_KEYS = {"study", "data", "sites", "verdict", "report", "geo", "compute"}
 _COMPUTE_KEYS = {"scheduler", "jobs"}
 
@@ -149,14 +140,18 @@ class _Reader:
     def has(self, key: str) -> bool:
         return key in self.table
 
-    def str(self, key: str, default: str | None = None, *, required: bool = False) -> str | None:
+    def str(
+        self, key: str, default: str | None = None, *, required: bool = False, hint: str = ""
+    ) -> str | None:
+        """The key's string; ``hint`` (``{value}``: what was given) follows the error."""
         if key not in self.table:
             if required:
                 raise self.error(key, "is required (a string)")
             return default
         value = self.table[key]
         if not isinstance(value, str) or not value.strip():
-            raise self.error(key, f"must be a non-empty string, got {value!r}")
+            more = f"; {hint.format(value=value)}" if hint else ""
+            raise self.error(key, f"must be a non-empty string, got {value!r}{more}")
         return value
 
     def choice(self, key: str, allowed: tuple[str, ...], default: str) -> str:
@@ -368,8 +363,7 @@ def _parse_compute(file: Path, table: Any) -> Compute:
         raise ConfigError(f"{file.name}: [compute] must be a table")
     c = _Reader(file, table, "[compute]", _COMPUTE_KEYS)
     scheduler = c.str("scheduler")
-    problem = None if scheduler is None else scheduler_problem(scheduler)
-    if problem is not None:
+    if scheduler is not None and (problem := scheduler_problem(scheduler)):
         raise c.error("scheduler", problem)
     jobs = c.integer("jobs", 0, low=0, high=4096) if c.has("jobs") else None
     if jobs == 0:
@@ -610,14 +604,12 @@ def _parse_verdict(file: Path, table: Any) -> VerdictRules:
             'give either persistence (a duration such as "6 months") or persistence_periods, '
             "not both",
         )
-    given = table.get("persistence")
-    if isinstance(given, int | float) and not isinstance(given, bool):
-        raise r.error(
-            "persistence",
-            f'must be a duration with its unit, e.g. persistence = "{given:g} months" (or give '
-            f"the number of the study's periods as persistence_periods = {given:g}); got {given!r}",
-        )
-    persistence = r.str("persistence", defaults.persistence)
+    persistence = r.str(
+        "persistence",
+        defaults.persistence,
+        hint='write a duration with its unit, e.g. persistence = "{value} months", or the '
+        "number of the study's periods as persistence_periods = {value}",
+    )
     try:
         parse_duration(persistence)
     except ValueError as exc:
@@ -626,12 +618,7 @@ def _parse_verdict(file: Path, table: Any) -> VerdictRules:
     if r.has("persistence_periods"):
         periods = r.integer("persistence_periods", 6, low=1, high=10_000)
     values: dict[str, Any] = {"persistence": persistence, "persistence_periods": periods}
-    for name in names - set(values):
-        default = getattr(defaults, name)
-        if isinstance(default, int) and not isinstance(default, bool):
-            values[name] = r.integer(name, default, low=0, high=10_000)
-        else:
-            values[name] = r.number(name, default, low=0.0, high=1e6)
+    values |= _numbers(r, {n: getattr(defaults, n) for n in sorted(names - set(values))})
     try:
         return VerdictRules(**values)
     except ConfigError as exc:  # alpha, min_reduction, lasting_share out of range
@@ -644,12 +631,15 @@ def _parse_dataclass(file: Path, table: Any, where: str, cls: type) -> Any:
     defaults = cls()
     fields = {name: getattr(defaults, name) for name in cls.__dataclass_fields__}
     r = _Reader(file, table, where, set(fields))
-    values: dict[str, Any] = {}
-    for name, default in fields.items():
-        if isinstance(default, tuple):
-            continue  # parsed by the caller
-        if isinstance(default, int) and not isinstance(default, bool):
-            values[name] = r.integer(name, default, low=0, high=10_000)
-        else:
-            values[name] = r.number(name, default, low=0.0, high=1e6)
-    return cls(**values)
+    # tuple fields are parsed by the caller
+    return cls(**_numbers(r, {n: d for n, d in fields.items() if not isinstance(d, tuple)}))
+
+
+def _numbers(r: _Reader, defaults: dict[str, Any]) -> dict[str, Any]:
+    """Each key's integer (an integer default) or number, 0 or more."""
+    return {
+        name: r.integer(name, default, low=0, high=10_000)
+        if isinstance(default, int) and not isinstance(default, bool)
+        else r.number(name, default, low=0.0, high=1e6)
+        for name, default in defaults.items()
+    }
