@@ -337,18 +337,15 @@ def edge_period_note(ingest: Ingest, start: dt.date | None, end: dt.date | None)
     periods = ingest.panel.periods
     totals = np.sum([np.asarray(c).sum(axis=0) for c in ingest.panel.counts.values()], axis=0)
     edges = []
-    if start is None:
-        first = periods[0]
-        if ingest.dates[0] > first.start_time.date() and totals[0] < EDGE_SHARE * float(
-            np.median(totals[1:5])
-        ):
-            edges.append(("first", first, ingest.dates[0], totals[0], np.median(totals[1:5])))
-    if end is None:
-        last = periods[-1]
-        if ingest.dates[1] < last.end_time.date() and totals[-1] < EDGE_SHARE * float(
-            np.median(totals[-5:-1])
-        ):
-            edges.append(("last", last, ingest.dates[1], totals[-1], np.median(totals[-5:-1])))
+    for which, given, i, near in (
+        ("first", start, 0, slice(1, 5)),
+        ("last", end, -1, slice(-5, -1)),
+    ):
+        period, date = periods[i], ingest.dates[i]
+        inside = date > period.start_time.date() if i == 0 else date < period.end_time.date()
+        typical = float(np.median(totals[near]))
+        if given is None and inside and totals[i] < EDGE_SHARE * typical:
+            edges.append((which, period, date, totals[i], typical))
     if not edges:
         return None
     said = "; ".join(

@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from dmi_eval.calibration.city import CLOSURE, NULL, CitySpec, Effect, simulate_city
+from dmi_eval.calibration.report import quantity_words, run_facts_text, write_table_and_page
 from dmi_eval.calibration.runner import binomial_share, covers_truth, row_of
 from dmi_eval.inference.parallel import parallel_map
 
@@ -115,8 +116,6 @@ def microsynth_markdown(
     table: pd.DataFrame, *, n_cities: int, seed: int, facts: Mapping[str, Any]
 ) -> str:
     """The appendix page: what was simulated, the table, and what it means for the primary design."""
-    from dmi_eval.calibration.report import run_facts_text
-
     fitted = table[(table["design"] == "microsynth") & table["quantity"].str.startswith("coverage")]
     n_markets = int(fitted["n"].sum())
     lines = [
@@ -140,10 +139,7 @@ def microsynth_markdown(
         "|---|---|---|---:|---:|---:|",
     ]
     for r in table.itertuples(index=False):
-        what = _WORDS.get(
-            r.quantity,
-            f"coverage of the stated {r.quantity.split('_')[1]}% interval (true change inside)",
-        )
+        what = _WORDS.get(r.quantity) or quantity_words(r.quantity)
         lines.append(
             f"| {r.design} | {r.effect} | {what} | {r.value:.3f} | {r.mc_se:.3f} | {r.n} |"
         )
@@ -168,19 +164,8 @@ def write_microsynth_outputs(
     table: pd.DataFrame, out: str | Path, *, n_cities: int, seed: int, facts: Mapping[str, Any]
 ) -> tuple[Path, Path]:
     """Write ``results/calibration_microsynth.csv`` and its appendix page (and HTML) under ``out``."""
-    from dmi_eval.render import markdown_to_html
-
-    out = Path(out)
-    (out / "results").mkdir(parents=True, exist_ok=True)
-    (out / "appendix").mkdir(parents=True, exist_ok=True)
-    csv = out / "results" / "calibration_microsynth.csv"
-    table.to_csv(csv, index=False, lineterminator="\n")
-    md = out / "appendix" / "calibration_microsynth.md"
-    md.write_text(
-        microsynth_markdown(table, n_cities=n_cities, seed=seed, facts=facts), encoding="utf-8"
-    )
-    markdown_to_html(md)
-    return csv, md
+    page = microsynth_markdown(table, n_cities=n_cities, seed=seed, facts=facts)
+    return write_table_and_page(out, "calibration_microsynth", table, page)
 
 
 __all__ = [

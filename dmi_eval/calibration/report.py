@@ -92,7 +92,8 @@ def _fmt(x: float) -> str:
     return f"{x:.3f}"
 
 
-def _words(quantity: str) -> str:
+def quantity_words(quantity: str) -> str:
+    """A calibration quantity in words (``coverage_90`` -> the coverage of the 90% interval)."""
     if quantity.startswith("coverage_"):
         return f"coverage of the stated {quantity.split('_')[1]}% interval (true post-period change inside)"
     if quantity.startswith("share_"):
@@ -141,7 +142,7 @@ def _target_lines(frame: pd.DataFrame) -> list[str]:
     for _, r in frame[frame["met"].astype(str).isin(["True", "False"])].iterrows():
         verdict = "Met" if str(r["met"]) == "True" else "**Missed**"
         out.append(
-            f"- {verdict}: {r['design']}, {r['scenario']}, {_words(r['quantity'])}: "
+            f"- {verdict}: {r['design']}, {r['scenario']}, {quantity_words(r['quantity'])}: "
             f"{_fmt(r['value'])} (target {r['target']}, Monte Carlo SE {_fmt(r['mc_se'])}, "
             f"n = {int(r['n'])})."
         )
@@ -471,7 +472,7 @@ def _table(frame: pd.DataFrame) -> list[str]:
     for _, r in frame.iterrows():
         met = "" if r["met"] == "" else ("yes" if bool(r["met"]) else "**no**")
         out.append(
-            f"| {r['design']} | {r['scenario']} | {_words(r['quantity'])} | {_fmt(r['value'])} | "
+            f"| {r['design']} | {r['scenario']} | {quantity_words(r['quantity'])} | {_fmt(r['value'])} | "
             f"{_fmt(r['mc_se'])} | {int(r['n'])} | {r['target']} | {met} |"
         )
     return out
@@ -490,14 +491,20 @@ def write_outputs(
 
     ``facts``: the run's ``minutes``, ``jobs``, ``load`` and ``cores``, stated in the appendix.
     """
+    page = calibration_markdown(table, rows, scenarios, seed=seed, facts=facts)
+    return write_table_and_page(out, "calibration", calibration_frame(table), page)
+
+
+def write_table_and_page(
+    out: str | Path, name: str, table: pd.DataFrame, page: str
+) -> tuple[Path, Path]:
+    """``results/NAME.csv`` and ``appendix/NAME.md`` (and its HTML page) under ``out``."""
     out = Path(out)
     (out / "results").mkdir(parents=True, exist_ok=True)
     (out / "appendix").mkdir(parents=True, exist_ok=True)
-    csv = out / "results" / "calibration.csv"
-    calibration_frame(table).to_csv(csv, index=False, lineterminator="\n")
-    md = out / "appendix" / "calibration.md"
-    md.write_text(
-        calibration_markdown(table, rows, scenarios, seed=seed, facts=facts), encoding="utf-8"
-    )
+    csv = out / "results" / f"{name}.csv"
+    table.to_csv(csv, index=False, lineterminator="\n")
+    md = out / "appendix" / f"{name}.md"
+    md.write_text(page, encoding="utf-8")
     markdown_to_html(md)
     return csv, md
