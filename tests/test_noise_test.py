@@ -42,16 +42,39 @@ def _test(L, v=None, tau2=0.0):
 
 
 def test_each_tail_is_counted_with_the_site_included():
-    # site first, 19 placebos: 2 at or below the site, 18 at or above
+    # site first, 19 placebos with median 0.1625: 2 at or below the site (-0.3), and none of
+    # their mirror images 0.325 - z is (the highest placebo, 0.5, mirrors to -0.175)
     placebos = np.r_[-0.5, -0.4, np.linspace(-0.1, 0.5, 17)]
     t = _test(np.r_[-0.3, placebos])
+    z = placebos / 0.1
+    assert t.reference.tolist() == pytest.approx(np.sort(np.r_[z, 2 * np.median(z) - z]).tolist())
     lower, upper, two = t.p_values()
-    assert lower == pytest.approx(3 / 20)
-    assert upper == pytest.approx(18 / 20)
-    assert two == pytest.approx(2 * 3 / 20)  # equal-tailed: twice the smaller tail
+    assert lower == pytest.approx(3 / 39)  # ranked among 38 reference values, itself included
+    assert upper == pytest.approx((1 + 17 + 19) / 39)
+    assert two == pytest.approx(2 * 3 / 39)  # equal-tailed: twice the smaller tail
     assert lower + upper > 1  # never 1 - p: ties with the site count in both tails
-    # the most extreme site: p is 1/(n+1), never 0
+    # the most extreme site: p is 1/(n+1) over the 19 placebos, never 0 and never 1/39
     assert _test(np.r_[-9.0, placebos]).p_values()[0] == pytest.approx(1 / 20)
+
+
+def test_a_symmetric_market_among_left_skewed_placebos_is_held_less_to_their_long_tail():
+    """Placebo statistics with a lower tail 1.5 times their upper one (as single quiet areas
+    give) and a market whose statistic is symmetric with the upper tail's spread: ranked among
+    the placebos as they are, a one-sided 5% test rejects a true null less than 1% of the time
+    (cut-off near 1.5 x -1.645); among the placebos and their mirror images, whose lower 5%
+    point solves (Phi(c / 1.5) + Phi(c)) / 2 = 0.05 (c = -2.09), about twice as often (a
+    normal market: 1.8%); neither exceeds 5%."""
+    rng = np.random.default_rng(11)
+    mirrored, plain = [], []
+    for _ in range(4000):
+        zp = rng.normal(0, 1, 99)
+        zp[zp < 0] *= 1.5
+        t = _test(np.r_[rng.normal(0, 1), zp], v=np.ones(100))
+        mirrored.append(t.p_values()[0] < 0.05)
+        plain.append((1 + np.sum(t.z[1:] <= t.z[0])) / 100 < 0.05)
+    assert np.mean(plain) < 0.009  # 0.005 with this seed
+    assert 0.01 < np.mean(mirrored) < 0.03  # 0.014
+    assert np.mean(mirrored) > 2 * np.mean(plain)
 
 
 @pytest.mark.parametrize("level", [0.9, 0.95])
@@ -73,11 +96,13 @@ def test_interval_inverts_the_test_and_mde_needs_enough_placebos():
     t = _test(np.r_[math.log(0.6), placebos], v=np.full(200, 0.0025), tau2=0.0)
     low, high = t.interval(0.9)
     assert low < -0.4 < high
-    # at the interval's ends the shifted statistic sits on the 10th placebo from each end
+    # at the interval's ends the shifted statistic sits on the 19th of the 398 reference values
+    # from each end (floor(0.05 * 399) = 19)
     s = float(t.sd[0])
-    z = np.sort(t.z[1:])
-    assert math.log1p(low) == pytest.approx(math.log(0.6) - z[-10] * s)
-    assert math.log1p(high) == pytest.approx(math.log(0.6) - z[9] * s)
+    z = t.reference
+    assert z.size == 398
+    assert math.log1p(low) == pytest.approx(math.log(0.6) - z[-19] * s)
+    assert math.log1p(high) == pytest.approx(math.log(0.6) - z[18] * s)
     # MDE: 80% power one-sided 5% with normal placebos ~ (1.645 + 0.84) sd
     mde = t.mde()
     assert -math.log1p(-mde) == pytest.approx(2.49 * s * (0.1 / s), rel=0.25)
@@ -171,7 +196,8 @@ def test_site_sc_reports_each_tail_an_mde_and_weights_that_choose():
     expected = inputs.synthetic[1:, data.post_mask].sum(axis=1)
     assert n == max(int(np.sum(expected >= 20)), min(80, expected.size))
     assert row["p_lower"] >= 1 / (n + 1) and row["p_upper"] >= 1 / (n + 1)
-    assert row["p_lower"] + row["p_upper"] == pytest.approx(1 + 1 / (n + 1), abs=1e-9)
+    # ranked among the 2n placebo statistics and their mirror images
+    assert row["p_lower"] + row["p_upper"] == pytest.approx(1 + 1 / (2 * n + 1), abs=1e-9)
     assert row["ci_low"] < row["pct_change"] < row["ci_high"]
     diag = res.diagnostics.loc["drug"]
     assert 0 < diag["mde_placebo"] < 1 and diag["drift_sd"] > 0 and diag["dispersion"] > 0
@@ -203,8 +229,8 @@ def test_the_interval_tests_a_change_with_the_counting_noise_of_its_count():
     f_low, f_high = fixed.interval(0.9)
     # both ends are drops here, each tested with the noise of its smaller count: wider
     assert low < f_low < f_high < high
-    zp = np.sort(moving.z[1:])
-    for end, q in ((low, zp[99 - 5]), (high, zp[4])):
+    ref = moving.reference  # 198 values: k = floor(0.05 * 199) = 9 from each end
+    for end, q in ((low, ref[198 - 9]), (high, ref[8])):
         u = math.log1p(end)
         assert (L[0] - u) / moving.market_sd(u) == pytest.approx(q, abs=1e-9)
     # zero lies outside the interval exactly when the equal-tailed p is at most 0.10

@@ -156,7 +156,10 @@ SCENARIO_MISS_NOTES: dict[str, str] = {
         "neither its comparison areas nor its own pre period show it (its out-of-sample errors "
         "within the pre period are no larger than an ordinary market's; the studies are in the "
         "notes of `dmi_eval.designs.synth.joint`), and after the call-in it drifts further than "
-        "the placebo areas whose drift sets its interval. No site's data can tell whether its "
+        "the placebo areas whose drift sets its interval; the one-sided test, which ranks the "
+        "market among the placebos and their mirror images about their median (it drops the "
+        "placebos' long lower tail, which gives ordinary markets their power), then rejects "
+        "more often than 5% at no-effect markets too. No site's data can tell whether its "
         "market is this exposed: `dmi-eval power STUDY --site ID --exposure 2` gives the "
         "verdict's error rates at a site like yours if it is."
     ),

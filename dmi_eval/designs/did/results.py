@@ -69,7 +69,8 @@ class DIDResults(WindowResults):
         if self.inference == "placebo":
             return (
                 f"{MODEL_LABEL[self.model]} DID (area and period effects; rate ratio); "
-                "placebo-in-space rank test over the control areas as fake markets (log ratio "
+                "placebo-in-space rank test over the control areas as fake markets and their "
+                "mirror images about the placebos' median (log ratio "
                 f"over its counting-noise and drift SD), two-sided; {conf} interval inverting "
                 "the test"
             )

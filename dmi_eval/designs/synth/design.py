@@ -172,9 +172,11 @@ class SyntheticControl:
     ``sum(observed) - sum(counterfactual)`` and ``pct_change = effect / sum(cf)``.
     Inference: every donor area in turn is a fake treated unit fitted on the
     other donors with the same estimator; the rank of the site's standardised
-    statistic among them gives each one-sided p-value (``(1 + #{placebos at or
-    beyond}) / (n + 1)``, each tail counted) and inverting the rank test gives
-    the interval. With ``placebo_statistic="noise"`` the statistic of unit
+    statistic among their statistics and the mirror images of these about their
+    median gives each one-sided p-value (``(1 + #{reference values at or
+    beyond}) / (2n + 1)``, each tail counted, never below ``1 / (n + 1)``;
+    :class:`~dmi_eval.inference.noise.NoiseStandardisedTest`) and inverting the
+    rank test gives the interval. With ``placebo_statistic="noise"`` the statistic of unit
     ``j`` is ``log(sum obs / sum synthetic) / sqrt(tau^2 + v_j)``, ``v_j`` its
     negative-binomial counting variance and ``tau^2`` the DerSimonian-Laird
     drift variance of the placebos expecting at least 20 incidents in the

@@ -71,9 +71,9 @@ class SyntheticControlResults(DesignResults):
         ``diagnostics`` adds ``n_placebos``, ``min_p``, ``drift_sd``,
         ``dispersion`` and ``mde_placebo`` / ``mde_placebo_last``: the smallest
         reduction the one-sided 5% test detects with 80% power over the post /
-        last-k window, from the single-area placebo distribution. It is
-        conservative for a market whose areas drift independently, so it is not
-        (yet) the ``mde`` the verdict reads.
+        last-k window, from the placebos' mirrored reference distribution
+        (:meth:`~dmi_eval.inference.noise.NoiseStandardisedTest.mde`); the
+        verdict reads it (:data:`dmi_eval.evaluation.MDE_COLUMNS`).
     estimator
         SC's estimator: ``"simplex"`` weights or ``"factor"`` (generalized
         synthetic control, :mod:`dmi_eval.designs.synth.factor`; the
@@ -185,10 +185,6 @@ class SyntheticControlResults(DesignResults):
                 n_pl.append(0 if placebo is None else placebo.n_placebos)
         frame["n_placebos"] = n_pl
         frame["min_p"] = [1.0 / (n + 1) for n in n_pl]
-        # Not named ``mde``/``mde_last``: the verdict reads those, and this MDE rests on
-        # single-area drift, which overstates the drift of a market whose areas move
-        # independently (northgate 33%, southpark 42% in the synthetic study would become
-        # "inconclusive"); see the calibration appendix for its median at simulated sites.
         frame["mde_placebo"] = mde
         frame["mde_placebo_last"] = mde_last
         frame["drift_sd"] = drift
@@ -249,6 +245,7 @@ class SyntheticControlResults(DesignResults):
             path = self.paths[outcome]
             test = self.placebos.get(outcome)
             n_pl = 0 if test is None else test.n_placebos
+            mirror = " and their mirror images" if outcome in self.noise else ""
             statistic = (
                 "log ratio over its counting-noise and drift SD"
                 if outcome in self.noise
@@ -256,7 +253,7 @@ class SyntheticControlResults(DesignResults):
             )
             method = (
                 f"{_DESIGN_LABEL[self.method]}; placebo-in-space rank test over {{n}} placebo "
-                f"areas ({statistic}), {self.sided}"
+                f"areas{mirror} ({statistic}), {self.sided}"
                 f"{'' if self.sided == 'two-sided' else ', one-sided'}; "
                 f"{round(100 * self.level)}% interval "
                 + (
