@@ -65,8 +65,9 @@ permutation intervals too narrow: the 90% interval covered the true change at 33
 no-effect markets (0.75) and 41 of 52 closures (0.79), missing on both sides,
 and its two-sided 10% test rejected 7 of 44 true nulls; the one-sided 5% test
 of a fall rejected 1 of 44. Synthetic control at the same markets covered 44
-of 44 and 46 of 52 (0.88), with size 0 of 44 and power 0.81 at -45% (microsynth
-0.96). Its placebo treated sets are areas drawn anywhere in the city, whose own
+of 44 and 49 of 52 (0.94), with size 0 of 44 and power 0.88 at -45% (0.81
+before its test ranked the market among mirrored placebos; microsynth 0.96).
+Its placebo treated sets are areas drawn anywhere in the city, whose own
 deviations from the city-wide factors average out, while a market's areas
 share one deviation; so a market drifts further from its synthetic control
 than the placebo sets that calibrate its interval (the synthetic control's
