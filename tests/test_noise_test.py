@@ -235,3 +235,27 @@ def test_the_interval_tests_a_change_with_the_counting_noise_of_its_count():
         assert (L[0] - u) / moving.market_sd(u) == pytest.approx(q, abs=1e-9)
     # zero lies outside the interval exactly when the equal-tailed p is at most 0.10
     assert (low > 0 or high < 0) == (moving.p_values()[2] <= 0.10)
+
+
+def test_the_mde_sees_a_drop_through_the_counting_noise_of_its_smaller_count():
+    # a market expecting 60 incidents in the window: a drop to 0.6 of them is seen with the
+    # noise of 36; at the MDE's log drop u, -u = Q s(u) - c s_0 (Q the reference's 80%
+    # quantile, c its critical value); with s(u) fixed at s_0 the MDE is the smaller one
+    rng = np.random.default_rng(5)
+    m = 60.0
+    L = np.r_[0.0, rng.normal(0, 1, 199) * 0.2]
+    v = np.r_[1 / m + 0.004, np.full(199, 0.02)]
+    fixed = NoiseStandardisedTest(log_ratio=L, variance=v, tau2=0.02)
+    moving = NoiseStandardisedTest(log_ratio=L, variance=v, tau2=0.02, market_count=m)
+    assert moving.p_values() == fixed.p_values()
+    d_fixed, d_moving = fixed.mde(), moving.mde()
+    assert 0 < d_fixed < d_moving < 1
+    ref, s0 = moving.reference, float(moving.sd[0])
+    q = float(np.quantile(ref, 0.8))
+    c = float(ref[math.ceil(0.05 * (ref.size + 1) - 1 - 1e-9) - 1])
+    u = math.log1p(-d_moving)
+    assert -u == pytest.approx(q * moving.market_sd(u) - c * s0, abs=1e-9)
+    assert -math.log1p(-d_fixed) == pytest.approx((q - c) * s0, abs=1e-9)
+    # the counting noise of the smaller count is what the MDE gains: a busy market barely moves
+    busy = NoiseStandardisedTest(log_ratio=L, variance=v, tau2=0.02, market_count=1e9)
+    assert busy.mde() == pytest.approx(d_fixed, rel=1e-6)

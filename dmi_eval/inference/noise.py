@@ -511,14 +511,36 @@ class NoiseStandardisedTest:
     def mde(self, alpha: float = 0.05, power: float = 0.8) -> float:
         """Smallest reduction (positive fraction) the one-sided test detects with ``power``.
 
-        :func:`dmi_eval.power.mde_from_placebos` on the :attr:`reference`
-        statistics, scaled by the market's ``sqrt(tau^2 + v_1)``: the market's
-        statistic must fall below the critical reference value, and under a
-        reduction ``delta`` it is ``log(1 - delta) / s_1`` plus noise that
-        exceeds the reference's ``power`` quantile with probability
-        ``1 - power``. ``inf`` when the test can never reach ``p < alpha``
-        (``1 / (n + 1) >= alpha``: too few placebos).
+        The market's statistic is ``(u + e) / s_0`` with ``u = log(1 - delta)``,
+        ``s_0 = sqrt(tau^2 + v_1)`` the SD it is standardised by (the test of no
+        change) and ``e`` the noise of its log ratio under the drop, spread like
+        the :attr:`reference` statistics times ``s(u)``, the SD at the count the
+        drop leaves (:meth:`market_sd`: a drop is seen through the counting
+        noise of its smaller count, as the interval tests it). The test rejects
+        when the statistic is below ``c``, the critical reference value, so the
+        drop is detected with ``power`` when ``-u = Q s(u) - c s_0``, ``Q`` the
+        reference's ``power`` quantile; the smallest such drop is returned
+        (:func:`dmi_eval.power.mde_from_placebos` with ``s(u) = s_0``). ``inf``
+        when the test can never reach ``p < alpha`` (``1 / (n + 1) >= alpha``:
+        too few placebos) or no drop short of a complete one is detected.
         """
         if self.n_placebos == 0 or min_rank_p(self.n_placebos) >= alpha:
             return float("inf")
-        return mde_from_placebos(self.reference, float(self.sd[0]), alpha=alpha, power=power)
+        s0 = float(self.sd[0])
+        fixed = mde_from_placebos(self.reference, s0, alpha=alpha, power=power)
+        if not math.isfinite(self.market_count) or not math.isfinite(fixed) or fixed <= 0:
+            return fixed
+        ref = self.reference
+        q = float(np.quantile(ref, power))
+        c = q - (-math.log1p(-fixed)) / s0  # the critical value mde_from_placebos used
+
+        def g(u: float) -> float:
+            return u + q * self.market_sd(u) - c * s0
+
+        a, step = 0.0, 0.05
+        while a > -20.0:
+            b = a - step
+            if g(b) <= 0:
+                return -math.expm1(float(brentq(g, b, a, xtol=1e-12)))
+            a, step = b, min(step * 1.5, 1.0)
+        return float("inf")
