@@ -101,7 +101,8 @@
 # the calibration; the numbers are in `dmi_eval/inference/noise.py`). Each one-sided p-value
 # counts its own tail with the market included, $(1 + \#\{\text{reference values at or beyond
 # the market}\})/(2n + 1)$, never below $1/(n + 1)$; the interval inverts the rank test; the
-# minimum detectable reduction (`mde_placebo`, one-sided 5% test, 80% power) comes from the
+# minimum detectable reduction (`mde_placebo`, one-sided test at `[verdict] alpha`, 80% power; a
+# drop is seen through the counting noise of the smaller count it leaves) comes from the
 # reference quantiles, and the verdict reads it before it says *not closed*. The RMSPE-standardised statistic of Abadie et al. (2010) is available
 # (`placebo_statistic="rmspe"`) but does not hold its size at sites: a market's RMSPE is small
 # while a single area's is dominated by noise. Leave-one-out over the largest donors and
@@ -163,9 +164,11 @@
 # ## Can the design tell? — `dmi_eval/power.py`
 #
 # Each design reports its minimum detectable effect (`mde` in its diagnostics): the smallest
-# reduction its one-sided 5% test detects with 80% power — from its standard error for the
-# model-based designs, from the spread of its placebo statistics for the rank tests (and infinite
-# when $1/(n+1) \ge 0.05$: with 19 or fewer placebos a rank test can never reach $p < 0.05$);
+# reduction its one-sided test at the verdict's level (`[verdict] alpha`, 0.05 unless the study
+# says otherwise) detects with 80% power — from its standard error for the model-based designs,
+# from the spread of its placebo statistics for the rank tests (and infinite when
+# $1/(n+1) \ge \alpha$: at 0.05, with 19 or fewer placebos a rank test can never reach
+# $p < 0.05$);
 # synthetic control reports the MDE of its placebo test as `mde_placebo`, which the verdict reads
 # the same way. A site with no significant reduction is called *not closed* only when its primary
 # design could have detected a drop of the rule's size, or when its interval rules such a drop out

@@ -259,12 +259,19 @@ def last_k(study: Study) -> int:
     return study.verdict.persistence_in(study.frequency)
 
 
+def verdict_options(study: Study) -> dict[str, Any]:
+    """What the verdict sets in every design: the persistence window (``last_k``) and
+    the one-sided level of the test whose detectable reduction it reads (``mde_alpha``,
+    ``[verdict] alpha``)."""
+    return {"last_k": last_k(study), "mde_alpha": study.verdict.alpha}
+
+
 def _fit_its(data: SiteData, study: Study) -> DesignResults | str:
-    return ITS(data, last_k=last_k(study)).fit()
+    return ITS(data, **verdict_options(study)).fit()
 
 
 def _fit_cits(data: SiteData, study: Study) -> DesignResults | str:
-    return ITS(data, comparison="donor_total", last_k=last_k(study)).fit()
+    return ITS(data, comparison="donor_total", **verdict_options(study)).fit()
 
 
 def _fit_microsynth(data: SiteData, study: Study) -> DesignResults | str:
@@ -275,7 +282,9 @@ def _fit_microsynth(data: SiteData, study: Study) -> DesignResults | str:
         return f"only {len(data.donor_areas)} comparison areas (needs {MIN_MICRO_DONORS})"
     # matched on every outcome of the site, also when only the primary one is evaluated
     outcomes = study.site(data.site_id).outcomes
-    first = MicroSynth(data, outcomes=outcomes, match_periods="blocks", last_k=last_k(study)).fit()
+    first = MicroSynth(
+        data, outcomes=outcomes, match_periods="blocks", **verdict_options(study)
+    ).fit()
     if first.calibration["method"] != "exact":
         misfit = first.calibration["max_misfit"]
         return (
@@ -290,7 +299,7 @@ def _fit_microsynth(data: SiteData, study: Study) -> DesignResults | str:
         n_permutations=MICRO_PERMUTATIONS,
         seed=study.seed,
         n_jobs=2,
-        last_k=last_k(study),
+        **verdict_options(study),
     ).fit()
 
 
@@ -306,7 +315,7 @@ def _fit_sc(data: SiteData, study: Study) -> DesignResults | str:
         estimator="augmented" if len(data.panel.outcomes) > 1 else "simplex",
         seed=study.seed,
         max_placebos=MAX_PLACEBOS,
-        last_k=last_k(study),
+        **verdict_options(study),
     ).fit()
 
 
@@ -318,12 +327,12 @@ def _fit_sdid(data: SiteData, study: Study) -> DesignResults | str:
         placebo_time=False,
         leave_one_out=False,
         max_placebos=MAX_PLACEBOS,
-        last_k=last_k(study),
+        **verdict_options(study),
     ).fit()
 
 
 def _fit_did(data: SiteData, study: Study) -> DesignResults | str:
-    return DID(data, seed=study.seed, last_k=last_k(study)).fit()
+    return DID(data, seed=study.seed, **verdict_options(study)).fit()
 
 
 DESIGNS: dict[str, Callable[[SiteData, Study], DesignResults | str]] = {

@@ -346,7 +346,8 @@ class WindowEffect:
     tail; never ``1 - p``). ``effect_low/effect_high`` bound the cumulative effect,
     ``rate_ratio`` is the model's fitted/counterfactual ratio and ``reference`` names the log
     ratio tested (ITS). ``mde`` is the smallest reduction (positive fraction) the window's
-    one-sided 5% test detects with 80% power (:mod:`dmi_eval.power`), ``min_p`` the smallest
+    one-sided test detects with 80% power at the design's ``mde_alpha`` (the verdict's
+    ``alpha`` at sites; :mod:`dmi_eval.power`), ``min_p`` the smallest
     one-sided p-value the test can reach (``1/(n+1)`` for a rank test, 0 otherwise).
     """
 

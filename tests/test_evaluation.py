@@ -45,6 +45,24 @@ def test_persistence_other_than_six_periods_is_honoured_by_every_design():
     assert "last 4 months" in ev.verdict.reasons_text()
 
 
+@pytest.mark.slow
+def test_every_design_states_its_detectable_reduction_at_the_verdicts_alpha():
+    # the verdict says "not closed" only if the design could have detected a min_reduction
+    # drop at its own level: every design's MDE was at a fixed 5% whatever [verdict] alpha
+    sd, _ = simulate_site(3, effect=0.0, n_areas=40, base=8.0)
+    mde = {}
+    for alpha in (0.05, 0.01):
+        study = _study(sd, {"alpha": alpha, "min_pre_periods": 12})
+        ev = evaluate_site(sd.panel, study, "site")
+        mde[alpha] = {name: evaluation.design_mde(res, "drug") for name, res in ev.results.items()}
+        primary = ev.results[ev.primary]
+        if ev.primary in ("sc", "sdid"):
+            assert ev.evidence.post.mde == primary.noise_test("drug").mde(alpha)
+    assert set(mde[0.05]) == set(mde[0.01]) and {"sc", "did", "its", "cits"} <= set(mde[0.05])
+    for name, at_5 in mde[0.05].items():
+        assert mde[0.01][name] > at_5, name  # a stricter test needs a larger drop
+
+
 def test_catchment_never_receives_a_not_used_string(monkeypatch):
     # regression: a design's "not used" message for the catchment (microsynth's, when it
     # was primary) reached the evidence; the next design of the primary order is fitted

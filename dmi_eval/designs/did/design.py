@@ -35,7 +35,14 @@ from dmi_eval.designs.did.model import (
 from dmi_eval.designs.did.results import DIDResults, OutcomeDID
 from dmi_eval.errors import DesignError
 from dmi_eval.inference.noise import NoiseStandardisedTest
-from dmi_eval.options import alpha_of, check_choice, check_last_k, check_level, check_outcomes
+from dmi_eval.options import (
+    alpha_of,
+    check_alpha,
+    check_choice,
+    check_last_k,
+    check_level,
+    check_outcomes,
+)
 from dmi_eval.panel import SiteData
 
 
@@ -57,6 +64,10 @@ class DID:
         Length of the ``last{k}`` window (capped at the number of post periods).
     level
         Confidence level of the intervals (default 0.95).
+    mde_alpha
+        One-sided level of the test whose minimum detectable reduction the
+        windows report (``mde``; default 0.05; the site path passes the
+        verdict's ``alpha``).
     window
         Event-time window ``(lo, hi)``; event times beyond it are pooled into
         the end bins. Event time 0 is the call-in period (excluded unless the
@@ -134,6 +145,7 @@ class DID:
         model: FEModel = "poisson",
         last_k: int = 6,
         level: float = 0.95,
+        mde_alpha: float = 0.05,
         window: tuple[int, int] = (-12, 12),
         event_study: bool = True,
         inference: Inference = "auto",
@@ -155,6 +167,7 @@ class DID:
         self.seed = int(seed)
         check_last_k(last_k)
         check_level(level)
+        self.mde_alpha = check_alpha(float(mde_alpha))
         self.window = _check_window(window)
         chosen = check_outcomes(site_data.outcomes, outcomes)
         self.site_id = site_data.site_id
@@ -242,6 +255,7 @@ class DID:
                     [cells[n] for n in names],
                     post_cols.size,
                     [closed[n] for n in names],
+                    self.mde_alpha,
                 ),
                 f"last{self.last_k}": _window_effect(
                     static,
@@ -250,6 +264,7 @@ class DID:
                     [cells["post_last"]],
                     k,
                     [closed["post_last"]],
+                    self.mde_alpha,
                 ),
             }
         except DesignError as exc:
@@ -320,7 +335,7 @@ class DID:
             test = NoiseStandardisedTest.from_paths(
                 observed, counterfactual, pre_mask, window, unit_phi
             )
-            out[name] = standardised_effect(windows[name], test, self.level, self._alpha)
+            out[name] = standardised_effect(windows[name], test, self.level, self.mde_alpha)
         if frame.empty:
             return MappingProxyType(out), frame, pretrend
         # the event study's bins and pre-trend test use random placebo groups

@@ -35,6 +35,7 @@ def _window_effect(
     cells: Sequence[int],
     n_periods: int,
     closed_form: Sequence[float] | None = None,
+    mde_alpha: float = 0.05,
 ) -> WindowEffect:
     """Effect of the treatment terms ``terms`` (observed totals, number of cells each).
 
@@ -98,7 +99,7 @@ def _window_effect(
         p_value=normal_tails(stat)[2],
         p_lower=normal_tails(stat)[0],
         p_upper=normal_tails(stat)[1],
-        mde=mde_from_se(se) if math.isfinite(se) else float("nan"),
+        mde=mde_from_se(se, alpha=mde_alpha) if math.isfinite(se) else float("nan"),
     )
 
 
@@ -271,9 +272,12 @@ def area_paths(treated: np.ndarray, controls: np.ndarray, pre: np.ndarray):
 
 
 def standardised_effect(
-    e: WindowEffect, test: NoiseStandardisedTest, level: float, alpha: float
+    e: WindowEffect, test: NoiseStandardisedTest, level: float, mde_alpha: float
 ) -> WindowEffect:
     """The window effect with the noise-standardised placebo test's interval and p-values.
+
+    ``mde_alpha`` is the one-sided level of the test whose detectable reduction
+    ``mde`` states.
 
     The market's statistic is the fitted model's ``log(observed / counterfactual)``
     (half an incident for an empty window), standardised like every placebo's.
@@ -298,7 +302,7 @@ def standardised_effect(
         p_value=p_two,
         p_lower=p_lower,
         p_upper=p_upper,
-        mde=test.mde(alpha),
+        mde=test.mde(mde_alpha),
         min_p=min_rank_p(n),
     )
 

@@ -22,7 +22,14 @@ from dmi_eval.designs.its.model import (
 )
 from dmi_eval.designs.its.results import ITSResults, OutcomeITS
 from dmi_eval.errors import DesignError
-from dmi_eval.options import alpha_of, check_choice, check_last_k, check_level, check_outcomes
+from dmi_eval.options import (
+    alpha_of,
+    check_alpha,
+    check_choice,
+    check_last_k,
+    check_level,
+    check_outcomes,
+)
 from dmi_eval.panel import PERIODS_PER_YEAR, SiteData
 
 
@@ -178,6 +185,10 @@ class ITS:
         Length of the ``last{k}`` window (capped at the number of post periods).
     level
         Confidence level of the intervals (default 0.95).
+    mde_alpha
+        One-sided level of the test whose minimum detectable reduction the
+        diagnostics report (``mde``, ``mde_last``; default 0.05; the site path
+        passes the verdict's ``alpha``).
     n_harmonics, slope_change, ramp
         Model terms (see :func:`segmented_design`).
     hac_lags
@@ -222,6 +233,7 @@ class ITS:
         comparison: Comparison = "none",
         last_k: int = 6,
         level: float = 0.95,
+        mde_alpha: float = 0.05,
         n_harmonics: int = 2,
         slope_change: bool = True,
         ramp: int = 0,
@@ -247,6 +259,7 @@ class ITS:
             raise ValueError(f"family 'sarimax' is not available with comparison={comparison!r}")
         check_last_k(last_k)
         check_level(level)
+        check_alpha(mde_alpha)
         if not isinstance(max_placebos, int) or max_placebos < 0:
             raise ValueError("max_placebos must be a non-negative integer")
         chosen = check_outcomes(site_data.outcomes, outcomes)
@@ -270,6 +283,7 @@ class ITS:
         self.comparison = comparison
         self.last_k = last_k
         self.level = level
+        self.mde_alpha = float(mde_alpha)
         self.n_harmonics = n_harmonics
         self.slope_change = slope_change
         self.ramp = ramp
@@ -292,6 +306,7 @@ class ITS:
             outcomes=self.outcomes,
             by_outcome=MappingProxyType(by_outcome),
             comparison=self.comparison,
+            mde_alpha=self.mde_alpha,
         )
 
     def _fit_outcome(self, outcome: str) -> OutcomeITS:

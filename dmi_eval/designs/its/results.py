@@ -59,6 +59,8 @@ class ITSResults(WindowResults):
         What ``"cits"`` compares the market with: ``"donor_total"`` (the
         comparison areas' total, their number as an offset) or ``"donor_mean"``;
         ``"none"`` for ``"its"``.
+    mde_alpha
+        One-sided level of the test behind ``mde`` / ``mde_last``.
     """
 
     site_id: str
@@ -68,6 +70,7 @@ class ITSResults(WindowResults):
     outcomes: tuple[str, ...]
     by_outcome: Mapping[str, OutcomeITS]
     comparison: str = "none"
+    mde_alpha: float = 0.05
 
     @property
     def comparison_label(self) -> str:
@@ -157,8 +160,9 @@ class ITSResults(WindowResults):
                 row[f"p_lower_{window}"] = o.windows[window].p_lower
                 row[f"rate_ratio_{window}"] = o.windows[window].rate_ratio
             df = o.fit.df_resid if o.fit.use_t else None
-            row["mde"] = mde_from_se(o.windows["post"].log_ratio_se, df=df)
-            row["mde_last"] = mde_from_se(o.windows[f"last{self.last_k}"].log_ratio_se, df=df)
+            for key, window in (("mde", "post"), ("mde_last", f"last{self.last_k}")):
+                se = o.windows[window].log_ratio_se
+                row[key] = mde_from_se(se, alpha=self.mde_alpha, df=df)
             row["min_p"] = 0.0
             row.update({f"placebo_{k}": v for k, v in o.placebo_summary.items()})
             # rank-based two-sided placebo p-value (NaN when no placebo could be fitted)

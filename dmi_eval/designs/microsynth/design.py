@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from dmi_eval.designs.microsynth.inference import MATCH_PERIODS, PRIMARY, SIDED,
 from dmi_eval.designs.microsynth.model import fit_microsynth
 from dmi_eval.designs.microsynth.results import MicroSynthResults
 from dmi_eval.errors import DesignError
-from dmi_eval.options import check_last_k, check_level
+from dmi_eval.options import check_alpha, check_last_k, check_level
 from dmi_eval.panel import SiteData
 
 # ---------------------------------------------------------------------------
@@ -43,6 +44,10 @@ class MicroSynth:
     level
         Confidence level of the intervals (default 0.90, as the Seattle
         evaluation).
+    mde_alpha
+        One-sided level of the test whose minimum detectable reduction the
+        diagnostics report (``mde``, ``mde_last``; default 0.05; the site path
+        passes the verdict's ``alpha``).
     sided
         ``"lower"`` (default, as the Seattle evaluation), ``"two-sided"``, ``"greater"``.
     n_permutations
@@ -76,6 +81,7 @@ class MicroSynth:
         match_periods: MatchPeriods = "each",
         block_length: int = 3,
         level: float = 0.90,
+        mde_alpha: float = 0.05,
         sided: Sided = "lower",
         n_permutations: int = 0,
         jackknife: bool = False,
@@ -96,6 +102,7 @@ class MicroSynth:
         if primary not in PRIMARY:
             raise ValueError(f"primary must be one of {', '.join(PRIMARY)}; got {primary!r}")
         check_level(level)
+        check_alpha(mde_alpha)
         check_last_k(last_k)
         for key, val, low in (
             ("n_permutations", n_permutations, 0),
@@ -120,6 +127,7 @@ class MicroSynth:
         self.match_periods = match_periods
         self.block_length = int(block_length)
         self.level = float(level)
+        self.mde_alpha = float(mde_alpha)
         self.sided = sided
         self.n_permutations = int(n_permutations)
         self.jackknife = jackknife
@@ -156,7 +164,7 @@ class MicroSynth:
                         )
                     cov = cov.loc[:, list(self.covariates)]
                 cov = cov.select_dtypes("number")
-        return fit_microsynth(
+        fitted = fit_microsynth(
             counts,
             sd.treated_areas,
             list(pre),
@@ -174,3 +182,4 @@ class MicroSynth:
             fallback=self.fallback,
             site=sd.site_id,
         )
+        return replace(fitted, mde_alpha=self.mde_alpha)

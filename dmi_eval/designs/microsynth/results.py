@@ -66,6 +66,8 @@ class MicroSynthResults(DesignResults):
         (``exact`` False) are left out of the p-values and intervals.
     notes
         Warnings for the report (fallback used, few treated units...).
+    mde_alpha
+        One-sided level of the test behind ``mde`` / ``mde_last``.
     """
 
     site_id: str
@@ -86,6 +88,7 @@ class MicroSynthResults(DesignResults):
     n_jackknife_groups: int
     seed: int | None
     notes: tuple[str, ...] = field(default=())
+    mde_alpha: float = 0.05
 
     # -- the shared DesignResults members --------------------------------------
     @property
@@ -176,11 +179,15 @@ class MicroSynthResults(DesignResults):
                 pl = pl[(pl["outcome"] == outcome) & (pl["window"] == window) & pl["exact"]]
                 stats_ = pl["statistic"].to_numpy(dtype=float)
                 stats_ = stats_[np.isfinite(stats_)]
-                out[key] = mde_from_placebos(stats_, se) if np.isfinite(se) else float("nan")
+                out[key] = (
+                    mde_from_placebos(stats_, se, alpha=self.mde_alpha)
+                    if np.isfinite(se)
+                    else float("nan")
+                )
                 if key == "mde":
                     out["min_p"] = min_rank_p(stats_.size)
             else:
-                out[key] = mde_from_se(se)
+                out[key] = mde_from_se(se, alpha=self.mde_alpha)
         return out
 
     @cached_frame

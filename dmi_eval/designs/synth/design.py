@@ -35,7 +35,7 @@ from dmi_eval.inference import (
     select_placebos,
 )
 from dmi_eval.inference.noise import NoiseInputs, dispersion, market_dispersion
-from dmi_eval.options import Sided, check_choice, check_level
+from dmi_eval.options import Sided, check_alpha, check_choice, check_level
 from dmi_eval.panel import SiteData
 
 
@@ -80,6 +80,10 @@ class SyntheticControl:
         ``"lower"``: a reduction).
     level
         Confidence level of the placebo-based interval (default 0.9).
+    mde_alpha
+        One-sided level of the test whose minimum detectable reduction the
+        diagnostics report (``mde_placebo``; default 0.05; the site path passes
+        the verdict's ``alpha``).
     max_placebos
         Cap on the number of placebo donor areas (seeded sample); ``None`` =
         every donor.
@@ -181,7 +185,7 @@ class SyntheticControl:
     negative-binomial counting variance and ``tau^2`` the DerSimonian-Laird
     drift variance of the placebos expecting at least 20 incidents in the
     window (at least the 80 busiest); the diagnostics report ``mde_placebo``, the
-    smallest reduction the one-sided 5% test detects with 80% power.
+    smallest reduction the one-sided ``mde_alpha`` test detects with 80% power.
     """
 
     def __init__(
@@ -196,6 +200,7 @@ class SyntheticControl:
         last_k: int = 6,
         sided: Sided = "lower",
         level: float = 0.9,
+        mde_alpha: float = 0.05,
         max_placebos: int | None = None,
         max_pre_mspe_multiple: float | None = None,
         max_pre_rmspe_ratio: float = 0.5,
@@ -268,6 +273,7 @@ class SyntheticControl:
         self.last_k = int(last_k)
         self.sided: Sided = sided
         self.level = level
+        self.mde_alpha = check_alpha(float(mde_alpha))
         self.max_placebos = max_placebos
         self.max_pre_mspe_multiple = max_pre_mspe_multiple
         self.max_pre_rmspe_ratio = float(max_pre_rmspe_ratio)
@@ -471,6 +477,7 @@ class SyntheticControl:
             last_k=self.last_k,
             sided=self.sided,
             level=self.level,
+            mde_alpha=self.mde_alpha,
             max_pre_mspe_multiple=self.max_pre_mspe_multiple,
             paths=MappingProxyType(paths),
             weights=pd.concat(weight_rows, ignore_index=True),

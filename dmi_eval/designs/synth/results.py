@@ -70,7 +70,7 @@ class SyntheticControlResults(DesignResults):
         :class:`~dmi_eval.inference.noise.NoiseStandardisedTest`, and
         ``diagnostics`` adds ``n_placebos``, ``min_p``, ``drift_sd``,
         ``dispersion`` and ``mde_placebo`` / ``mde_placebo_last``: the smallest
-        reduction the one-sided 5% test detects with 80% power over the post /
+        reduction the one-sided ``mde_alpha`` test detects with 80% power over the post /
         last-k window, from the placebos' mirrored reference distribution
         (:meth:`~dmi_eval.inference.noise.NoiseStandardisedTest.mde`); the
         verdict reads it (:data:`dmi_eval.evaluation.MDE_COLUMNS`).
@@ -104,6 +104,7 @@ class SyntheticControlResults(DesignResults):
     balance_tables: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     noise: Mapping[str, NoiseInputs] = field(default_factory=dict)
     estimator: str = "simplex"
+    mde_alpha: float = 0.05
 
     # -- the shared DesignResults members --------------------------------------
     @property
@@ -174,8 +175,8 @@ class SyntheticControlResults(DesignResults):
             test = self.noise_test(outcome)
             last = self.noise_test(outcome, self.windows[-1])
             inputs = self.noise.get(outcome)
-            mde.append(test.mde() if test is not None else nan)
-            mde_last.append(last.mde() if last is not None else nan)
+            mde.append(test.mde(self.mde_alpha) if test is not None else nan)
+            mde_last.append(last.mde(self.mde_alpha) if last is not None else nan)
             drift.append(float(np.sqrt(test.tau2)) if test is not None else nan)
             phi.append(inputs.dispersion if inputs is not None else nan)
             placebo = self.placebos.get(outcome)
