@@ -55,10 +55,9 @@ def test_every_design_states_its_detectable_reduction_at_the_verdicts_alpha():
         study = _study(sd, {"alpha": alpha, "min_pre_periods": 12})
         ev = evaluate_site(sd.panel, study, "site")
         mde[alpha] = {name: evaluation.design_mde(res, "drug") for name, res in ev.results.items()}
-        primary = ev.results[ev.primary]
-        if ev.primary in ("sc", "sdid"):
-            assert ev.evidence.post.mde == primary.noise_test("drug").mde(alpha)
-    assert set(mde[0.05]) == set(mde[0.01]) and {"sc", "did", "its", "cits"} <= set(mde[0.05])
+        assert ev.primary == "sc"
+        assert ev.evidence.post.mde == ev.results["sc"].noise_test("drug").mde(alpha)
+    assert set(mde[0.05]) == set(mde[0.01]) == {"sc", "sdid", "did", "its", "cits"}
     for name, at_5 in mde[0.05].items():
         assert mde[0.01][name] > at_5, name  # a stricter test needs a larger drop
 

@@ -3,6 +3,7 @@ the Seattle DMI published results, determinism of the permutation test, plots.""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -141,6 +142,12 @@ def test_site_fit_recovers_known_reduction_and_balances_pre_period():
         plot.loc[pre, "observed"].sum(), rel=1e-3
     )
     assert "one-sided lower" in eff["method"].iloc[0] and "90%" in eff["method"].iloc[0]
+    # its detectable reduction is stated at mde_alpha (the site path passes the verdict's alpha)
+    strict = MicroSynth(sd, match_periods="blocks", block_length=3, mde_alpha=0.01).fit()
+    mde = {
+        r.mde_alpha: r.diagnostics.set_index("outcome").loc["drug", "mde"] for r in (res, strict)
+    }
+    assert 0 < mde[0.05] < mde[0.01] < 1
 
 
 def test_estimates_unbiased_and_intervals_cover_over_replications():
@@ -195,6 +202,10 @@ def test_permutation_and_jackknife_on_site_null_effect():
     )
     jk = res.effects("jackknife")
     assert jk["ci_low"].notna().all()
+    # the permutation test's detectable reduction too
+    strict = dataclasses.replace(res, mde_alpha=0.01)
+    at = {r.mde_alpha: r.diagnostics.set_index("outcome").loc["drug", "mde"] for r in (res, strict)}
+    assert res.mde_alpha == 0.05 and at[0.01] > at[0.05]
 
 
 def test_options_checked_on_entry():

@@ -186,7 +186,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import brentq
+from scipy.optimize import brentq, minimize_scalar
 
 from dmi_eval.power import mde_from_placebos, min_rank_p
 
@@ -538,10 +538,11 @@ class NoiseStandardisedTest:
         def g(u: float) -> float:
             return u + q * self.market_sd(u) - c * s0
 
-        a, step = 0.0, 0.05
-        while a > -20.0:
-            b = a - step
-            if g(b) <= 0:
-                return -math.expm1(float(brentq(g, b, a, xtol=1e-12)))
-            a, step = b, min(step * 1.5, 1.0)
-        return float("inf")
+        # g(0) = (q - c) s_0 > 0. s(u) is convex (tau^2 + v_1 - 1/m >= 0), so g is convex for
+        # q > 0 and increasing otherwise: g <= 0 on one interval at most, which a stepped
+        # search can jump over; its lowest point tells whether it exists
+        low = minimize_scalar(g, bounds=(-20.0, 0.0), method="bounded", options={"xatol": 1e-10})
+        u_min = float(low.x)
+        if g(u_min) > 0:
+            return float("inf")
+        return -math.expm1(float(brentq(g, u_min, 0.0, xtol=1e-12)))

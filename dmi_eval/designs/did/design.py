@@ -123,9 +123,12 @@ class DID:
     with :math:`\\tau^2` the DerSimonian-Laird drift variance of the placebos
     and :math:`\\phi_j` the negative-binomial overdispersion (the market's from
     its areas). The market's :math:`L_1` is the fitted model's
-    :math:`\\log(O_W/C_W)`. Each one-sided p-value counts its own tail with the
-    market included, :math:`(1 + \\#\\{z_j \\le z_1\\})/(n+1)`; the interval
-    inverts the rank test. Parallel trends fail where a market has its own
+    :math:`\\log(O_W/C_W)`. It is ranked among the placebos' statistics and
+    their mirror images about the placebos' median (``2n`` reference values,
+    :class:`~dmi_eval.inference.noise.NoiseStandardisedTest`); each one-sided
+    p-value counts its own tail with the market included,
+    :math:`(1 + \\#\\{r \\le z_1\\})/(2n+1)`, never below :math:`1/(n+1)`; the
+    interval inverts the rank test. Parallel trends fail where a market has its own
     exposure to city-wide factors; :math:`\\tau^2` carries that drift, which a
     statistic studentised by counting noise alone reads as an effect.
     Event-time intervals use ``n_placebo`` random groups :math:`P` of as many
