@@ -294,3 +294,20 @@ def test_the_mde_finds_a_narrow_range_of_detectable_drops():
         assert math.isfinite(mde)
         assert math.log1p(-mde) == pytest.approx(grid[hits[-1]], abs=4e-4)
     assert checked > 300
+
+
+def test_a_reference_value_of_zero_or_a_tie_keeps_the_interval_dual_to_the_p_value():
+    # a market statistic within rounding of the reference value that sets an interval end is a
+    # tie for the p-value, so zero must lie inside the interval (an end of +-3e-17 put it
+    # outside); and an end set by a reference value of exactly 0 is the estimate itself (the
+    # root search stepped away from it, to an infinite end)
+    base = np.r_[-0.3, np.linspace(-0.5, 0.5, 41)]
+    ref = _test(base).reference
+    k = math.floor(0.05 * (ref.size + 1) + 1e-9)
+    for q in (ref[k - 1], ref[ref.size - k]):
+        for market in (np.nextafter(q * 0.1, -np.inf), q * 0.1, np.nextafter(q * 0.1, np.inf)):
+            tied = _test(np.r_[market, base[1:]])
+            low, high = tied.interval(0.9)
+            assert (low > 0 or high < 0) == (tied.p_values()[2] <= 0.1), (q, market)
+    t = _test(base)
+    assert t._solve(0.0) == pytest.approx(float(t.log_ratio[0]))

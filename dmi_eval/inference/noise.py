@@ -476,6 +476,8 @@ class NoiseStandardisedTest:
         def h(u: float) -> float:
             return L1 - u - q * self.market_sd(u)
 
+        if h(L1) == 0:  # q == 0: the estimate itself
+            return L1
         direction = -1.0 if h(L1) < 0 else 1.0
         a, step = L1, 0.05
         while abs(a - L1) < 20.0:
@@ -507,6 +509,9 @@ class NoiseStandardisedTest:
         low = math.expm1(self._solve(float(ref[size - k])))
         with np.errstate(over="ignore"):
             high = float(np.expm1(self._solve(float(ref[k - 1]))))
+        # an end within rounding of no change is no change: p_values counts a reference value
+        # within 1e-12 of the market's statistic as a tie, so zero is then inside, as here
+        low, high = (0.0 if abs(end) < 1e-12 else end for end in (low, high))
         return low, high
 
     def mde(self, alpha: float = 0.05, power: float = 0.8) -> float:
