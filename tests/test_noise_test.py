@@ -311,3 +311,39 @@ def test_a_reference_value_of_zero_or_a_tie_keeps_the_interval_dual_to_the_p_val
             assert (low > 0 or high < 0) == (tied.p_values()[2] <= 0.1), (q, market)
     t = _test(base)
     assert t._solve(0.0) == pytest.approx(float(t.log_ratio[0]))
+
+
+def test_the_interval_finds_the_lower_end_of_a_quiet_market():
+    # at a market expecting a handful of incidents the lower end's equation holds only over a
+    # narrow range of u below the estimate (further down, the counting noise of the smaller
+    # count swamps it), which a search in growing steps jumped over: an end of -100% where a
+    # dense grid finds one (110 of 16,000 draws); the end is the grid's root nearest the estimate
+    rng = np.random.default_rng(3)
+    steps = np.linspace(0.0, 20.0, 200_001)
+    finite = 0
+    for _ in range(600):
+        n = int(rng.integers(20, 121))
+        m = float(rng.uniform(0.5, 6.0))
+        tau2, v_rest, v_p = rng.uniform(0, 0.1), rng.uniform(0, 0.05), rng.uniform(0.01, 0.2)
+        L1, v1 = float(rng.uniform(-1.0, 2.5)), 1.0 / m + v_rest
+        t = NoiseStandardisedTest(
+            log_ratio=np.r_[L1, rng.normal(0, 1, n) * math.sqrt(tau2 + v_p)],
+            variance=np.r_[v1, np.full(n, v_p)],
+            tau2=tau2,
+            market_count=m,
+        )
+        ref = t.reference
+        q = float(ref[ref.size - math.floor(0.05 * (ref.size + 1) + 1e-9)])
+        if q <= 0:
+            continue
+        u = L1 - steps
+        h = L1 - u - q * np.sqrt(tau2 + v1 + (np.exp(-u) - 1.0) / m)
+        hits = np.flatnonzero(h >= 0)
+        low = t.interval(0.9)[0]
+        if hits.size == 0:
+            assert low == -1.0
+            continue
+        finite += 1
+        assert low > -1.0
+        assert math.log1p(low) == pytest.approx(u[hits[0]], abs=2e-4)
+    assert finite > 300

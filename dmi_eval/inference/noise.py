@@ -478,6 +478,17 @@ class NoiseStandardisedTest:
 
         if h(L1) == 0:  # q == 0: the estimate itself
             return L1
+        if q > 0:
+            # h is concave (market_sd is convex in u) and negative at L1: it is non-negative on
+            # one interval below L1 at most, which a search in growing steps can jump over
+            top = minimize_scalar(
+                lambda u: -h(u), bounds=(L1 - 20.0, L1), method="bounded", options={"xatol": 1e-10}
+            )
+            u_top = float(top.x)
+            if h(u_top) < 0:
+                return -math.inf
+            return float(brentq(h, u_top, L1, xtol=1e-12))
+        # q < 0: h decreases in u (L1 - u and market_sd both do) and is positive at L1
         direction = -1.0 if h(L1) < 0 else 1.0
         a, step = L1, 0.05
         while abs(a - L1) < 20.0:
