@@ -67,6 +67,19 @@ def min_rank_p(n_placebos: int) -> float:
     return 1.0 / (n_placebos + 1)
 
 
+def rank_critical_value(placebo_stats: np.ndarray, alpha: float = 0.05) -> float:
+    """The largest statistic a one-sided rank test of a fall still calls significant.
+
+    ``(1 + #{t_b <= t}) / (n + 1) < alpha`` holds below the ``(m + 1)``-th smallest
+    of the ``n`` sorted finite ``placebo_stats``, ``m`` the largest integer with
+    ``1 + m < alpha (n + 1)``; ``-inf`` when no statistic can reach it.
+    """
+    t = np.sort(np.asarray(placebo_stats, dtype=float))
+    t = t[np.isfinite(t)]
+    allowed = math.ceil(alpha * (t.size + 1) - 1 - 1e-9) - 1  # placebos allowed at or below
+    return float(t[allowed]) if t.size and allowed >= 0 else -math.inf
+
+
 def mde_from_placebos(
     placebo_stats: Sequence[float] | np.ndarray,
     scale: float = 1.0,
@@ -103,12 +116,10 @@ def mde_from_placebos(
     :math:`1 - \\exp(-\\delta)`.
     """
     _check(alpha, power)
-    t = np.sort(np.asarray(placebo_stats, dtype=float))
+    t = np.asarray(placebo_stats, dtype=float)
     t = t[np.isfinite(t)]
-    n = t.size
-    allowed = math.ceil(alpha * (n + 1) - 1 - 1e-9) - 1  # placebos allowed at or below the treated
-    if n == 0 or allowed < 0:
+    c = rank_critical_value(t, alpha)
+    if not math.isfinite(c):
         return float("inf")
-    c = float(t[allowed])
     q = float(np.quantile(t, power))
     return reduction_from_log(max(q - c, 0.0) * scale)

@@ -184,11 +184,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy.optimize import brentq, minimize_scalar
 
-from dmi_eval.power import mde_from_placebos, min_rank_p
+from dmi_eval.power import mde_from_placebos, min_rank_p, rank_critical_value
 
 MIN_WINDOW_COUNT = 20.0
 """Placebos need at least this many expected incidents in the window (see the module notes)."""
@@ -416,7 +417,7 @@ class NoiseStandardisedTest:
         """Standardised statistics ``z_j = L_j / sqrt(tau^2 + v_j)`` (market first)."""
         return self.log_ratio / self.sd
 
-    @property
+    @cached_property
     def reference(self) -> np.ndarray:
         """The placebos' statistics and their mirror images about the placebos' median, sorted.
 
@@ -489,15 +490,9 @@ class NoiseStandardisedTest:
                 return -math.inf
             return float(brentq(h, u_top, L1, xtol=1e-12))
         # q < 0: h decreases in u (L1 - u and market_sd both do) and is positive at L1
-        direction = -1.0 if h(L1) < 0 else 1.0
-        a, step = L1, 0.05
-        while abs(a - L1) < 20.0:
-            b = a + direction * step
-            if (h(b) > 0) != (h(a) > 0) or h(b) == 0:
-                lo, hi = (b, a) if b < a else (a, b)
-                return float(brentq(h, lo, hi, xtol=1e-12))
-            a, step = b, min(step * 1.5, 1.0)
-        return direction * math.inf
+        if h(L1 + 20.0) > 0:
+            return math.inf
+        return float(brentq(h, L1, L1 + 20.0, xtol=1e-12))
 
     def interval(self, level: float) -> tuple[float, float]:
         """Interval of the change (fraction) from inverting the rank test at ``level``.
@@ -544,12 +539,11 @@ class NoiseStandardisedTest:
         if self.n_placebos == 0 or min_rank_p(self.n_placebos) >= alpha:
             return float("inf")
         s0 = float(self.sd[0])
-        fixed = mde_from_placebos(self.reference, s0, alpha=alpha, power=power)
-        if not math.isfinite(self.market_count) or not math.isfinite(fixed) or fixed <= 0:
-            return fixed
         ref = self.reference
-        q = float(np.quantile(ref, power))
-        c = q - (-math.log1p(-fixed)) / s0  # the critical value mde_from_placebos used
+        fixed = mde_from_placebos(ref, s0, alpha=alpha, power=power)  # s(u) = s_0
+        c, q = rank_critical_value(ref, alpha), float(np.quantile(ref, power))
+        if not (math.isfinite(self.market_count) and math.isfinite(fixed) and q > c):
+            return fixed
 
         def g(u: float) -> float:
             return u + q * self.market_sd(u) - c * s0
