@@ -208,6 +208,23 @@ def _signed(x: float) -> str:
     return f"{x * 100:+.0f}%"
 
 
+def _rise_not_ruled_out(catch: WindowEvidence) -> str:
+    """What an insignificant catchment test leaves open: the rise its interval still allows.
+
+    Not finding a rise is not finding none: a catchment of quiet areas may have an
+    interval that reaches well above zero, so the clause says how large a rise
+    (displacement) the data cannot rule out. Empty when the interval rules out a rise.
+    """
+    if not math.isfinite(catch.ci_high):
+        return "; its interval has no upper limit, so a rise of any size is not ruled out"
+    if catch.ci_high > 0:
+        return (
+            f"; its {catch.level} interval reaches {_signed(catch.ci_high)}, so a rise of up "
+            "to that size is not ruled out"
+        )
+    return ""
+
+
 def _interval(w: WindowEvidence) -> str:
     """``"90% interval -54% to -45%"``; an interval the tables call too wide to tell says so,
     and an unbounded end is not printed as a number."""
@@ -424,7 +441,7 @@ def decide(ev: Evidence, rules: VerdictRules) -> Verdict:
         else:
             reasons.append(
                 f"No significant rise in the catchment area ({_signed(catch.pct_change)}, "
-                f"one-sided test of a rise {_p(catch.p_upper)})."
+                f"one-sided test of a rise {_p(catch.p_upper)}){_rise_not_ruled_out(catch)}."
             )
 
     big_enough = post.pct_change <= -rules.min_reduction
@@ -553,6 +570,13 @@ def headline(
             catch = f"nearby areas rose {_pct(c.pct_change)} (one-sided {_p(c.p_upper)})"
         elif c.pct_change < 0 and c.p_lower < alpha:
             catch = f"nearby areas fell {_pct(c.pct_change)} as well"
+        elif math.isfinite(c.ci_high) and c.ci_high > 0:
+            catch = (
+                f"nearby areas saw no significant rise, though one of up to {_pct(c.ci_high)} "
+                "is not ruled out"
+            )
+        elif c.ci_high > 0:
+            catch = "nearby areas saw no significant rise, though a rise is not ruled out"
         else:
             catch = "nearby areas saw no significant rise"
     parts = [p for p in (change, held, catch) if p]

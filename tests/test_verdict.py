@@ -261,6 +261,30 @@ def test_catchment_rise_uses_its_own_upper_tail_not_one_minus_p():
     assert "nearby areas rose 70% (one-sided p = 0.015)" in headline(ev, verdict, "X", "month")
 
 
+def test_an_insignificant_catchment_says_what_rise_it_cannot_rule_out():
+    # no significant rise is not no rise: the interval's upper end is stated
+    ev = evidence(catchment=(0.12, 0.8), catchment_kw={"p_upper": 0.2})
+    verdict = decide(ev, RULES)
+    assert verdict.label == "closed"
+    assert (
+        "No significant rise in the catchment area (+12%, one-sided test of a rise p = 0.200); "
+        "its 95% interval reaches +22%, so a rise of up to that size is not ruled out."
+    ) in verdict.reasons_text()
+    assert "nearby areas saw no significant rise, though one of up to 22% is not ruled out" in (
+        headline(ev, verdict, "X", "month")
+    )
+    unbounded = replace(ev, catchment=replace(ev.catchment, ci_high=math.inf))
+    verdict = decide(unbounded, RULES)
+    assert "its interval has no upper limit, so a rise of any size" in verdict.reasons_text()
+    assert "inf" not in headline(unbounded, verdict, "X", "month")
+    assert "though a rise is not ruled out" in headline(unbounded, verdict, "X", "month")
+    # an interval that excludes a rise says nothing more
+    ruled_out = replace(ev, catchment=replace(ev.catchment, pct_change=-0.2, ci_high=-0.01))
+    verdict = decide(ruled_out, RULES)
+    assert "not ruled out" not in verdict.reasons_text()
+    assert headline(ruled_out, verdict, "X", "month").endswith("saw no significant rise.")
+
+
 def test_designs_disagree_reads_each_designs_two_sided_p():
     # the primary design's own two-sided p, not 2 min(p_lower, 1 - p_lower)
     ev = evidence(others=[(0.3, 0.01)], post_kw={"p_upper": 1.0})
