@@ -119,6 +119,7 @@ def test_runner_writes_the_calibration_columns(tmp_path):
     assert len(size) == 1 and 0 <= float(size["value"].iloc[0]) <= 1
     assert {"false_closed_displaced", "held_45", "detectable_null"} <= set(frame["quantity"])
     assert {"spike_null", "spike_own_null", "spike_closure"} <= set(frame["quantity"])
+    assert {"catchment_size", "catchment_coverage"} <= set(frame["quantity"])
     closure_rows = frame[frame["quantity"].str.startswith("closure_basis_")]
     assert closure_rows["value"].astype(float).sum() == pytest.approx(1.0)  # one closure market
     assert rows.loc[rows["design"] == "verdict", "basis"].isin(list(BASES)).all()
@@ -193,6 +194,44 @@ def test_summarise_counts_the_verdict_quantities_of_issue_10():
     assert value["verdict", "closure_share_closed"] == 0.75
     assert value["verdict", "closure_share_not_closed"] == 0.25  # s4 faded
     assert value["verdict", "closure_basis_faded"] == 0.25
+
+
+def test_summarise_calibrates_the_catchment_test_of_a_rise():
+    rows = _fake_rows()
+    verdict = rows["design"] == "verdict"
+    # n1: a false rise; s1: a quiet catchment whose interval misses 0; d1, d2: +35% rises,
+    # d1 found, d2 missed but inside its interval; d3 missed and outside it
+    catch = {
+        "n1": (0.4, 0.1, 0.7, 0.01, 0.0),
+        "s1": (-0.3, -0.5, -0.1, 0.99, 0.0),
+        "d1": (0.4, 0.1, 0.7, 0.01, 0.35),
+        "d2": (0.1, -0.2, 0.5, 0.2, 0.35),
+        "d3": (0.0, -0.3, 0.3, 0.5, 0.35),
+    }
+    rows.loc[verdict, ["catch_pct", "catch_ci_low", "catch_ci_high", "catch_p_upper"]] = (
+        0.0,
+        -0.2,
+        0.2,
+        0.5,
+    )
+    rows.loc[verdict, "true_catchment_post"] = 0.0
+    extra = []
+    for site, (pct, low, high, p, truth) in catch.items():
+        at = verdict & (rows["site"] == site)
+        values = {"catch_pct": pct, "catch_ci_low": low, "catch_ci_high": high}
+        values |= {"catch_p_upper": p, "true_catchment_post": truth}
+        if at.any():
+            rows.loc[at, list(values)] = list(values.values())
+        else:
+            base = {"scenario": "fake", "city": 1, "site": site, "design": "verdict"}
+            extra.append({**base, "effect": "-45% displaced", "verdict": "closed", **values})
+    rows = pd.concat([rows, pd.DataFrame(extra)], ignore_index=True)
+    value = summarise(rows).set_index(["design", "quantity"])["value"]
+    assert value["verdict", "catchment_size"] == 0.1  # n1 of the 10 quiet catchments
+    # n1, s1 and d3 miss their catchment's true change
+    assert value["verdict", "catchment_coverage"] == pytest.approx(10 / 13, abs=1e-4)
+    assert value["verdict", "displaced_not_ruled_out"] == 0.5  # d2 of d2, d3
+    assert value["verdict", "displaced_detected"] == 0.0  # labels are the verdict's own
 
 
 def test_appendix_states_each_target_met_or_missed_with_run_facts(tmp_path):

@@ -38,6 +38,15 @@ _QUANTITY_WORDS = {
         f"incidents a month with at least {TARGET_POST_MONTHS} post months"
     ),
     "displaced_detected": "-45% closures with +35% in the catchment called displaced",
+    "catchment_size": (
+        "markets whose catchment had no effect with a significant rise there (the catchment's "
+        "one-sided 5% test of a rise)"
+    ),
+    "catchment_coverage": "coverage of the catchment's stated interval (its true change inside)",
+    "displaced_not_ruled_out": (
+        "+35% catchment rises the test missed that its interval still reaches (the verdict "
+        "says a rise up to the interval's upper end is not ruled out)"
+    ),
     "median_mde": "median minimum detectable reduction reported by the design",
     "held_45": (
         "sustained -45% markets whose last-window change is still a drop of at least "
@@ -308,6 +317,16 @@ def calibration_markdown(
         "(`spike_plant_*`: the check must flag them), and the whole city +50% or +100% over "
         "those months (`spike_shared_*`: a shared level shift the check must not flag; "
         "`spike_shared_own_*`: the check against the market's own level, which does).",
+        "",
+        "**The displacement test.** A market that fell is called *displaced* when its "
+        "catchment (the ring of areas around it) rose significantly: the catchment is fitted "
+        "as the market is, with the primary design, and its one-sided test of a rise is read. "
+        "`catchment_size` is how often that test reads a rise where the catchment had none "
+        "(every market but the displaced ones), `catchment_coverage` how often its stated "
+        "interval holds the catchment's true change, and `displaced_detected` how often a "
+        "+35% rise next to a -45% closure is found. Where the test finds no rise the verdict "
+        "says how large a rise the interval still allows; `displaced_not_ruled_out` is how "
+        "often that sentence holds a +35% rise the test missed.",
         "",
         "**Targets** (issue #10): one-sided 5% test size at most "
         f"{SIZE_TARGET:.0%}; stated interval coverage within {COVERAGE_TOLERANCE * 100:.0f} "

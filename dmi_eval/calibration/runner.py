@@ -33,7 +33,9 @@ calibration table (``design, scenario, quantity, value, mc_se, target, met``):
   its honest one), and how often the
   pre-period spike check fires at no-effect markets (``spike_null``; against
   the market's own level instead of its comparison areas:
-  ``spike_own_null``) and at sustained closures (``spike_closure``).
+  ``spike_own_null``) and at sustained closures (``spike_closure``), and the
+  catchment's test of a rise (:func:`add_catchment`: its size, its interval's
+  coverage, and whether a displacement it missed stays inside its interval).
 
 The default study (:func:`default_scenarios`) simulates 25 cities of nine
 markets in each of four scenarios, four no-effect markets and four sustained
@@ -79,7 +81,7 @@ from dmi_eval.errors import DesignError
 from dmi_eval.evaluation import MAX_PLACEBOS, evaluate_site, spike_warning, window_evidence
 from dmi_eval.inference.parallel import parallel_map
 from dmi_eval.spike import spike_periods
-from dmi_eval.verdict import still_dropped, undetectable
+from dmi_eval.verdict import WindowEvidence, still_dropped, undetectable
 
 ALPHA = 0.05
 DEFAULT_SEED = 20240601
@@ -393,6 +395,7 @@ def evaluate_city(
                 "basis": ev.verdict.basis,
                 "spike": spike_warning(ev.data, "drug", study) is not None,
                 "spike_own": spike_warning(ev.data, "drug", study, own=True) is not None,
+                **catchment_facts(ev.evidence.catchment),
                 **(
                     planted_spikes(city, study, market, seed * 100 + j)
                     if market.effect == NULL
@@ -401,6 +404,18 @@ def evaluate_city(
             }
         )
     return pd.DataFrame(rows)
+
+
+def catchment_facts(catch: WindowEvidence | None) -> dict[str, float]:
+    """The catchment's change, interval and one-sided test of a rise, as the verdict read them."""
+    if catch is None:
+        return {}
+    return {
+        "catch_pct": catch.pct_change,
+        "catch_ci_low": catch.ci_low,
+        "catch_ci_high": catch.ci_high,
+        "catch_p_upper": catch.p_upper,
+    }
 
 
 def _evaluate_task(task: tuple[str, CitySpec, int, VerdictRules | None]) -> pd.DataFrame:
@@ -487,6 +502,35 @@ def target_of(quantity: str) -> tuple[str, Callable[[float], bool]] | None:
     return None
 
 
+def add_catchment(v: pd.DataFrame, scenario: str, add: Callable[..., None]) -> None:
+    """The displacement test's calibration, from the verdict rows of one scenario.
+
+    ``catchment_size``: markets whose catchment had no effect with the catchment's
+    one-sided ``p_upper < 0.05`` (a false rise; at a true closure it turns *closed*
+    into *displaced*). ``catchment_coverage``: the catchment's interval holds its true
+    change. ``displaced_not_ruled_out``: at displaced markets (+35% in the catchment)
+    whose rise the test missed, the interval still reaches the true rise, so the
+    verdict's sentence that a rise of up to its upper end is not ruled out is true.
+    """
+    v = v[v["catch_p_upper"].notna()]
+    truth = v["true_catchment_post"]
+    quiet = v[truth.abs() < 1e-9]
+    add("verdict", scenario, "catchment_size", quiet["catch_p_upper"] < ALPHA)
+    add(
+        "verdict",
+        scenario,
+        "catchment_coverage",
+        (v["catch_ci_low"] <= truth) & (truth <= v["catch_ci_high"]),
+    )
+    missed = v[(truth > 0) & ~(v["catch_p_upper"] < ALPHA)]
+    add(
+        "verdict",
+        scenario,
+        "displaced_not_ruled_out",
+        missed["catch_ci_high"] >= missed["true_catchment_post"],
+    )
+
+
 def summarise(rows: pd.DataFrame, *, unjudged: Collection[str] = ()) -> pd.DataFrame:
     """The calibration table from :func:`run`'s rows.
 
@@ -564,6 +608,8 @@ def summarise(rows: pd.DataFrame, *, unjudged: Collection[str] = ()) -> pd.DataF
         add("verdict", scenario, "fading_closed", fading["verdict"] == "closed")
         disp = v[v["effect"] == "-45% displaced"]
         add("verdict", scenario, "displaced_detected", disp["verdict"] == "displaced")
+        if "catch_p_upper" in v:
+            add_catchment(v, scenario, add)
         for label in ("closed", "displaced", "not_closed", "inconclusive"):
             add("verdict", scenario, f"share_{label}_null", null["verdict"] == label)
             add("verdict", scenario, f"closure_share_{label}", closure["verdict"] == label)
