@@ -21,7 +21,7 @@ from dmi_eval.inference.noise import (
 )
 from dmi_eval.inference.placebo import draw_placebo_groups
 from dmi_eval.overdispersion import group_dispersion
-from dmi_eval.power import mde_from_placebos, mde_from_se, min_rank_p
+from dmi_eval.power import mde_from_se, min_rank_p
 from dmi_eval.results import WindowEffect
 
 
@@ -229,11 +229,9 @@ def _placebo_wald(
     return w_t, w_p[np.isfinite(w_p)]
 
 
-def _calibrated(
-    t_real: float, t_placebo: np.ndarray, alpha: float, se: float = float("nan")
-) -> dict[str, float]:
-    """Placebo p-values (each tail counted), the critical value for ``|t|`` at
-    level ``alpha``, and the minimum detectable effect at the treated SE ``se``."""
+def _calibrated(t_real: float, t_placebo: np.ndarray, alpha: float) -> dict[str, float]:
+    """Placebo p-values (each tail counted) and the critical value for ``|t|`` at level
+    ``alpha`` (an event-study bin's; the windows' MDE is the noise-standardised test's)."""
     n = t_placebo.size
     if n < 19:
         raise DesignError(f"only {n} usable placebo groups; placebo inference needs at least 19")
@@ -243,7 +241,6 @@ def _calibrated(
         "p_upper": float((1 + np.sum(t_placebo >= t_real)) / (n + 1)),
         "crit": float(np.quantile(np.abs(t_placebo), 1 - alpha)),
         "n": float(n),
-        "mde": mde_from_placebos(t_placebo, se) if math.isfinite(se) else float("nan"),
         "min_p": min_rank_p(n),
     }
 
