@@ -31,7 +31,7 @@ from dmi_eval.render import MD_NAV
 from dmi_eval.report import FLOAT_FORMAT, script_label
 from dmi_eval.tables import design_label, effects_table, markdown_table
 from dmi_eval.verdict import VERDICT_COLUMNS, rule_text, verdict_row
-from dmi_eval.wording import closure_summary, first_paragraph, plain_reason
+from dmi_eval.wording import catchment_high, closure_summary, first_paragraph, plain_reason
 
 SCRIPT = script_label("site_report.py")
 fitted = load(results_path) if results_path else evaluate_study_sites(study_path, sites=[site_id])
@@ -103,7 +103,12 @@ display(
             outcome_label=primary_label,
             unit=unit,
             n_post=data.n_post,
-            rule_summary=closure_summary(rules, unit, catchment=bool(data.catchment_areas)),
+            rule_summary=closure_summary(
+                rules,
+                unit,
+                catchment=bool(data.catchment_areas),
+                catchment_high=catchment_high(evaluation.evidence),
+            ),
             outcome=primary,
             suppress_below=suppress,
         )

@@ -193,7 +193,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     from dmi_eval.pipeline import evaluate_study_sites
     from dmi_eval.tables import design_label
     from dmi_eval.verdict import rule_text
-    from dmi_eval.wording import closure_summary, first_paragraph, plain_reason, verdict_words
+    from dmi_eval.wording import (
+        catchment_high,
+        closure_summary,
+        first_paragraph,
+        plain_reason,
+        verdict_words,
+    )
 
     study = load_study_cached(args.study)
     site = study.site(args.site)
@@ -227,7 +233,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         unit=study.frequency,
         n_post=evaluation.data.n_post,
         rule_summary=closure_summary(
-            study.verdict, study.frequency, catchment=bool(evaluation.data.catchment_areas)
+            study.verdict,
+            study.frequency,
+            catchment=bool(evaluation.data.catchment_areas),
+            catchment_high=catchment_high(evaluation.evidence),
         ),
         outcome=site.primary_outcome,
         suppress_below=study.report.suppress_below,

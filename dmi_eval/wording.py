@@ -94,11 +94,15 @@ def change_sentence(
     )
 
 
-def closure_summary(rules: Any, unit: str, *, catchment: bool = True) -> str:
+def closure_summary(
+    rules: Any, unit: str, *, catchment: bool = True, catchment_high: float | None = None
+) -> str:
     """Why a *closed* verdict holds, in words, with the study's thresholds.
 
     ``catchment``: whether the site has a catchment area; without one nothing
     nearby was measured, and the sentence says so instead of claiming no rise.
+    ``catchment_high``: the upper end of the catchment's interval, when known; a
+    positive one is the largest rise the data cannot rule out, and is said.
     """
     held = duration_text(rules.persistence_in(unit), unit)
     nearby = (
@@ -106,11 +110,22 @@ def closure_summary(rules: Any, unit: str, *, catchment: bool = True) -> str:
         if catchment
         else "no catchment area was given, so whether it moved next door was not assessed"
     )
+    if catchment and catchment_high is not None and not math.isnan(catchment_high):
+        if not math.isfinite(catchment_high):
+            nearby += " (though the data cannot rule out a rise there)"
+        elif catchment_high > 0:
+            nearby += f" (though a rise of up to {fmt_size(catchment_high)} is not ruled out)"
     return (
         "every condition of the closure rule holds: the fall is significant, at least "
         f"{rules.min_reduction:.0%}, it held over the last {held} (still a drop of at least "
         f"{rules.lasting_drop() * 100:.3g}% there), and {nearby}."
     )
+
+
+def catchment_high(evidence: Any) -> float | None:
+    """The upper end of the catchment's interval the verdict read (``None``: no catchment)."""
+    catch = getattr(evidence, "catchment", None)
+    return None if catch is None else float(catch.ci_high)
 
 
 def deciding_reason(label: str, reasons: Sequence[str], *, rule_summary: str) -> str:

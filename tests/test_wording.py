@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from dmi_eval.wording import VERDICT_SENTENCES, chance, first_paragraph, verdict_words
@@ -109,3 +111,25 @@ def test_closure_summary_without_a_catchment_claims_nothing_about_nearby_areas()
     alone = closure_summary(VerdictRules(), "month", catchment=False)
     assert "nearby areas did not rise significantly" in with_ring
     assert "did not rise" not in alone and "not assessed" in alone
+
+
+def test_closure_summary_says_the_rise_the_catchment_cannot_rule_out():
+    from dmi_eval.study_spec import VerdictRules
+    from dmi_eval.verdict import Evidence, WindowEvidence
+    from dmi_eval.wording import catchment_high, closure_summary
+
+    rules = VerdictRules()
+    wide = closure_summary(rules, "month", catchment_high=0.084)
+    assert "did not rise significantly (though a rise of up to 8% is not ruled out)." in wide
+    unbounded = closure_summary(rules, "month", catchment_high=float("inf"))
+    assert "(though the data cannot rule out a rise there)" in unbounded and "inf" not in unbounded
+    excluded = closure_summary(rules, "month", catchment_high=-0.02)
+    assert excluded == closure_summary(rules, "month")  # an interval below zero rules a rise out
+    assert "not ruled out" not in closure_summary(rules, "month", catchment=False, catchment_high=1)
+    post = WindowEvidence("sc", "post", -0.5, -0.6, -0.4, 0.01, 0.99, 0.02)
+    ev = Evidence("s", "drug", post, post, 40, 30.0, 0.2, 24, 6)
+    assert catchment_high(ev) is None
+    ev = Evidence(
+        "s", "drug", post, post, 40, 30.0, 0.2, 24, 6, catchment=replace(post, ci_high=0.3)
+    )
+    assert catchment_high(ev) == 0.3
