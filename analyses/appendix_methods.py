@@ -146,7 +146,10 @@
 #
 # The primary design is fitted again with the catchment areas in the market's place, against the
 # same comparison areas: a significant rise means displacement, a significant fall a diffusion of
-# benefits. The weighted displacement quotient (Bowers & Johnson 2003) and the weighted
+# benefits. Neither is not evidence of no displacement: the verdict then gives the upper end of the
+# catchment's interval, the largest rise the data cannot rule out, and the calibration appendix
+# reports the catchment test's size and coverage and how often a missed rise stays inside that
+# interval (`catchment_size`, `catchment_coverage`, `displaced_not_ruled_out`). The weighted displacement quotient (Bowers & Johnson 2003) and the weighted
 # displacement difference test (Wheeler & Ratcliffe 2018) are available for before/after counts.
 #
 # ## Pooling — `dmi_eval/pooling.py`
