@@ -213,8 +213,11 @@ def _rise_not_ruled_out(catch: WindowEvidence) -> str:
 
     Not finding a rise is not finding none: a catchment of quiet areas may have an
     interval that reaches well above zero, so the clause says how large a rise
-    (displacement) the data cannot rule out. Empty when the interval rules out a rise.
+    (displacement) the data cannot rule out. Empty when the interval rules out a rise
+    or the design gives none.
     """
+    if math.isnan(catch.ci_high):
+        return ""
     if not math.isfinite(catch.ci_high):
         return "; its interval has no upper limit, so a rise of any size is not ruled out"
     if catch.ci_high > 0:

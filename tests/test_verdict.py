@@ -278,6 +278,10 @@ def test_an_insignificant_catchment_says_what_rise_it_cannot_rule_out():
     assert "its interval has no upper limit, so a rise of any size" in verdict.reasons_text()
     assert "inf" not in headline(unbounded, verdict, "X", "month")
     assert "though a rise is not ruled out" in headline(unbounded, verdict, "X", "month")
+    # no interval, nothing claimed
+    no_ci = replace(ev, catchment=replace(ev.catchment, ci_high=math.nan))
+    assert "ruled out" not in decide(no_ci, RULES).reasons_text()
+    assert headline(no_ci, decide(no_ci, RULES), "X", "month").endswith("no significant rise.")
     # an interval that excludes a rise says nothing more
     ruled_out = replace(ev, catchment=replace(ev.catchment, pct_change=-0.2, ci_high=-0.01))
     verdict = decide(ruled_out, RULES)
