@@ -216,16 +216,14 @@ def _rise_not_ruled_out(catch: WindowEvidence) -> str:
     (displacement) the data cannot rule out. Empty when the interval rules out a rise
     or the design gives none.
     """
-    if math.isnan(catch.ci_high):
+    if not catch.ci_high > 0:  # NaN too
         return ""
-    if not math.isfinite(catch.ci_high):
+    if math.isinf(catch.ci_high):
         return "; its interval has no upper limit, so a rise of any size is not ruled out"
-    if catch.ci_high > 0:
-        return (
-            f"; its {catch.level} interval reaches {_signed(catch.ci_high)}, so a rise of up "
-            "to that size is not ruled out"
-        )
-    return ""
+    return (
+        f"; its {catch.level} interval reaches {_signed(catch.ci_high)}, so a rise of up "
+        "to that size is not ruled out"
+    )
 
 
 def _interval(w: WindowEvidence) -> str:

@@ -110,11 +110,12 @@ def closure_summary(
         if catchment
         else "no catchment area was given, so whether it moved next door was not assessed"
     )
-    if catchment and catchment_high is not None and not math.isnan(catchment_high):
-        if not math.isfinite(catchment_high):
-            nearby += " (though the data cannot rule out a rise there)"
-        elif catchment_high > 0:
-            nearby += f" (though a rise of up to {fmt_size(catchment_high)} is not ruled out)"
+    if catchment and catchment_high is not None and catchment_high > 0:  # not NaN
+        nearby += (
+            " (though the data cannot rule out a rise there)"
+            if math.isinf(catchment_high)
+            else f" (though a rise of up to {fmt_size(catchment_high)} is not ruled out)"
+        )
     return (
         "every condition of the closure rule holds: the fall is significant, at least "
         f"{rules.min_reduction:.0%}, it held over the last {held} (still a drop of at least "
@@ -124,8 +125,7 @@ def closure_summary(
 
 def catchment_high(evidence: Any) -> float | None:
     """The upper end of the catchment's interval the verdict read (``None``: no catchment)."""
-    catch = getattr(evidence, "catchment", None)
-    return None if catch is None else float(catch.ci_high)
+    return None if evidence.catchment is None else float(evidence.catchment.ci_high)
 
 
 def deciding_reason(label: str, reasons: Sequence[str], *, rule_summary: str) -> str:

@@ -125,6 +125,7 @@ def test_closure_summary_says_the_rise_the_catchment_cannot_rule_out():
     assert "(though the data cannot rule out a rise there)" in unbounded and "inf" not in unbounded
     excluded = closure_summary(rules, "month", catchment_high=-0.02)
     assert excluded == closure_summary(rules, "month")  # an interval below zero rules a rise out
+    assert closure_summary(rules, "month", catchment_high=float("nan")) == excluded  # none given
     assert "not ruled out" not in closure_summary(rules, "month", catchment=False, catchment_high=1)
     post = WindowEvidence("sc", "post", -0.5, -0.6, -0.4, 0.01, 0.99, 0.02)
     ev = Evidence("s", "drug", post, post, 40, 30.0, 0.2, 24, 6)

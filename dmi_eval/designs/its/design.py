@@ -259,7 +259,6 @@ class ITS:
             raise ValueError(f"family 'sarimax' is not available with comparison={comparison!r}")
         check_last_k(last_k)
         check_level(level)
-        check_alpha(mde_alpha)
         if not isinstance(max_placebos, int) or max_placebos < 0:
             raise ValueError("max_placebos must be a non-negative integer")
         chosen = check_outcomes(site_data.outcomes, outcomes)
@@ -283,7 +282,7 @@ class ITS:
         self.comparison = comparison
         self.last_k = last_k
         self.level = level
-        self.mde_alpha = float(mde_alpha)
+        self.mde_alpha = check_alpha(float(mde_alpha))
         self.n_harmonics = n_harmonics
         self.slope_change = slope_change
         self.ramp = ramp

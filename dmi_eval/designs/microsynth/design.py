@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 import numpy as np
 
@@ -102,7 +101,6 @@ class MicroSynth:
         if primary not in PRIMARY:
             raise ValueError(f"primary must be one of {', '.join(PRIMARY)}; got {primary!r}")
         check_level(level)
-        check_alpha(mde_alpha)
         check_last_k(last_k)
         for key, val, low in (
             ("n_permutations", n_permutations, 0),
@@ -127,7 +125,7 @@ class MicroSynth:
         self.match_periods = match_periods
         self.block_length = int(block_length)
         self.level = float(level)
-        self.mde_alpha = float(mde_alpha)
+        self.mde_alpha = check_alpha(float(mde_alpha))
         self.sided = sided
         self.n_permutations = int(n_permutations)
         self.jackknife = jackknife
@@ -164,7 +162,7 @@ class MicroSynth:
                         )
                     cov = cov.loc[:, list(self.covariates)]
                 cov = cov.select_dtypes("number")
-        fitted = fit_microsynth(
+        return fit_microsynth(
             counts,
             sd.treated_areas,
             list(pre),
@@ -173,6 +171,7 @@ class MicroSynth:
             match_periods=self.match_periods,
             block_length=self.block_length,
             level=self.level,
+            mde_alpha=self.mde_alpha,
             sided=self.sided,
             n_permutations=self.n_permutations,
             jackknife=self.jackknife,
@@ -182,4 +181,3 @@ class MicroSynth:
             fallback=self.fallback,
             site=sd.site_id,
         )
-        return replace(fitted, mde_alpha=self.mde_alpha)

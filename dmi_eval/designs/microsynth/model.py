@@ -55,6 +55,7 @@ def fit_microsynth(
     match_periods: MatchPeriods = "each",
     block_length: int = 3,
     level: float = 0.90,
+    mde_alpha: float = 0.05,
     sided: Sided = "lower",
     n_permutations: int = 0,
     jackknife: bool | int = False,
@@ -89,6 +90,9 @@ def fit_microsynth(
     level
         Confidence level of the equal-tailed intervals (default 0.90, as the
         Seattle evaluation); ``alpha = 1 - level`` below.
+    mde_alpha
+        One-sided level of the test whose minimum detectable reduction the
+        results' diagnostics state (``mde``, ``mde_last``).
     sided
         ``"lower"`` (a reduction; the Seattle evaluation's test), ``"greater"``
         or ``"two-sided"``: which p-value is reported as ``p_value``.
@@ -385,6 +389,7 @@ def fit_microsynth(
         outcomes=outcomes,
         window_periods={k: tuple(periods[v]) for k, v in win_idx.items()},
         level=level,
+        mde_alpha=mde_alpha,
         sided=sided,
         primary=primary_m,
         weights=pd.Series(w, index=units, name="weight"),
