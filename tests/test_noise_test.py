@@ -206,6 +206,12 @@ def test_site_sc_reports_each_tail_an_mde_and_weights_that_choose():
     assert len(weights) < 0.8 * diag["n_donors"]
     assert weights.max() > 2 / diag["n_donors"]
     assert "counting-noise" in row["method"]
+    # each window's log-ratio SE is its own test's, so pooling reads the design's variance
+    for window, se in zip(res.table["window"], res.table["se"], strict=True):
+        assert se == res.noise_test("drug", window).log_se() and 0 < se < 1, window
+    from dmi_eval.pooling import log_ratio_inputs
+
+    assert (log_ratio_inputs(res.table)["se_source"] == "design").all()
     # each window's method names the placebos its own test ranked
     for window, method in zip(res.table["window"], res.table["method"], strict=True):
         used = res.noise_test("drug", window).n_placebos
@@ -347,3 +353,40 @@ def test_the_interval_finds_the_lower_end_of_a_quiet_market():
         assert low > -1.0
         assert math.log1p(low) == pytest.approx(u[hits[0]], abs=2e-4)
     assert finite > 300
+
+
+def test_the_log_se_is_the_markets_sd_at_its_estimate_times_the_references_spread():
+    rng = np.random.default_rng(11)
+    placebos = rng.normal(0, 1, 99) * math.sqrt(0.02 + 0.02)
+    m, v1 = 60.0, 1 / 60.0 + 0.002
+    L = np.r_[math.log(0.55), placebos]
+    v = np.r_[v1, np.full(99, 0.02)]
+    t = NoiseStandardisedTest(log_ratio=L, variance=v, tau2=0.02, market_count=m)
+    spread = float(np.std(t.reference))
+    # the 33 incidents left by the drop carry more counting noise than the 60 expected
+    expected = math.sqrt(0.02 + v1 + (1 / 0.55 - 1) / m) * spread
+    assert t.log_se() == pytest.approx(expected, rel=1e-12)
+    assert t.log_se() > float(t.sd[0]) * spread
+    # a window of fewer than 20 incidents (0.55 x 30), no placebos or no count: no SE
+    assert math.isnan(NoiseStandardisedTest(L, v, 0.02, market_count=30.0).log_se())
+    assert math.isnan(NoiseStandardisedTest(L[:1], v[:1], 0.02, market_count=m).log_se())
+    assert math.isnan(NoiseStandardisedTest(L, v, 0.02).log_se())
+
+
+def test_the_log_se_covers_the_truth_as_a_standard_error_should():
+    # markets and placebos drawn from the test's own model: L_1 - u ~ N(0, tau^2 + v_1(u));
+    # a 90% normal interval from log_se covers u about 90% of the time (here 0.92; half the
+    # variance would cover 0.80, the variance in place of the SD 0.22)
+    rng = np.random.default_rng(12)
+    tau2, phi, hits, n = 0.015, 0.1, 0, 400
+    for _ in range(n):
+        m = rng.uniform(40, 400)
+        u = math.log(rng.choice([1.0, 0.55]))
+        v_pl = rng.uniform(0.01, 0.08, 120)
+        pl = rng.normal(0, np.sqrt(tau2 + v_pl))
+        v1 = 1 / m + phi / 30
+        sd_u = math.sqrt(tau2 + v1 + (math.exp(-u) - 1) / m)
+        L1 = u + rng.normal(0, sd_u)
+        t = NoiseStandardisedTest(np.r_[L1, pl], np.r_[v1, v_pl], tau2, market_count=m)
+        hits += abs(L1 - u) <= 1.645 * t.log_se()
+    assert 0.86 <= hits / n <= 0.94

@@ -506,6 +506,23 @@ class NoiseStandardisedTest:
             v1 += (math.exp(-u) - 1.0) / m
         return math.sqrt(self.tau2 + v1)
 
+    def log_se(self) -> float:
+        """Standard error of the market's log ratio ``L_1`` under the test's own model.
+
+        The test reads ``L_1 - log(1 + theta)`` as ``s(theta) z`` with ``z``
+        spread like the :attr:`reference` statistics and ``s`` the market's SD
+        (:meth:`market_sd`), so at the estimate the SE is ``s(L_1)`` times the
+        reference's standard deviation. ``nan`` without placebos, and when the
+        market's window holds fewer than :data:`MIN_WINDOW_COUNT` incidents:
+        the counting-noise variance is a delta-method one, which a handful of
+        incidents does not support (see the module notes).
+        """
+        L1 = float(self.log_ratio[0])
+        m = self.market_count
+        if self.n_placebos == 0 or not (math.isfinite(m) and m * math.exp(L1) >= MIN_WINDOW_COUNT):
+            return float("nan")
+        return self.market_sd(L1) * float(np.std(self.reference))
+
     def _solve(self, q: float) -> float:
         """The ``u = log(1 + theta)`` nearest the estimate where the market's statistic is ``q``.
 

@@ -128,8 +128,11 @@ class SyntheticControlResults(DesignResults):
 
     @cached_frame
     def table(self) -> pd.DataFrame:  # type: ignore[override]
-        """Effects plus ``level`` and the three rank-test tails, each counted on its own."""
-        tails = []
+        """Effects plus ``level``, the three rank-test tails, each counted on its own, and the
+        log-ratio ``se`` of the noise-standardised test
+        (:meth:`~dmi_eval.inference.noise.NoiseStandardisedTest.log_se`; NaN under the other
+        placebo statistics, which have no variance model)."""
+        tails, se = [], []
         for outcome in self.outcomes:
             for window in self.windows:
                 tails.append(
@@ -138,7 +141,9 @@ class SyntheticControlResults(DesignResults):
                         for a in ("lower", "greater", "two-sided")
                     )
                 )
-        return table_frame(self.effects(), self.level, tails)
+                noise = self.noise_test(outcome, window)
+                se.append(noise.log_se() if noise is not None else float("nan"))
+        return table_frame(self.effects(), self.level, tails, se)
 
     @cached_frame
     def series(self) -> pd.DataFrame:  # type: ignore[override]
