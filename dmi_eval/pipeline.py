@@ -27,8 +27,10 @@ from threadpoolctl import threadpool_limits
 from dmi_eval.config import Study, load_study
 from dmi_eval.data import Ingest
 from dmi_eval.datacache import MappingProxyPickler, load_study_data_cached
+from dmi_eval.errors import DesignError
 from dmi_eval.evaluation import Outcomes, SiteEvaluation, evaluate_site
 from dmi_eval.inference.parallel import compute, configured, parallel_map
+from dmi_eval.panel import Panel
 
 if TYPE_CHECKING:  # geopandas and shapely load only for the maps
     from dmi_eval.geo import StudyGeo
@@ -140,6 +142,7 @@ def evaluate_study_sites(
     progress.step("reading data")
     ingest = load_study_data_cached(study)
     wanted = [s.id for s in study.sites] if sites is None else [study.site(s).id for s in sites]
+    check_site_periods(ingest.panel, study, wanted)
     progress.start(len(wanted))
 
     def site_done(i: int, result: tuple[SiteEvaluation, float]) -> None:
@@ -164,6 +167,23 @@ def evaluate_study_sites(
         sites=MappingProxyType(evaluated),
         geo=_study_geo(study) if geo else None,
     )
+
+
+def check_site_periods(panel: Panel, study: Study, site_ids: Sequence[str]) -> None:
+    """Raise one :class:`~dmi_eval.errors.DesignError` naming every site whose call-in date
+    the data cannot take (outside the data, too few pre periods, no post period, no donors).
+
+    The same checks fail a site when it is fitted; made up front, they stop a study before
+    the other sites' fits, not after them.
+    """
+    problems = []
+    for site_id in site_ids:
+        try:
+            panel.site_data(study, site_id)
+        except DesignError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise DesignError("; ".join(problems))
 
 
 def _study_geo(study: Study) -> StudyGeo:
