@@ -436,8 +436,8 @@ def decide(ev: Evidence, rules: VerdictRules) -> Verdict:
             return Verdict(ev.site, "displaced", tuple(reasons), warnings, "displaced")
         if catch.pct_change < 0 and catch.p_lower < alpha:
             reasons.append(
-                f"The catchment area fell too ({_pct(catch.pct_change)}, one-sided "
-                f"{_p(catch.p_lower)}): benefits spread to nearby areas."
+                f"The catchment area fell too ({_signed(catch.pct_change)}, one-sided test of "
+                f"a fall {_p(catch.p_lower)}): benefits spread to nearby areas."
             )
         else:
             reasons.append(
@@ -504,13 +504,15 @@ def rule_text(rules: VerdictRules, frequency: str = "month") -> str:
         f"counterfactual is significant (one-sided p < {a}) and at least {red}; the drop "
         f"held: over the last {span} of the post period the estimated change is still a drop "
         f"of at least {_share(rules.lasting_drop())} ({rules.lasting_share:g} of {red}); it is "
-        "not offset by a significant rise in the catchment area; and no pre-trend test "
-        f"rejected parallel trends (p < {a}), no placebo-in-time check failed (a significant "
+        "not offset by a significant rise in the catchment area; and the primary design's own "
+        "checks pass: its pre-trend test, where it has one, has not rejected parallel trends "
+        f"(p < {a}), its placebo-in-time check has not failed (a significant "
         f"effect at more than {PLACEBO_FAIL_SHARE:.0%} of the fake call-in dates before the "
         "real one, and at least two), and the pre period does not end in a spike the "
         "comparison areas do not share (the market at least "
         f"{red} higher against them over its last 3 months than over the year before, "
-        "one-sided p < 0.01). The last "
+        "one-sided p < 0.01); these checks gate *closed* only, and a failed one is listed as "
+        "a warning under any label. The last "
         f"{span} are not tested for significance on their own: they are a fraction of the post "
         "period, and a test on them alone has too little power to confirm even a large, lasting "
         "drop. "

@@ -93,7 +93,7 @@ SPIKE = "The pre period ends in a spike: (test)."
         (evidence(post=(-0.4, 0.2)), "not_closed", "No significant reduction"),
         (evidence(post=(0.3, 0.99)), "not_closed", "rose 30%"),
         (evidence(catchment=(0.5, 0.999)), "displaced", "moved next door"),
-        (evidence(catchment=(-0.3, 0.01)), "closed", "benefits spread"),
+        (evidence(catchment=(-0.3, 0.01)), "closed", "fell too (-30%, one-sided test of a fall"),
         (evidence(last=(-0.05, 0.4)), "not_closed", "came back"),
         (evidence(post=(-0.15, 0.01)), "not_closed", "smaller than the 25%"),
         (evidence(pre_mean=2.0), "inconclusive", "too few for the test"),
@@ -331,7 +331,10 @@ def test_thresholds_are_configurable_and_stated():
     assert "too little power" in text
     # the gates are stated with their thresholds, not only named
     assert "a significant effect at more than 20% of the fake call-in dates" in text
-    assert "rejected parallel trends (p < 0.05)" in text
+    assert (
+        "its pre-trend test, where it has one, has not rejected parallel trends (p < 0.05)" in text
+    )
+    assert "the primary design's own checks pass" in text and "gate *closed* only" in text
     weekly = rule_text(VerdictRules(), "week")
     assert "last 6 months (26 weeks)" in weekly
     assert "fewer than 5 incidents a month (1.1 a week)" in weekly
