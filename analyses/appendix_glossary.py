@@ -88,6 +88,28 @@ is no significant fall but the design could not have detected a drop of the clos
 # call-in date). If real effects do not stand out from placebo effects, the report does not
 # claim one.
 #
+# **Counting noise and drift; mirror images.** The synthetic control's placebo test puts a busy
+# market and a quiet placebo area on one scale: each one's change (as a log rate ratio) is divided
+# by the spread it would have with no effect, its *counting noise* (small counts vary by chance,
+# more than pure chance when they are *overdispersed*) plus the *drift* every area's path shows
+# away from its counterfactual over time. The market is then ranked among the placebo areas'
+# values and their *mirror images* (each reflected about their middle value), which keeps the
+# placebos' centre and spread but not their lopsidedness.
+#
+# **Overdispersion (`dispersion`).** Counts that vary more from period to period than pure
+# chance (the Poisson model) would make them. The interrupted time series' table gives the
+# Pearson dispersion: 1 for pure chance, 2 for twice its variance. The tests allow for it.
+#
+# **Donors used (`n_donors`); outside the range (`outside_hull`).** The comparison areas the
+# synthetic control's weights are fitted on: those with enough offences before the call-in for
+# their level to be known (fewer than all comparison areas). A market whose pre-period level is
+# above or below every comparison area's is *outside their range*: no weighted average of them
+# can match it, so each series is first divided by its own pre-period mean.
+#
+# **Ljung–Box test (`ljung_box_p`).** Whether the interrupted time series leaves a pattern from
+# one period to the next in what it does not explain; a small p-value warns that its interval
+# may be too narrow.
+#
 # **Pre-period fit.** How closely the counterfactual follows the market before the call-in; a poor
 # fit means the estimate after the call-in cannot be trusted. **RMSPE (root mean squared
 # prediction error).** The typical gap between the market's counts and its counterfactual, the

@@ -27,6 +27,7 @@ from dmi_eval.plots import (
     plot_synth_weights,
     save_figure,
 )
+from dmi_eval.plots.did import event_study_caption
 from dmi_eval.render import MD_NAV
 from dmi_eval.report import FLOAT_FORMAT, script_label
 from dmi_eval.tables import design_label, effects_table, markdown_table
@@ -153,7 +154,7 @@ display(
 display(
     Markdown(f"""## The site
 
-Call-in: **{site.intervention:%d %B %Y}**. Market: {len(site.treated_areas)} area(s); nearby
+Call-in: **{site.intervention:%d %B %Y}**. Market: {len(site.treated_areas)} area{"" if len(site.treated_areas) == 1 else "s"}; nearby
 (catchment) areas: {len(site.catchment_areas)}; comparison areas: {len(data.donor_areas)}.
 Data: {data.n_pre} {unit}s before the call-in and {data.n_post} after (the {unit} of the
 call-in is {"left out" if study.transition == "exclude" else "counted as post"}).
@@ -328,14 +329,20 @@ if "did" in results:
     parts.append(
         "### Event study (area-level difference-in-differences)\n\n"
         f"Joint test that all pre-period (lead) coefficients are zero: p = {test['p_value']:.3f}"
-        f" (statistic {test['stat']:.1f} on {test['df']:.0f} df; a small p-value warns that "
-        "treated and comparison areas were already on different paths).\n\n"
+        + (
+            f" (Wald statistic {test['stat']:.1f} on {test['df']:.0f} lead coefficients, ranked "
+            f"among the same statistic of {test['n_placebo']:.0f} placebo groups of comparison "
+            "areas: the p-value is its rank, not a chi-square tail"
+            if "n_placebo" in test
+            else f" (Wald chi-square {test['stat']:.1f} on {test['df']:.0f} df"
+        )
+        + "; a small p-value warns that treated and comparison areas were already on different "
+        "paths).\n\n"
         + figure(
             fig,
             f"did_event_{primary}",
             "event study",
-            "event-time coefficients (log rate ratios) with their intervals; the period "
-            "before the call-in is the reference.",
+            event_study_caption(did) + ".",
         )
     )
 its = results["its"]

@@ -259,8 +259,14 @@ if main_design in pooled:
     fig, _ = plot_forest(result, names=site_names)
     text += (
         result.sentence(design_label(main_design), site_names)
-        + " This primary pooled estimate keeps every site with an estimate, whatever its "
-        "verdict (choosing sites by their verdicts would choose them by their results). "
+        + " This primary pooled estimate keeps every site whose estimate can be pooled, "
+        "whatever its verdict (choosing sites by their verdicts would choose them by their "
+        "results)"
+        + (
+            "; the sites left out could not be pooled, for the reasons under the table. "
+            if result.excluded
+            else ". "
+        )
         + sensitivity_text()
         + "\n\n"
         + markdown_table(pd.DataFrame(pooled_rows))
@@ -278,10 +284,16 @@ if main_design in pooled:
         + ("\n\n*Left out*: " + "; ".join(left_notes) + "." if left_notes else "")
         + "\n\n*Table: random-effects meta-analysis (Paule–Mandel τ², Hartung–Knapp–Sidik–"
         "Jonkman interval on k − 1 df, two-sided, Higgins prediction interval) of the sites' "
-        "log rate ratios, per design; *sensitivity* pools the same design without the sites "
-        "whose verdict is inconclusive because their data cannot tell ("
-        + "; ".join(BASES[b] for b in UNREADABLE_BASES)
-        + "). The prediction interval is where a new site's effect is expected to fall. Script: "
+        "log rate ratios, per design"
+        + (
+            "; a design's sensitivity row pools it without the sites whose verdict is "
+            "inconclusive because their data cannot tell ("
+            + "; ".join(BASES[b] for b in UNREADABLE_BASES)
+            + ")"
+            if sensitivity is not None
+            else ""
+        )
+        + ". The prediction interval is where a new site's effect is expected to fall. Script: "
         f"`{SCRIPT}`.*\n\n"
         + figure(
             fig,

@@ -75,7 +75,9 @@ def fmt_pct(x: float, digits: int = 0) -> str:
     """``-0.253`` -> ``"-25%"`` (a fraction shown as a signed percentage)."""
     if _missing(x):
         return "n/a"
-    return f"{x * 100:+.{digits}f}%"
+    shown = f"{x * 100:+.{digits}f}"
+    # a change that rounds to nothing has no sign: "0%", never "-0%"
+    return (shown[1:] if float(shown) == 0 else shown) + "%"
 
 
 def fmt_size(x: float, digits: int = 0) -> str:

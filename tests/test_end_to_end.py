@@ -98,6 +98,14 @@ def test_evaluate_writes_the_report_and_is_byte_identical(evaluated):
         assert (out / "figures" / f"{site}_map.png").stat().st_size > 5000
         for link in re.findall(r"\(\.\./figures/([^)]+)\)", report):
             assert (out / "figures" / link).is_file(), link
+        if "### Event study" in report:
+            event = report.split("### Event study", 1)[1].split("\n### ", 1)[0]
+            # the p-value says where it comes from, the caption what the figure draws
+            assert "the p-value is its rank, not a chi-square tail" in event or (
+                "Wald chi-square" in event
+            )
+            caption = event.split("*Figure:", 1)[1]
+            assert "log rate ratio" not in caption and "% changes" in caption
 
     effects = pd.read_csv(out / "results" / "effects.csv")
     assert list(effects.columns) == list(TABLE_COLUMNS)

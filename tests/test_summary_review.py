@@ -60,7 +60,7 @@ def test_pooled_prose_says_whether_the_interval_includes_no_change(summary):
     else:  # the committed synthetic study: -55% to -4%
         side = "below" if result.ci_high < 0 else "above"
         assert f"The 95% interval lies {side} no change (0%)" in pooled
-    assert "keeps every site with an estimate, whatever its verdict" in pooled
+    assert "keeps every site whose estimate can be pooled, whatever its verdict" in pooled
 
 
 def test_prediction_interval_prose_and_table_agree(summary):
@@ -118,6 +118,9 @@ def test_the_committed_summary_never_names_an_empty_sensitivity_pool(project_roo
     pooled = _section(text, "Pooled effect across sites")
     assert "without ," not in pooled
     rows = [r.split("|")[1].strip() for r in pooled.splitlines() if r.startswith("| ")]
+    caption = pooled.split("*Table:", 1)[1].split("*\n", 1)[0]
+    # the caption explains a sensitivity row only where the table has one
+    assert ("sensitivity" in caption) == any(r.endswith(", sensitivity") for r in rows)
     if "synthetic control, sensitivity" not in rows:
         assert re.search(
             r"Sensitivity: no site|No separate sensitivity analysis|No sensitivity analysis", pooled

@@ -47,6 +47,9 @@ def test_an_interval_holds_a_change_of_minus_100_percent_when_nothing_was_seen()
 
 def test_formatting():
     assert fmt_pct(-0.253) == "-25%"
+    # a change that rounds to nothing is shown without a sign
+    assert fmt_pct(-0.004) == "0%" and fmt_pct(0.004) == "0%" and fmt_pct(-0.006) == "-1%"
+    assert fmt_pct(-0.0004, 1) == "0.0%" and fmt_interval(-0.7, -0.004) == "-70% to 0%"
     assert fmt_interval(-0.4, 0.05) == "-40% to +5%"
     assert fmt_p(0.0004) == "<0.001" and fmt_p(0.0312) == "0.031"
     assert fmt_count(1234.0) == "1,234" and fmt_count(12.4) == "12.4"

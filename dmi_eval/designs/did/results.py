@@ -198,7 +198,7 @@ class DIDResults(WindowResults):
                 f"{c['n_treated_areas']} treated areas against {c['n_control_areas']} donor areas "
                 f"(catchment areas excluded), area and period fixed effects, {how}; "
                 f"{c['n_pre']} pre and {c['n_post']} post periods, "
-                f"{c['n_transition']} transition period(s) excluded; windows: whole post period "
+                f"{c['n_transition']} transition period{'' if c['n_transition'] == 1 else 's'} excluded; windows: whole post period "
                 f"and last {c['last_k_used']} periods. Event study over event times "
                 f"{self.window[0]}..{self.window[1]} (end bins pooled, reference -1); {test}."
             )

@@ -238,7 +238,7 @@ class ITSResults(WindowResults):
                 f"seasonality {c['seasonality']} ({c['seasonality_reason']})",
                 "level change" + (" and slope change" if c["slope_change"] else ""),
                 f"{c['n_pre']} pre and {c['n_post']} post periods, "
-                f"{c['n_transition']} transition period(s) excluded",
+                f"{c['n_transition']} transition period{'' if c['n_transition'] == 1 else 's'} excluded",
             ]
             if c.get("count_cov") == "ar1":
                 parts.append(
