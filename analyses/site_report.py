@@ -28,6 +28,7 @@ from dmi_eval.plots import (
     save_figure,
 )
 from dmi_eval.plots.did import event_study_caption
+from dmi_eval.plots.style import titles_in_words
 from dmi_eval.render import MD_NAV
 from dmi_eval.report import FLOAT_FORMAT, script_label
 from dmi_eval.tables import design_label, effects_table, markdown_table
@@ -83,8 +84,21 @@ def table(rows: pd.DataFrame, *, p: str = "p_lower") -> str:
     return effects_table(rows, suppress_below=suppress, p=p, unit=unit, outcome_label=label)
 
 
+# the site's name and the outcomes' labels in the figures' titles, not their codes (the
+# longest code first: an outcome "drug_sale" is not read as "drug")
+TITLE_WORDS = sorted(
+    [
+        *((f"{site_id}: {o}", f"{site.name}: {label(o)}") for o in site.outcomes),
+        (f"{site_id}:", f"{site.name}:"),
+        *((f"{o}:", f"{label(o)[:1].upper()}{label(o)[1:]}:") for o in site.outcomes),
+    ],
+    key=lambda pair: -len(pair[0]),
+)
+
+
 def figure(fig, name: str, alt: str, caption: str) -> str:
     """Save a figure under figures/ and return its Markdown with the caption."""
+    titles_in_words(fig, TITLE_WORDS)
     file = f"{site_id}_{name}.png"
     save_figure(fig, out / "figures" / file)
     return f"![{alt}](../figures/{file})\n\n*Figure: {caption} Script: `{SCRIPT}`.*\n"

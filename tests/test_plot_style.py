@@ -12,6 +12,7 @@ from dmi_eval.plots.style import (
     OBSERVED_LABEL,
     per_period,
     plot_observed_expected,
+    titles_in_words,
 )
 
 
@@ -55,3 +56,24 @@ def test_every_counterfactual_figure_reads_in_words(periods):
 def test_labels_come_from_the_study():
     assert per_period("i_drugs", "quarter", "drug offences") == "drug offences per quarter"
     assert per_period("any_crime", None) == "any crime offences"
+
+
+def test_titles_in_words_replaces_the_first_matching_code_at_the_start_only():
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2)
+    a.set_title("riverside: drug, event study (Poisson)")
+    b.set_title("drug: permutation test", loc="left")
+    b.set_title("riverside: drug", loc="right")
+    words = [
+        ("riverside: drug", "Riverside: drug offences"),
+        ("riverside:", "Riverside:"),
+        ("drug:", "Drug offences:"),
+    ]
+    titles_in_words(fig, words)
+    assert a.get_title() == "Riverside: drug offences, event study (Poisson)"
+    assert b.get_title(loc="left") == "Drug offences: permutation test"
+    assert b.get_title(loc="right") == "Riverside: drug offences"
+    titles_in_words(fig, words)  # words are not codes: a second pass changes nothing
+    assert a.get_title() == "Riverside: drug offences, event study (Poisson)"
+    plt.close(fig)

@@ -7,9 +7,11 @@ a labelled call-in line, whatever design drew it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 OBSERVED_LABEL = "observed"
 EXPECTED_LABEL = "expected without the DMI"
@@ -31,6 +33,23 @@ def per_period(outcome: str, frequency: str | None, label: str | None = None) ->
     """The y-axis of a count figure: ``"drug offences per month"``."""
     words = outcome_words(outcome, label)
     return f"{words} per {frequency}" if frequency else words
+
+
+def titles_in_words(fig: Figure, words: Sequence[tuple[str, str]]) -> None:
+    """Replace codes at the start of every title of ``fig`` by words.
+
+    ``words`` are ``(code, text)`` pairs tried in order; the first code a title
+    starts with is replaced (``("riverside: drug", "Riverside: drug offences")``
+    turns ``riverside: drug, event study`` into ``Riverside: drug offences, event
+    study``). Titles at every location (centre, left, right) of every axes.
+    """
+    for ax in fig.axes:
+        for loc in ("center", "left", "right"):
+            title = ax.get_title(loc=loc)
+            for code, text in words:
+                if code and title.startswith(code):
+                    ax.set_title(text + title[len(code) :], loc=loc)
+                    break
 
 
 def mark_call_in(ax: Axes, x: Any, *, label: str = CALL_IN_LABEL) -> None:
