@@ -28,7 +28,7 @@ from dmi_eval.plots import (
     save_figure,
 )
 from dmi_eval.plots.did import event_study_caption
-from dmi_eval.plots.style import titles_in_words
+from dmi_eval.plots.style import per_period, titles_in_words
 from dmi_eval.render import MD_NAV
 from dmi_eval.report import FLOAT_FORMAT, script_label
 from dmi_eval.tables import design_label, effects_table, markdown_table
@@ -375,13 +375,14 @@ cols = [
 shown = diag[[c for c in cols if c in diag.columns]].copy()
 for c in shown.columns[3:]:
     shown[c] = shown[c].map(lambda v: f"{v:.3g}")
-fig, _ = plot_its(its, primary)
+fig, ax = plot_its(its, primary)
+ax.set_ylabel(per_period(primary, unit, primary_label))
 its_figure = figure(
     fig,
     f"its_{primary}",
     "interrupted time series",
     "observed counts, the fitted segmented regression and the counterfactual trend with its "
-    "95% band; the dotted line is the call-in.",
+    f"{100 * its.level:g}% band; the dotted line is the call-in.",
 )
 fig, _ = plot_placebo_in_time(its, primary)
 parts.append(
