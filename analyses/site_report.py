@@ -126,6 +126,7 @@ display(
             ),
             outcome=primary,
             suppress_below=suppress,
+            min_p=evaluation.evidence.post.min_p,
         )
         + "\n\n*How to read this page: the picture below shows the offences counted and those "
         "expected without the DMI; the tables further down give every estimate. The words are "

@@ -240,6 +240,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         ),
         outcome=site.primary_outcome,
         suppress_below=study.report.suppress_below,
+        min_p=evaluation.evidence.post.min_p,
     ).replace("**", "")
     print(f"{site.name} (call-in {site.intervention}): {verdict_words(verdict.label).upper()}")
     print(text)

@@ -55,11 +55,14 @@ def verdict_words(label: str) -> str:
     return VERDICT_WORDS.get(label, label.replace("_", " "))
 
 
-def chance(p: float, direction: str) -> str:
+def chance(p: float, direction: str, *, floor: float = 0.0) -> str:
     """How sure, in words: how often chance alone gives a change this large.
 
     ``chance(0.017, "fall")`` -> ``"a fall this large would show up by chance
     about 2 times in 100 if the DMI had done nothing (one-sided p = 0.017)"``.
+    ``floor`` is the smallest p the test can give (``1/(n+1)`` for a rank test
+    over ``n`` placebos, 0 for a continuous one): a p at it is said to be the
+    floor, which no stronger evidence could go below.
     """
     if p is None or not math.isfinite(p):
         return f"the design gave no test of a {direction}"
@@ -70,9 +73,13 @@ def chance(p: float, direction: str) -> str:
     else:
         n = round(p * 100)
         often = f"about {n} time{'s' if n != 1 else ''} in 100"
+    at_floor = ""
+    if floor > 0 and p <= floor * (1 + 1e-9):
+        n = round(1 / floor) - 1
+        at_floor = f", the smallest p its test over {n} placebos can give"
     return (
         f"a {direction} this large would show up by chance {often} if the DMI had done "
-        f"nothing (one-sided p = {fmt_p(p)})"
+        f"nothing (one-sided p = {fmt_p(p)}{at_floor})"
     )
 
 
@@ -155,12 +162,14 @@ def first_paragraph(
     rule_summary: str,
     outcome: str | None = None,
     suppress_below: int = 0,
+    min_p: float = 0.0,
 ) -> str:
     """The opening paragraph of a site page (Markdown).
 
     ``row`` is the primary design's post-period effects row for the primary
     outcome (the same row as in the table below it); its ``p_lower`` (or
-    ``p_value``) is the one-sided test of a fall. Counts below
+    ``p_value``) is the one-sided test of a fall, whose smallest possible value
+    is ``min_p`` (:attr:`~dmi_eval.verdict.WindowEvidence.min_p`). Counts below
     ``suppress_below`` are suppressed as in the tables.
     """
     p = float(row["p_lower"]) if "p_lower" in row else float(row["p_value"])
@@ -184,7 +193,7 @@ def first_paragraph(
         )
     if pct < 0:
         lead = "That is unlikely to be chance: " if p < 0.05 else "That could well be chance: "
-        sure = lead + chance(p, "fall")
+        sure = lead + chance(p, "fall", floor=min_p)
     else:
         sure = f"There is no sign of a fall (one-sided p of a fall = {fmt_p(p)})"
     wide = ""

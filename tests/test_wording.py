@@ -68,6 +68,14 @@ def test_absurd_interval_is_said_in_words():
     assert "too wide to tell" in text and "2796412" not in text
 
 
+def test_a_p_value_at_the_tests_floor_says_so():
+    # 1/94: the smallest p a rank test over 93 placebos gives; a smaller p cannot be reached
+    at = chance(1 / 94, "fall", floor=1 / 94)
+    assert at.endswith("(one-sided p = 0.011, the smallest p its test over 93 placebos can give)")
+    assert "smallest" not in chance(0.02, "fall", floor=1 / 94)
+    assert "smallest" not in chance(1 / 94, "fall")  # a continuous test has no floor
+
+
 def test_chance_and_verdict_words():
     assert chance(0.0004, "fall").startswith("a fall this large would show up by chance less")
     assert "1,000" in chance(0.0004, "fall")
