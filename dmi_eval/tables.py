@@ -138,7 +138,8 @@ def effects_table(
     Parameters
     ----------
     effects
-        Rows of :meth:`DesignResults.effects`.
+        Rows of :meth:`DesignResults.effects` (or of ``table``: with a ``level``
+        column whose values differ, each interval cell states its level).
     suppress_below
         Counts below this show as ``<k``.
     p
@@ -157,6 +158,8 @@ def effects_table(
         p = "p_value"
     label = outcome_label or (lambda o: o)
     several = effects["outcome"].nunique() > 1
+    # a table that mixes 90% and 95% intervals says each one's level in its cell
+    mixed = "level" in effects.columns and effects["level"].nunique() > 1
     rows, wide = [], []
     for r in effects.itertuples(index=False):
         row: dict[str, str] = {}
@@ -168,6 +171,8 @@ def effects_table(
         row["expected without the DMI"] = fmt_count(r.counterfactual, suppress_below)
         row["change"] = fmt_pct(r.pct_change)
         row["interval"] = interval_cell(design_label(r.design), r.ci_low, r.ci_high, wide)
+        if mixed and row["interval"] != f"{TOO_WIDE}*":
+            row["interval"] += f" ({100 * float(r.level):g}%)"
         row[P_COLUMNS[p]] = fmt_p(getattr(r, p))
         rows.append(row)
     frame = pd.DataFrame(rows)

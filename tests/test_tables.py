@@ -87,6 +87,15 @@ def test_method_once_per_design_numbers_right_aligned_and_narrow():
     assert sc_note == "- **synthetic control**: sc method text."
 
 
+def test_a_table_that_mixes_interval_levels_states_each_cells_level():
+    rows = [ROW, {**ROW, "design": "did"}]
+    mixed = effects_table(effects_frame(rows).assign(level=[0.9, 0.95]))
+    body = cells(mixed)[2:]
+    assert body[0][-2].endswith("(90%)") and body[1][-2].endswith("(95%)")
+    same = effects_table(effects_frame(rows).assign(level=0.9))
+    assert "(90%)" not in same and "(90%)" not in effects_table(effects_frame(rows))
+
+
 def test_absurd_intervals_are_too_wide_to_tell_with_the_reason():
     assert interval_too_wide(-1.0, 2796412.2) and not interval_too_wide(-0.62, -0.43)
     assert interval_too_wide(float("nan"), 0.1)
