@@ -177,11 +177,17 @@ class SiteData:
     def __post_init__(self) -> None:
         periods = self.panel.periods
         call_in = pd.Period(self.site.intervention, freq=periods.freq)
-        if call_in <= periods[0] or call_in > periods[-1]:
+        where = f"the data run from {periods[0]} to {periods[-1]}"
+        if call_in > periods[-1]:
             raise DesignError(
-                f"site {self.site.id!r}: call-in date {self.site.intervention} is outside the "
-                f"data ({periods[0]} to {periods[-1]}) or leaves no pre period; "
-                "check [[sites]].intervention"
+                f"site {self.site.id!r}: call-in date {self.site.intervention} is after the data "
+                f"end ({where}); check [[sites]].intervention, or use data that run past it"
+            )
+        if call_in <= periods[0]:
+            raise DesignError(
+                f"site {self.site.id!r}: call-in date {self.site.intervention} leaves no period "
+                f"before it ({where}); check [[sites]].intervention, or use data that start "
+                "earlier"
             )
         role = np.where(periods < call_in, "pre", np.where(periods > call_in, "post", "transition"))
         if self.transition == "post":
@@ -192,15 +198,17 @@ class SiteData:
         if n_pre < MIN_PRE_PERIODS:
             raise DesignError(
                 f"site {self.site.id!r}: call-in date {self.site.intervention} leaves {n_pre} "
-                f"pre period(s) in the data; the designs need at least {MIN_PRE_PERIODS} "
-                "(and the closure rule 12 by default): use data that start earlier"
+                f"pre period{'' if n_pre == 1 else 's'} in the data; the designs need at least "
+                f"{MIN_PRE_PERIODS} (and the closure rule 12 by default): check "
+                "[[sites]].intervention, or use data that start earlier"
             )
         if not self.donor_areas:
             raise DesignError(f"site {self.site.id!r}: the donor pool is empty")
         if self.n_post == 0:
             raise DesignError(
-                f"site {self.site.id!r}: call-in date {self.site.intervention} leaves no post "
-                f"period (data end {periods[-1]})"
+                f"site {self.site.id!r}: call-in date {self.site.intervention} leaves no period "
+                f"after it ({where}; the call-in's own period is the transition); check "
+                "[[sites]].intervention, or use data that run past it"
             )
 
     # --- periods -------------------------------------------------------

@@ -133,7 +133,10 @@ def small_study(tmp_path_factory):
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        (r'intervention = "[0-9-]+"', 'intervention = "2031-01-10"', "is outside the data"),
+        (r'intervention = "[0-9-]+"', 'intervention = "2031-01-10"', "is after the data end"),
+        # the data run from 2015-01 to 2018-12: a call-in in their last month leaves no after
+        (r'intervention = "[0-9-]+"', 'intervention = "2018-12-10"', "leaves no period after"),
+        (r'intervention = "[0-9-]+"', 'intervention = "2014-06-10"', "leaves no period before"),
         (r'intervention = "[0-9-]+"', 'intervention = "2015-03-10"', "the designs need at least 8"),
         (
             r"market = ",
@@ -154,4 +157,6 @@ def test_site_errors_name_the_site_and_the_fix(small_study, tmp_path, capsys, ol
     err = capsys.readouterr().err
     assert expected in err
     assert "study.toml" in err  # which file to fix
+    if "intervention" in old:
+        assert "check [[sites]].intervention" in err  # which key to fix
     assert "Traceback" not in err
