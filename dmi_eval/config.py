@@ -128,7 +128,9 @@ class _Reader:
         self.where = where
         unknown = sorted(set(table) - allowed)
         if unknown:
-            close = difflib.get_close_matches(unknown[0], sorted(allowed), n=1, cutoff=0.75)
+            # keys are lower case: "ID" is "id" mistyped, whatever difflib makes of the case
+            same = [k for k in sorted(allowed) if k.casefold() == unknown[0].casefold()]
+            close = same or difflib.get_close_matches(unknown[0], sorted(allowed), n=1, cutoff=0.75)
             hint = f"did you mean {_spelled(close[0], table[unknown[0]])}? " if close else ""
             raise self.error(
                 unknown[0], f"unknown key; {hint}allowed keys are: {', '.join(sorted(allowed))}"

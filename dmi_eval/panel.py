@@ -150,7 +150,7 @@ class Panel:
                 transition=study.transition,
             )
         except DesignError as exc:  # the call-in date or pool: name the file to fix
-            raise DesignError(f"{study.path.name}: {exc}") from exc
+            raise DesignError(f"{study.path}: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -311,3 +311,16 @@ def test_persistence_given_as_a_bare_number_says_how_to_write_it(tmp_path):
     path = write_toml(tmp_path, BASE_TOML + "\n[verdict]\npersistence = 6\n")
     with pytest.raises(ConfigError, match=r'persistence = "6 months".*persistence_periods = 6'):
         load_study(path)
+
+
+def test_a_key_in_the_wrong_case_gets_a_did_you_mean(tmp_path):
+    from dmi_eval.config import load_study
+    from dmi_eval.errors import ConfigError
+
+    study = tmp_path / "study.toml"
+    study.write_text(
+        '[study]\nname = "x"\n[data]\ncounts = "c.csv"\n[[sites]]\nID = "a"\n'
+        'intervention = "2019-01-01"\ntreated_areas = ["A"]\n'
+    )
+    with pytest.raises(ConfigError, match=r"\.ID: unknown key; did you mean 'id'\?"):
+        load_study(study)
