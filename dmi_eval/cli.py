@@ -243,16 +243,21 @@ def cmd_check(args: argparse.Namespace) -> int:
         min_p=evaluation.evidence.post.min_p,
     ).replace("**", "")
     print(f"{site.name} (call-in {site.intervention}): {verdict_words(verdict.label).upper()}")
-    print(text)
-    print("Why:")
+    print(_wrapped(text))
+    print("\nWhy:")
     label = study.report.outcome_label(site.primary_outcome)
     for reason in verdict.reasons:
-        print(f"  - {plain_reason(reason, outcome=site.primary_outcome, label=label)}")
+        print(_wrapped(plain_reason(reason, outcome=site.primary_outcome, label=label), "  - "))
     for warning in verdict.warnings:
-        print(f"  ! {warning}")
+        print(_wrapped(warning, "  ! "))
+    print(f"\nPrimary design: {design_label(evaluation.primary)}.")
+    rule = rule_text(study.verdict, study.frequency).replace("*", "")
+    print(_wrapped(rule.replace("Market-closure rule (", "The market-closure rule (", 1)))
     print(
-        f"Primary design: {design_label(evaluation.primary)}. "
-        + rule_text(study.verdict, study.frequency).replace("*", "")
+        _wrapped(
+            "The words are explained in the glossary (appendix/glossary.md of a report); "
+            "--out DIR writes this site's page with its figures."
+        )
     )
     if args.out:
         import tempfile
@@ -291,6 +296,23 @@ def cmd_check(args: argparse.Namespace) -> int:
             add_navigation(out)
         print(f"One-page report with figures: {Path(args.out) / page.relative_to(out)}")
     return 0
+
+
+CHECK_WIDTH = 100
+"""Line width of ``dmi-eval check``'s answer (fixed, so the answer is the same on every terminal)."""
+
+
+def _wrapped(text: str, bullet: str = "") -> str:
+    """``text`` wrapped at :data:`CHECK_WIDTH`, after ``bullet`` and indented under it."""
+    import textwrap
+
+    return textwrap.fill(
+        text,
+        width=CHECK_WIDTH,
+        initial_indent=bullet,
+        subsequent_indent=" " * len(bullet),
+        break_on_hyphens=False,
+    )
 
 
 def cmd_power(args: argparse.Namespace) -> int:

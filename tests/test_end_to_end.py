@@ -192,6 +192,8 @@ def test_validate_data_and_check(small_study):
     check = run_cli("check", "study/study.toml", "--site", site, "--out", "one_page", cwd=root)
     assert check.returncode == 0, check.stderr
     assert "Why:" in check.stdout and "Primary design:" in check.stdout
+    # a plain answer a terminal shows as it is: lines wrapped at 100 characters
+    assert max(len(line) for line in check.stdout.splitlines()) <= 100
     # the one-page report: every page it links to is there, and no cross-site summary is claimed
     out = root / "one_page"
     names = {p.relative_to(out).as_posix() for p in out.rglob("*.html")}
