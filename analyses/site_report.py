@@ -294,7 +294,7 @@ if "sc" in results:
     ]
     shown = diag[[c for c in cols if c in diag.columns]].copy()
     for c in ("pre_rmspe", "pre_rmspe_ratio"):
-        shown[c] = shown[c].map(lambda v: f"{v:.3g}")
+        shown[c] = shown[c].map(lambda v: "n/a" if pd.isna(v) else f"{v:.3g}")
     parts.append(
         "### Synthetic control\n\n"
         + markdown_table(shown)
@@ -375,7 +375,7 @@ cols = [
 ]
 shown = diag[[c for c in cols if c in diag.columns]].copy()
 for c in shown.columns[3:]:
-    shown[c] = shown[c].map(lambda v: f"{v:.3g}")
+    shown[c] = shown[c].map(lambda v: "n/a" if pd.isna(v) else f"{v:.3g}")
 fig, ax = plot_its(its, primary)
 ax.set_ylabel(per_period(primary, unit, primary_label))
 its_figure = figure(

@@ -405,6 +405,14 @@ def test_placebo_in_time_ranks_a_real_effect_first(results):
     assert summary["real_pct_change"] < placebo["pct_change"].min()
 
 
+def test_no_placebo_date_gives_no_placebo_p():
+    # 9 pre months leave no room for a fake call-in: no rank and no p (not p = 1 of 1)
+    short = ITS(make_site(intervention="2016-10-15", n_periods=30), max_placebos=10).fit()
+    summary = short.placebo_summary("drug")
+    assert summary["n"] == 0 and np.isnan(summary["p_two_sided"]) and np.isnan(summary["rank"])
+    assert np.isnan(short.diagnostics.loc[0, "placebo_rank_p"])
+
+
 def test_results_are_read_only_and_deterministic(site, results):
     with pytest.raises(dataclasses.FrozenInstanceError):
         results.design = "x"  # type: ignore[misc]
