@@ -107,7 +107,7 @@
 # standard error, which pooling uses (`se` in `effects.csv`), is the same model's:
 # $\sqrt{\tau^2 + v_1}$, with the window's counting noise that of the count the market shows,
 # times the reference values' standard deviation; there is none when that count is under 20
-# incidents (pooling then reads the interval). The RMSPE-standardised statistic of Abadie et al. (2010) is available
+# incidents or the test has fewer than 20 placebos (pooling then reads the interval). The RMSPE-standardised statistic of Abadie et al. (2010) is available
 # (`placebo_statistic="rmspe"`) but does not hold its size at sites: a market's RMSPE is small
 # while a single area's is dominated by noise. Leave-one-out over the largest donors and
 # placebo-in-time are reported. Classic covariate SC with a nested search over predictor weights

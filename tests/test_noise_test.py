@@ -371,6 +371,13 @@ def test_the_log_se_is_the_markets_sd_at_its_estimate_times_the_references_sprea
     assert math.isnan(NoiseStandardisedTest(L, v, 0.02, market_count=30.0).log_se())
     assert math.isnan(NoiseStandardisedTest(L[:1], v[:1], 0.02, market_count=m).log_se())
     assert math.isnan(NoiseStandardisedTest(L, v, 0.02).log_se())
+    # 19 placebos: a rank test over them never reaches p < 0.05; 18: no bounded 90% interval
+    assert math.isnan(NoiseStandardisedTest(L[:20], v[:20], 0.02, market_count=m).log_se())
+    assert NoiseStandardisedTest(L[:19], v[:19], 0.02, market_count=m).interval(0.9) == (
+        -1.0,
+        math.inf,
+    )
+    assert math.isfinite(NoiseStandardisedTest(L[:21], v[:21], 0.02, market_count=m).log_se())
 
 
 def test_the_log_se_covers_the_truth_as_a_standard_error_should():

@@ -512,14 +512,18 @@ class NoiseStandardisedTest:
         The test reads ``L_1 - log(1 + theta)`` as ``s(theta) z`` with ``z``
         spread like the :attr:`reference` statistics and ``s`` the market's SD
         (:meth:`market_sd`), so at the estimate the SE is ``s(L_1)`` times the
-        reference's standard deviation. ``nan`` without placebos, and when the
-        market's window holds fewer than :data:`MIN_WINDOW_COUNT` incidents:
-        the counting-noise variance is a delta-method one, which a handful of
+        reference's standard deviation. ``nan`` with fewer than 20 placebos (too
+        few to know their spread: a rank test over them can never reach
+        p < 0.05, and with 18 or fewer its 90% interval is unbounded), and when the market's
+        window holds fewer than :data:`MIN_WINDOW_COUNT` incidents: the
+        counting-noise variance is a delta-method one, which a handful of
         incidents does not support (see the module notes).
         """
         L1 = float(self.log_ratio[0])
         m = self.market_count
-        if self.n_placebos == 0 or not (math.isfinite(m) and m * math.exp(L1) >= MIN_WINDOW_COUNT):
+        if self.n_placebos == 0 or min_rank_p(self.n_placebos) >= 0.05:
+            return float("nan")
+        if not (math.isfinite(m) and m * math.exp(L1) >= MIN_WINDOW_COUNT):
             return float("nan")
         return self.market_sd(L1) * float(np.std(self.reference))
 
