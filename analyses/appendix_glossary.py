@@ -60,7 +60,9 @@ many transition periods were excluded.""")
 #
 # **Interval (e.g. 90% or 95%).** The range of changes the data are compatible with. When it
 # spans both falls and rises, the data cannot tell which way crime went. An interval that is
-# "too wide to tell" spans changes so large that it says nothing.
+# "too wide to tell" spans changes so large that it says nothing. A 95% interval leaves 2.5% out
+# on each side, so a one-sided p of a fall between 0.025 and 0.05 can stand beside a 95% interval
+# that reaches just above no change; a 90% interval matches the one-sided test at 0.05.
 
 # %%
 display(
@@ -104,7 +106,8 @@ is no significant fall but the design could not have detected a drop of the clos
 # synthetic control's weights are fitted on: those with enough offences before the call-in for
 # their level to be known (fewer than all comparison areas). A market whose pre-period level is
 # above or below every comparison area's is *outside their range*: no weighted average of them
-# can match it, so each series is first divided by its own pre-period mean.
+# could match its level. At sites every series is first divided by its own pre-period mean, so
+# the weights match the market's path, not its level.
 #
 # **Ljung–Box test (`ljung_box_p`).** Whether the interrupted time series leaves a pattern from
 # one period to the next in what it does not explain; a small p-value warns that its interval
@@ -147,9 +150,9 @@ is no significant fall but the design could not have detected a drop of the clos
 # whether they differ at all.
 #
 # **HKSJ interval (Hartung–Knapp–Sidik–Jonkman).** The interval of the pooled change. It uses a t
-# distribution with one degree of freedom fewer than the number of sites, scaled by how much the
-# sites' estimates actually scatter, so it keeps its coverage with a handful of sites; it is wider
-# than the classic normal interval.
+# distribution with one degree of freedom fewer than the number of sites (and is widened further
+# when the sites' estimates scatter more than the model allows, never narrowed), so it keeps its
+# coverage with a handful of sites; it is wider than the classic normal interval.
 #
 # **Prediction interval.** Where the change at a new site like these would be expected to lie
 # (Higgins et al. 2009): the pooled change's uncertainty plus the between-site variance τ². When
@@ -157,8 +160,11 @@ is no significant fall but the design could not have detected a drop of the clos
 # from a near-complete stop to a large rise.
 #
 # **Verdicts.** *Closed*: offences fell significantly, by at least the rule's minimum, and stayed
-# down; nearby areas did not rise. *Displaced*: the market fell but nearby areas rose significantly.
-# *Not closed*: no significant fall, or one too small or too short-lived. *Inconclusive*: the data
-# cannot tell (too little data, too few offences, a poor fit, or designs that disagree). The rule
-# and its thresholds are printed in every site report; it is defined by this package, as no
-# published rule exists.
+# down; nearby areas did not rise significantly (a rise the data cannot rule out is stated) and
+# the primary design's checks passed. *Displaced*: the market fell but nearby areas rose
+# significantly. *Not closed*: no significant fall where the design could have detected a drop of
+# the rule's size or its interval rules one out, or a fall too small or too short-lived.
+# *Inconclusive*: the data cannot tell (too few periods before or after the call-in, too few
+# offences, a poor fit, a design that could not have detected a drop of the rule's size, designs
+# that disagree, or a closure with a failed check). The rule and its thresholds are printed in
+# every site report; it is defined by this package, as no published rule exists.

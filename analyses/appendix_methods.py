@@ -45,9 +45,11 @@
 # with synthdid's noise scale $\zeta = (N_{tr} T_{post})^{1/4}\sigma$ ($\sigma$ the SD of the
 # donors' first differences) and $\eta$ the ridge in *Settings*. $\eta = 1$ (synthdid's penalty,
 # meant for SDID) spreads the weights almost evenly over every donor, so SC becomes a ratio DID;
-# $\eta = 0.3$ was chosen by the calibration study (see the calibration appendix): about half the
-# donors carry weight, the market's post-period error is close to unpenalised SC's, and the
-# placebo fits of single noisy areas stay stable. Choosing $\eta$ by cross-validation on the pre
+# $\eta = 0.3$ was chosen in a calibration run on simulated cities (its numbers are in the notes
+# of `SyntheticControl`; the calibration appendix compares only the previous configuration): there
+# about half the donors carried weight, the market's post-period error was close to unpenalised
+# SC's, and the placebo fits of single noisy areas stayed stable. At a real site most donors may
+# carry some weight; each site page gives how many. Choosing $\eta$ by cross-validation on the pre
 # period was tried and rejected: held-out pre periods reward smoothing the counting noise and pick
 # the heaviest penalty. The generalized synthetic control (interactive fixed effects, Xu 2017) is
 # an option (`estimator="factor"`): the donors' ratio-scaled series, weighted by their counting
@@ -90,8 +92,8 @@
 # differences ($\phi_j = \phi \sum_a \mu_a^2/(\sum_a \mu_a)^2$ for a market of several areas);
 # $\tau^2$ is the drift every unit shares, the DerSimonian–Laird between-unit variance of the
 # placebos' $L_j$. The test of a window uses the placebos whose synthetic control expects at
-# least 20 incidents in it, topped up with the busiest others to at least 80: $v_j$ is the
-# delta-method variance of a log count, which does not hold for a handful of incidents (a quiet
+# least 20 incidents in it, topped up with the busiest others to at least 80 (or all there are):
+# $v_j$ is the delta-method variance of a log count, which does not hold for a handful of incidents (a quiet
 # area's log ratio has a heavy lower tail, and its excess spread, read as drift, widened the
 # market's interval). The market's statistic is ranked among the placebos' statistics and their
 # mirror images about the placebos' median ($2n$ reference values): the placebos' statistics
@@ -109,8 +111,10 @@
 # times the reference values' standard deviation; there is none when that count is under 20
 # incidents or the test has fewer than 20 placebos (pooling then reads the interval). The RMSPE-standardised statistic of Abadie et al. (2010) is available
 # (`placebo_statistic="rmspe"`) but does not hold its size at sites: a market's RMSPE is small
-# while a single area's is dominated by noise. Leave-one-out over the largest donors and
-# placebo-in-time are reported. Classic covariate SC with a nested search over predictor weights
+# while a single area's is dominated by noise. Placebo-in-time (fake call-in dates in the pre
+# period) is run for every estimator and gates *closed* (a failure is a warning on the site
+# page); leave-one-out over the largest donors is run for simplex SC only and summarised on the
+# site page. Classic covariate SC with a nested search over predictor weights
 # $V$ is validated on Basque, Prop 99 and West Germany.
 #
 # ## Micro-level synthetic control (`microsynth`) — `dmi_eval/designs/microsynth/`

@@ -295,6 +295,15 @@ if "sc" in results:
     shown = diag[[c for c in cols if c in diag.columns]].copy()
     for c in ("pre_rmspe", "pre_rmspe_ratio"):
         shown[c] = shown[c].map(lambda v: "n/a" if pd.isna(v) else f"{v:.3g}")
+    if "estimator_weights" in diag.columns:
+        # what was fitted, in words (the `estimator` code names only the core method)
+        names = {"simplex": "simplex SC", "augmented": "augmented SC", "joint": "joint factors"}
+        shown["estimator"] = [
+            names.get(str(d.estimator_weights), str(d.estimator_weights))
+            + (f" ({d.n_factors} factors)" if d.estimator_weights != "simplex" else "")
+            + (", ratio-scaled" if str(d.estimator).endswith("_ratio") else "")
+            for d in diag.itertuples()
+        ]
     parts.append(
         "### Synthetic control\n\n"
         + markdown_table(shown)

@@ -236,18 +236,19 @@ def sensitivity_text() -> str:
         )
     if not unreadable:
         return (
-            "Sensitivity: no site's verdict is inconclusive because its data cannot tell, "
+            "Sensitivity: no site's verdict is inconclusive for too little data or a poor fit, "
             "so no site is left out."
         )
     if already_out:
         return (
-            "No separate sensitivity analysis: the sites whose verdict says their data cannot "
-            "tell ("
+            "No separate sensitivity analysis: the sites inconclusive for too little data or a "
+            "poor fit ("
             + ", ".join(site_names.get(s, s) for s in already_out)
             + ") are not in this pool anyway, so it is its own sensitivity analysis."
         )
     return (
-        "No sensitivity analysis: leaving out the sites whose data cannot tell ("
+        "No sensitivity analysis: leaving out the sites inconclusive for too little data or a "
+        "poor fit ("
         + ", ".join(site_names.get(s, s) for s in unreadable)
         + ") leaves fewer than three sites to pool."
     )
@@ -287,7 +288,7 @@ if main_design in pooled:
         "log rate ratios, per design"
         + (
             "; a design's sensitivity row pools it without the sites whose verdict is "
-            "inconclusive because their data cannot tell ("
+            "inconclusive for too little data or a poor fit ("
             + "; ".join(BASES[b] for b in UNREADABLE_BASES)
             + ")"
             if sensitivity is not None

@@ -369,7 +369,10 @@ class PooledResult:
             else f"{self.outcome} offences {way}"
         )
         conf = f"{100 * self.level:g}%"
-        return f"The {conf} interval {self.zero_words()} no change (0%): taken together, {what}."
+        return (
+            f"The {conf} interval {self.zero_words()} no change (0%): on average across these "
+            f"sites, {what}."
+        )
 
     def prediction_words(self) -> str:
         """The prediction interval in words, by the tables' too-wide rule ("" if none)."""

@@ -398,7 +398,7 @@ def decide(ev: Evidence, rules: VerdictRules) -> Verdict:
     reasons: list[str] = []
     significant = post.pct_change < 0 and post.p_lower < alpha
     if _pct(post.pct_change) == "0%":
-        moved = "did not change (0%)"
+        moved = "changed by less than 0.5%"
     else:
         moved = f"{'fell' if post.pct_change < 0 else 'rose'} {_pct(post.pct_change)}"
     reasons.append(
@@ -431,7 +431,7 @@ def decide(ev: Evidence, rules: VerdictRules) -> Verdict:
         if catch.pct_change > 0 and catch.p_upper < alpha:
             reasons.append(
                 f"The catchment area rose {_pct(catch.pct_change)} (one-sided test of a rise "
-                f"{_p(catch.p_upper)}): the market moved next door."
+                f"{_p(catch.p_upper)}): as if the market moved next door."
             )
             return Verdict(ev.site, "displaced", tuple(reasons), warnings, "displaced")
         if catch.pct_change < 0 and catch.p_lower < alpha:

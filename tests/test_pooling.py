@@ -258,8 +258,9 @@ def test_sentence_says_whether_the_pooled_interval_includes_no_change():
     assert f"two-sided p = {spread.p_value:.3f}" in text
     falls = pool_effects(_sites_frame([-0.5, -0.4, -0.45, -0.35]))
     assert falls.ci_high < 0 and not falls.includes_no_change
-    assert "95% interval lies below no change (0%): taken together, drug offences fell" in (
-        falls.sentence()
+    assert (
+        "95% interval lies below no change (0%): on average across these sites, drug offences fell"
+        in (falls.sentence())
     )
 
 
