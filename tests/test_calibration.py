@@ -10,7 +10,14 @@ import pytest
 
 from dmi_eval.calibration.city import NULL, CitySpec, Effect, simulate_city
 from dmi_eval.calibration.like_site import spec_like_site
-from dmi_eval.calibration.report import calibration_frame, miss_notes, write_outputs
+from dmi_eval.calibration.report import (
+    calibration_frame,
+    miss_notes,
+    pooled_sensitivity,
+    primary_note,
+    within_mc_error,
+    write_outputs,
+)
 from dmi_eval.calibration.runner import CALIBRATION_COLUMNS, Scenario, run, summarise
 from dmi_eval.verdict import BASES
 from tests.helpers import tiny_city_spec
@@ -271,6 +278,48 @@ def test_miss_notes_say_what_a_miss_means_and_only_for_misses():
     assert miss_notes(pd.DataFrame([met])) == []
     # a miss with no note of its own (size in another scenario) prints no empty heading
     assert miss_notes(pd.DataFrame([row("monthly-long", "size", 0.08, False)])) == []
+
+
+def test_a_call_two_monte_carlo_ses_could_reverse_is_marked():
+    # size target <= 0.06: 0.04 +- 2 x 0.02 crosses it, 0.01 +- 2 x 0.01 does not
+    assert within_mc_error("size", 0.04, 0.02) and not within_mc_error("size", 0.01, 0.01)
+    # coverage 0.87-0.93: 0.942 +- 0.032 reaches back inside, 0.99 +- 0.02 does not
+    assert within_mc_error("coverage_90", 0.942, 0.016)
+    assert not within_mc_error("coverage_90", 0.99, 0.01)
+    assert not within_mc_error("median_mde", 0.3, 0.1)  # no target, no call
+
+
+def test_the_appendix_says_which_design_the_primary_rows_calibrate():
+    rows = pd.DataFrame(
+        {"design": ["primary", "primary", "sc", "primary"], "primary": ["sc", "sc", None, "its"]}
+    )
+    text = " ".join(primary_note(rows))
+    assert "`sc` at 2, `its` at 1 markets" in text and "quarterly" in text
+    only = " ".join(primary_note(rows.iloc[:3]))
+    assert "chose `sc` at all 2 markets" in only and "not as primary" in only
+
+
+def test_sensitivity_scenarios_are_read_together():
+    def row(scenario, design, quantity, value, n):
+        return {"scenario": scenario, "design": design, "quantity": quantity, "value": value,
+                "n": n}  # fmt: skip
+
+    table = pd.DataFrame(
+        [
+            row("a", "verdict", "detection_target", 0.6, 50),
+            row("b", "verdict", "detection_target", 0.7, 50),
+            row("c", "verdict", "detection_target", float("nan"), 0),
+            row("a", "primary", "coverage_90", 0.96, 100),
+            row("b", "primary", "coverage_90", 0.80, 100),
+            row("c", "primary", "coverage_90", 0.91, 100),
+        ]
+    )
+    text = " ".join(pooled_sensitivity(table, ["a", "b", "c"]))
+    # 30 + 35 of 100: 0.650, its SE 0.048, two of them short of 0.80
+    assert "called 65 of their 100 sustained -45% closures" in text and "0.650" in text
+    assert "detects fewer closures" in text
+    assert "more than its level allows in 1 of 3 scenarios and less in 1" in text
+    assert "detects fewer" not in " ".join(pooled_sensitivity(table.assign(value=0.85), ["a"]))
 
 
 def test_sensitivity_scenarios_are_reported_without_targets(tmp_path):

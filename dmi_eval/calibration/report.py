@@ -145,15 +145,52 @@ def run_facts_text(facts: Mapping[str, float], n_markets: int, n_cities: int) ->
     )
 
 
+def within_mc_error(quantity: str, value: float, mc_se: float) -> bool:
+    """Whether two Monte Carlo SEs either way of ``value`` would reverse its target's call."""
+    target = target_of(quantity)
+    if target is None or not (math.isfinite(value) and math.isfinite(mc_se)):
+        return False
+    met = target[1]
+    return any(met(value + k * mc_se) != met(value) for k in (-2, 2))
+
+
+def primary_note(rows: pd.DataFrame) -> list[str]:
+    """Which designs the primary-design rule chose across the study: what `primary` calibrates."""
+    used = rows.loc[rows["design"] == "primary", "primary"].dropna().astype(str)
+    if used.empty:
+        return []
+    counts = used.value_counts()
+    if len(counts) == 1:
+        only = str(counts.index[0])
+        return [
+            f"Across every scenario the primary-design rule chose `{only}` at all "
+            f"{int(counts.iloc[0])} markets, so the `primary` rows calibrate `{only}` as primary; "
+            "the rule's other choices are calibrated here only as designs of their own "
+            "(their rows), not as primary. No scenario has quarterly data.",
+            "",
+        ]
+    listed = ", ".join(f"`{k}` at {v}" for k, v in counts.items())
+    return [
+        f"Across every scenario the primary-design rule chose {listed} markets. "
+        "No scenario has quarterly data.",
+        "",
+    ]
+
+
 def _target_lines(frame: pd.DataFrame) -> list[str]:
-    """One line per target: met or missed, with the number."""
+    """One line per target: met or missed, with the number (and whether within MC error)."""
     out = []
     for _, r in frame[frame["met"].astype(str).isin(["True", "False"])].iterrows():
         verdict = "Met" if str(r["met"]) == "True" else "**Missed**"
+        close = (
+            ", *within Monte Carlo error*"
+            if within_mc_error(str(r["quantity"]), float(r["value"]), float(r["mc_se"]))
+            else ""
+        )
         out.append(
             f"- {verdict}: {r['design']}, {r['scenario']}, {quantity_words(r['quantity'])}: "
             f"{_fmt(r['value'])} (target {r['target']}, Monte Carlo SE {_fmt(r['mc_se'])}, "
-            f"n = {int(r['n'])})."
+            f"n = {int(r['n'])}{close})."
         )
     return out
 
@@ -161,16 +198,18 @@ def _target_lines(frame: pd.DataFrame) -> list[str]:
 SCENARIO_MISS_NOTES: dict[str, str] = {
     "monthly-exposed": (
         "*monthly-exposed* is a stress: each market's own loading on the city factors deviates "
-        "twice as far as an area's. The market's pre-period fit absorbs that deviation, so "
+        "twice as far as an area's, and the factors move faster (innovation SD 0.045 against "
+        "0.035). The market's pre-period fit absorbs that deviation, so "
         "neither its comparison areas nor its own pre period show it (its out-of-sample errors "
         "within the pre period are no larger than an ordinary market's; the studies are in the "
         "notes of `dmi_eval.designs.synth.joint`), and after the call-in it drifts further than "
         "the placebo areas whose drift sets its interval; the one-sided test, which ranks the "
         "market among the placebos and their mirror images about their median (it drops the "
         "placebos' long lower tail, which gives ordinary markets their power), then rejects "
-        "more often than 5% at no-effect markets too. No site's data can tell whether its "
-        "market is this exposed: `dmi-eval power STUDY --site ID --exposure 2` gives the "
-        "verdict's error rates at a site like yours if it is."
+        "more often than 5% at no-effect markets too, and the wider drift costs detection. "
+        "The pre-period studies found no sign of the exposure in a site's own data: "
+        "`dmi-eval power STUDY --site ID --exposure 2` gives the "
+        "verdict's error rates at a site like yours if it is this exposed."
     ),
 }
 """Why a judged scenario misses its targets, printed under the target lines when it does."""
@@ -194,9 +233,10 @@ def miss_notes(frame: pd.DataFrame) -> list[str]:
     if wide:
         out.append(
             f"- Where a stated interval covers more often than its level ({', '.join(wide)}), "
-            "it is wider than it need be: conservative, it makes no false *closed* more likely "
-            "but costs power. The market's statistic spreads less than the single-area "
-            "placebos' that set the interval (notes of `dmi_eval.inference.noise`)."
+            "it is wider than it need be: conservative, it makes a false *closed* less likely "
+            "and a missed closure more likely. It is wider because the market's statistic "
+            "spreads less than those of the single-area placebos that set the interval "
+            "(measured in the notes of `dmi_eval.inference.noise`)."
         )
     for scenario in dict.fromkeys(missed["scenario"].astype(str)):
         if scenario in SCENARIO_MISS_NOTES:
@@ -274,7 +314,9 @@ def calibration_markdown(
         "",
         f"Seed {seed}. Monte Carlo standard errors (`mc_se`) are binomial, "
         "sqrt(p (1 - p) / n), with n the number of simulated markets behind the number (the "
-        "`n` column below). Reproduce with "
+        "`n` column of the tables below), floored at 0.5 / n so that a share of 0 or 1 does "
+        "not read as exact. A target is judged on the point estimate; a call that two Monte "
+        "Carlo SEs either way would reverse is marked *within Monte Carlo error*. Reproduce with "
         + (
             "`nox -s calibrate -- --sensitivity` (`nox -s calibrate` runs the four judged "
             "scenarios alone and leaves out the sensitivity section)."
@@ -288,8 +330,9 @@ def calibration_markdown(
         "the primary design's estimated change is still a drop of at least "
         f"{rules.lasting_drop():.1%} ({rules.lasting_share:g} of {rules.min_reduction:.0%}, "
         "`[verdict] lasting_share`). It is not tested for significance on its own: the "
-        "row `power at a sustained -45% over the persistence window` shows how rarely a "
-        "test on those months alone reaches p < 0.05. `held_45` and `held_fading` are the "
+        "row `power at a sustained -45% over the persistence window` shows how often a "
+        "test on those months alone reaches p < 0.05, against the post-period test's power "
+        "in the row above it. `held_45` and `held_fading` are the "
         "persistence test on sustained and on fading drops; `fading_closed` is how often a "
         "-45% drop that fades after 6 months is still called *closed* (it should not be). "
         "*Not closed* is said only where the design could have detected a "
@@ -312,11 +355,13 @@ def calibration_markdown(
         "spike. "
         "`spike_null` is how often the check fires at no-effect markets, `spike_own_null` how "
         "often the same test against the market's own level would, and `spike_closure` how "
-        "often it stops a true closure. At every no-effect market the study also plants "
+        "often it fires at a true closure (it stops one only where the rest of the rule held). "
+        "At every no-effect market the study also plants "
         "spikes: the market alone +50% or +100% over its last three pre months "
-        "(`spike_plant_*`: the check must flag them), and the whole city +50% or +100% over "
-        "those months (`spike_shared_*`: a shared level shift the check must not flag; "
-        "`spike_shared_own_*`: the check against the market's own level, which does).",
+        "(`spike_plant_*`: how often the check flags them; a three-month spike of counts this "
+        "small is often within their noise), and the whole city +50% or +100% over "
+        "those months (`spike_shared_*`: a shared level shift the check should not flag; "
+        "`spike_shared_own_*`: how often the check against the market's own level would).",
         "",
         "**The displacement test.** A market that fell is called *displaced* when its "
         "catchment (the ring of areas around it) rose significantly: the catchment is fitted "
@@ -326,7 +371,12 @@ def calibration_markdown(
         "interval holds the catchment's true change, and `displaced_detected` how often a "
         "+35% rise next to a -45% closure is found. Where the test finds no rise the verdict "
         "says how large a rise the interval still allows; `displaced_not_ruled_out` is how "
-        "often that sentence holds a +35% rise the test missed.",
+        "often that sentence holds a +35% rise the test missed. The catchment's interval has "
+        "the primary design's level (90% for the synthetic control). These rows are not "
+        "judged against the issue's targets: the catchment's placebos are single areas, which "
+        "drift more than a ring of them, so its test is conservative (size below 5%, coverage "
+        "above its level) and misses many displacements; the references of ring-sized "
+        "placebo groups that were tried are in the notes of `dmi_eval.inference.noise`.",
         "",
         "**Targets** (issue #10): one-sided 5% test size at most "
         f"{SIZE_TARGET:.0%}; stated interval coverage within {COVERAGE_TOLERANCE * 100:.0f} "
@@ -349,6 +399,7 @@ def calibration_markdown(
         "be fitted is in [calibration_microsynth.md](calibration_microsynth.md) "
         "(`nox -s calibrate -- --microsynth`).",
         "",
+        *primary_note(rows),
         "## Targets, met or missed",
         "",
         "The primary design and the verdict, every scenario:",
@@ -434,10 +485,10 @@ def sensitivity_section(
         "the frequency, post period, grid and years of data; small-city: the grid and the "
         "number of markets; small-markets: the markets' size and rate; the others one "
         "setting) and runs the same site path "
-        f"on {cities} each (seeds continue after the four scenarios'). They are too few "
+        f"on {cities} each (seeds continue after the four scenarios'). Each is too small "
         "to judge the targets, so none is judged here; a number in **bold** is on the wrong "
-        "side of the four scenarios' target and is a warning, not a finding: read it with "
-        "its Monte Carlo SE (in brackets, then n). The coverage is of the primary design's "
+        "side of the four scenarios' target: read it with its Monte Carlo SE (in brackets, "
+        "then n), and read the bold numbers together, below the table. The coverage is of the primary design's "
         "stated interval (90% for the synthetic control). The last two columns are shares "
         "of all sustained -45% closures: called *inconclusive* (the data could not tell, "
         "e.g. the design could not have detected the drop), the honest answer to a miss, "
@@ -483,7 +534,41 @@ def sensitivity_section(
         out += ["On the wrong side of a target (" + "; ".join(parts) + ").", ""]
     else:
         out += ["No number is on the wrong side of a target.", ""]
+    out += pooled_sensitivity(table, [sc.id for sc in scenarios])
     return out
+
+
+def pooled_sensitivity(table: pd.DataFrame, scenario_ids: Sequence[str]) -> list[str]:
+    """The sensitivity scenarios read together: pooled detection and how many over-cover."""
+    sub = table[table["scenario"].isin(scenario_ids)]
+    det = sub[(sub["design"] == "verdict") & (sub["quantity"] == "detection_target")]
+    det = det[det["n"] > 0]
+    out = []
+    if not det.empty:
+        n = int(det["n"].sum())
+        hits = int(round(float((det["value"] * det["n"]).sum())))
+        share = hits / n
+        se = math.sqrt(max(share * (1 - share), 0.25 / n) / n)
+        out.append(
+            f"Read together, the sensitivity scenarios called {hits} of their {n} sustained "
+            f"-45% closures that meet the target's conditions *closed*: {_fmt(share)} (Monte "
+            f"Carlo SE {_fmt(se)}), against the target of {DETECTION_TARGET:g}"
+            + (
+                ": the verdict detects fewer closures in cities unlike the four scenarios."
+                if share + 2 * se < DETECTION_TARGET
+                else "."
+            )
+        )
+    cov = sub[(sub["design"] == "primary") & sub["quantity"].str.startswith("coverage_")]
+    if not cov.empty:
+        level = cov["quantity"].map(lambda q: int(str(q).split("_")[1]) / 100)
+        wide = int((cov["value"] > level + COVERAGE_TOLERANCE).sum())
+        narrow = int((cov["value"] < level - COVERAGE_TOLERANCE).sum())
+        out.append(
+            f"The primary design's interval covered more than its level allows in {wide} of "
+            f"{len(cov)} scenarios and less in {narrow}."
+        )
+    return [" ".join(out), ""] if out else []
 
 
 def _table(frame: pd.DataFrame) -> list[str]:
