@@ -207,7 +207,9 @@ class MicroSynthResults(DesignResults):
         what = {
             "linearization": "linearization (survey-weighted regression, delta method)",
             "jackknife": f"jackknife ({self.n_jackknife_groups} groups, weights recomputed)",
-            "permutation": f"permutation ({self.n_permutations} placebo sets, weights recomputed)",
+            "permutation": f"permutation ({self.n_permutations} placebo sets, weights recomputed; "
+            "as R microsynth, the p-value ranks the treatment coefficient's z and the interval "
+            "the standardised log ratio, so near the edge the two can disagree)",
         }[method]
         return f"microsynth {what} {level}, {side}"
 
