@@ -254,6 +254,22 @@ def sensitivity_text() -> str:
     )
 
 
+def displaced_text(result) -> str:
+    """The pooled sites whose verdict is *displaced*: their markets' falls are pooled, the
+    rises next door are not."""
+    moved = [s for s in result.sites if verdicts.loc[s, "verdict"] == "displaced"]
+    if not moved:
+        return ""
+    names = ", ".join(site_names.get(s, s) for s in moved)
+    return (
+        f" The pool is of the markets alone: {names} {'is' if len(moved) == 1 else 'are'} "
+        "in it with {} market's fall, though the verdict found a significant rise in the "
+        "nearby areas (*displaced*), which the pooled change does not net out.".format(
+            "its" if len(moved) == 1 else "each"
+        )
+    )
+
+
 text = "## Pooled effect across sites\n\n"
 if main_design in pooled:
     result = pooled[main_design]
@@ -269,6 +285,7 @@ if main_design in pooled:
             else ". "
         )
         + sensitivity_text()
+        + displaced_text(result)
         + "\n\n"
         + markdown_table(pd.DataFrame(pooled_rows))
         + (

@@ -63,6 +63,21 @@ def test_pooled_prose_says_whether_the_interval_includes_no_change(summary):
     assert "keeps every site whose estimate can be pooled, whatever its verdict" in pooled
 
 
+def test_the_pool_says_which_pooled_markets_were_displaced(summary):
+    text, out = summary
+    pooled = _section(text, "Pooled effect across sites").split("\n\n", 1)[0]
+    verdicts = pd.read_csv(out / "results" / "verdicts.csv")
+    effects = pd.read_csv(out / "results" / "effects.csv")
+    sc = effects[
+        (effects.design == "sc") & (effects.window == "post") & (effects.outcome == "drug")
+    ]
+    in_pool = set(pool_effects(sc, design="sc").sites)
+    displaced = set(verdicts.loc[verdicts.verdict == "displaced", "site"]) & in_pool
+    assert ("does not net out" in pooled) == bool(displaced)
+    for site in displaced:  # the committed study: Riverside
+        assert site.capitalize() in pooled.split("The pool is of the markets alone:", 1)[1]
+
+
 def test_prediction_interval_prose_and_table_agree(summary):
     text, out = summary
     pooled = _section(text, "Pooled effect across sites")
