@@ -15,6 +15,7 @@ from dmi_eval.calibration.report import (
     miss_notes,
     pooled_sensitivity,
     primary_note,
+    undetected_notes,
     within_mc_error,
     write_outputs,
 )
@@ -183,12 +184,17 @@ def _fake_rows() -> pd.DataFrame:
 
 
 def test_summarise_counts_the_verdict_quantities_of_issue_10():
-    table = summarise(_fake_rows()).set_index(["design", "quantity"])
+    # min_judged=1: the hand-made city's four markets a quantity are judged
+    table = summarise(_fake_rows(), min_judged=1).set_index(["design", "quantity"])
     value = table["value"]
     assert value["verdict", "false_closed_displaced"] == 0.25  # n3 of 4 no-effect markets
-    assert not table.loc[("verdict", "false_closed_displaced"), "met"]
+    assert table.loc[("verdict", "false_closed_displaced"), "met"] is False
     assert value["verdict", "detection_target"] == 0.75  # 3 of 4 sustained closures
-    assert not table.loc[("verdict", "detection_target"), "met"]
+    assert table.loc[("verdict", "detection_target"), "met"] is False
+    # by default four markets are too few to judge: the target is kept, met left blank
+    default = summarise(_fake_rows()).set_index(["design", "quantity"])
+    assert default.loc[("verdict", "detection_target"), "met"] == ""
+    assert default.loc[("verdict", "detection_target"), "target"] == ">= 0.8"
     assert value["verdict", "fading_closed"] == 0.5  # f2 of the 2 fading markets
     assert value["verdict", "null_basis_undetectable"] == 0.25
     assert value["verdict", "null_basis_ruled_out"] == 0.25
@@ -243,7 +249,7 @@ def test_summarise_calibrates_the_catchment_test_of_a_rise():
 
 def test_appendix_states_each_target_met_or_missed_with_run_facts(tmp_path):
     rows = _fake_rows()
-    table = summarise(rows)
+    table = summarise(rows, min_judged=1)
     scenarios = (Scenario("fake", "hand-made rows", CitySpec(), 1),)
     facts = {"minutes": 12.34, "jobs": 2, "load": (3.5, 2.25, 1.0), "cores": 2}
     _, md = write_outputs(table, rows, scenarios, tmp_path, seed=5, facts=facts)
@@ -289,6 +295,27 @@ def test_a_call_two_monte_carlo_ses_could_reverse_is_marked():
     assert not within_mc_error("median_mde", 0.3, 0.1)  # no target, no call
 
 
+def test_a_scenario_without_the_detection_target_says_what_its_closures_were_called():
+    def row(scenario, quantity, value, n):
+        return {"scenario": scenario, "design": "verdict", "quantity": quantity,
+                "value": value, "n": n}  # fmt: skip
+
+    table = pd.DataFrame(
+        [
+            row("short", "detection", 0.68, 100),
+            row("short", "closure_share_inconclusive", 0.31, 100),
+            row("short", "closure_share_not_closed", 0.01, 100),
+            row("short", "closure_share_displaced", 0.0, 100),
+            row("long", "detection", 0.9, 100),
+            row("long", "detection_target", 0.88, 85),
+        ]
+    )
+    (note,) = undetected_notes(table, ["short", "long"])
+    assert note.startswith("- Not judged: detection in short")
+    assert "*closed* 0.680, *inconclusive* 0.310, *not closed* 0.010." in note
+    assert "displaced" not in note  # a share of 0 is not listed
+
+
 def test_the_appendix_says_which_design_the_primary_rows_calibrate():
     rows = pd.DataFrame(
         {"design": ["primary", "primary", "sc", "primary"], "primary": ["sc", "sc", None, "its"]}
@@ -329,7 +356,7 @@ def test_sensitivity_scenarios_are_reported_without_targets(tmp_path):
     judged = Scenario("judged", "judged rows", CitySpec(), 1)
     other = Scenario("fake", "hand-made rows", CitySpec(), 1, judged=False)
     both = pd.concat([rows.assign(scenario="judged"), rows], ignore_index=True)
-    table = summarise(both, unjudged=["fake"])
+    table = summarise(both, unjudged=["fake"], min_judged=1)
     assert set(table.loc[table["met"] != "", "scenario"]) == {"judged"}
     _, md = write_outputs(table, both, (judged, other), tmp_path, seed=5)
     text = md.read_text(encoding="utf-8")

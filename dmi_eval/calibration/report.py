@@ -14,6 +14,7 @@ from dmi_eval.calibration.runner import (
     COVERAGE_TOLERANCE,
     DETECTION_TARGET,
     FALSE_CLOSED_TARGET,
+    MIN_JUDGED,
     SIZE_TARGET,
     TARGET_POST_MONTHS,
     TARGET_RATE,
@@ -152,6 +153,30 @@ def within_mc_error(quantity: str, value: float, mc_se: float) -> bool:
         return False
     met = target[1]
     return any(met(value + k * mc_se) != met(value) for k in (-2, 2))
+
+
+def undetected_notes(table: pd.DataFrame, scenario_ids: Sequence[str]) -> list[str]:
+    """For a judged scenario whose markets never meet the detection target's conditions: what
+    became of its sustained -45% closures (so that the missing target is not read as met)."""
+    out = []
+    for sc in scenario_ids:
+        sub = table[(table["scenario"] == sc) & (table["design"] == "verdict")]
+        if (sub["quantity"] == "detection_target").any():
+            continue
+        got = sub.set_index("quantity")
+        if "detection" not in got.index:
+            continue
+        parts = [f"*closed* {_fmt(got.loc['detection', 'value'])}"]
+        for label in ("inconclusive", "not_closed", "displaced"):
+            q = f"closure_share_{label}"
+            if q in got.index and got.loc[q, "value"] > 0:
+                parts.append(f"*{label.replace('_', ' ')}* {_fmt(got.loc[q, 'value'])}")
+        out.append(
+            f"- Not judged: detection in {sc}, whose markets never have "
+            f"{TARGET_POST_MONTHS} post months; its sustained -45% closures (n = "
+            f"{int(got.loc['detection', 'n'])}) were called " + ", ".join(parts) + "."
+        )
+    return out
 
 
 def primary_note(rows: pd.DataFrame) -> list[str]:
@@ -315,7 +340,8 @@ def calibration_markdown(
         f"Seed {seed}. Monte Carlo standard errors (`mc_se`) are binomial, "
         "sqrt(p (1 - p) / n), with n the number of simulated markets behind the number (the "
         "`n` column of the tables below), floored at 0.5 / n so that a share of 0 or 1 does "
-        "not read as exact. A target is judged on the point estimate; a call that two Monte "
+        "not read as exact. A target is judged on the point estimate, and only from at least "
+        f"{MIN_JUDGED} markets (`met` is blank below that); a call that two Monte "
         "Carlo SEs either way would reverse is marked *within Monte Carlo error*. Reproduce with "
         + (
             "`nox -s calibrate -- --sensitivity` (`nox -s calibrate` runs the four judged "
@@ -405,6 +431,7 @@ def calibration_markdown(
         "The primary design and the verdict, every scenario:",
         "",
         *_target_lines(judged_table[judged_table["design"].isin(["primary", "verdict"])]),
+        *undetected_notes(judged_table, [sc.id for sc in judged]),
         *miss_notes(judged_table[judged_table["design"].isin(["primary", "verdict"])]),
         "",
         "## Scenarios",

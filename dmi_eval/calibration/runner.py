@@ -89,6 +89,8 @@ SIZE_TARGET = 0.06
 COVERAGE_TOLERANCE = 0.03
 FALSE_CLOSED_TARGET = 0.05
 DETECTION_TARGET = 0.80
+MIN_JUDGED = 10
+"""Fewest markets behind a number for its target to be judged (``met`` is left blank below)."""
 TARGET_RATE = 10.0
 TARGET_POST_MONTHS = 24
 FADING = "-45% relapsing"
@@ -531,11 +533,14 @@ def add_catchment(v: pd.DataFrame, scenario: str, add: Callable[..., None]) -> N
     )
 
 
-def summarise(rows: pd.DataFrame, *, unjudged: Collection[str] = ()) -> pd.DataFrame:
+def summarise(
+    rows: pd.DataFrame, *, unjudged: Collection[str] = (), min_judged: int = MIN_JUDGED
+) -> pd.DataFrame:
     """The calibration table from :func:`run`'s rows.
 
     Scenarios named in ``unjudged`` (the sensitivity scenarios) get their numbers
-    without a target (``target`` and ``met`` empty).
+    without a target (``target`` and ``met`` empty). A number from fewer than
+    ``min_judged`` markets keeps its target but is not judged (``met`` empty).
     """
     out: list[dict[str, Any]] = []
 
@@ -553,7 +558,7 @@ def summarise(rows: pd.DataFrame, *, unjudged: Collection[str] = ()) -> pd.DataF
                 "mc_se": round(se, 4),
                 "n": n,
                 "target": target,
-                "met": "" if ok is None else bool(ok(value)),
+                "met": "" if ok is None or n < min_judged else bool(ok(value)),
             }
         )
 
