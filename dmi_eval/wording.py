@@ -39,9 +39,14 @@ _DESIGN_CODE = re.compile(
 
 def plain_reason(reason: str, *, outcome: str | None = None, label: str | None = None) -> str:
     """A verdict reason in words: design codes spelled out (``the sc counterfactual`` ->
-    ``the synthetic control counterfactual``) and the outcome's code replaced by its
-    ``label`` (``I_drugs offences`` -> ``Drug offences``)."""
+    ``the synthetic control counterfactual``), the outcome's code replaced by its
+    ``label`` (``I_drugs offences`` -> ``Drug offences``) and the catchment area called the
+    nearby (catchment) areas, as the plain answer's headline calls it."""
     text = _DESIGN_CODE.sub(lambda m: DESIGN_LABELS[m.group(1)], reason)
+    # the plain answer calls the catchment what its headline does: the nearby areas
+    text = text.replace("The catchment area rose", "The nearby (catchment) areas rose")
+    text = text.replace("The catchment area fell", "The nearby (catchment) areas fell")
+    text = text.replace("in the catchment area", "in the nearby (catchment) areas")
     if outcome and label:
         for code in (outcome.capitalize(), outcome):
             for noun in ("offences", "incidents"):

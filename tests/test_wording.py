@@ -92,6 +92,11 @@ def test_reasons_name_designs_and_outcomes_in_words():
         "(p = 0.455)."
     )
     assert "did" in plain_reason("the design did not hold", outcome="x", label="y")
+    # the catchment is called what the headline calls it
+    rose = plain_reason("The catchment area rose 64% (one-sided test of a rise p = 0.012).")
+    assert rose.startswith("The nearby (catchment) areas rose 64%")
+    none = plain_reason("No significant rise in the catchment area (-3%, one-sided test).")
+    assert none == "No significant rise in the nearby (catchment) areas (-3%, one-sided test)."
 
 
 def test_first_paragraph_suppresses_small_counts_as_the_tables_do():
