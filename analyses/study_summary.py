@@ -225,6 +225,10 @@ for design in designs:
             left_notes.append(f"{label}: {sensitivity.left_out(site_names)}")
 
 
+UNREADABLE_WORDS = "for too little data or a poor fit"
+"""Why the sensitivity pool leaves a site out (its verdict's basis is in UNREADABLE_BASES)."""
+
+
 def sensitivity_text() -> str:
     """The sensitivity analysis of the main design's pool in words (or why there is none)."""
     if sensitivity is not None:
@@ -236,19 +240,17 @@ def sensitivity_text() -> str:
         )
     if not unreadable:
         return (
-            "Sensitivity: no site's verdict is inconclusive for too little data or a poor fit, "
-            "so no site is left out."
+            f"Sensitivity: no site's verdict is inconclusive {UNREADABLE_WORDS}, so no site is "
+            "left out."
         )
     if already_out:
         return (
-            "No separate sensitivity analysis: the sites inconclusive for too little data or a "
-            "poor fit ("
+            f"No separate sensitivity analysis: the sites inconclusive {UNREADABLE_WORDS} ("
             + ", ".join(site_names.get(s, s) for s in already_out)
             + ") are not in this pool anyway, so it is its own sensitivity analysis."
         )
     return (
-        "No sensitivity analysis: leaving out the sites inconclusive for too little data or a "
-        "poor fit ("
+        f"No sensitivity analysis: leaving out the sites inconclusive {UNREADABLE_WORDS} ("
         + ", ".join(site_names.get(s, s) for s in unreadable)
         + ") leaves fewer than three sites to pool."
     )
@@ -261,12 +263,11 @@ def displaced_text(result) -> str:
     if not moved:
         return ""
     names = ", ".join(site_names.get(s, s) for s in moved)
+    one = len(moved) == 1
     return (
-        f" The pool is of the markets alone: {names} {'is' if len(moved) == 1 else 'are'} "
-        "in it with {} market's fall, though the verdict found a significant rise in the "
-        "nearby areas (*displaced*), which the pooled change does not net out.".format(
-            "its" if len(moved) == 1 else "each"
-        )
+        f" The pool is of the markets alone: {names} {'is' if one else 'are'} in it with "
+        f"{'its' if one else 'each'} market's fall, though the verdict found a significant rise "
+        "in the nearby areas (*displaced*), which the pooled change does not net out."
     )
 
 
@@ -305,7 +306,7 @@ if main_design in pooled:
         "log rate ratios, per design"
         + (
             "; a design's sensitivity row pools it without the sites whose verdict is "
-            "inconclusive for too little data or a poor fit ("
+            f"inconclusive {UNREADABLE_WORDS} ("
             + "; ".join(BASES[b] for b in UNREADABLE_BASES)
             + ")"
             if sensitivity is not None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -304,8 +305,6 @@ CHECK_WIDTH = 100
 
 def _wrapped(text: str, bullet: str = "") -> str:
     """``text`` wrapped at :data:`CHECK_WIDTH`, after ``bullet`` and indented under it."""
-    import textwrap
-
     return textwrap.fill(
         text,
         width=CHECK_WIDTH,

@@ -17,7 +17,7 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
-from dmi_eval.config import PANDAS_FREQ_OF, Frequency, Site, Study, Transition
+from dmi_eval.config import PANDAS_FREQ_OF, Frequency, Site, Study, Transition, duration_text
 from dmi_eval.errors import ConfigError, DesignError
 
 PANDAS_FREQ: dict[str, str] = PANDAS_FREQ_OF
@@ -197,8 +197,8 @@ class SiteData:
         n_pre = int((role == "pre").sum())
         if n_pre < MIN_PRE_PERIODS:
             raise DesignError(
-                f"site {self.site.id!r}: call-in date {self.site.intervention} leaves {n_pre} "
-                f"pre period{'' if n_pre == 1 else 's'} in the data; the designs need at least "
+                f"site {self.site.id!r}: call-in date {self.site.intervention} leaves "
+                f"{duration_text(n_pre, 'pre period')} in the data; the designs need at least "
                 f"{MIN_PRE_PERIODS} (and the closure rule 12 by default): check "
                 "[[sites]].intervention, or use data that start earlier"
             )

@@ -368,11 +368,8 @@ class PooledResult:
             if self.includes_no_change
             else f"{self.outcome} offences {way}"
         )
-        conf = f"{100 * self.level:g}%"
-        return (
-            f"The {conf} interval {self.zero_words()} no change (0%): on average across these "
-            f"sites, {what}."
-        )
+        where = f"The {100 * self.level:g}% interval {self.zero_words()} no change (0%)"
+        return f"{where}: on average across these sites, {what}."
 
     def prediction_words(self) -> str:
         """The prediction interval in words, by the tables' too-wide rule ("" if none)."""

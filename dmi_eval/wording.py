@@ -37,6 +37,9 @@ _DESIGN_CODE = re.compile(
 )
 
 
+_CATCHMENT_AREA = re.compile(r"\bcatchment area\b")
+
+
 def plain_reason(reason: str, *, outcome: str | None = None, label: str | None = None) -> str:
     """A verdict reason in words: design codes spelled out (``the sc counterfactual`` ->
     ``the synthetic control counterfactual``), the outcome's code replaced by its
@@ -44,9 +47,7 @@ def plain_reason(reason: str, *, outcome: str | None = None, label: str | None =
     nearby (catchment) areas, as the plain answer's headline calls it."""
     text = _DESIGN_CODE.sub(lambda m: DESIGN_LABELS[m.group(1)], reason)
     # the plain answer calls the catchment what its headline does: the nearby areas
-    text = text.replace("The catchment area rose", "The nearby (catchment) areas rose")
-    text = text.replace("The catchment area fell", "The nearby (catchment) areas fell")
-    text = text.replace("in the catchment area", "in the nearby (catchment) areas")
+    text = _CATCHMENT_AREA.sub("nearby (catchment) areas", text)
     if outcome and label:
         for code in (outcome.capitalize(), outcome):
             for noun in ("offences", "incidents"):

@@ -19,6 +19,7 @@ from dmi_eval.calibration.runner import (
     TARGET_POST_MONTHS,
     TARGET_RATE,
     Scenario,
+    binomial_se,
     target_of,
 )
 from dmi_eval.config import VerdictRules
@@ -575,14 +576,15 @@ def pooled_sensitivity(table: pd.DataFrame, scenario_ids: Sequence[str]) -> list
         n = int(det["n"].sum())
         hits = int(round(float((det["value"] * det["n"]).sum())))
         share = hits / n
-        se = math.sqrt(max(share * (1 - share), 0.25 / n) / n)
+        se = binomial_se(share, n)
+        met = target_of("detection_target")[1]
         out.append(
             f"Read together, the sensitivity scenarios called {hits} of their {n} sustained "
             f"-45% closures that meet the target's conditions *closed*: {_fmt(share)} (Monte "
             f"Carlo SE {_fmt(se)}), against the target of {DETECTION_TARGET:g}"
             + (
                 ": the verdict detects fewer closures in cities unlike the four scenarios."
-                if share + 2 * se < DETECTION_TARGET
+                if not met(share + 2 * se)
                 else "."
             )
         )

@@ -464,17 +464,19 @@ def run(
     return pd.concat(frames, ignore_index=True)
 
 
-def binomial_share(hits: pd.Series) -> tuple[float, float, int]:
-    """The share of ``True`` in ``hits``, its Monte Carlo SE and ``n``.
+def binomial_se(p: float, n: int) -> float:
+    """Monte Carlo SE of a share ``p`` of ``n`` markets: ``sqrt(max(p (1 - p), 0.25 / n) / n)``,
+    floored so that a share of 0 or 1 among few markets does not claim to be exact."""
+    return math.sqrt(max(p * (1 - p), 0.25 / n) / n)
 
-    The SE is ``sqrt(max(p (1 - p), 0.25 / n) / n)``: floored so that a share of
-    0 or 1 among few markets does not claim to be exact.
-    """
+
+def binomial_share(hits: pd.Series) -> tuple[float, float, int]:
+    """The share of ``True`` in ``hits``, its Monte Carlo SE (:func:`binomial_se`) and ``n``."""
     n = int(hits.size)
     if n == 0:
         return float("nan"), float("nan"), 0
     p = float(hits.mean())
-    return p, math.sqrt(max(p * (1 - p), 0.25 / n) / n) if n else float("nan"), n
+    return p, binomial_se(p, n), n
 
 
 def covers_truth(rows: pd.DataFrame) -> pd.Series:

@@ -235,6 +235,9 @@ MIN_WINDOW_COUNT = 20.0
 """Placebos need at least this many expected incidents in the window (see the module notes)."""
 MIN_PLACEBOS = 80
 """Below this many such placebos, the busiest others are added up to this number."""
+MIN_SE_PLACEBOS = 20
+"""Fewest placebos whose spread gives the market's log-ratio SE (:meth:`NoiseStandardisedTest.log_se`):
+with fewer a rank test over them can never reach p < 0.05."""
 
 
 def select_window_placebos(
@@ -512,18 +515,17 @@ class NoiseStandardisedTest:
         The test reads ``L_1 - log(1 + theta)`` as ``s(theta) z`` with ``z``
         spread like the :attr:`reference` statistics and ``s`` the market's SD
         (:meth:`market_sd`), so at the estimate the SE is ``s(L_1)`` times the
-        reference's standard deviation. ``nan`` with fewer than 20 placebos (too
-        few to know their spread: a rank test over them can never reach
-        p < 0.05, and with 18 or fewer its 90% interval is unbounded), and when the market's
+        reference's standard deviation. ``nan`` with fewer than
+        :data:`MIN_SE_PLACEBOS` placebos (too few to know their spread; with 18 or
+        fewer the test's 90% interval is unbounded), and when the market's
         window holds fewer than :data:`MIN_WINDOW_COUNT` incidents: the
         counting-noise variance is a delta-method one, which a handful of
         incidents does not support (see the module notes).
         """
         L1 = float(self.log_ratio[0])
         m = self.market_count
-        if self.n_placebos == 0 or min_rank_p(self.n_placebos) >= 0.05:
-            return float("nan")
-        if not (math.isfinite(m) and m * math.exp(L1) >= MIN_WINDOW_COUNT):
+        enough_count = math.isfinite(m) and m * math.exp(L1) >= MIN_WINDOW_COUNT
+        if self.n_placebos < MIN_SE_PLACEBOS or not enough_count:
             return float("nan")
         return self.market_sd(L1) * float(np.std(self.reference))
 

@@ -13,6 +13,7 @@ from dmi_eval.checks import PRETREND
 from dmi_eval.designs.did.inference import WindowEffect, _event_plot_data
 from dmi_eval.designs.did.model import MODEL_LABEL, FEFit
 from dmi_eval.results import WindowResults, cached_frame, diagnostics_frame, series_frame
+from dmi_eval.study_spec import duration_text
 
 
 # ---------------------------------------------------------------------------
@@ -198,7 +199,8 @@ class DIDResults(WindowResults):
                 f"{c['n_treated_areas']} treated areas against {c['n_control_areas']} donor areas "
                 f"(catchment areas excluded), area and period fixed effects, {how}; "
                 f"{c['n_pre']} pre and {c['n_post']} post periods, "
-                f"{c['n_transition']} transition period{'' if c['n_transition'] == 1 else 's'} excluded; windows: whole post period "
+                f"{duration_text(c['n_transition'], 'transition period')} excluded; windows: whole "
+                "post period "
                 f"and last {c['last_k_used']} periods. Event study over event times "
                 f"{self.window[0]}..{self.window[1]} (end bins pooled, reference -1); {test}."
             )

@@ -412,16 +412,15 @@ class ITS:
             logs = placebo_frame["log_ratio"].to_numpy()
             n_pl = logs.size
             # without a placebo date there is no rank: p = 1/1 would read as a test
-            nan = float("nan")
+            rank = float(1 + np.sum(np.abs(logs) >= abs(real_log))) if n_pl else math.nan
+            lower = float(1 + np.sum(logs <= real_log)) if n_pl else math.nan
             summary = {
                 "n": float(n_pl),
                 "window": float(L),
                 "real_pct_change": real.pct_change,
-                "rank": float(1 + np.sum(np.abs(logs) >= abs(real_log))) if n_pl else nan,
-                "p_two_sided": float((1 + np.sum(np.abs(logs) >= abs(real_log))) / (n_pl + 1))
-                if n_pl
-                else nan,
-                "p_lower": float((1 + np.sum(logs <= real_log)) / (n_pl + 1)) if n_pl else nan,
+                "rank": rank,
+                "p_two_sided": rank / (n_pl + 1),
+                "p_lower": lower / (n_pl + 1),
             }
         choices = dict(fit.choices)
         choices.update(

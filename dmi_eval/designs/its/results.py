@@ -13,6 +13,7 @@ from dmi_eval.checks import PLACEBO_TIME, by_outcome
 from dmi_eval.designs.its.model import FAMILY_LABEL, SegmentedFit, WindowEffect
 from dmi_eval.power import mde_from_se
 from dmi_eval.results import WindowResults, cached_frame, diagnostics_frame, series_frame
+from dmi_eval.study_spec import duration_text
 
 COMPARISON_LABEL = {
     "donor_total": "comparison-area total, areas as offset",
@@ -238,7 +239,7 @@ class ITSResults(WindowResults):
                 f"seasonality {c['seasonality']} ({c['seasonality_reason']})",
                 "level change" + (" and slope change" if c["slope_change"] else ""),
                 f"{c['n_pre']} pre and {c['n_post']} post periods, "
-                f"{c['n_transition']} transition period{'' if c['n_transition'] == 1 else 's'} excluded",
+                f"{duration_text(c['n_transition'], 'transition period')} excluded",
             ]
             if c.get("count_cov") == "ar1":
                 parts.append(

@@ -135,14 +135,18 @@ class SyntheticControlResults(DesignResults):
         tails, se = [], []
         for outcome in self.outcomes:
             for window in self.windows:
+                noise = self.noise_test(outcome, window)  # built once for all four numbers
+                if noise is not None:
+                    tails.append(noise.p_values())
+                    se.append(noise.log_se())
+                    continue
                 tails.append(
                     tuple(
                         self.p_value(outcome, window=window, sided=a)
                         for a in ("lower", "greater", "two-sided")
                     )
                 )
-                noise = self.noise_test(outcome, window)
-                se.append(noise.log_se() if noise is not None else float("nan"))
+                se.append(float("nan"))
         return table_frame(self.effects(), self.level, tails, se)
 
     @cached_frame
