@@ -37,10 +37,10 @@ calibration table (``design, scenario, quantity, value, mc_se, target, met``):
   catchment's test of a rise (:func:`add_catchment`: its size, its interval's
   coverage, and whether a displacement it missed stays inside its interval).
 
-The default study (:func:`default_scenarios`) simulates 25 cities of nine
+The default study (:func:`default_scenarios`) simulates 40 cities of nine
 markets in each of four scenarios, four no-effect markets and four sustained
 -45% closures per city (:func:`city_effects`), so each target is judged on
-about 85 markets or more per scenario. Nine sensitivity scenarios
+about 140 markets or more per scenario. Nine sensitivity scenarios
 (:func:`sensitivity_scenarios`, :data:`SENSITIVITY_CITIES` cities each) change one
 setting of the simulated city at a time -- weekly data with a short post period,
 more overdispersion, quieter comparison areas, faster area trends, more or faster
@@ -97,11 +97,13 @@ FADING = "-45% relapsing"
 """The effect whose drop fades after six months (:data:`~dmi_eval.calibration.city.EFFECTS`)."""
 OTHER_EFFECTS: tuple[Effect, ...] = tuple(e for e in EFFECTS if e not in (NULL, CLOSURE))
 """The -25% drop, the fading drop and the displaced drop: one of them per city, in turn."""
-CITIES_PER_SCENARIO = 25
-"""Cities per scenario of ``nox -s calibrate`` (225 markets: 100 without an effect, 100
-sustained -45% closures, about 88 of them at 10 or more incidents a month; Monte Carlo SE of
-a 90% coverage about 0.02). 15 until the site's catchment reused the market's placebo fits,
-which made a city about 40% cheaper: 25 cities take the time 15 took."""
+CITIES_PER_SCENARIO = 40
+"""Cities per scenario of ``nox -s calibrate`` (360 markets: 160 without an effect, 160
+sustained -45% closures, about 140 of them at 10 or more incidents a month; Monte Carlo SE of
+a 90% coverage about 0.016, of a 5% size about 0.017). 15 until the site's catchment reused
+the market's placebo fits, which made a city about 40% cheaper; 25 until every miss of 25
+cities was within two Monte Carlo SEs of its target, too close to call. Cities 1-25 are the
+same as before (city ``c`` keeps its seed)."""
 PREVIOUS_SC = "sc_previous"
 """The site-level SC configuration before issue #10 (SDID's full ridge, RMSPE-standardised
 placebo statistic), fitted next to the designs for comparison."""
