@@ -80,12 +80,12 @@ def validate(session: nox.Session) -> None:
 def calibrate(session: nox.Session) -> None:
     """Size, coverage and power of every design as used at sites, on simulated cities.
 
-    Writes reports/results/calibration.csv and reports/appendix/calibration.md
-    (900 markets: 11.3 minutes on an idle 2-core machine). ``nox -s calibrate --
-    --sensitivity`` adds nine sensitivity scenarios (380 markets; the committed
-    appendix), ``--scale 0.5`` simulates half as many cities, ``--out DIR`` writes
-    elsewhere. ``nox -s calibrate -- --microsynth`` runs only the check of micro-level
-    synthetic control where it can be fitted (reports/appendix/calibration_microsynth.md).
+    Writes reports/results/calibration.csv and reports/appendix/calibration.md (1440
+    markets). ``nox -s calibrate -- --sensitivity`` adds nine sensitivity scenarios (380
+    markets; the committed appendix: 11.2 minutes on 2 cores), ``--scale 0.5`` simulates
+    half as many cities, ``--out DIR`` writes elsewhere. ``nox -s calibrate --
+    --microsynth`` runs only the check of micro-level synthetic control where it can be
+    fitted (reports/appendix/calibration_microsynth.md).
     """
     install(session)
     args = list(session.posargs)
