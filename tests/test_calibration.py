@@ -19,7 +19,8 @@ from dmi_eval.calibration.report import (
     within_mc_error,
     write_outputs,
 )
-from dmi_eval.calibration.runner import CALIBRATION_COLUMNS, Scenario, run, summarise
+from dmi_eval.calibration.runner import Scenario, run
+from dmi_eval.calibration.summary import CALIBRATION_COLUMNS, summarise
 from dmi_eval.verdict import BASES
 from tests.helpers import tiny_city_spec
 

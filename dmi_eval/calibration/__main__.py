@@ -13,8 +13,8 @@ from dmi_eval.calibration.runner import (
     default_scenarios,
     run,
     sensitivity_scenarios,
-    summarise,
 )
+from dmi_eval.calibration.summary import summarise
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,15 +32,8 @@ import numpy as np
 import pandas as pd
 
 from dmi_eval.calibration.city import NULL, CitySpec, Effect
-from dmi_eval.calibration.runner import (
-    DEFAULT_SEED,
-    Scenario,
-    binomial_share,
-    covers_truth,
-    run,
-    summarise,
-    target_of,
-)
+from dmi_eval.calibration.runner import DEFAULT_SEED, Scenario, run
+from dmi_eval.calibration.summary import binomial_share, covers_truth, summarise, target_of
 from dmi_eval.config import VerdictRules
 from dmi_eval.errors import ConfigError
 from dmi_eval.panel import PERIODS_PER_YEAR, SiteData

@@ -16,7 +16,7 @@ For each design and effect it reports the coverage of the stated interval of
 the true post-period change, the share of one-sided ``p_lower < 0.05`` (size at
 no effect, power at -45%) and, at no effect, the share of two-sided
 ``p_two_sided < 0.10``, each with its binomial Monte Carlo SE
-(:func:`~dmi_eval.calibration.runner.binomial_share`). Run with
+(:func:`~dmi_eval.calibration.summary.binomial_share`). Run with
 ``python -m dmi_eval.calibration --microsynth`` (``nox -s calibrate --
 --microsynth``), which writes ``results/calibration_microsynth.csv`` and
 ``appendix/calibration_microsynth.md``; :data:`dmi_eval.evaluation.PRIMARY_ORDER`
@@ -34,7 +34,8 @@ import pandas as pd
 
 from dmi_eval.calibration.city import CLOSURE, NULL, CitySpec, Effect, simulate_city
 from dmi_eval.calibration.report import quantity_words, run_facts_text, write_table_and_page
-from dmi_eval.calibration.runner import binomial_share, covers_truth, row_of
+from dmi_eval.calibration.runner import row_of
+from dmi_eval.calibration.summary import binomial_share, covers_truth
 from dmi_eval.inference.parallel import parallel_map
 
 MICRO_SPEC = replace(CitySpec(), market_areas=(6, 9), market_rate=(8.0, 18.0))

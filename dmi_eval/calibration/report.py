@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from dmi_eval.calibration.runner import (
+from dmi_eval.calibration.accuracy import accuracy_note
+from dmi_eval.calibration.runner import Scenario
+from dmi_eval.calibration.summary import (
     ALPHA,
     CALIBRATION_COLUMNS,
     COVERAGE_TOLERANCE,
@@ -18,7 +20,6 @@ from dmi_eval.calibration.runner import (
     SIZE_TARGET,
     TARGET_POST_MONTHS,
     TARGET_RATE,
-    Scenario,
     binomial_se,
     target_of,
 )
@@ -50,6 +51,9 @@ _QUANTITY_WORDS = {
         "says a rise up to the interval's upper end is not ruled out)"
     ),
     "median_mde": "median minimum detectable reduction reported by the design",
+    "error_rmse_45": "root mean square error of the estimated log change, sustained -45% markets",
+    "power_45_if_exact": "power at a sustained -45% of a test of exact size with errors that large",
+    "detection_if_exact": "the same at the markets of the detection target (primary design)",
     "held_45": (
         "sustained -45% markets whose last-window change is still a drop of at least "
         f"{_RULES.lasting_drop():.1%} (the persistence test)"
@@ -267,6 +271,9 @@ def miss_notes(frame: pd.DataFrame) -> list[str]:
     for scenario in dict.fromkeys(missed["scenario"].astype(str)):
         if scenario in SCENARIO_MISS_NOTES:
             out.append(f"- {SCENARIO_MISS_NOTES[scenario]}")
+    detection = missed[missed["quantity"] == "detection_target"]
+    for scenario in detection["scenario"].astype(str):
+        out.extend(accuracy_note(frame, scenario, target=DETECTION_TARGET))
     return out if len(out) > 3 else []
 
 
