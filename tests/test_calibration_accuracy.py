@@ -83,7 +83,7 @@ def _table(detected: float, exact: float) -> pd.DataFrame:
 
 def test_a_missed_detection_target_says_whether_a_test_of_the_right_size_could_meet_it():
     below = accuracy_note(_table(0.77, 0.79), "stress", target=0.8)
-    assert len(below) == 1 and "below the target: no test of the right size" in below[0]
+    assert len(below) == 1 and "below the target: a test of the right size" in below[0]
     assert "0.246" in below[0] and "0.790" in below[0] and "size 0.062" in below[0]
     above = accuracy_note(_table(0.77, 0.93), "stress", target=0.8)
     assert "not below the target" in above[0]

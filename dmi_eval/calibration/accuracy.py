@@ -78,17 +78,17 @@ def accuracy_note(table: pd.DataFrame, scenario: str, *, target: float) -> list[
         return []
     found, exact, rmse, power, size = (float(value[k]) for k in keys)
     cause = (
-        "below the target: no test of the right size on this estimate would meet it; only a "
-        "more accurate counterfactual can"
+        "below the target: a test of the right size on this estimate should not be expected "
+        "to meet it; a more accurate counterfactual would be needed"
         if exact < target
         else "not below the target: a test that used the estimate's accuracy fully could meet it"
     )
     return [
         f"- In {scenario} the primary design's estimate misses the truth at sustained -45% "
         f"closures by a root mean square of {rmse:.3f} on the log scale (`error_rmse_45`). "
-        f"A one-sided test of exactly 5% size would detect such a drop at about {exact:.3f} "
-        "of the markets of the detection target (`detection_if_exact`, a normal "
-        f"approximation), {cause}. The verdict detected {found:.3f}; the primary design's own "
-        f"test, of size {size:.3f} there, rejected at {power:.3f} of all sustained -45% "
-        "markets (`power_45`)."
+        "With its errors at the markets of the detection target, a one-sided test of exactly "
+        f"5% size would detect the drop at about {exact:.3f} of them (`detection_if_exact`, "
+        f"a normal approximation), {cause}. The verdict detected {found:.3f}; the primary "
+        f"design's own test, of size {size:.3f} there, rejected at {power:.3f} of all "
+        "sustained -45% markets (`power_45`)."
     ]
