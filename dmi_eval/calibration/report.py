@@ -53,7 +53,9 @@ _QUANTITY_WORDS = {
     "median_mde": "median minimum detectable reduction reported by the design",
     "error_rmse_45": "root mean square error of the estimated log change, sustained -45% markets",
     "power_45_if_exact": "power at a sustained -45% of a test of exact size with errors that large",
-    "detection_if_exact": "the same at the markets of the detection target (primary design)",
+    "detection_error_rmse": "the same error at the markets of the detection target",
+    "detection_if_exact": "that power at the markets of the detection target (primary design)",
+    "detection_tested": "markets of the detection target whose primary test rejected",
     "held_45": (
         "sustained -45% markets whose last-window change is still a drop of at least "
         f"{_RULES.lasting_drop():.1%} (the persistence test)"

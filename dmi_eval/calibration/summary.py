@@ -32,11 +32,13 @@ market and design, with the truth) into ``calibration.csv``'s table
   ``spike_own_null``) and at sustained closures (``spike_closure``), and the
   catchment's test of a rise (:func:`add_catchment`: its size, its interval's
   coverage, and whether a displacement it missed stays inside its interval).
-* ``median_mde``, ``error_rmse_45`` (the root mean square error of the log change at
-  sustained -45% markets) and ``power_45_if_exact`` (the power a test of exact size
-  would have with errors that large; for the verdict ``detection_if_exact`` at the
-  markets of ``detection_target``; :mod:`dmi_eval.calibration.accuracy`): numbers
-  that are not shares of markets, without a Monte Carlo SE or a target.
+* numbers that are not shares of markets, without a target: ``median_mde``,
+  ``error_rmse_45`` (the root mean square error of the log change at sustained -45%
+  markets) and ``power_45_if_exact`` (the power a test of exact size would have with
+  errors that large, with a delta-method Monte Carlo SE); for the verdict, at the markets
+  of ``detection_target``, ``detection_error_rmse`` and ``detection_if_exact`` (the same
+  two), and the share whose primary test rejected, ``detection_tested``
+  (:mod:`dmi_eval.calibration.accuracy`).
 
 Monte Carlo standard errors are binomial, ``sqrt(p (1 - p) / n)`` (:func:`binomial_se`).
 """
@@ -49,7 +51,7 @@ from typing import Any
 
 import pandas as pd
 
-from dmi_eval.calibration.accuracy import error_rmse, power_if_exact
+from dmi_eval.calibration.accuracy import error_rmse, power_if_exact, power_if_exact_se
 from dmi_eval.calibration.runner import SPIKE_PLANTS
 
 ALPHA = 0.05
@@ -174,8 +176,8 @@ def summarise(
             }
         )
 
-    def value(design, scenario, quantity, number, n):
-        """A number that is not a share of markets: no Monte Carlo SE, no target."""
+    def value(design, scenario, quantity, number, n, se=float("nan")):
+        """A number that is not a share of markets: no target, a Monte Carlo SE if given."""
         if n and math.isfinite(number):
             out.append(
                 {
@@ -183,7 +185,7 @@ def summarise(
                     "scenario": scenario,
                     "quantity": quantity,
                     "value": round(number, 4),
-                    "mc_se": float("nan"),
+                    "mc_se": round(se, 4) if math.isfinite(se) else se,
                     "n": int(n),
                     "target": "",
                     "met": "",
@@ -221,6 +223,7 @@ def summarise(
                     "power_45_if_exact",
                     power_if_exact(rmse, effect, ALPHA),
                     len(e),
+                    power_if_exact_se(e, effect, ALPHA),
                 )
         v = by_s[by_s["design"] == "verdict"]
         null = v[v["effect"] == "none"]
@@ -241,13 +244,17 @@ def summarise(
         primary = by_s[by_s["design"] == "primary"].merge(big[keys], on=keys)
         if len(primary):
             effect = float(primary["true_post"].median())
+            rmse = error_rmse(primary)
+            value("verdict", scenario, "detection_error_rmse", rmse, len(primary))
             value(
                 "verdict",
                 scenario,
                 "detection_if_exact",
-                power_if_exact(error_rmse(primary), effect, ALPHA),
+                power_if_exact(rmse, effect, ALPHA),
                 len(primary),
+                power_if_exact_se(primary, effect, ALPHA),
             )
+            add("verdict", scenario, "detection_tested", primary["p_lower"] < ALPHA)
         fading = v[v["effect"] == FADING]
         add("verdict", scenario, "fading_closed", fading["verdict"] == "closed")
         disp = v[v["effect"] == "-45% displaced"]
