@@ -466,3 +466,17 @@ def test_a_market_drifting_like_the_comparison_areas_is_not_an_effect():
     assert post.ci_low < 0 < post.ci_high
     beyond = DID(_drifting_site(np.log(0.5)), seed=0, event_study=False).fit()
     assert beyond.window_effect("drug", "post").p_lower < 0.05
+
+
+def test_a_placebo_group_with_no_other_incidents_in_a_lead_is_dropped_quietly():
+    """Its Wald statistic is undefined (inf - inf); it is left out of the reference, and no
+    numpy warning reaches the user (pytest turns warnings into errors)."""
+    from dmi_eval.designs.did.inference import _Placebo, _placebo_wald
+
+    sums = np.array([[5.0, 3.0, 4.0, 6.0], [1.0, 2.0, 3.0, 2.0], [2.0, 1.0, 2.0, 3.0]])
+    total = np.array([5.0, 6.0, 9.0, 11.0])  # group 0 holds every incident of period 0
+    pl = _Placebo(
+        sums=sums, rest=total - sums, treated=np.array([3.0, 2.0, 4.0, 5.0]), controls=total
+    )
+    w_t, w_p = _placebo_wald(pl, [np.array([0]), np.array([1])], np.array([2, 3]))
+    assert np.isfinite(w_t) and w_p.size == 2 and np.isfinite(w_p).all()

@@ -219,8 +219,11 @@ def _placebo_wald(
         )
         d = np.stack([sums[..., c].sum(axis=-1) + 0.5 for c in lead_cols], axis=-1)
         c = 1.0 / (ref_y + 0.5)
-        db = (d * b).sum(axis=-1)
-        return (d * b**2).sum(axis=-1) - c * db**2 / (1.0 + c * d.sum(axis=-1))
+        # a group with no expected count in a lead has b = inf (see _log_ratio): its
+        # statistic comes out NaN and is dropped below, with the placebo count reported
+        with np.errstate(invalid="ignore"):
+            db = (d * b).sum(axis=-1)
+            return (d * b**2).sum(axis=-1) - c * db**2 / (1.0 + c * d.sum(axis=-1))
 
     w_t = float(wald(pl.treated[None, :], pl.controls[None, :])[0])
     w_p = wald(pl.sums, pl.rest)
