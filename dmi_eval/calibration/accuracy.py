@@ -79,6 +79,14 @@ def power_if_exact_se(rows: pd.DataFrame, effect: float, alpha: float) -> float:
     return float(norm.pdf(a / s - norm.ppf(1 - alpha)) * a / s**2 * se_s)
 
 
+def exact_size_power(rows: pd.DataFrame, alpha: float) -> tuple[float, float, float]:
+    """``(error_rmse, power_if_exact, its SE)`` of ``rows`` whose true change is one drop
+    (their median ``true_post``), e.g. one design's sustained -45% markets."""
+    effect = float(pd.to_numeric(rows["true_post"], errors="coerce").median())
+    rmse = error_rmse(rows)
+    return rmse, power_if_exact(rmse, effect, alpha), power_if_exact_se(rows, effect, alpha)
+
+
 def accuracy_note(table: pd.DataFrame, scenario: str, *, target: float) -> list[str]:
     """Why a scenario's detection ``target`` was missed: the estimate, the test or the rule.
 

@@ -230,18 +230,13 @@ def _target_lines(frame: pd.DataFrame) -> list[str]:
 SCENARIO_MISS_NOTES: dict[str, str] = {
     "monthly-exposed": (
         "*monthly-exposed* is a stress: each market's own loading on the city factors deviates "
-        "twice as far as an area's, and the factors move faster (innovation SD 0.045 against "
-        "0.035). The market's pre-period fit absorbs that deviation, so "
-        "neither its comparison areas nor its own pre period show it (its out-of-sample errors "
-        "within the pre period are no larger than an ordinary market's; the studies are in the "
-        "notes of `dmi_eval.designs.synth.joint`), and after the call-in it drifts further than "
-        "the placebo areas whose drift sets its interval; the one-sided test, which ranks the "
-        "market among the placebos and their mirror images about their median (it drops the "
-        "placebos' long lower tail, which gives ordinary markets their power), then rejects "
-        "more often than 5% at no-effect markets too, and the wider drift costs detection. "
-        "The pre-period studies found no sign of the exposure in a site's own data: "
-        "`dmi-eval power STUDY --site ID --exposure 2` gives the "
-        "verdict's error rates at a site like yours if it is this exposed."
+        "twice as far as an area's, and the factors move faster. The market's pre-period fit "
+        "absorbs that deviation, so neither its comparison areas nor its own pre period show "
+        "it (the studies are in the notes of `dmi_eval.designs.synth.joint`); after the "
+        "call-in it drifts further than the placebo areas whose drift sets its interval, so "
+        "the interval is too narrow and the one-sided test rejects more often than 5% at "
+        "no-effect markets. `dmi-eval power STUDY --site ID --exposure 2` gives the verdict's "
+        "error rates at a site like yours if it is this exposed."
     ),
 }
 """Why a judged scenario misses its targets, printed under the target lines when it does."""

@@ -51,7 +51,7 @@ from typing import Any
 
 import pandas as pd
 
-from dmi_eval.calibration.accuracy import error_rmse, power_if_exact, power_if_exact_se
+from dmi_eval.calibration.accuracy import exact_size_power
 from dmi_eval.calibration.runner import SPIKE_PLANTS
 
 ALPHA = 0.05
@@ -214,17 +214,9 @@ def summarise(
             if len(mde):
                 value(design, scenario, "median_mde", float(mde.median()), int(mde.size))
             if len(e):
-                rmse = error_rmse(e)
+                rmse, power, se = exact_size_power(e, ALPHA)
                 value(design, scenario, "error_rmse_45", rmse, len(e))
-                effect = float(e["true_post"].median())
-                value(
-                    design,
-                    scenario,
-                    "power_45_if_exact",
-                    power_if_exact(rmse, effect, ALPHA),
-                    len(e),
-                    power_if_exact_se(e, effect, ALPHA),
-                )
+                value(design, scenario, "power_45_if_exact", power, len(e), se)
         v = by_s[by_s["design"] == "verdict"]
         null = v[v["effect"] == "none"]
         add(
@@ -243,17 +235,9 @@ def summarise(
         keys = ["city", "site"]
         primary = by_s[by_s["design"] == "primary"].merge(big[keys], on=keys)
         if len(primary):
-            effect = float(primary["true_post"].median())
-            rmse = error_rmse(primary)
+            rmse, power, se = exact_size_power(primary, ALPHA)
             value("verdict", scenario, "detection_error_rmse", rmse, len(primary))
-            value(
-                "verdict",
-                scenario,
-                "detection_if_exact",
-                power_if_exact(rmse, effect, ALPHA),
-                len(primary),
-                power_if_exact_se(primary, effect, ALPHA),
-            )
+            value("verdict", scenario, "detection_if_exact", power, len(primary), se)
             add("verdict", scenario, "detection_tested", primary["p_lower"] < ALPHA)
         fading = v[v["effect"] == FADING]
         add("verdict", scenario, "fading_closed", fading["verdict"] == "closed")

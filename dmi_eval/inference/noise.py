@@ -220,27 +220,21 @@ quotes the interval's upper end (:mod:`dmi_eval.verdict`), which held the
 true +35% at every missed displaced market of both simulators.
 
 Conformal inference instead of placebo areas (issue #10 names it; scratch
-study, not adopted). The test of Chernozhukov, Wuthrich & Zhu (2021) uses the
-market's own residuals over time, so it needs no placebo units like the
-market: under :math:`H_0: \\theta` the post counts are divided by
-:math:`1 + \\theta`, the site's augmented SC (simplex weights and factor
-loadings) is refitted on every period, and the window's log ratio is ranked
-among those of all cyclic blocks of its length (moving-block permutations).
-At the ``nox -s calibrate`` cities (seed 20240601, 25 a scenario, the same
-markets as the committed table; one-sided 5% size / 90% coverage / power at
-a sustained -45%, post window; the placebo test in brackets): monthly-long
-0.07 / 0.876 / 0.86 (0.04 / 0.911 / 0.92), monthly-short 0.07 / 0.893 / 0.74
-(0.03 / 0.920 / 0.69), weekly-long 0.09 / 0.840 / 0.96 (0.01 / 0.942 / 0.94),
-monthly-exposed 0.09 / 0.884 / 0.83 (0.08 / 0.849 / 0.81); over the last 6
-months its size was 0.07-0.13 and its power 0.17-0.42. On 20 held-out cities
-a setting (the independent simulator above) it rejected 0.091 of 88 no-effect
-markets monthly (0.044 weekly and with fast trends) and covered 0.836 weekly. The residuals are not stationary:
-a market's unmatched exposure to random-walk factors leaves a drift that a fit
-over every period centres, so the last block lies further out than the
-blocks inside the series and the test over-rejects in every calibration
-scenario. Requiring both
-tests to reject (and the union of the intervals) gave sizes 0.00-0.03 but
-coverage 0.956-0.982 and power 0.62-0.91, below the placebo test alone.
+study, not adopted). The test of Chernozhukov, Wuthrich & Zhu (2021) needs no
+placebo units: under :math:`H_0: \theta` the post counts are divided by
+:math:`1 + \theta`, the site's augmented SC is refitted on every period, and
+the window's log ratio is ranked among those of all cyclic blocks of its length.
+At the ``nox -s calibrate`` cities (seed 20240601, 25 a scenario; one-sided 5%
+size / 90% coverage / power at a sustained -45%, the placebo test in brackets):
+monthly-long 0.07 / 0.876 / 0.86 (0.04 / 0.911 / 0.92), monthly-short 0.07 /
+0.893 / 0.74 (0.03 / 0.920 / 0.69), weekly-long 0.09 / 0.840 / 0.96 (0.01 /
+0.942 / 0.94), monthly-exposed 0.09 / 0.884 / 0.83 (0.08 / 0.849 / 0.81); on
+20 held-out cities a setting (the simulator above) size 0.091 monthly, coverage
+0.836 weekly. A market's unmatched exposure to random-walk factors leaves a
+drift that a fit over every period centres, so the last block lies further out
+than the blocks inside the series: the test over-rejects. Requiring both tests
+to reject (the union of the intervals) gave sizes 0.00-0.03 but coverage
+0.956-0.982 and power 0.62-0.91, below the placebo test alone.
 Against the yardstick of :mod:`dmi_eval.calibration.accuracy` (the power of a
 test of exact size on the same estimate) the test is close where it was
 calibrated (power 0.91 / 0.94 in monthly-long / weekly-long) and conservative
