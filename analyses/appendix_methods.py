@@ -105,7 +105,12 @@
 # the market}\})/(2n + 1)$, never below $1/(n + 1)$; the interval inverts the rank test; the
 # minimum detectable reduction (`mde_placebo`, one-sided test at `[verdict] alpha`, 80% power; a
 # drop is seen through the counting noise of the smaller count it leaves) comes from the
-# reference quantiles, and the verdict reads it before it says *not closed*. The log ratio's
+# reference quantiles, and the verdict reads it before it says *not closed*. What the test
+# cannot tell: $\tau^2$ is how far a single comparison area drifts, and a market much more
+# exposed to city-wide swings than any of them drifts further, so there its interval is too
+# narrow and it rejects no-effect markets more often than its nominal level (the calibration
+# appendix's monthly-exposed stress); no site's pre period shows how exposed its market is, and
+# `dmi-eval power --exposure 2` shows what such a market would mean at a given site. The log ratio's
 # standard error, which pooling uses (`se` in `effects.csv`), is the same model's:
 # $\sqrt{\tau^2 + v_1}$, with the window's counting noise that of the count the market shows,
 # times the reference values' standard deviation; there is none when that count is under 20

@@ -34,7 +34,19 @@ DESIGN_LABELS: dict[str, str] = {
     "did": "difference-in-differences",
 }
 CATCHMENT_SUFFIX = "-catchment"
+_SINGLE_AREA_PLACEBOS = (
+    "its placebos are single {units}: where the market is much more exposed to city-wide "
+    "swings than any of them, its interval was too narrow and its test rejected no-effect "
+    "markets more often than its nominal level (the calibration appendix's monthly-exposed "
+    "stress; `dmi-eval power --exposure 2` shows what that would mean at a site like this one)"
+)
 DESIGN_CAVEATS: dict[str, str] = {
+    "sc": _SINGLE_AREA_PLACEBOS.format(units="comparison areas"),
+    "did": _SINGLE_AREA_PLACEBOS.format(units="control areas"),
+    "sdid": (
+        "in the calibration study's realistic cities its interval was wider than its stated "
+        "level (conservative; calibration appendix)"
+    ),
     "its": (
         "it sees only the market: a city-wide change after the call-in reads as an effect, "
         "and its interval covers noise around the market's own trend, not slow city-wide "
