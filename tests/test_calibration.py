@@ -22,7 +22,7 @@ from dmi_eval.calibration.report import (
 from dmi_eval.calibration.runner import Scenario, run
 from dmi_eval.calibration.summary import CALIBRATION_COLUMNS, summarise
 from dmi_eval.verdict import BASES
-from tests.helpers import tiny_city_spec
+from tests.helpers import fake_calibration_rows, tiny_city_spec
 
 
 @pytest.fixture(scope="module")
@@ -138,62 +138,16 @@ def test_runner_writes_the_calibration_columns(tmp_path):
     assert "<table" in page and "Why sustained closures are or are not called" in page
 
 
-def _fake_rows() -> pd.DataFrame:
-    """Hand-made runner rows: 4 no-effect, 4 sustained -45%, 2 fading markets, one city."""
-    rows = []
-    markets = [
-        ("n1", "none", "not_closed", "no_reduction", 0.0, 0.3, True),
-        ("n2", "none", "inconclusive", "undetectable", 0.0, 0.4, False),
-        ("n3", "none", "closed", "closed", -0.3, 0.01, True),
-        ("n4", "none", "not_closed", "ruled_out", 0.05, 0.6, True),
-        ("s1", "-45% sustained", "closed", "closed", -0.45, 0.01, True),
-        ("s2", "-45% sustained", "closed", "closed", -0.4, 0.02, True),
-        ("s3", "-45% sustained", "closed", "closed", -0.5, 0.01, True),
-        ("s4", "-45% sustained", "not_closed", "faded", -0.3, 0.03, True),
-        ("f1", "-45% relapsing", "not_closed", "faded", -0.2, 0.04, True),
-        ("f2", "-45% relapsing", "closed", "closed", -0.3, 0.01, True),
-    ]
-    for site, effect, label, basis, pct, p, detectable in markets:
-        truth = {
-            "scenario": "fake",
-            "city": 1,
-            "site": site,
-            "effect": effect,
-            "rate_per_month": 12.0,
-            "post_months": 30,
-            "true_post": pct,
-        }
-        held = label == "closed"
-        design = {
-            "pct_change": pct,
-            "ci_low": pct - 0.2,
-            "ci_high": pct + 0.2,
-            "level": 0.9,
-            "p_lower": p,
-            "p_upper": 1 - p,
-            "p_two_sided": 2 * min(p, 1 - p),
-            "mde": 0.2 if detectable else 0.4,
-            "detectable": detectable,
-            "p_lower_last": 0.5,
-            "pct_last": -0.3 if held else 0.0,
-            "held": held,
-        }
-        rows.append({**truth, "design": "primary", "primary": "sc", **design})
-        spike = {"spike": site in ("n2", "s4"), "spike_own": site in ("n1", "n2")}
-        rows.append({**truth, "design": "verdict", "verdict": label, "basis": basis, **spike})
-    return pd.DataFrame(rows)
-
-
 def test_summarise_counts_the_verdict_quantities_of_issue_10():
     # min_judged=1: the hand-made city's four markets a quantity are judged
-    table = summarise(_fake_rows(), min_judged=1).set_index(["design", "quantity"])
+    table = summarise(fake_calibration_rows(), min_judged=1).set_index(["design", "quantity"])
     value = table["value"]
     assert value["verdict", "false_closed_displaced"] == 0.25  # n3 of 4 no-effect markets
     assert table.loc[("verdict", "false_closed_displaced"), "met"] is False
     assert value["verdict", "detection_target"] == 0.75  # 3 of 4 sustained closures
     assert table.loc[("verdict", "detection_target"), "met"] is False
     # by default four markets are too few to judge: the target is kept, met left blank
-    default = summarise(_fake_rows()).set_index(["design", "quantity"])
+    default = summarise(fake_calibration_rows()).set_index(["design", "quantity"])
     assert default.loc[("verdict", "detection_target"), "met"] == ""
     assert default.loc[("verdict", "detection_target"), "target"] == ">= 0.8"
     assert value["verdict", "fading_closed"] == 0.5  # f2 of the 2 fading markets
@@ -211,7 +165,7 @@ def test_summarise_counts_the_verdict_quantities_of_issue_10():
 
 
 def test_summarise_calibrates_the_catchment_test_of_a_rise():
-    rows = _fake_rows()
+    rows = fake_calibration_rows()
     verdict = rows["design"] == "verdict"
     # n1: a false rise; s1: a quiet catchment whose interval misses 0; d1, d2: +35% rises,
     # d1 found, d2 missed but inside its interval; d3 missed and outside it
@@ -249,7 +203,7 @@ def test_summarise_calibrates_the_catchment_test_of_a_rise():
 
 
 def test_appendix_states_each_target_met_or_missed_with_run_facts(tmp_path):
-    rows = _fake_rows()
+    rows = fake_calibration_rows()
     table = summarise(rows, min_judged=1)
     scenarios = (Scenario("fake", "hand-made rows", CitySpec(), 1),)
     facts = {"minutes": 12.34, "jobs": 2, "load": (3.5, 2.25, 1.0), "cores": 2}
@@ -351,7 +305,7 @@ def test_sensitivity_scenarios_are_read_together():
 
 
 def test_sensitivity_scenarios_are_reported_without_targets(tmp_path):
-    rows = _fake_rows()
+    rows = fake_calibration_rows()
     table = summarise(rows, unjudged=["fake"])
     assert (table["target"] == "").all() and (table["met"] == "").all()
     judged = Scenario("judged", "judged rows", CitySpec(), 1)
@@ -410,7 +364,7 @@ def test_calibrate_runs_the_four_first_and_judges_only_them(tmp_path, monkeypatc
 
     def fake_run(scenarios, *, seed, n_jobs):
         seen.append(list(scenarios))
-        rows = _fake_rows()
+        rows = fake_calibration_rows()
         return pd.concat(
             [rows.assign(scenario=scenarios[0].id), rows.assign(scenario=scenarios[-1].id)],
             ignore_index=True,

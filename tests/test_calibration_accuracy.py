@@ -16,7 +16,7 @@ from dmi_eval.calibration.accuracy import (
 )
 from dmi_eval.calibration.report import miss_notes
 from dmi_eval.calibration.summary import summarise
-from tests.test_calibration import _fake_rows
+from tests.helpers import fake_calibration_rows
 
 
 def test_error_rmse_is_the_root_mean_square_of_the_log_errors():
@@ -55,7 +55,7 @@ def test_power_if_exact_se_is_the_spread_of_the_yardstick_over_repeated_studies(
 
 
 def _rows_with_errors(err: float) -> pd.DataFrame:
-    rows = _fake_rows()
+    rows = fake_calibration_rows()
     sustained = rows["effect"] == "-45% sustained"
     rows.loc[sustained, "true_post"] = -0.45
     primary = sustained & (rows["design"] == "primary")
@@ -80,7 +80,7 @@ def test_summarise_reports_the_accuracy_and_the_power_it_allows():
     )
     assert value["verdict", "detection_tested"] == 1.0  # every p_lower below 0.05
     # with estimates exactly right there is no error to speak of: no row
-    exact = summarise(_fake_rows()).set_index(["design", "quantity"])["value"]
+    exact = summarise(fake_calibration_rows()).set_index(["design", "quantity"])["value"]
     assert ("primary", "power_45_if_exact") not in exact.index
 
 
