@@ -67,8 +67,9 @@
 # kept and a factor model corrects what they miss (with at least 24 pre periods, as in every
 # calibration city; with fewer, $r = 0$ and it is the simplex SC: on 12 pre quarters even one
 # factor let quiet placebos' counterfactuals explode). The city's $r = 3$ factors $F_t$ are the
-# leading eigenvectors of the precision-weighted, two-way-demeaned ratio-scaled series of the
-# donors of every outcome; the market's counts of every outcome $o$ are fitted by one
+# leading eigenvectors of the donor areas' two-way-demeaned ratio-scaled series, each area's
+# outcomes averaged with their precision weights (an area's outcomes share its exposure, so
+# averaging them keeps the city's factors and cancels part of the noise); the market's counts of every outcome $o$ are fitted by one
 # quasi-Poisson regression over the pre period, $\log E\, y_{o,t} = \log(w'\tilde Y_{o,0t}) +
 # c_o + F_t'b$, with an intercept $c_o$ per outcome and loadings $b$ shared by the outcomes (a
 # place's exposure to city-wide change is taken to be the same for its drug and its other
