@@ -4,7 +4,12 @@ Every command that writes into an output folder (``evaluate``, ``check
 --out``, ``validate``) records what it wrote in a manifest,
 ``dmi_eval_manifest.json``, at the folder's root. On the next run the same
 command removes only the files its previous run listed (and that it does not
-write again); files it did not write are never touched. A folder that is not
+write again); files it did not write are never touched. A command lists the
+files it creates, not the pages it only refreshes: ``evaluate`` rewrites the
+navigation header of every page in the folder, including the validation page
+(``validate``'s) and the calibration and benchmark pages, which ``nox -s
+calibrate`` and ``nox -s benchmark`` write outside any manifest; were those
+listed as ``evaluate``'s, its next run would delete them. A folder that is not
 empty and holds no manifest is refused unless ``force=True``: it may be a
 user's folder.
 
@@ -149,8 +154,12 @@ class OutputFolder:
 
     On entry: refuse a non-empty folder that is not a dmi_eval output (unless
     ``force``), and remove this command's previous outputs. On exit (also
-    after an error): record every file written or changed during the run as
-    this command's outputs.
+    after an error): record as this command's outputs every file the run
+    created. A file that was already there and that the run only changed (a
+    refreshed navigation header) stays as it was listed: another command's,
+    or no command's, so that no later run removes it. In a folder without a
+    manifest (a first run, a legacy report, ``force``) every file written or
+    changed is this command's.
 
     Parameters
     ----------
@@ -171,6 +180,7 @@ class OutputFolder:
     written: list[str] = field(default_factory=list)
     _before: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
     _manifest: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    _had_manifest: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.command not in COMMANDS:
@@ -217,6 +227,7 @@ class OutputFolder:
                 "another folder with --out"
             ) from exc
         self._manifest = manifest
+        self._had_manifest = (root / MANIFEST).is_file()
         self.removed = self._remove(manifest.get(self.command, []))
         self._before = _snapshot(root)
         return self
@@ -244,13 +255,14 @@ class OutputFolder:
     ) -> None:
         after = _snapshot(self.root)
         self.written = sorted(p for p, st in after.items() if self._before.get(p) != st)
-        # A file another command wrote stays that command's (e.g. the validation page,
-        # whose navigation header evaluate refreshes); new files are this command's.
         others = {
             cmd: [p for p in paths if p in after]
             for cmd, paths in self._manifest.items()
             if cmd != self.command
         }
         theirs = {p for paths in others.values() for p in paths}
-        files = {**others, self.command: [p for p in self.written if p not in theirs]}
+        own = [p for p in self.written if p not in theirs]
+        if self._had_manifest:
+            own = [p for p in own if p not in self._before]
+        files = {**others, self.command: own}
         write_manifest(self.root, files)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
+from dmi_eval.calibration.report import write_table_and_page
 from dmi_eval.outputs import (
     MANIFEST,
     OutputFolder,
@@ -14,6 +16,7 @@ from dmi_eval.outputs import (
     read_manifest,
     study_id,
 )
+from dmi_eval.render import add_navigation, markdown_to_html
 
 
 def write(path, text="x"):
@@ -98,6 +101,33 @@ def test_files_of_other_commands_stay_theirs(tmp_path):
     assert not (out / "README.md").exists()
     manifest = read_manifest(out)
     assert manifest["validate"] == ["appendix/validation.html"]
+
+
+def test_a_page_evaluate_only_refreshes_is_never_its_to_remove(tmp_path):
+    """The calibration page (written by ``nox -s calibrate``, outside any manifest) gets
+    a new navigation header when evaluate adds a site; it must survive the next run."""
+    out = tmp_path / "out"
+
+    def evaluate_run(sites):
+        with OutputFolder(out, command="evaluate") as folder:
+            for name in ("README", *(f"sites/{site}" for site in sites)):
+                write(out / f"{name}.md", f"# {name}\n")
+                markdown_to_html(out / f"{name}.md")
+            add_navigation(out)
+        return folder
+
+    evaluate_run(["eastside"])
+    calibration = pd.DataFrame({"design": ["sc"], "value": [0.05]})
+    write_table_and_page(out, "calibration", calibration, "# Calibration\n")
+    page = out / "appendix" / "calibration.html"
+    assert "westend" not in page.read_text()
+    refreshed = evaluate_run(["eastside", "westend"])
+    assert "appendix/calibration.html" in refreshed.written
+    assert 'href="../sites/westend.html"' in page.read_text()
+    evaluate_run(["eastside", "westend"])
+    assert page.is_file() and (out / "results" / "calibration.csv").is_file()
+    assert 'href="appendix/calibration.html"' in (out / "README.html").read_text()
+    assert "appendix/calibration.html" not in read_manifest(out)["evaluate"]
 
 
 def test_a_failed_run_still_records_what_it_wrote(tmp_path):
