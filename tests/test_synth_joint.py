@@ -108,6 +108,16 @@ def _share_of_factors(F: np.ndarray, f: np.ndarray) -> float:
     return float(np.mean([np.sum((Q.T @ x) ** 2) / np.sum(x**2) for x in fc.T]))
 
 
+def _stacked_factors(blocks, r: int) -> np.ndarray:
+    """The earlier estimator: every outcome's donors as separate rows of ``G``."""
+    T = blocks[0].c.shape[1]
+    G = np.zeros((T, T))
+    for blk in blocks:
+        res = blk.c - blk.s / blk.a.sum()
+        G += (res.T * blk.a) @ res
+    return np.linalg.eigh(G)[1][:, -r:]
+
+
 def test_pooling_outcomes_by_area_finds_the_factors_that_stacking_them_blurs():
     """An area's outcomes share its loadings, so their residuals are averaged before the
     decomposition; stacking them as separate donors (the earlier estimator) adds the
@@ -116,20 +126,14 @@ def test_pooling_outcomes_by_area_finds_the_factors_that_stacking_them_blurs():
     for seed in range(10):
         Y0s, f, pre = _quiet_two_outcome_donors(seed)
         model = JointFactorModel(Y0s, pre, 3)
-        G = np.zeros((pre.size, pre.size))
-        for blk in model.blocks:
-            r = blk.c - blk.s / blk.a.sum()
-            G += (r.T * blk.a) @ r
         pooled.append(_share_of_factors(model.factors()[1], f))
-        stacked.append(_share_of_factors(np.linalg.eigh(G)[1][:, -3:], f))
+        stacked.append(_share_of_factors(_stacked_factors(model.blocks, 3), f))
     assert np.mean(pooled) > np.mean(stacked) + 0.03
     assert sum(p > s for p, s in zip(pooled, stacked, strict=True)) >= 8
     # one outcome: pooling changes nothing
     Y0s, _, pre = _quiet_two_outcome_donors(0)
     one = JointFactorModel(Y0s[:1], pre, 3)
-    blk = one.blocks[0]
-    r = blk.c - blk.s / blk.a.sum()
-    F_one = np.linalg.eigh((r.T * blk.a) @ r)[1][:, -3:]
+    F_one = _stacked_factors(one.blocks, 3)
     np.testing.assert_allclose(one.factors()[1] @ one.factors()[1].T, F_one @ F_one.T, atol=1e-10)
 
 

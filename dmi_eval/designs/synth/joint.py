@@ -37,7 +37,7 @@ quasi-Poisson regression over the pre period,
 (an intercept per outcome, loadings ``b`` shared), and the counterfactual of
 the outcome evaluated is ``delta_{1,t} exp(c_1 + F_t' b)``. A placebo area is
 fitted the same way on the donors without it: ``G`` is kept as sums over the
-areas (:class:`_Pooled`) from which one area's terms are removed exactly, so
+areas (:class:`~dmi_eval.designs.synth.donor_sums.PooledDonors`) from which one area's terms are removed exactly, so
 a placebo costs one ``T x T`` eigen-decomposition and a small regression.
 
 The augmented estimator (``estimator="augmented"``, in the spirit of the
@@ -180,7 +180,7 @@ weights fit the pre-period noise) and unrelated to the market's error
 (d) The donors' factor-estimation error as a variance of the market (calib6):
 a delete-one-donor jackknife of the market's log counterfactual over the
 window, ``V = (n - 1) / n sum_i (L_(i) - Lbar)^2`` (each ``F_(i)`` from
-:meth:`_Pooled.matrix`, the simplex weights fixed or refitted), whose excess
+:meth:`~dmi_eval.designs.synth.donor_sums.PooledDonors.matrix`, the simplex weights fixed or refitted), whose excess
 over the mean (or median, or ``1 / (tau^2 + v_j)``-weighted mean) jackknife
 variance of 20 seeded placebos would be added to ``v_1``. On the simulator's
 truth (seed 20240601, 8 cities = 72 markets a scenario, weekly 4 = 36; post
@@ -243,42 +243,32 @@ not adopted.
 
 Pooling the outcomes by area (adopted; the tables above are of the earlier
 estimator, which stacked each outcome's donors as rows of ``G`` and so took the
-difference of an area's drug and violent noise for signal). On quiet donors
-with shared loadings the pooled factors hold 0.68 of the true factors'
-variance against 0.62 stacked (``tests/test_synth_joint.py``). Counterfactual
-log RMSE, the site's simplex weights kept (20 cities a scenario, stacked ->
-pooled): monthly-exposed 0.281 -> 0.267 (paired difference of squared errors
--0.0074, SE 0.0030), monthly-long 0.165 -> 0.160, monthly-short 0.156 ->
-0.156, weekly-long 0.152 -> 0.151; ``r`` from 2 to 5 changed it little. The
-full ``nox -s calibrate -- --sensitivity`` (same cities; stacked -> pooled):
-primary size 0.025 -> 0.025, 0.031 -> 0.044, 0.025 -> 0.037, 0.062 -> 0.075
-(monthly-long, monthly-short, weekly-long, monthly-exposed); coverage 0.903
--> 0.900, 0.925 -> 0.919, 0.919 -> 0.922, 0.853 -> 0.847; power at -45% 0.906
--> 0.931, 0.731 -> 0.769, 0.938 -> 0.938, 0.794 -> 0.856; the verdict's false
-*closed*/*displaced* 0.019 -> 0.013, 0.025 -> 0.037, 0.013 -> 0.019, 0.056 ->
-0.062 and detection 0.864 -> 0.878 (monthly-long), 0.879 -> 0.879
-(weekly-long), 0.770 -> 0.813 (monthly-exposed, now above its 0.80 target).
-The estimate's RMSE at -45% fell in 11 of the 13 scenarios (0.251 -> 0.237
-in monthly-exposed; it rose 0.190 -> 0.193 in fast-factors and 0.146 -> 0.165
-in small-city). Every target met before stays met; the test is a little
-less conservative where it was (its size is still below 5%), and the stress
-scenario's size and coverage stay missed by about one Monte Carlo SE.
-On held-out cities of an independent construction (scratch simulator of issue
-#10: Delaunay-adjacent irregular areas, three random-walk factors and an
-AR(1) one, a market deviation added to its areas' own, area-specific
-dispersion; 44 cities a setting, 283-294 markets, both estimators on the same
-cities; stacked -> pooled): size 0.034 -> 0.055, 0.048 -> 0.055, 0.082 ->
-0.082 (monthly, weekly, monthly with trends three times as strong); 90%
-coverage 0.901 -> 0.866, 0.903 -> 0.889, 0.830 -> 0.827; false *closed* /
-*displaced* 0.028 -> 0.048, 0.034 -> 0.027, 0.082 -> 0.068; power at -45%
-0.819 -> 0.841, 0.909 -> 0.916, 0.755 -> 0.769; log RMSE at -45% 0.237 ->
-0.230, 0.190 -> 0.187, 0.277 -> 0.271 (over all markets the paired
-difference of squared errors was -0.0030 (SE 0.0018), -0.0005 (0.0005),
--0.0062 (0.0022)). The pooled counterfactual is a little more accurate there
-too, and its intervals are 1-9% narrower, which cost the monthly setting 3.5
-points of coverage (paired SE 1.6), to just below the 0.87 target; size and
-false *closed* / *displaced* stayed within their targets where they were met
-(the strong-trend setting misses both ways alike).
+difference of an area's drug and violent noise for signal). The pooled factors
+hold 0.68 of the true factors' variance against 0.62 stacked
+(``tests/test_synth_joint.py``); the counterfactual's log RMSE (20 cities, the
+site's simplex weights kept) fell 0.281 -> 0.267 in monthly-exposed (paired SE
+0.0030) and by at most 0.005 elsewhere. Stacked -> pooled on the same cities,
+in-house (``nox -s calibrate``, 40 cities a scenario; the pooled rows are
+``reports/results/calibration.csv``) and held out (an independent scratch
+simulator: irregular Delaunay areas, an AR(1) factor beside three random
+walks, area-specific dispersion; 44 cities, 283-294 markets a setting):
+
+================  =============  =============  =============  =============
+setting           size           coverage 90%   false c/d      RMSE at -45%
+================  =============  =============  =============  =============
+monthly-long      0.025 / 0.025  0.903 / 0.900  0.019 / 0.013  0.187 / 0.184
+monthly-short     0.031 / 0.044  0.925 / 0.919  0.025 / 0.037  0.228 / 0.223
+weekly-long       0.025 / 0.037  0.919 / 0.922  0.013 / 0.019  0.160 / 0.158
+monthly-exposed   0.062 / 0.075  0.853 / 0.847  0.056 / 0.062  0.251 / 0.237
+held-out monthly  0.034 / 0.055  0.901 / 0.866  0.028 / 0.048  0.237 / 0.230
+held-out weekly   0.048 / 0.055  0.903 / 0.889  0.034 / 0.027  0.190 / 0.187
+held-out trends   0.082 / 0.082  0.830 / 0.827  0.082 / 0.068  0.277 / 0.271
+================  =============  =============  =============  =============
+
+In-house, power at -45% rose in every scenario and detection in
+monthly-exposed 0.770 -> 0.813 (its target 0.80); the RMSE fell in 11 of 13
+scenarios. Held out, the intervals are 1-9% narrower, which cost the monthly
+setting 3.5 points of coverage (paired SE 1.6), to just below its 0.87 target.
 """
 
 from __future__ import annotations
@@ -290,7 +280,8 @@ import numpy as np
 from scipy.linalg import get_lapack_funcs
 
 from dmi_eval.designs.synth.core import PathFit
-from dmi_eval.designs.synth.factor import donor_precision, poisson_fit
+from dmi_eval.designs.synth.donor_sums import OutcomeDonors, PooledDonors
+from dmi_eval.designs.synth.factor import poisson_fit
 from dmi_eval.designs.synth.paths import path_for
 from dmi_eval.panel import SiteData
 
@@ -308,88 +299,6 @@ def default_factors(n_pre: int) -> int:
     :data:`MIN_PRE_FOR_FACTORS` pre periods: the configuration is used only where it was
     calibrated."""
     return JOINT_FACTORS if n_pre >= MIN_PRE_FOR_FACTORS else 0
-
-
-@dataclass(frozen=True)
-class _Block:
-    """One outcome's donors: ratio-scaled series and the sums its common path needs."""
-
-    rows: np.ndarray  # donor indices with a positive pre-period mean
-    Z: np.ndarray  # (n, T) series over their pre-period means
-    c: np.ndarray  # (n, T) the series less their means over all periods
-    a: np.ndarray  # (n,) precisions
-    s: np.ndarray  # (T,) sum_i a_i c_i
-    az: np.ndarray  # (T,) sum_i a_i z_i
-
-    @classmethod
-    def of(cls, Y0: np.ndarray, pre: np.ndarray) -> _Block:
-        Y0 = np.asarray(Y0, dtype=float)
-        m = Y0[:, pre].mean(axis=1)
-        rows = np.flatnonzero(m > 0)
-        Z = Y0[rows] / m[rows, None]
-        a = donor_precision(Y0[rows], pre)
-        c = Z - Z.mean(axis=1, keepdims=True)
-        return cls(rows, Z, c, a, a @ c, a @ Z)
-
-    def position(self, donor: int | None) -> int | None:
-        """Row of donor ``donor`` (an index of ``Y0``) in the block, ``None`` if absent."""
-        if donor is None:
-            return None
-        k = int(np.searchsorted(self.rows, donor))
-        return k if k < self.rows.size and self.rows[k] == donor else None
-
-    def sums_without(self, donor: int | None) -> tuple[np.ndarray, float, np.ndarray]:
-        """``(s, A, az)`` of the block with donor ``donor`` removed (as kept if absent)."""
-        k = self.position(donor)
-        if k is None:
-            return self.s, float(self.a.sum()), self.az
-        ak = self.a[k]
-        return self.s - ak * self.c[k], float(self.a.sum() - ak), self.az - ak * self.Z[k]
-
-
-@dataclass(frozen=True)
-class _Pooled:
-    """Every donor area's outcomes pooled: the sums of the factors' matrix ``G``.
-
-    With ``W_i = sum_o a_{o,i}``, ``u_i = sum_o a_{o,i} c_{o,i}`` and
-    ``alpha_i = (a_{1,i}, ..., a_{K,i})`` (zero where the outcome does not use
-    the donor), ``G = S - P D - D' P' + D' Q D`` with ``S = sum_i u_i u_i' / W_i``,
-    ``P = sum_i u_i alpha_i' / W_i``, ``Q = sum_i alpha_i alpha_i' / W_i`` and
-    ``D`` the ``(K, T)`` centred common paths ``d_o``.
-    """
-
-    W: np.ndarray  # (J,) pooled precision of each donor (0: used by no outcome)
-    U: np.ndarray  # (J, T) u_i
-    alpha: np.ndarray  # (J, K) alpha_i
-    S: np.ndarray
-    P: np.ndarray
-    Q: np.ndarray
-
-    @classmethod
-    def of(cls, blocks: Sequence[_Block], n_donors: int, T: int) -> _Pooled:
-        W, U = np.zeros(n_donors), np.zeros((n_donors, T))
-        alpha = np.zeros((n_donors, len(blocks)))
-        for o, blk in enumerate(blocks):
-            W[blk.rows] += blk.a
-            U[blk.rows] += blk.a[:, None] * blk.c
-            alpha[blk.rows, o] = blk.a
-        inv = np.divide(1.0, W, out=np.zeros_like(W), where=W > 0)
-        return cls(W, U, alpha, (U.T * inv) @ U, (U.T * inv) @ alpha, (alpha.T * inv) @ alpha)
-
-    def matrix(self, blocks: Sequence[_Block], exclude: int | None) -> np.ndarray:
-        """``G`` without donor ``exclude`` (an index of ``Y0``), as a new array."""
-        D = np.vstack([s / A for s, A, _ in (blk.sums_without(exclude) for blk in blocks)])
-        S, P, Q = self.S, self.P, self.Q
-        if exclude is not None and self.W[exclude] > 0:
-            u, al, w = self.U[exclude], self.alpha[exclude], self.W[exclude]
-            S = S - np.multiply.outer(u, u) / w
-            P = P - np.multiply.outer(u, al) / w
-            Q = Q - np.multiply.outer(al, al) / w
-        PD = P @ D
-        G = S - PD
-        G -= PD.T
-        G += D.T @ (Q @ D)
-        return G
 
 
 class JointFactorModel:
@@ -412,9 +321,9 @@ class JointFactorModel:
         self.pre = np.asarray(pre, dtype=bool)
         self.n_factors = int(n_factors)
         self.Y0s = tuple(np.asarray(Y, dtype=float) for Y in Y0s)
-        self.blocks = tuple(_Block.of(Y, self.pre) for Y in self.Y0s)
+        self.blocks = tuple(OutcomeDonors.of(Y, self.pre) for Y in self.Y0s)
         n_donors = self.Y0s[0].shape[0] if self.Y0s else 0
-        self.pooled = _Pooled.of(self.blocks, n_donors, self.pre.size)
+        self.pooled = PooledDonors.of(self.blocks, n_donors, self.pre.size)
 
     def factors(self, exclude: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:
         """``(deltas, F)``: each outcome's common path and the ``(T, r)`` factors.
@@ -422,11 +331,12 @@ class JointFactorModel:
         ``exclude`` leaves one donor out of every outcome (a placebo).
         """
         T = self.pre.size
-        deltas = [az / A for _, A, az in (blk.sums_without(exclude) for blk in self.blocks)]
+        sums = [blk.sums_without(exclude) for blk in self.blocks]
+        deltas = [az / A for _, A, az in sums]
         r = min(self.n_factors, T)
         if r == 0:
             return deltas, np.zeros((T, 0))
-        G = self.pooled.matrix(self.blocks, exclude)
+        G = self.pooled.matrix(np.vstack([s / A for s, A, _ in sums]), exclude)
         return deltas, _top_eigenvectors(G, r)[:, ::-1]
 
     def path(
@@ -469,7 +379,7 @@ class JointFactorModel:
         return PathFit(cf, omega, None, float(coef[0]))
 
     @staticmethod
-    def _synthetic(blk: _Block, weights: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    def _synthetic(blk: OutcomeDonors, weights: np.ndarray, delta: np.ndarray) -> np.ndarray:
         """``w'z`` over the block's donors (``delta`` if none of them is weighted)."""
         w = np.asarray(weights, dtype=float)[blk.rows]
         return w @ blk.Z / w.sum() if w.sum() > 0 else delta
