@@ -118,7 +118,7 @@
 # incidents or the test has fewer than 20 placebos (pooling then reads the interval). The RMSPE-standardised statistic of Abadie et al. (2010) is available
 # (`placebo_statistic="rmspe"`) but does not hold its size at sites: a market's RMSPE is small
 # while a single area's is dominated by noise. Placebo-in-time (fake call-in dates in the pre
-# period) is run for every estimator and gates *closed* (a failure is a warning on the site
+# period) is run for every estimator and gates *closed* and *displaced* (a failure is a warning on the site
 # page); leave-one-out over the largest donors is run for simplex SC only and summarised on the
 # site page. Classic covariate SC with a nested search over predictor weights
 # $V$ is validated on Basque, Prop 99 and West Germany.
@@ -220,7 +220,7 @@
 # $g_t$ over $B$, the variance of $y_t - r_A c_t$ over all $n_A$ pre periods before $S$ ($r_A$
 # their ratio: it takes in a slow drift of the market against its comparison areas) and the
 # Poisson variance $\bar y_B$. A spike is $z > t_{0.99,\,n_A - 1}$ (one-sided 1%) and a rise
-# $r_S / r_B - 1$ of at least `min_reduction`; it is a warning that gates *closed*. The primary
+# $r_S / r_B - 1$ of at least `min_reduction`; it is a warning that gates *closed* and *displaced*. The primary
 # design's own fitted counterfactual is not used: a synthetic control fitted over the whole pre
 # period picks donors that were high in the same months and absorbs much of a spike. The
 # calibration study reports how often the check fires at no-effect markets (`spike_null`) and

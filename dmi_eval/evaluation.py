@@ -432,7 +432,7 @@ def window_evidence(results: DesignResults, outcome: str, window: str) -> Window
 def design_warnings(
     data: SiteData, results: DesignResults, outcome: str, study: Study
 ) -> tuple[str, ...]:
-    """Warnings that gate *closed*: pre-trend and in-time placebo failures, a pre-period spike.
+    """Warnings that gate *closed* and *displaced*: pre-trend and in-time placebo failures, a pre-period spike.
 
     * a design that reports a pre-trend test (``diagnostics.pretrend_p``)
       and rejects parallel pre-trends at ``alpha``;

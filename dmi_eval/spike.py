@@ -1,7 +1,7 @@
 """The pre-period spike check: does the market's pre period end in a high of its own?
 
 Regression to the mean threatens a closure evaluated from an idiosyncratic high
-(:func:`pre_period_spike`); the verdict shows the warning and it gates *closed*
+(:func:`pre_period_spike`); the verdict shows the warning and it gates *closed* and *displaced*
 (:mod:`dmi_eval.verdict`, :func:`dmi_eval.evaluation.spike_warning`).
 """
 

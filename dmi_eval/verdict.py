@@ -17,9 +17,9 @@ report (:func:`rule_text`). With the defaults:
   ``min_reduction`` drop, and the design could not have detected one (its
   smallest attainable p is not below ``alpha``, or its minimum detectable
   effect is larger than ``min_reduction``); or a reduction that meets the rule
-  while a warning stands (a failed pre-trend or in-time placebo check, a
-  pre-period that ends in a spike its comparison areas do not share,
-  :func:`dmi_eval.spike.pre_period_spike`);
+  or a displacement while a warning stands (a failed pre-trend or in-time
+  placebo check, a pre-period that ends in a spike its comparison areas do not
+  share, :func:`dmi_eval.spike.pre_period_spike`): both claim the market fell;
 * **not closed** when the primary outcome shows no significant reduction
   (one-sided ``p_lower >= alpha``) against the primary counterfactual and
   either the design could have detected a ``min_reduction`` drop or its
@@ -84,6 +84,7 @@ BASES: dict[str, str] = {
     "undetectable": "the design could not have detected a min_reduction drop",
     "no_last_estimate": "no estimate for the persistence window",
     "check_failed": "a closure with a failed check",
+    "displaced_check_failed": "a displacement with a failed check",
     "ruled_out": "no significant reduction; the interval rules out a min_reduction drop",
     "no_reduction": "no significant reduction where the design could detect one",
     "displaced": "the catchment rose significantly",
@@ -433,6 +434,15 @@ def decide(ev: Evidence, rules: VerdictRules) -> Verdict:
                 f"The catchment area rose {_pct(catch.pct_change)} (one-sided test of a rise "
                 f"{_p(catch.p_upper)}): as if the market moved next door."
             )
+            if warnings:
+                return _inconclusive(
+                    ev,
+                    "displaced_check_failed",
+                    "The market fell and the catchment area rose, but a check failed, so "
+                    "neither a closure nor its displacement can be claimed: " + " ".join(warnings),
+                    reasons,
+                    warnings,
+                )
             return Verdict(ev.site, "displaced", tuple(reasons), warnings, "displaced")
         if catch.pct_change < 0 and catch.p_lower < alpha:
             reasons.append(
@@ -511,8 +521,8 @@ def rule_text(rules: VerdictRules, frequency: str = "month") -> str:
         "real one, and at least two), and the pre period does not end in a spike the "
         "comparison areas do not share (the market at least "
         f"{red} higher against them over its last 3 months than over the year before, "
-        "one-sided p < 0.01); these checks gate *closed* only, and a failed one is listed as "
-        "a warning under any label. The last "
+        "one-sided p < 0.01); these checks gate *closed* and *displaced* (both claim the "
+        "market fell), and a failed one is listed as a warning under any label. The last "
         f"{span} are not tested for significance on their own: they are a fraction of the post "
         "period, and a test on them alone has too little power to confirm even a large, lasting "
         "drop. "
@@ -526,7 +536,7 @@ def rule_text(rules: VerdictRules, frequency: str = "month") -> str:
         f"sign, a post period shorter than {span}, no significant reduction where the design "
         f"could not have detected a {red} drop (minimum detectable effect with 80% power, or "
         f"a smallest attainable p-value not below {a}) and its interval does not rule one "
-        "out, or a closure with a failed check."
+        "out, or a closure or displacement with a failed check."
     )
 
 

@@ -143,6 +143,12 @@ SPIKE = "The pre period ends in a spike: (test)."
         (evidence(last=(-0.12, 0.001)), "not_closed", "less than the 12.5% drop"),
         (evidence(warnings=[SPIKE]), "inconclusive", "a closure cannot be claimed: The pre"),
         (evidence(post=(-0.4, 0.2), warnings=[SPIKE]), "not_closed", "No significant"),
+        # a displacement claims the market fell too, so a failed check gates it as well
+        (
+            evidence(catchment=(0.5, 0.999), warnings=[SPIKE]),
+            "inconclusive",
+            "neither a closure nor its displacement can be claimed: The pre",
+        ),
     ],
 )
 def test_rule(ev, label, phrase):
@@ -336,7 +342,8 @@ def test_thresholds_are_configurable_and_stated():
     assert (
         "its pre-trend test, where it has one, has not rejected parallel trends (p < 0.05)" in text
     )
-    assert "the primary design's own checks pass" in text and "gate *closed* only" in text
+    assert "the primary design's own checks pass" in text
+    assert "gate *closed* and *displaced* (both claim the market fell)" in text
     weekly = rule_text(VerdictRules(), "week")
     assert "last 6 months (26 weeks)" in weekly
     assert "fewer than 5 incidents a month (1.1 a week)" in weekly
