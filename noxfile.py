@@ -81,11 +81,11 @@ def calibrate(session: nox.Session) -> None:
     """Size, coverage and power of every design as used at sites, on simulated cities.
 
     Writes reports/results/calibration.csv and reports/appendix/calibration.md (1440
-    markets; 16.7 minutes on 2 cores on the slowest machine measured). ``nox -s calibrate
-    -- --sensitivity`` adds nine sensitivity scenarios (380 markets; 8.6-19.5 minutes in
-    all so far), ``--scale 0.5`` simulates half as many cities, ``--out DIR`` writes
-    elsewhere. ``nox -s calibrate -- --microsynth`` runs only the check of micro-level
-    synthetic control where it can be fitted (reports/appendix/calibration_microsynth.md).
+    markets; the appendix states its run's time). ``nox -s calibrate -- --sensitivity``
+    adds nine sensitivity scenarios (380 markets), ``--scale 0.5`` simulates half as many
+    cities, ``--out DIR`` writes elsewhere. ``nox -s calibrate -- --microsynth`` runs only
+    the check of micro-level synthetic control where it can be fitted
+    (reports/appendix/calibration_microsynth.md).
     """
     install(session)
     args = list(session.posargs)
