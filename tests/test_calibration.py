@@ -61,6 +61,29 @@ def test_market_areas_share_their_loadings(city):
     assert np.mean(within) < 0.5 * across
 
 
+def test_a_market_trend_is_shared_by_its_areas_and_leaves_the_rest_alone():
+    """``market_trend_sd`` adds one log-linear trend per market, the same in each of its areas."""
+    spec = replace(CitySpec(), dispersion=1e-6, covariates=False)  # frailty ~ 1
+    flat = simulate_city(spec, seed=5)
+    trended = simulate_city(replace(spec, market_trend_sd=0.2), seed=5)
+    log_ratio = np.log(trended.expected["drug"] / flat.expected["drug"])
+    years = np.arange(log_ratio.shape[1]) / 12
+    row = {a: i for i, a in enumerate(flat.panel.areas)}
+    slopes = []
+    for market in flat.markets:
+        fits = [np.polyfit(years, log_ratio[row[a]], 1) for a in market.areas]
+        own = [f[0] for f in fits]
+        assert np.ptp(own) < 1e-3  # one trend for all the market's areas
+        for a, f in zip(market.areas, fits, strict=True):
+            assert np.abs(log_ratio[row[a]] - np.polyval(f, years)).max() < 1e-2  # linear
+        slopes.append(own[0])
+    assert np.std(slopes) > 0.05  # each market its own
+    others = [row[a] for a in flat.panel.areas if not any(a in m.areas for m in flat.markets)]
+    assert np.abs(log_ratio[others]).max() < 1e-2
+    with pytest.raises(ValueError, match="market_trend_sd"):
+        replace(spec, market_trend_sd=-0.1)
+
+
 def test_markets_are_hot_spots_and_donors_are_not(city):
     truth = city.truth()
     lo, hi = city.spec.market_rate
@@ -350,6 +373,7 @@ def test_sensitivity_scenarios_change_what_they_say():
         "exposed-mild": {"market_loading_sd"},
         "small-city": {"n_rows", "n_cols", "n_markets"},
         "small-markets": {"market_areas", "market_rate"},
+        "market-trends": {"market_trend_sd"},
     }
     assert not {sc.id for sc in four} & set(changed)
     assert all(sc.mixed for sc in more)

@@ -14,7 +14,8 @@ where :math:`f_t` are ``n_factors`` random walks (the first with a drift that
 every area shares on average), :math:`\\ell_a` the area's loadings -- a smooth
 spatial field plus an area deviation, and for the areas of one market a
 *shared* market deviation, identical for every outcome -- :math:`\\delta_a` a
-slow area-specific trend, :math:`s_o` a common seasonal term, :math:`G` the
+slow area-specific trend (plus, with ``market_trend_sd``, one trend of its
+own shared by a market's areas), :math:`s_o` a common seasonal term, :math:`G` the
 gamma frailty of one area, outcome and period (negative-binomial counts with
 variance :math:`\\lambda + \\phi \\lambda^2`) and :math:`m` the intervention
 multiplier (1 except in a market or its catchment after its call-in).
@@ -148,6 +149,11 @@ class CitySpec:
         equals an area's own deviation, ``loading_sd * sqrt(1 - spatial_share)``).
     trend_sd
         SD of the areas' own slow log-linear trends, per year.
+    market_trend_sd
+        SD of a market's own slow log-linear trend per year, one draw shared by
+        all its areas and added to their own trends (so it does not average out
+        over the market as theirs do). The default 0 draws nothing: the city is
+        the same as before the field existed.
     season_amplitude
         Amplitude of the common seasonal cosine (log scale).
     effects
@@ -183,6 +189,7 @@ class CitySpec:
     spatial_share: float = 0.5
     market_loading_sd: float = 0.32
     trend_sd: float = 0.03
+    market_trend_sd: float = 0.0
     season_amplitude: float = 0.08
     effects: tuple[Effect, ...] = EFFECTS
     covariates: bool = True
@@ -192,6 +199,8 @@ class CitySpec:
         lo, hi = self.market_areas
         if not 1 <= lo <= hi <= 9:
             raise ValueError(f"market_areas must satisfy 1 <= low <= high <= 9, got {lo, hi}")
+        if not (np.isfinite(self.market_trend_sd) and self.market_trend_sd >= 0):
+            raise ValueError(f"market_trend_sd must be a number >= 0, got {self.market_trend_sd!r}")
         if self.n_markets < 1 or not self.effects:
             raise ValueError("a city needs at least one market and one effect")
         if self.min_pre_months + self.post_months[1] + 1 > 12 * self.n_years:
@@ -376,6 +385,10 @@ def simulate_city(spec: CitySpec | None = None, *, seed: int = 0) -> City:
         load[cells] = s_sp * spatial[cells] + shared
         load[cells, 0] += 1.0
         rates.append(total)
+    if spec.market_trend_sd > 0:
+        market_trends = rng.normal(0.0, spec.market_trend_sd, len(market_cells))
+        for cells, own in zip(market_cells, market_trends, strict=True):
+            trend[cells] += own
 
     season = spec.season_amplitude * np.cos(2 * np.pi * (periods.start_time.month - 7) / 12)
     log_common = load @ f + trend[:, None] * t_years[None, :] + np.asarray(season)[None, :]

@@ -211,6 +211,11 @@ def sensitivity_scenarios(scale: float = 1.0) -> tuple[Scenario, ...]:
             "markets of 2-3 areas at 6-12 drug incidents a month",
             replace(base, market_areas=(2, 3), market_rate=(6.0, 12.0)),
         ),
+        scenario(
+            "market-trends",
+            "each market a slow trend of its own (SD 0.05 a year) on top of its areas' own",
+            replace(base, market_trend_sd=0.05),
+        ),
     )
 
 
