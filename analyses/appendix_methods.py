@@ -111,15 +111,22 @@
 # exposed to city-wide swings than any of them drifts further, so there its interval is too
 # narrow and it rejects no-effect markets more often than its nominal level (the calibration
 # appendix's monthly-exposed stress); no site's pre period shows how exposed its market is, and
-# `dmi-eval power --exposure 2` shows what such a market would mean at a given site. The log ratio's
+# `dmi-eval power --exposure 2` shows what such a market would mean at a given site. So does a
+# market with a slow trend of its own that its comparison areas do not share (the calibration
+# appendix's market-trends scenario; `dmi-eval power --market-trend 0.05`): over a pre period of
+# two to four years such a trend is no steeper than the swings that random-walk city-wide factors
+# leave, so a test of the market's pre-period slope would flag closures with no such trend about
+# as often as those with one. The log ratio's
 # standard error, which pooling uses (`se` in `effects.csv`), is the same model's:
 # $\sqrt{\tau^2 + v_1}$, with the window's counting noise that of the count the market shows,
 # times the reference values' standard deviation; there is none when that count is under 20
 # incidents or the test has fewer than 20 placebos (pooling then reads the interval). The RMSPE-standardised statistic of Abadie et al. (2010) is available
 # (`placebo_statistic="rmspe"`) but does not hold its size at sites: a market's RMSPE is small
 # while a single area's is dominated by noise. Placebo-in-time (fake call-in dates in the pre
-# period) is run for every estimator and gates *closed* and *displaced* (a failure is a warning on the site
-# page); leave-one-out over the largest donors is run for simplex SC only and summarised on the
+# period) is run for every estimator with one fake date, the start of the pre period's last
+# third; one date cannot fail the verdict's in-time check, which needs significant fake effects at
+# two or more (the interrupted time series has several), so for the synthetic control it does not
+# gate the verdict; leave-one-out over the largest donors is run for simplex SC only and summarised on the
 # site page. Classic covariate SC with a nested search over predictor weights
 # $V$ is validated on Basque, Prop 99 and West Germany.
 #

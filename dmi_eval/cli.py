@@ -316,13 +316,14 @@ def _wrapped(text: str, bullet: str = "") -> str:
 
 def cmd_power(args: argparse.Namespace) -> int:
     from dmi_eval.calibration import power_like_site
-    from dmi_eval.calibration.like_site import check_exposure
+    from dmi_eval.calibration.like_site import check_exposure, check_market_trend
     from dmi_eval.datacache import load_study_cached, load_study_data_cached
     from dmi_eval.errors import ConfigError
 
     if args.cities < 1:
         raise ConfigError(f"--cities: must be 1 or more; got {args.cities}")
     check_exposure(args.exposure, name="--exposure")
+    check_market_trend(args.market_trend, name="--market-trend")
     if args.csv and not Path(args.csv).resolve().parent.is_dir():
         raise ConfigError(
             f"--csv {args.csv}: its folder does not exist; create it or choose another path"
@@ -337,6 +338,7 @@ def cmd_power(args: argparse.Namespace) -> int:
             n_cities=args.cities,
             n_jobs=args.jobs or 2,
             exposure=args.exposure,
+            market_trend=args.market_trend,
             **({} if args.seed is None else {"seed": args.seed}),
         )
     label = study.report.outcome_label(site.primary_outcome)
@@ -447,6 +449,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="what if the market swings with the city more than an area does: its own factor "
         "exposure as a multiple of an area's (default 1; the calibration's monthly-exposed "
         "stress uses 2)",
+    )
+    p.add_argument(
+        "--market-trend",
+        type=float,
+        default=0.0,
+        metavar="SD",
+        help="what if the market has a slow trend of its own that its comparison areas do not "
+        "share: the SD of that trend, log per year (default 0; the calibration's market-trends "
+        "scenario uses 0.05)",
     )
     _add_compute_flags(p)
     p.set_defaults(func=cmd_power)

@@ -36,9 +36,10 @@ DESIGN_LABELS: dict[str, str] = {
 CATCHMENT_SUFFIX = "-catchment"
 _SINGLE_AREA_PLACEBOS = (
     "its placebos are single {units}: where the market is much more exposed to city-wide "
-    "swings than any of them, its interval was too narrow and its test rejected no-effect "
-    "markets more often than its nominal level (the calibration appendix's monthly-exposed "
-    "stress; `dmi-eval power --exposure 2` shows what that would mean at a site like this one)"
+    "swings than any of them, or has a slow trend of its own, its interval was too narrow and "
+    "its test rejected no-effect markets more often than its nominal level (the calibration "
+    "appendix's monthly-exposed stress and market-trends scenario; `dmi-eval power --exposure 2` "
+    "or `--market-trend 0.05` shows what that would mean at a site like this one)"
 )
 DESIGN_CAVEATS: dict[str, str] = {
     "sc": _SINGLE_AREA_PLACEBOS.format(units="comparison areas"),

@@ -10,7 +10,7 @@ import pytest
 
 from dmi_eval.calibration.city import CitySpec, Effect
 from dmi_eval.calibration.like_site import VERDICTS, rules_like_site, spec_like_site
-from dmi_eval.calibration.runner import default_scenarios, evaluate_city
+from dmi_eval.calibration.runner import default_scenarios, evaluate_city, sensitivity_scenarios
 from dmi_eval.cli import main
 from dmi_eval.config import VerdictRules, load_study
 from dmi_eval.data import load_study_data
@@ -86,11 +86,28 @@ def test_exposure_sets_the_markets_own_loading_deviation(small_study) -> None:
         spec_like_site(data, exposure=float("inf"))
 
 
+def test_market_trend_gives_the_markets_a_trend_of_their_own(small_study) -> None:
+    study = load_study(small_study)
+    data = load_study_data(study).panel.site_data(study, study.sites[0].id)
+    default = spec_like_site(data)
+    assert default.market_trend_sd == 0.0
+    trended = spec_like_site(data, market_trend=0.05)
+    assert replace(trended, market_trend_sd=0.0) == default
+    # the calibration's market-trends scenario is the same what-if
+    scenario = next(s for s in sensitivity_scenarios() if s.id == "market-trends")
+    assert scenario.spec.market_trend_sd == trended.market_trend_sd
+    for bad in (-0.01, float("nan"), True):
+        with pytest.raises(ConfigError, match="market_trend: pass the SD"):
+            spec_like_site(data, market_trend=bad)
+
+
 def test_power_command_says_how_exposed_its_markets_were(small_study, capsys) -> None:
     site = load_study(small_study).sites[0]
     argv = ["power", str(small_study), "--site", site.id, "--cities", "1", "--jobs", "1"]
-    assert main([*argv, "--exposure", "2"]) == 0
-    assert "its own exposure to city-wide swings 2 times an area's" in capsys.readouterr().out
+    assert main([*argv, "--exposure", "2", "--market-trend", "0.05"]) == 0
+    out = capsys.readouterr().out
+    assert "its own exposure to city-wide swings 2 times an area's" in out
+    assert "a trend of its own (SD 0.05 a year, log scale)" in out
 
 
 def test_power_command_judges_by_the_studys_own_rules(tmp_path, capsys) -> None:
@@ -118,6 +135,7 @@ def test_power_command_judges_by_the_studys_own_rules(tmp_path, capsys) -> None:
         (["--site", "{site}", "--csv", "no/such/folder/power.csv"], "folder does not exist"),
         (["--site", "{site}", "--exposure", "-1"], "--exposure: pass a finite number"),
         (["--site", "{site}", "--exposure", "nan"], "--exposure: pass a finite number"),
+        (["--site", "{site}", "--market-trend", "-1"], "--market-trend: pass the SD"),
     ],
 )
 def test_power_command_errors_are_plain(small_study, capsys, extra, message) -> None:

@@ -21,7 +21,12 @@ own swings look like its counting noise before the call-in and like an effect
 after it -- so ``exposure`` (``--exposure``) lets a user ask "what if":
 the market's own deviation of its factor loadings as a multiple of the
 default, which equals one area's (2 is the market exposure of the calibration's
-``monthly-exposed`` stress, which also has faster city-wide swings).
+``monthly-exposed`` stress, which also has faster city-wide swings). A market
+with a slow trend of its own, one its comparison areas do not share, is the
+same kind of blind spot (the ``market-trends`` sensitivity scenario): over a
+pre period of two to four years such a trend is as steep as the swings of
+random-walk city-wide factors, so ``market_trend`` (``--market-trend``) asks
+"what if" for it: the SD of the markets' own log-linear trend per year.
 """
 
 from __future__ import annotations
@@ -191,16 +196,21 @@ class SitePower:
             "more exposed to city-wide swings than its comparison areas is called closed by "
             "mistake more often (the monthly-exposed scenario of the calibration appendix, "
             "reports/appendix/calibration.md): --exposure 2 simulates markets twice as exposed "
-            "as an area.",
+            "as an area. So is a market with a slow trend of its own (the market-trends "
+            "scenario): --market-trend 0.05 simulates markets whose own trends have an SD of "
+            "0.05 a year.",
         ]
         return "\n".join(lines)
 
 
 def _exposure(spec: CitySpec) -> str:
     times = spec.market_loading_sd / CitySpec().market_loading_sd
-    if np.isclose(times, 1.0):
-        return ""
-    return f", its own exposure to city-wide swings {times:.3g} times an area's"
+    text = ""
+    if not np.isclose(times, 1.0):
+        text = f", its own exposure to city-wide swings {times:.3g} times an area's"
+    if spec.market_trend_sd > 0:
+        text += f", a trend of its own (SD {spec.market_trend_sd:.3g} a year, log scale)"
+    return text
 
 
 def _cell(row: object, name: str) -> str:
@@ -248,6 +258,7 @@ def spec_like_site(
     ),
     n_markets: int = 6,
     exposure: float = 1.0,
+    market_trend: float = 0.0,
 ) -> CitySpec:
     """A :class:`CitySpec` resembling one real site's pre-period.
 
@@ -274,8 +285,14 @@ def spec_like_site(
         deviation: ``CitySpec.market_loading_sd = exposure * 0.32``. The data
         cannot tell it (see the module notes); 2 is the market exposure of the
         calibration's ``monthly-exposed`` stress.
+    market_trend
+        SD of each simulated market's own slow log-linear trend per year, one
+        draw shared by its areas (``CitySpec.market_trend_sd``; default 0: the
+        markets trend only as their areas do). The data cannot tell it either;
+        the calibration's ``market-trends`` scenario uses 0.05.
     """
     check_exposure(exposure)
+    check_market_trend(market_trend)
     outcome = outcome or data.primary_outcome
     freq = "week" if data.frequency == "week" else "month"
     per_month = 12 / PERIODS_PER_YEAR[data.frequency]
@@ -309,17 +326,33 @@ def spec_like_site(
         dispersion=phi,
         effects=effects,
         market_loading_sd=exposure * CitySpec().market_loading_sd,
+        market_trend_sd=float(market_trend),
     )
 
 
 def check_exposure(exposure: float, *, name: str = "exposure") -> None:
     """Raise :class:`ConfigError` (naming ``name``) unless ``exposure`` is a finite number >= 0."""
-    number = not isinstance(exposure, bool) and isinstance(exposure, int | float)
-    if not (number and np.isfinite(exposure) and exposure >= 0):
-        raise ConfigError(
-            f"{name}: pass a finite number of 0 or more (1: the market as exposed to "
-            f"city-wide swings as an area); got {exposure!r}"
-        )
+    _check_what_if(
+        exposure,
+        name,
+        "a finite number of 0 or more (1: the market as exposed to city-wide swings as an area)",
+    )
+
+
+def check_market_trend(market_trend: float, *, name: str = "market_trend") -> None:
+    """Raise :class:`ConfigError` (naming ``name``) unless ``market_trend`` is a finite number >= 0."""
+    _check_what_if(
+        market_trend,
+        name,
+        "the SD of the market's own trend, log per year, a finite number of "
+        "0 or more (0: none; 0.05 is about 5% a year)",
+    )
+
+
+def _check_what_if(value: float, name: str, what: str) -> None:
+    number = not isinstance(value, bool) and isinstance(value, int | float)
+    if not (number and np.isfinite(value) and value >= 0):
+        raise ConfigError(f"{name}: pass {what}; got {value!r}")
 
 
 def rules_like_site(rules: VerdictRules, frequency: str, city_frequency: str) -> VerdictRules:
@@ -350,6 +383,7 @@ def power_like_site(
     seed: int = DEFAULT_SEED,
     n_jobs: int = 2,
     exposure: float = 1.0,
+    market_trend: float = 0.0,
 ) -> SitePower:
     """The verdict's false-closure rate and power at simulated sites like ``data``.
 
@@ -368,6 +402,8 @@ def power_like_site(
     exposure
         The simulated markets' own exposure to city-wide swings, a multiple of
         one area's (:func:`spec_like_site`).
+    market_trend
+        SD of the simulated markets' own trend, log per year (:func:`spec_like_site`).
 
     Examples
     --------
@@ -380,7 +416,7 @@ def power_like_site(
     """
     if not isinstance(n_cities, int) or n_cities < 1:
         raise ConfigError(f"n_cities: pass a whole number of 1 or more; got {n_cities!r}")
-    spec = spec_like_site(data, exposure=exposure)
+    spec = spec_like_site(data, exposure=exposure, market_trend=market_trend)
     rules = rules_like_site(rules or VerdictRules(), data.frequency, spec.frequency)
     scenario = Scenario(
         f"like-{data.site_id}", f"cities like site {data.site_id}", spec, n_cities, rules=rules
@@ -398,4 +434,11 @@ def power_like_site(
     )
 
 
-__all__ = ["SitePower", "check_exposure", "power_like_site", "rules_like_site", "spec_like_site"]
+__all__ = [
+    "SitePower",
+    "check_exposure",
+    "check_market_trend",
+    "power_like_site",
+    "rules_like_site",
+    "spec_like_site",
+]
