@@ -399,14 +399,14 @@ def test_calibrate_runs_the_four_first_and_judges_only_them(tmp_path, monkeypatc
     scenarios = seen[0]
     four = default_scenarios()
     assert [sc.id for sc in scenarios[:4]] == [sc.id for sc in four]
-    assert len(scenarios) == (13 if flag else 4)
-    # the four come first, so their cities keep their seeds with or without the nine
+    assert len(scenarios) == (14 if flag else 4)
+    # the four come first, so their cities keep their seeds with or without the ten
     assert city_tasks(scenarios, 20240601)[: 4 * four[0].n_cities] == city_tasks(four, 20240601)
     frame = pd.read_csv(tmp_path / "results" / "calibration.csv", keep_default_na=False)
     judged = frame[frame["scenario"] == scenarios[0].id]
     last = frame[frame["scenario"] == scenarios[-1].id]
     assert (judged["met"] != "").any()
-    assert ((last["met"] != "").any()) != bool(flag)  # the last of the nine is not judged
+    assert ((last["met"] != "").any()) != bool(flag)  # the last of the ten is not judged
     text = (tmp_path / "appendix" / "calibration.md").read_text(encoding="utf-8")
     assert ("## Sensitivity" in text) == bool(flag)
     assert ("Reproduce with `nox -s calibrate -- --sensitivity`" in text) == bool(flag)
