@@ -350,8 +350,7 @@ if "did" in results:
     did = results["did"]
     test = did.pretrend_test(primary)
     fig, _ = plot_event_study(did, primary)
-    parts.append(
-        "### Event study (area-level difference-in-differences)\n\n"
+    pretrend_text = (
         f"Joint test that all pre-period (lead) coefficients are zero: p = {test['p_value']:.3f}"
         + (
             f" (Wald statistic {test['stat']:.1f} on {test['df']:.0f} lead coefficients, ranked "
@@ -361,7 +360,16 @@ if "did" in results:
             else f" (Wald chi-square {test['stat']:.1f} on {test['df']:.0f} df"
         )
         + "; a small p-value warns that treated and comparison areas were already on different "
-        "paths).\n\n"
+        "paths)."
+        if pd.notna(test["p_value"])
+        else "No pre-period (lead) coefficient could be estimated, so there is no pre-trend test: "
+        "under the Poisson model an event-time bin in which the market had no incidents (or a "
+        "reference period -1 without any) leaves its coefficients undefined."
+    )
+    parts.append(
+        "### Event study (area-level difference-in-differences)\n\n"
+        + pretrend_text
+        + "\n\n"
         + figure(
             fig,
             f"did_event_{primary}",

@@ -276,25 +276,7 @@ class DID:
         frame = pd.DataFrame()
         pretrend = {"stat": float("nan"), "df": 0.0, "p_value": float("nan"), "n_dropped": 0.0}
         if self.event_study:
-            bins = event_time_bins(self.event_time, self.window)
-            b_obs = bins[time]
-            ks = sorted(set(b_obs[is_tr].tolist()))
-            if -1 not in ks:
-                raise DesignError(f"{where}: the reference period (event time -1) is missing")
-            Xe = pd.DataFrame(
-                {_event_name(kk): (is_tr & (b_obs == kk)).astype(float) for kk in ks if kk != -1}
-            )
-            treated_obs = {
-                kk: (int((is_tr & (b_obs == kk)).sum()), float(y[is_tr & (b_obs == kk)].sum()))
-                for kk in ks
-            }
-            try:
-                event_fit = fit_fe(y, entity, time, Xe, model=self.model, alpha=self._alpha)
-            except DesignError as exc:
-                raise DesignError(f"{where}, event study: {exc}") from None
-            frame = _event_frame(event_fit, ks, treated_obs)
-            leads = [_event_name(kk) for kk in ks if kk <= -2]
-            pretrend = event_fit.wald(leads)
+            event_fit, frame, pretrend = self._event_study(where, y, entity, time, is_tr, pretrend)
         if self.inference == "placebo":
             windows, frame, pretrend = self._placebo(
                 mat, cols, windows, frame, pretrend, last_cols, position
@@ -323,6 +305,44 @@ class DID:
             pretrend=MappingProxyType(pretrend),
             choices=MappingProxyType(choices),
         )
+
+    def _event_study(self, where, y, entity, time, is_tr, pretrend):
+        """Event-time effects and the pre-trend Wald test: ``(fit, frame, pretrend)``.
+
+        Under the Poisson model a bin whose treated cells hold no incidents has its
+        MLE at -inf and makes the Hessian singular (weekly bins of a small market
+        often do); leaving its treated cells out is that limit, so the other bins are
+        still estimated and the bin is reported as not estimable (NaN). Without
+        incidents in the reference bin no bin is: ``fit`` is ``None``, every bin but
+        the reference is NaN and ``pretrend`` is returned as given; the DID effects
+        are still fitted.
+        """
+        bins = event_time_bins(self.event_time, self.window)
+        b_obs = bins[time]
+        ks = sorted(set(b_obs[is_tr].tolist()))
+        if -1 not in ks:
+            raise DesignError(f"{where}: the reference period (event time -1) is missing")
+        treated_obs = {
+            kk: (int((is_tr & (b_obs == kk)).sum()), float(y[is_tr & (b_obs == kk)].sum()))
+            for kk in ks
+        }
+        empty = [kk for kk in ks if treated_obs[kk][1] == 0] if self.model == "poisson" else []
+        if -1 in empty:
+            return None, _event_frame(None, ks, treated_obs, self.model), pretrend
+        keep = ~(is_tr & np.isin(b_obs, empty))
+        Xe = pd.DataFrame(
+            {
+                _event_name(kk): (is_tr & (b_obs == kk))[keep].astype(float)
+                for kk in ks
+                if kk != -1 and kk not in empty
+            }
+        )
+        try:
+            fit = fit_fe(y[keep], entity[keep], time[keep], Xe, model=self.model, alpha=self._alpha)
+        except DesignError as exc:
+            raise DesignError(f"{where}, event study: {exc}") from None
+        leads = [_event_name(kk) for kk in ks if kk <= -2 and kk not in empty]
+        return fit, _event_frame(fit, ks, treated_obs), fit.wald(leads)
 
     def _placebo(self, mat, cols, windows, frame, pretrend, last_cols, position):
         """Placebo-area inference: intervals, p-values and the pre-trend test."""
@@ -366,7 +386,11 @@ class DID:
         if "pct_estimate" in frame:
             for col in ("ci_low", "ci_high"):
                 frame[f"pct_{col}"] = np.expm1(frame[col].to_numpy(dtype=float))
-        leads = [np.flatnonzero(bins == k) for k in frame["event_time"] if k <= -2]
+        leads = [
+            np.flatnonzero(bins == k)
+            for k, est in zip(frame["event_time"], frame["estimate"], strict=True)
+            if k <= -2 and np.isfinite(est)
+        ]
         if leads:
             # Poisson-scaled (not by the pre-period dispersion, which a pre-trend inflates)
             w_t, w_p = _placebo_wald(pl, leads, ref_l)

@@ -317,12 +317,21 @@ def _event_name(k: int) -> str:
     return f"e{k:+d}"
 
 
-def _event_frame(fit: FEFit, ks: Sequence[int], treated_obs: Mapping[int, tuple[int, float]]):
+def _event_frame(
+    fit: FEFit | None,
+    ks: Sequence[int],
+    treated_obs: Mapping[int, tuple[int, float]],
+    model: str | None = None,
+):
+    """One row per event-time bin; a bin ``fit`` lacks (``None``: every bin) is NaN."""
     rows = []
-    z = fit.z
+    z = fit.z if fit is not None else float("nan")
+    model = fit.model if fit is not None else model
     for k in ks:
         if k == -1:
             est, se = 0.0, 0.0
+        elif fit is None or _event_name(k) not in fit.names:  # no treated incidents
+            est, se = float("nan"), float("nan")
         else:
             i = fit.index(_event_name(k))
             est, se = float(fit.params[i]), float(math.sqrt(fit.cov[i, i]))
@@ -342,7 +351,7 @@ def _event_frame(fit: FEFit, ks: Sequence[int], treated_obs: Mapping[int, tuple[
             }
         )
     frame = pd.DataFrame(rows)
-    if fit.model in LOG_MODELS:
+    if model in LOG_MODELS:
         for col in ("estimate", "ci_low", "ci_high"):
             frame[f"pct_{col}"] = np.expm1(frame[col].to_numpy(dtype=float))
     return frame
