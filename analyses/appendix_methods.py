@@ -153,7 +153,8 @@
 # a fake market whose counterfactual is the other comparison areas' total scaled to its own
 # pre-period total, so $L_j$ is the closed-form Poisson DID log ratio of the window against the
 # pre period, divided by $\sqrt{\tau^2 + v_j}$ as above (the market's $L_1$ is the fitted
-# model's). Parallel trends fail where a market has its own exposure to city-wide factors; the
+# model's; its standard error for pooling is the synthetic control's rule, none under 20
+# incidents). Parallel trends fail where a market has its own exposure to city-wide factors; the
 # drift variance $\tau^2$ puts that into the interval (studentised by counting noise alone, the
 # test rejects a true null far more often than its level; the calibration appendix gives this
 # test's size and coverage). Event-time intervals and the pre-trend test use placebo groups of

@@ -280,7 +280,10 @@ def standardised_effect(
     ``mde`` states.
 
     The market's statistic is the fitted model's ``log(observed / counterfactual)``
-    (half an incident for an empty window), standardised like every placebo's.
+    (half an incident for an empty window), standardised like every placebo's. Its
+    standard error (for pooling) is the test's own,
+    :meth:`~dmi_eval.inference.noise.NoiseStandardisedTest.log_se`, as the synthetic
+    control's: none where the window holds too few incidents for it.
     """
     n = test.n_placebos
     if n < 19:
@@ -297,7 +300,7 @@ def standardised_effect(
         pct_change=e.pct_change,
         ci_low=-1.0 if e.observed == 0 else low,
         ci_high=high,
-        log_ratio_se=float(test.sd[0]),
+        log_ratio_se=test.log_se(),
         effect_se=e.effect_se,
         p_value=p_two,
         p_lower=p_lower,
