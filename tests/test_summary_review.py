@@ -22,10 +22,15 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def summary(project_root, tmp_path_factory):
     """The summary page's Markdown, run on a copy of reports/results."""
-    import IPython.display
-
     out = tmp_path_factory.mktemp("summary")
     shutil.copytree(project_root / "reports" / "results", out / "results")
+    return _run_summary(project_root, out), out
+
+
+def _run_summary(project_root, out) -> str:
+    """Run analyses/study_summary.py on ``out/results``; the Markdown it displays."""
+    import IPython.display
+
     script = (project_root / "analyses" / "study_summary.py").read_text(encoding="utf-8")
     params = (
         f"study_path = {str(project_root / 'data' / 'synthetic' / 'study.toml')!r}\n"
@@ -39,7 +44,7 @@ def summary(project_root, tmp_path_factory):
         exec(head + params + "# %%\nfrom pathlib import Path" + tail, {"__name__": "summary"})
     finally:
         mp.undo()
-    return "\n".join(shown), out
+    return "\n".join(shown)
 
 
 def _section(text: str, title: str) -> str:
@@ -107,12 +112,26 @@ def test_every_pooled_row_names_the_sites_it_leaves_out(summary):
     rows = [r for r in pooled.splitlines() if r.startswith("| ") and "design" not in r]
     n_sites = len(pd.read_csv(out / "results" / "verdicts.csv"))
     short = [r for r in rows if int(r.split("|")[2]) < n_sites]
-    assert short  # difference-in-differences has no Millbrook row
+    assert short  # Millbrook's drug market vanished: its intervals reach -100%
     for row in short:
         assert row.split("|")[3].strip() not in ("", "none")
-    assert "difference-in-differences: Millbrook (no estimate in results/effects.csv)" in pooled
+    assert (
+        "difference-in-differences: Millbrook (a -100% interval bound has no log rate ratio)"
+        in pooled
+    )
     # without the fitted verdicts the sensitivity analysis says why it is not given
     assert "No sensitivity analysis: it needs the fitted verdicts" in pooled
+
+
+def test_a_site_without_a_designs_estimate_is_named_with_the_reason(project_root, tmp_path):
+    out = tmp_path / "summary"
+    shutil.copytree(project_root / "reports" / "results", out / "results")
+    effects = pd.read_csv(out / "results" / "effects.csv")
+    gone = (effects.site == "westend") & (effects.design == "did")
+    assert gone.any()
+    effects[~gone].to_csv(out / "results" / "effects.csv", index=False)
+    pooled = _section(_run_summary(project_root, out), "Pooled effect across sites")
+    assert "difference-in-differences: Westend (no estimate in results/effects.csv)" in pooled
 
 
 def test_stacked_prose_and_caption_match_the_figure(summary):
