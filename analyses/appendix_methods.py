@@ -126,8 +126,8 @@
 # period) is run for every estimator with one fake date, the start of the pre period's last
 # third; one date cannot fail the verdict's in-time check, which needs significant fake effects at
 # two or more (the interrupted time series has several), so for the synthetic control it does not
-# gate the verdict; leave-one-out over the largest donors is run for simplex SC only and summarised on the
-# site page. Classic covariate SC with a nested search over predictor weights
+# gate the verdict; leave-one-out over the largest donors is run for simplex SC only and
+# summarised on the site page. Classic covariate SC with a nested search over predictor weights
 # $V$ is validated on Basque, Prop 99 and West Germany.
 #
 # ## Micro-level synthetic control (`microsynth`) — `dmi_eval/designs/microsynth/`

@@ -330,7 +330,7 @@ def stacked_event_study(
         y, ent, tim, X, model=model, cluster=site_of if wild else clu, alpha=alpha_of(level)
     )
     treated_obs = {k: (int((tr & (ev == k)).sum()), float(y[tr & (ev == k)].sum())) for k in ks}
-    frame = _event_frame(fit, ks, treated_obs)
+    frame = _event_frame(fit, ks, treated_obs, fit.model)
     n_sites_k = {k: 0 for k in ks}
     for c in cover:
         for k in ks:

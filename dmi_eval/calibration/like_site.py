@@ -138,7 +138,7 @@ class SitePower:
                 f"{self.seed}). Each market: {_areas(spec.market_areas[0])}"
                 f"{_capped(self.site_areas, spec.market_areas[0])} at "
                 f"{spec.market_rate[0]:.3g}-{spec.market_rate[1]:.3g} {outcome_label} a month "
-                f"before the call-in{_exposure(spec)}; comparison areas at "
+                f"before the call-in{_what_if(spec)}; comparison areas at "
                 f"{spec.donor_rate[0]:.2g}-"
                 f"{spec.donor_rate[1]:.2g} a month; overdispersion {spec.dispersion:.2f}; "
                 f"at least {n_pre} months before and {n_post} after the call-in ({unit}ly data"
@@ -203,7 +203,8 @@ class SitePower:
         return "\n".join(lines)
 
 
-def _exposure(spec: CitySpec) -> str:
+def _what_if(spec: CitySpec) -> str:
+    """The simulated markets' own exposure and trend where they differ from the default."""
     times = spec.market_loading_sd / CitySpec().market_loading_sd
     text = ""
     if not np.isclose(times, 1.0):
@@ -340,7 +341,7 @@ def check_exposure(exposure: float, *, name: str = "exposure") -> None:
 
 
 def check_market_trend(market_trend: float, *, name: str = "market_trend") -> None:
-    """Raise :class:`ConfigError` (naming ``name``) unless ``market_trend`` is a finite number >= 0."""
+    """Raise :class:`ConfigError` (naming ``name``) unless ``market_trend`` is finite and >= 0."""
     _check_what_if(
         market_trend,
         name,

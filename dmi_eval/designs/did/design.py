@@ -342,7 +342,7 @@ class DID:
         except DesignError as exc:
             raise DesignError(f"{where}, event study: {exc}") from None
         leads = [_event_name(kk) for kk in ks if kk <= -2 and kk not in empty]
-        return fit, _event_frame(fit, ks, treated_obs), fit.wald(leads)
+        return fit, _event_frame(fit, ks, treated_obs, self.model), fit.wald(leads)
 
     def _placebo(self, mat, cols, windows, frame, pretrend, last_cols, position):
         """Placebo-area inference: intervals, p-values and the pre-trend test."""

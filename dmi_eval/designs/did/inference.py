@@ -324,12 +324,11 @@ def _event_frame(
     fit: FEFit | None,
     ks: Sequence[int],
     treated_obs: Mapping[int, tuple[int, float]],
-    model: str | None = None,
+    model: str,
 ):
     """One row per event-time bin; a bin ``fit`` lacks (``None``: every bin) is NaN."""
     rows = []
     z = fit.z if fit is not None else float("nan")
-    model = fit.model if fit is not None else model
     for k in ks:
         if k == -1:
             est, se = 0.0, 0.0
