@@ -117,9 +117,10 @@ is no significant fall but the design could not have detected a drop of the clos
 # fit means the estimate after the call-in cannot be trusted. **RMSPE (root mean squared
 # prediction error).** The typical gap between the market's counts and its counterfactual, the
 # square root of the mean squared gap: before the call-in it measures the pre-period fit
-# (`pre_rmspe`, and as a share of the pre-period mean `pre_rmspe_ratio`); the *post/pre RMSPE
-# ratio* says how much larger the gap became after the call-in, and the market's ratio is ranked
-# among the placebo areas' ratios.
+# (`pre_rmspe`, and as a share of the pre-period mean `pre_rmspe_ratio`). The classic
+# placebo test of synthetic control ranks the *post/pre RMSPE ratio* (how much larger the gap
+# became after the call-in) among the placebo areas' ratios; the site pages use the test of
+# *counting noise and drift* above instead, and their placebo figure shows it.
 #
 # **Event study.** The change estimated period by period around the call-in (log rate ratios),
 # each against the period just before the call-in (the reference). The periods before the

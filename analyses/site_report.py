@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from dmi_eval.evaluation import CATCHMENT_SUFFIX, primary_rule_text
+from dmi_eval.evaluation import CATCHMENT_SUFFIX, last_k, primary_rule_text
 from dmi_eval.pipeline import evaluate_study_sites, load
 from dmi_eval.plots import (
     plot_counterfactual,
@@ -22,7 +22,8 @@ from dmi_eval.plots import (
     plot_event_study,
     plot_its,
     plot_placebo_in_time,
-    plot_rmspe_ratios,
+    plot_placebo_statistics,
+    plot_synth_correction,
     plot_synth_gaps,
     plot_synth_weights,
     save_figure,
@@ -31,7 +32,7 @@ from dmi_eval.plots.did import event_study_caption
 from dmi_eval.plots.style import per_period, titles_in_words
 from dmi_eval.render import MD_NAV
 from dmi_eval.report import FLOAT_FORMAT, script_label
-from dmi_eval.tables import design_label, effects_table, markdown_table
+from dmi_eval.tables import design_label, effects_table, markdown_table, without_capped_window
 from dmi_eval.verdict import VERDICT_COLUMNS, rule_text, verdict_row
 from dmi_eval.wording import catchment_high, closure_summary, first_paragraph, plain_reason
 
@@ -52,6 +53,8 @@ effects = pd.concat(
     ignore_index=True,
 )
 verdict = evaluation.verdict
+# a post period no longer than the persistence window: its rows would repeat the post rows
+shown_effects = without_capped_window(effects, data.n_post, last_k(study))
 out = Path(out_dir)
 site_results = out / "results" / "sites" / site_id
 site_results.mkdir(parents=True, exist_ok=True)
@@ -68,7 +71,7 @@ primary = site.primary_outcome
 unit = study.frequency
 suppress = study.report.suppress_below
 results = evaluation.results
-market = effects[~effects["design"].str.endswith(CATCHMENT_SUFFIX)]
+market = shown_effects[~shown_effects["design"].str.endswith(CATCHMENT_SUFFIX)]
 label = study.report.outcome_label
 primary_label = label(primary)
 rules = study.verdict
@@ -242,7 +245,7 @@ display(
 )
 
 # %%
-catchment_rows = effects[effects["design"].str.endswith(CATCHMENT_SUFFIX)]
+catchment_rows = shown_effects[shown_effects["design"].str.endswith(CATCHMENT_SUFFIX)]
 if catchment_rows.empty:
     text = "The site has no catchment area, so displacement cannot be assessed."
 else:
@@ -320,13 +323,16 @@ if "sc" in results:
             "area's placebo gap (grey).",
         )
     )
-    fig, _ = plot_rmspe_ratios(sc, outcome=primary)
+    fig, _ = plot_placebo_statistics(sc, outcome=primary, alpha=rules.alpha)
     parts.append(
         figure(
             fig,
-            f"sc_rmspe_{primary}",
-            "placebo RMSPE ratios",
-            "post/pre RMSPE ratio of the market among all placebo areas.",
+            f"sc_placebo_{primary}",
+            "placebo test of the synthetic control",
+            "the placebo test behind the synthetic control's p (fall) after the call-in: each "
+            "unit's change (log of observed over synthetic counts) divided by the spread it would "
+            "have with no effect (counting noise and drift), for the placebo areas and their "
+            "mirror images (grey), the market (red) and the one-sided cut-off (dashed).",
         )
     )
     fig, _ = plot_synth_weights(sc, outcome=primary)
@@ -336,6 +342,18 @@ if "sc" in results:
             f"sc_weights_{primary}",
             "donor weights",
             "the comparison areas that make up the synthetic control, by weight.",
+        )
+    )
+    fig, _ = plot_synth_correction(sc, outcome=primary)
+    parts.append(
+        figure(
+            fig,
+            f"sc_correction_{primary}",
+            "what the synthetic control fits",
+            f"the market's {primary_label} per {unit} (black), the weighted sum of its comparison "
+            "areas alone (dotted, when drawn) and the synthetic control after its factor term "
+            "(blue), which fits the market's own exposure to the city-wide trends shared by "
+            "every outcome (see the methods appendix).",
         )
     )
     loo = sc.leave_one_out

@@ -62,9 +62,9 @@ class VerdictRules:
     the catchment area. "Still present" means the estimated change over that
     window is a drop of at least ``lasting_share * min_reduction`` (half of it
     by default), not a second significance test: the window is a fraction of the
-    post period, and a test on it alone has too little power (in the
-    calibration study a sustained 45% drop at a market of 8-25 incidents a
-    month passed it at 4 of 16 markets, against 14 of 16 for the post period).
+    post period, and a test on it alone has too little power (the calibration
+    appendix, ``reports/appendix/calibration.md``, gives the power of that test
+    at a sustained 45% drop beside the post-period test's).
 
     ``persistence_periods`` (an integer number of the data's periods) is the
     older spelling; when given it replaces ``persistence``.

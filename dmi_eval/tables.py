@@ -87,6 +87,17 @@ def window_label(window: str, unit: str | None = None) -> str:
     return window
 
 
+def without_capped_window(effects: pd.DataFrame, n_post: int, last_k: int) -> pd.DataFrame:
+    """``effects`` without its ``last{last_k}`` rows when the post period is no longer than them.
+
+    Every design caps the persistence window at the post period, so with ``n_post <= last_k``
+    its rows repeat the ``post`` rows under a name ("last 6 months") the data do not have.
+    """
+    if n_post > last_k:
+        return effects
+    return effects[effects["window"] != f"last{last_k}"]
+
+
 def _missing(x: float | None) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))
 

@@ -274,6 +274,43 @@ def test_augmented_without_factors_is_the_simplex_sc():
     np.testing.assert_allclose(w_aug, w_simplex)  # the weights are the simplex SC's
     gap_aug = aug.placebos["drug"].gaps.to_numpy()
     assert np.max(np.abs(gap_aug - simplex.placebos["drug"].gaps.to_numpy())) > 0.01
+    # what the site page's figure draws as "weighted donors alone" is this simplex SC, and the
+    # factor term moves the fitted synthetic control off it
+    alone = aug.paths["drug"]["synthetic_weights_only"].to_numpy()
+    np.testing.assert_allclose(alone, simplex.paths["drug"]["synthetic"], rtol=1e-7)
+    assert np.max(np.abs(aug.paths["drug"]["synthetic"].to_numpy() / alone - 1)) > 0.01
+    assert np.isnan(simplex.paths["drug"]["synthetic_weights_only"]).all()
+
+
+def test_site_figures_show_the_fitted_estimator_and_the_test_used():
+    """The correction figure draws the weights-only and the fitted synthetic control; the
+    placebo figure marks the market's noise-standardised statistic and states the table's p."""
+    import matplotlib.pyplot as plt
+
+    from dmi_eval.calibration.city import simulate_city
+    from dmi_eval.designs.synth import SyntheticControl
+    from dmi_eval.plots import plot_placebo_statistics, plot_synth_correction
+
+    city = simulate_city(seed=6, spec=None)
+    data = city.panel.site_data(city.study(), city.markets[1].id)
+    aug = SyntheticControl(
+        data, estimator="augmented", outcomes=["drug"], anchor="ratio", n_jobs=1,
+        max_placebos=40, placebo_time=False, leave_one_out=False,
+    ).fit()  # fmt: skip
+    path = aug.path_data("drug")
+    fig, ax = plot_synth_correction(aug, outcome="drug")
+    drawn = [line.get_ydata() for line in ax.lines if len(line.get_ydata()) == len(path)]
+    np.testing.assert_allclose(drawn[1], path["synthetic_weights_only"])
+    np.testing.assert_allclose(drawn[2], path["synthetic"])
+    post = path["role"] == "post"
+    assert f"{path['synthetic'][post].sum():,.0f} (fitted)" in ax.get_title()
+    plt.close(fig)
+    fig, ax = plot_placebo_statistics(aug, outcome="drug")
+    test = aug.noise_test("drug")
+    assert ax.lines[0].get_xdata()[0] == pytest.approx(float(test.z[0]))
+    p_lower = aug.table.query("window == 'post'")["p_lower"].iloc[0]
+    assert ax.get_title() == f"p (fall) = {p_lower:.3f}"
+    plt.close(fig)
 
 
 def test_leverage_factors_give_the_joint_fits_leverage():

@@ -19,6 +19,7 @@ from dmi_eval.tables import (
     fmt_p,
     fmt_pct,
     interval_too_wide,
+    without_capped_window,
 )
 
 ROW = {
@@ -195,3 +196,21 @@ def test_the_catchment_caveat_says_what_the_calibration_found_for_catchments():
     caveat = DESIGN_CAVEATS["sc-catchment"]
     assert conservative == ("wider than its stated level" in caveat)
     assert "more often than its nominal level" not in caveat
+
+
+def test_a_persistence_window_as_long_as_the_post_period_is_not_shown_apart():
+    effects = pd.DataFrame(
+        {
+            "design": ["sc", "sc", "did", "did"],
+            "window": ["post", "last6", "post", "last6"],
+            "pct_change": [-0.4, -0.4, -0.3, -0.3],
+        }
+    )
+    # 4 post months: "last6" covers the same 4 months as "post" and is left out
+    short = without_capped_window(effects, n_post=4, last_k=6)
+    assert list(short["window"]) == ["post", "post"]
+    assert list(without_capped_window(effects, n_post=6, last_k=6)["window"]) == ["post", "post"]
+    # 7 post months: the last 6 are a window of their own
+    assert without_capped_window(effects, n_post=7, last_k=6).equals(effects)
+    # another window length is not touched
+    assert without_capped_window(effects, n_post=1, last_k=2).equals(effects)

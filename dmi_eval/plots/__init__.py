@@ -19,7 +19,9 @@ from dmi_eval.plots.microsynth import plot_microsynth_permutation
 from dmi_eval.plots.pooling import plot_forest
 from dmi_eval.plots.style import outcome_words, per_period, plot_observed_expected
 from dmi_eval.plots.synth import (
+    plot_placebo_statistics,
     plot_rmspe_ratios,
+    plot_synth_correction,
     plot_synth_gaps,
     plot_synth_weights,
 )
@@ -33,7 +35,9 @@ __all__ = [
     "plot_its",
     "plot_microsynth_permutation",
     "plot_placebo_in_time",
+    "plot_placebo_statistics",
     "plot_rmspe_ratios",
+    "plot_synth_correction",
     "plot_synth_gaps",
     "plot_synth_weights",
     "save_figure",

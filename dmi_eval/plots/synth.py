@@ -1,7 +1,8 @@
 """Figures of the synthetic-control family.
 
 Every function takes a results object with ``path_data(outcome)`` (and,
-for the placebo figures, ``placebo_gaps(outcome)`` / ``rmspe_ratios(outcome)``):
+for the placebo figures, ``placebo_gaps(outcome)`` / ``rmspe_ratios(outcome)``
+/ ``noise_test(outcome)``):
 :class:`~dmi_eval.designs.synth.SyntheticControlResults` or
 :class:`~dmi_eval.designs.synth.SynthFit`.
 """
@@ -16,8 +17,15 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from dmi_eval.plots.common import new_axes
+from dmi_eval.power import rank_critical_value
 
-__all__ = ["plot_synth_gaps", "plot_rmspe_ratios", "plot_synth_weights"]
+__all__ = [
+    "plot_synth_gaps",
+    "plot_rmspe_ratios",
+    "plot_placebo_statistics",
+    "plot_synth_weights",
+    "plot_synth_correction",
+]
 
 
 def _x(index: pd.Index) -> np.ndarray:
@@ -69,6 +77,89 @@ def plot_rmspe_ratios(
     ax.set_xlabel("post/pre RMSPE ratio")
     ax.set_ylabel("placebo units")
     ax.legend(frameon=False)
+    return fig, ax
+
+
+def plot_placebo_statistics(
+    results: Any,
+    *,
+    outcome: str | None = None,
+    window: str = "post",
+    alpha: float = 0.05,
+    ax: Axes | None = None,
+) -> tuple[Figure, Axes]:
+    """The noise-standardised placebo test as the site's synthetic control runs it.
+
+    A histogram of the reference distribution the market's statistic is ranked
+    in (every placebo area's ``z_j = L_j / sqrt(tau^2 + v_j)`` and its mirror
+    image about the placebos' median; :mod:`dmi_eval.inference.noise`), the
+    market's ``z`` (red) and the largest value the one-sided test of a fall at
+    ``alpha`` still calls significant (dashed). Falls back on
+    :func:`plot_rmspe_ratios` where the design ran the classic test.
+    """
+    outcome = outcome or getattr(results, "primary_outcome", None)
+    test = results.noise_test(outcome, window) if hasattr(results, "noise_test") else None
+    if test is None:
+        return plot_rmspe_ratios(results, outcome=outcome, ax=ax)
+    fig, ax = new_axes(ax)
+    ref = test.reference
+    if ref.size == 0:
+        ax.text(0.5, 0.5, "no placebo test", ha="center", transform=ax.transAxes)
+        return fig, ax
+    z1 = float(test.z[0])
+    bins = min(40, max(8, ref.size // 6))
+    ax.hist(ref, bins=bins, color="0.75", label=f"{test.n_placebos} placebo areas, mirrored")
+    ax.axvline(z1, color="tab:red", lw=1.8, label=f"the market (z = {z1:.2f})")
+    cut = rank_critical_value(ref, alpha)
+    if np.isfinite(cut):
+        ax.axvline(cut, color="0.3", ls="--", lw=1, label=f"one-sided {alpha:g} cut-off")
+    p_lower = test.p_values()[0]
+    ax.set_title(f"p (fall) = {p_lower:.3f}", fontsize=9)
+    ax.set_xlabel("log ratio observed / synthetic over its noise and drift SD (z)")
+    ax.set_ylabel("reference values")
+    ax.legend(frameon=False, fontsize=8)
+    return fig, ax
+
+
+def plot_synth_correction(
+    results: Any, *, outcome: str | None = None, ax: Axes | None = None
+) -> tuple[Figure, Axes]:
+    """The market, its donors' weighted sum, and the synthetic control after the factor term.
+
+    The augmented site SC (:mod:`dmi_eval.designs.synth.joint`) keeps simplex
+    weights ``w`` and multiplies their weighted sum by the market's fitted
+    factor term ``exp(c + F_t' b)``. The figure shows the two counterfactuals
+    (weights alone, dotted; the fitted synthetic control, blue) against the
+    market's counts (black): the distance between them is what the factor term
+    corrects. Where the estimator is not the augmented one only the fitted line
+    is drawn; where it fell back on simplex SC (too short a pre period, or one
+    outcome) the two lines coincide.
+    """
+    fig, ax = new_axes(ax)
+    data = results.path_data(outcome)
+    x = _x(data.index)
+    ax.plot(x, data["observed"], color="black", lw=1.2, label="market (observed)")
+    alone = data.get("synthetic_weights_only")
+    has_alone = alone is not None and bool(np.isfinite(alone.to_numpy(dtype=float)).all())
+    if has_alone:
+        ax.plot(
+            x, data["synthetic_weights_only"], color="tab:orange", lw=1.2, ls=":",
+            label="weighted donors alone",
+        )  # fmt: skip
+    ax.plot(x, data["synthetic"], color="tab:blue", lw=1.4, label="synthetic control (fitted)")
+    start = _start_of_post(data)
+    if start is not None:
+        ax.axvline(start, color="grey", lw=0.8, ls=":")
+    post = data["role"].to_numpy() == "post"
+    if post.any() and has_alone:
+        alone = float(data["synthetic_weights_only"].to_numpy()[post].sum())
+        fitted = float(data["synthetic"].to_numpy()[post].sum())
+        ax.set_title(
+            f"expected after the call-in: {alone:,.0f} (weights alone), {fitted:,.0f} (fitted)",
+            fontsize=9,
+        )
+    ax.set_ylabel("incidents per period")
+    ax.legend(frameon=False, fontsize=8)
     return fig, ax
 
 

@@ -338,6 +338,8 @@ class SyntheticControl:
             labels = [donors[i] for i in idx]
             nf, cv = factor_count(self.estimator, self.n_factors, y1, Y0, pre, core, ratio)
             fit = path_for(y1, Y0, pre, post, core, self.algorithm, n_tr, ratio, self.sc_ridge, nf)
+            # the augmented estimator's simplex part, before its factor term (for the figure)
+            weights_only = fit.cf if self.estimator == "augmented" else np.full_like(fit.cf, np.nan)
             joint = None
             if self.estimator in ("joint", "augmented") and core == "sc":
                 joint, fit = site_fit(
@@ -355,6 +357,7 @@ class SyntheticControl:
                     "observed_per_area": y1,
                     "synthetic_per_area": cf,
                     "gap_per_area": gap,
+                    "synthetic_weights_only": weights_only * factor,
                     "role": sd.roles.to_numpy(),
                 },
                 index=periods,
