@@ -84,6 +84,25 @@ def test_a_market_trend_is_shared_by_its_areas_and_leaves_the_rest_alone():
         replace(spec, market_trend_sd=-0.1)
 
 
+def test_outcome_loadings_move_only_the_other_outcome_shared_within_a_market():
+    """``outcome_loading_sd`` gives violent incidents loadings of their own (one deviation per
+    market, shared by its areas); the drug counts are the same city's."""
+    spec = replace(CitySpec(), covariates=False)
+    same = simulate_city(spec, seed=5)
+    apart = simulate_city(replace(spec, outcome_loading_sd=0.3), seed=5)
+    np.testing.assert_array_equal(apart.panel.counts["drug"], same.panel.counts["drug"])
+    log_ratio = np.log(apart.expected["violent"] / same.expected["violent"])
+    assert np.std(log_ratio) > 0.02  # the violent paths moved
+    row = {a: i for i, a in enumerate(same.panel.areas)}
+    for market in same.markets:
+        cells = [row[a] for a in market.areas]
+        # up to each area's own normalisation (a constant), the market's areas move together
+        centred = log_ratio[cells] - log_ratio[cells].mean(axis=1, keepdims=True)
+        assert np.ptp(centred, axis=0).max() < 1e-9
+    with pytest.raises(ValueError, match="outcome_loading_sd"):
+        replace(spec, outcome_loading_sd=float("nan"))
+
+
 def test_markets_are_hot_spots_and_donors_are_not(city):
     truth = city.truth()
     lo, hi = city.spec.market_rate
@@ -374,6 +393,7 @@ def test_sensitivity_scenarios_change_what_they_say():
         "small-city": {"n_rows", "n_cols", "n_markets"},
         "small-markets": {"market_areas", "market_rate"},
         "market-trends": {"market_trend_sd"},
+        "outcome-loadings": {"outcome_loading_sd"},
     }
     assert not {sc.id for sc in four} & set(changed)
     assert all(sc.mixed for sc in more)

@@ -13,7 +13,8 @@ follow a latent factor model with random-walk factors,
 where :math:`f_t` are ``n_factors`` random walks (the first with a drift that
 every area shares on average), :math:`\\ell_a` the area's loadings -- a smooth
 spatial field plus an area deviation, and for the areas of one market a
-*shared* market deviation, identical for every outcome -- :math:`\\delta_a` a
+*shared* market deviation, identical for every outcome (unless
+``outcome_loading_sd`` gives the violent outcome loadings of its own) -- :math:`\\delta_a` a
 slow area-specific trend (plus, with ``market_trend_sd``, one trend of its
 own shared by a market's areas), :math:`s_o` a common seasonal term, :math:`G` the
 gamma frailty of one area, outcome and period (negative-binomial counts with
@@ -55,7 +56,7 @@ from dmi_eval.study_spec import VerdictRules
 CityFrequency = Literal["month", "week"]
 
 OUTCOMES: tuple[str, ...] = ("drug", "violent")
-"""Simulated outcomes; loadings are shared across them."""
+"""Simulated outcomes; loadings are shared across them unless ``outcome_loading_sd`` > 0."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,14 @@ class CitySpec:
         equals an area's own deviation, ``loading_sd * sqrt(1 - spatial_share)``).
     trend_sd
         SD of the areas' own slow log-linear trends, per year.
+    outcome_loading_sd
+        SD of an outcome's own deviation from the drug loadings, added to every
+        area's loadings for the other outcomes (violent), one draw shared by a
+        market's areas: with it a place's exposure to city-wide change differs
+        between its drug and its violent incidents, against which the site's
+        augmented SC (loadings shared across outcomes) is checked. Drawn from a
+        stream of its own, so the drug counts and everything else are those of the
+        same city without it; the default 0 draws nothing.
     market_trend_sd
         SD of a market's own slow log-linear trend per year, one draw shared by
         all its areas and added to their own trends (so it does not average out
@@ -190,6 +199,7 @@ class CitySpec:
     market_loading_sd: float = 0.32
     trend_sd: float = 0.03
     market_trend_sd: float = 0.0
+    outcome_loading_sd: float = 0.0
     season_amplitude: float = 0.08
     effects: tuple[Effect, ...] = EFFECTS
     covariates: bool = True
@@ -199,8 +209,10 @@ class CitySpec:
         lo, hi = self.market_areas
         if not 1 <= lo <= hi <= 9:
             raise ValueError(f"market_areas must satisfy 1 <= low <= high <= 9, got {lo, hi}")
-        if not (np.isfinite(self.market_trend_sd) and self.market_trend_sd >= 0):
-            raise ValueError(f"market_trend_sd must be a number >= 0, got {self.market_trend_sd!r}")
+        for name in ("market_trend_sd", "outcome_loading_sd"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         if self.n_markets < 1 or not self.effects:
             raise ValueError("a city needs at least one market and one effect")
         if self.min_pre_months + self.post_months[1] + 1 > 12 * self.n_years:
@@ -302,7 +314,8 @@ def simulate_city(spec: CitySpec | None = None, *, seed: int = 0) -> City:
     spec
         The kind of city (default :class:`CitySpec`).
     seed
-        Seed of the only random generator used.
+        Seed of the random generator (and, with ``outcome_loading_sd``, of the
+        outcomes' own loadings' stream ``[seed, 1]``).
 
     Returns
     -------
@@ -392,6 +405,15 @@ def simulate_city(spec: CitySpec | None = None, *, seed: int = 0) -> City:
 
     season = spec.season_amplitude * np.cos(2 * np.pi * (periods.start_time.month - 7) / 12)
     log_common = load @ f + trend[:, None] * t_years[None, :] + np.asarray(season)[None, :]
+    log_by_outcome = {o: log_common for o in OUTCOMES}
+    if spec.outcome_loading_sd > 0:
+        # a stream of its own: every other draw, and so the drug counts, stay the same city's
+        orng = np.random.default_rng([seed, 1])
+        own = orng.normal(0.0, spec.outcome_loading_sd, (n_areas, spec.n_factors))
+        for cells in market_cells:
+            own[cells] = orng.normal(0.0, spec.outcome_loading_sd, spec.n_factors)
+        for o in OUTCOMES[1:]:
+            log_by_outcome[o] = log_common + own @ f
     # Markets' expected totals are anchored at their pre-period rate below.
     base = {"drug": drug_month * per_month, "violent": violent_month * per_month}
 
@@ -422,9 +444,10 @@ def simulate_city(spec: CitySpec | None = None, *, seed: int = 0) -> City:
     expected = {}
     counts = {}
     for o in OUTCOMES:
-        lam = base[o][:, None] * np.exp(log_common)
+        log_o = log_by_outcome[o]
+        lam = base[o][:, None] * np.exp(log_o)
         # Scale each area so that its pre-city-history mean equals its base rate.
-        lam = lam / np.exp(log_common[:, :min_pre]).mean(axis=1, keepdims=True)
+        lam = lam / np.exp(log_o[:, :min_pre]).mean(axis=1, keepdims=True)
         expected[o] = lam * frailty[o]
         counts[o] = rng.poisson(expected[o] * multiplier[o])
 

@@ -240,6 +240,11 @@ def sensitivity_scenarios(scale: float = 1.0) -> tuple[Scenario, ...]:
             "each market a slow trend of its own (SD 0.05 a year) on top of its areas' own",
             replace(base, market_trend_sd=0.05),
         ),
+        scenario(
+            "outcome-loadings",
+            "violent incidents' exposure to the city factors apart from drug's (SD 0.32)",
+            replace(base, outcome_loading_sd=0.32),
+        ),
     )
 
 
