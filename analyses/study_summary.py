@@ -376,8 +376,9 @@ display(
     Markdown(f"""## Data
 
 `{ingest.file.iloc[0]}`: {read["rows_read"]:,} rows read, {read["rows_counted"]:,} counted,
-{read["rows_rejected"]:,} rejected (every rejected row is listed with its reason in
-`results/rejects.csv`; no incident-level detail reaches any report).
+{read["rows_rejected"]:,} rejected (`results/rejects.csv` lists every rejected row by its row
+number, with the reason and, where it identifies no one, the value at fault: an offence code, an
+area id, a period label; no date, address, name or narrative reaches any report).
 
 {markdown_table(pd.DataFrame(reject_rows)) if reject_rows else "No row was rejected."}
 
