@@ -82,7 +82,7 @@ def calibrate(session: nox.Session) -> None:
 
     Writes reports/results/calibration.csv and reports/appendix/calibration.md (1440
     markets; the appendix states its run's time). ``nox -s calibrate -- --sensitivity``
-    adds ten sensitivity scenarios (425 markets), ``--scale 0.5`` simulates half as many
+    adds eleven sensitivity scenarios (470 markets), ``--scale 0.5`` simulates half as many
     cities, ``--out DIR`` writes elsewhere. ``nox -s calibrate -- --microsynth`` runs only
     the check of micro-level synthetic control where it can be fitted
     (reports/appendix/calibration_microsynth.md).

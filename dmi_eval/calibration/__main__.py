@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         action=argparse.BooleanOptionalAction,
         default=False,
         help=(
-            "also run the ten sensitivity scenarios, reported without targets (default: no; "
+            "also run the eleven sensitivity scenarios, reported without targets (default: no; "
             "they add about a third to the run time)"
         ),
     )
