@@ -74,7 +74,8 @@
 # every outcome $o$ are fitted by one quasi-Poisson regression over the pre period, $\log E\,
 # y_{o,t} = \log(w'\tilde Y_{o,0t}) + c_o + F_t'b$, with an intercept $c_o$ per outcome and
 # loadings $b$ shared by the outcomes (a place's exposure to city-wide change is taken to be the
-# same for its drug and its other incidents); the counterfactual of the outcome evaluated is
+# same for its drug and its other incidents; the calibration's `outcome-loadings` scenario runs
+# the site path where it is not); the counterfactual of the outcome evaluated is
 # $w'\tilde Y_{0t} \exp(c_1 + F_t'b)$, scaled back. The other outcomes are what make the market's
 # loadings estimable from a few dozen pre-period months; fitted on the drug series alone they did
 # not beat simplex weights. How the estimator holds its size, coverage and power as used at sites
