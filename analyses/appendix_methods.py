@@ -326,7 +326,8 @@ display(
         "## Settings\n\n"
         + markdown_table(settings)
         + "\n\n*Table: read from the code that produced these reports "
-        "(`dmi_eval/evaluation.py` and the designs' defaults).*\n\n"
+        "(`dmi_eval/evaluation.py` and the designs' defaults) and, for the last-k window, from "
+        "the study's `[verdict] persistence`.*\n\n"
         "## The primary design and the verdict\n\n"
         + primary_rule_text()
         + "\n\n"

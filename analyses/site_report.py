@@ -332,7 +332,10 @@ if "sc" in results:
             "the placebo test behind the synthetic control's p (fall) after the call-in: each "
             "unit's change (log of observed over synthetic counts) divided by the spread it would "
             "have with no effect (counting noise and drift), for the placebo areas and their "
-            "mirror images (grey), the market (red) and the one-sided cut-off (dashed).",
+            "mirror images (grey) and the market (red); the dashed line, where a significant "
+            "fall is possible, is the one-sided cut-off."
+            if sc.noise_test(primary) is not None
+            else "post/pre RMSPE ratio of the market among all placebo areas.",
         )
     )
     fig, _ = plot_synth_weights(sc, outcome=primary)
@@ -344,16 +347,28 @@ if "sc" in results:
             "the comparison areas that make up the synthetic control, by weight.",
         )
     )
-    fig, _ = plot_synth_correction(sc, outcome=primary)
+    sc_diag = sc.diagnostics.loc[primary]
+    n_factors = int(sc_diag.get("n_factors", -1))
+    fig, ax = plot_synth_correction(sc, outcome=primary)
+    ax.set_ylabel(per_period(primary, unit, primary_label))
+    if sc_diag.get("estimator_weights") == "augmented" and n_factors > 0:
+        correction = (
+            f"the weighted sum of its comparison areas alone (dotted) and the synthetic control "
+            f"after its factor term (blue: {n_factors} city-wide factors, with loadings fitted to "
+            "the market's pre-period counts of every outcome; see the methods appendix)."
+        )
+    else:
+        correction = (
+            "and its synthetic control (blue), the weighted sum of its comparison areas: no "
+            "factor term was fitted here (see the diagnostics table above and the methods "
+            "appendix)."
+        )
     parts.append(
         figure(
             fig,
             f"sc_correction_{primary}",
             "what the synthetic control fits",
-            f"the market's {primary_label} per {unit} (black), the weighted sum of its comparison "
-            "areas alone (dotted, when drawn) and the synthetic control after its factor term "
-            "(blue), which fits the market's own exposure to the city-wide trends shared by "
-            "every outcome (see the methods appendix).",
+            f"the market's {primary_label} per {unit} (black), {correction}",
         )
     )
     loo = sc.leave_one_out

@@ -378,7 +378,7 @@ display(
 `{ingest.file.iloc[0]}`: {read["rows_read"]:,} rows read, {read["rows_counted"]:,} counted,
 {read["rows_rejected"]:,} rejected (`results/rejects.csv` lists every rejected row by its row
 number, with the reason and, where it identifies no one, the value at fault: an offence code, an
-area id, a period label; no date, address, name or narrative reaches any report).
+area id, a period label, a field count; no date, address, name or narrative reaches any report).
 
 {markdown_table(pd.DataFrame(reject_rows)) if reject_rows else "No row was rejected."}
 

@@ -87,10 +87,15 @@ def test_a_market_trend_is_shared_by_its_areas_and_leaves_the_rest_alone():
 def test_outcome_loadings_move_only_the_other_outcome_shared_within_a_market():
     """``outcome_loading_sd`` gives violent incidents loadings of their own (one deviation per
     market, shared by its areas); the drug counts are the same city's."""
-    spec = replace(CitySpec(), covariates=False)
+    spec = CitySpec()
     same = simulate_city(spec, seed=5)
     apart = simulate_city(replace(spec, outcome_loading_sd=0.3), seed=5)
     np.testing.assert_array_equal(apart.panel.counts["drug"], same.panel.counts["drug"])
+    # every later draw of the city is unchanged too: call-in dates, truth, covariates
+    assert [m.intervention for m in apart.markets] == [m.intervention for m in same.markets]
+    assert apart.truth().equals(same.truth())
+    pd.testing.assert_frame_equal(apart.panel.covariates, same.panel.covariates)
+    assert (apart.panel.counts["violent"] != same.panel.counts["violent"]).any()
     log_ratio = np.log(apart.expected["violent"] / same.expected["violent"])
     assert np.std(log_ratio) > 0.02  # the violent paths moved
     row = {a: i for i, a in enumerate(same.panel.areas)}
@@ -402,7 +407,7 @@ def test_sensitivity_scenarios_change_what_they_say():
 @pytest.mark.parametrize("flag", [["--sensitivity"], []])
 def test_calibrate_runs_the_four_first_and_judges_only_them(tmp_path, monkeypatch, flag):
     from dmi_eval.calibration import __main__ as cli
-    from dmi_eval.calibration.runner import city_tasks, default_scenarios
+    from dmi_eval.calibration.runner import city_tasks, default_scenarios, sensitivity_scenarios
 
     seen = []
 
@@ -419,14 +424,15 @@ def test_calibrate_runs_the_four_first_and_judges_only_them(tmp_path, monkeypatc
     scenarios = seen[0]
     four = default_scenarios()
     assert [sc.id for sc in scenarios[:4]] == [sc.id for sc in four]
-    assert len(scenarios) == (14 if flag else 4)
-    # the four come first, so their cities keep their seeds with or without the ten
+    assert len(scenarios) == 4 + (len(sensitivity_scenarios()) if flag else 0)
+    assert len(sensitivity_scenarios()) == 11
+    # the four come first, so their cities keep their seeds with or without the others
     assert city_tasks(scenarios, 20240601)[: 4 * four[0].n_cities] == city_tasks(four, 20240601)
     frame = pd.read_csv(tmp_path / "results" / "calibration.csv", keep_default_na=False)
     judged = frame[frame["scenario"] == scenarios[0].id]
     last = frame[frame["scenario"] == scenarios[-1].id]
     assert (judged["met"] != "").any()
-    assert ((last["met"] != "").any()) != bool(flag)  # the last of the ten is not judged
+    assert ((last["met"] != "").any()) != bool(flag)  # the last sensitivity one is not judged
     text = (tmp_path / "appendix" / "calibration.md").read_text(encoding="utf-8")
     assert ("## Sensitivity" in text) == bool(flag)
     assert ("Reproduce with `nox -s calibrate -- --sensitivity`" in text) == bool(flag)

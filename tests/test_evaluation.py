@@ -43,6 +43,12 @@ def test_persistence_other_than_six_periods_is_honoured_by_every_design():
     for name, res in ev.results.items():
         assert "last4" in set(res.table["window"]), name
     assert "last 4 months" in ev.verdict.reasons_text()
+    # what the closure rule says of its gates (verdict.rule_text): only DID, never primary, has
+    # a pre-trend test, and the synthetic control runs one fake call-in date where ITS runs several
+    has_pretrend = {n for n, r in ev.results.items() if "pretrend_p" in r.diagnostics.columns}
+    assert has_pretrend == {"did"} and not has_pretrend & set(evaluation.PRIMARY_ORDER)
+    fake_dates = {n: len(r.checks.get("placebo_time", ())) for n, r in ev.results.items()}
+    assert fake_dates["sc"] == 1 and fake_dates["its"] >= 2 and fake_dates["cits"] >= 2
 
 
 @pytest.mark.slow

@@ -340,3 +340,27 @@ def test_leverage_factors_give_the_joint_fits_leverage():
     one = leverage(F, pre, window)
     assert 1.0 < exact < one  # the second outcome's counts shrink the excess over 1
     assert exact - 1 == pytest.approx((one - 1) / 4.0, rel=1e-9)  # kappa = 3
+
+
+def test_placebo_figure_draws_no_cut_off_where_no_p_can_reach_alpha():
+    """With n placebos no p goes below 1 / (n + 1): below 19 placebos no cut-off is drawn, and
+    where one is, the market is significant exactly when it lies below it."""
+    from types import SimpleNamespace
+
+    import matplotlib.pyplot as plt
+
+    from dmi_eval.inference.noise import NoiseStandardisedTest
+    from dmi_eval.plots import plot_placebo_statistics
+
+    rng = np.random.default_rng(3)
+    for n, market, drawn in ((12, -30.0, False), (19, -30.0, False), (40, -30.0, True)):
+        L = np.r_[market * 0.1, rng.normal(0.0, 0.1, n)]
+        test = NoiseStandardisedTest(log_ratio=L, variance=np.full(n + 1, 0.01), tau2=0.0)
+        results = SimpleNamespace(primary_outcome="drug", noise_test=lambda o, w, t=test: t)
+        fig, ax = plot_placebo_statistics(results, alpha=0.05)
+        assert len(ax.lines) == (2 if drawn else 1), n
+        p_lower = test.p_values()[0]
+        assert (p_lower < 0.05) == drawn
+        if drawn:
+            assert float(test.z[0]) < ax.lines[1].get_xdata()[0]
+        plt.close(fig)

@@ -212,5 +212,7 @@ def test_a_persistence_window_as_long_as_the_post_period_is_not_shown_apart():
     assert list(without_capped_window(effects, n_post=6, last_k=6)["window"]) == ["post", "post"]
     # 7 post months: the last 6 are a window of their own
     assert without_capped_window(effects, n_post=7, last_k=6).equals(effects)
-    # another window length is not touched
-    assert without_capped_window(effects, n_post=1, last_k=2).equals(effects)
+    # only the window of that length is left out
+    two = effects.assign(window=effects["window"].str.replace("last6", "last2"))
+    assert without_capped_window(two, n_post=4, last_k=6).equals(two)
+    assert list(without_capped_window(two, n_post=2, last_k=2)["window"]) == ["post", "post"]

@@ -340,11 +340,12 @@ def test_thresholds_are_configurable_and_stated():
     # the gates are stated with their thresholds, not only named
     assert "a significant effect at more than 20% of the fake call-in dates" in text
     assert (
-        "its pre-trend test, where it has one (difference-in-differences), has not rejected "
-        "parallel trends (p < 0.05)" in text
+        "its pre-trend test, where it has one, has not rejected parallel trends (p < 0.05)" in text
     )
-    # the synthetic control's one fake date cannot fail a rule that needs two: said, not implied
-    assert "for the synthetic control this check does not gate" in text
+    # which of these gates can act is said, not implied: no primary design has a pre-trend test,
+    # and the synthetic control's one fake date cannot fail a rule that needs two
+    assert "Of the designs that can be primary none has a pre-trend test" in text
+    assert "for a synthetic control the spike check is the gate that applies" in text
     assert "the primary design's own checks pass" in text
     assert "gate *closed* and *displaced* (both claim the market fell)" in text
     weekly = rule_text(VerdictRules(), "week")

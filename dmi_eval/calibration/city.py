@@ -155,9 +155,10 @@ class CitySpec:
         area's loadings for the other outcomes (violent), one draw shared by a
         market's areas: with it a place's exposure to city-wide change differs
         between its drug and its violent incidents, against which the site's
-        augmented SC (loadings shared across outcomes) is checked. Drawn from a
-        stream of its own, so the drug counts and everything else are those of the
-        same city without it; the default 0 draws nothing.
+        augmented SC (loadings shared across outcomes) is checked. The violent
+        counts are then redrawn from a stream of their own, so the drug counts,
+        call-in dates and covariates are those of the same city without it; the
+        default 0 draws nothing.
     market_trend_sd
         SD of a market's own slow log-linear trend per year, one draw shared by
         all its areas and added to their own trends (so it does not average out
@@ -405,15 +406,6 @@ def simulate_city(spec: CitySpec | None = None, *, seed: int = 0) -> City:
 
     season = spec.season_amplitude * np.cos(2 * np.pi * (periods.start_time.month - 7) / 12)
     log_common = load @ f + trend[:, None] * t_years[None, :] + np.asarray(season)[None, :]
-    log_by_outcome = {o: log_common for o in OUTCOMES}
-    if spec.outcome_loading_sd > 0:
-        # a stream of its own: every other draw, and so the drug counts, stay the same city's
-        orng = np.random.default_rng([seed, 1])
-        own = orng.normal(0.0, spec.outcome_loading_sd, (n_areas, spec.n_factors))
-        for cells in market_cells:
-            own[cells] = orng.normal(0.0, spec.outcome_loading_sd, spec.n_factors)
-        for o in OUTCOMES[1:]:
-            log_by_outcome[o] = log_common + own @ f
     # Markets' expected totals are anchored at their pre-period rate below.
     base = {"drug": drug_month * per_month, "violent": violent_month * per_month}
 
@@ -441,15 +433,28 @@ def simulate_city(spec: CitySpec | None = None, *, seed: int = 0) -> City:
     frailty = {
         o: rng.gamma(1.0 / spec.dispersion, spec.dispersion, (n_areas, n_periods)) for o in OUTCOMES
     }
+
+    def expected_counts(o: str, log_path: np.ndarray) -> np.ndarray:
+        lam = base[o][:, None] * np.exp(log_path)
+        # Scale each area so that its pre-city-history mean equals its base rate.
+        lam = lam / np.exp(log_path[:, :min_pre]).mean(axis=1, keepdims=True)
+        return lam * frailty[o]
+
     expected = {}
     counts = {}
     for o in OUTCOMES:
-        log_o = log_by_outcome[o]
-        lam = base[o][:, None] * np.exp(log_o)
-        # Scale each area so that its pre-city-history mean equals its base rate.
-        lam = lam / np.exp(log_o[:, :min_pre]).mean(axis=1, keepdims=True)
-        expected[o] = lam * frailty[o]
+        expected[o] = expected_counts(o, log_common)
         counts[o] = rng.poisson(expected[o] * multiplier[o])
+    if spec.outcome_loading_sd > 0:
+        # the other outcomes redrawn from a stream of their own, after the city's counts were
+        # drawn from the main one: every other draw (call-in dates, covariates) is the same city's
+        orng = np.random.default_rng([seed, 1])
+        own = orng.normal(0.0, spec.outcome_loading_sd, (n_areas, spec.n_factors))
+        for cells in market_cells:
+            own[cells] = orng.normal(0.0, spec.outcome_loading_sd, spec.n_factors)
+        for o in OUTCOMES[1:]:
+            expected[o] = expected_counts(o, log_common + own @ f)
+            counts[o] = orng.poisson(expected[o] * multiplier[o])
 
     for j, cells, ring, call, n_post, eff in meta:
         start, end = periods[call].start_time.date(), periods[call].end_time.date()

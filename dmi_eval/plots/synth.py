@@ -93,8 +93,9 @@ def plot_placebo_statistics(
     A histogram of the reference distribution the market's statistic is ranked
     in (every placebo area's ``z_j = L_j / sqrt(tau^2 + v_j)`` and its mirror
     image about the placebos' median; :mod:`dmi_eval.inference.noise`), the
-    market's ``z`` (red) and the largest value the one-sided test of a fall at
-    ``alpha`` still calls significant (dashed). Falls back on
+    market's ``z`` (red) and the value below which the one-sided test of a fall
+    at ``alpha`` calls it significant (dashed; not drawn when no p can go below
+    ``alpha``, with fewer than ``1 / alpha - 1`` placebos). Falls back on
     :func:`plot_rmspe_ratios` where the design ran the classic test.
     """
     outcome = outcome or getattr(results, "primary_outcome", None)
@@ -110,7 +111,8 @@ def plot_placebo_statistics(
     bins = min(40, max(8, ref.size // 6))
     ax.hist(ref, bins=bins, color="0.75", label=f"{test.n_placebos} placebo areas, mirrored")
     ax.axvline(z1, color="tab:red", lw=1.8, label=f"the market (z = {z1:.2f})")
-    cut = rank_critical_value(ref, alpha)
+    # below 1 / (n + 1) no p can go, mirrored reference or not
+    cut = rank_critical_value(ref, alpha) if 1.0 / (test.n_placebos + 1) < alpha else -np.inf
     if np.isfinite(cut):
         ax.axvline(cut, color="0.3", ls="--", lw=1, label=f"one-sided {alpha:g} cut-off")
     p_lower = test.p_values()[0]
@@ -131,9 +133,10 @@ def plot_synth_correction(
     factor term ``exp(c + F_t' b)``. The figure shows the two counterfactuals
     (weights alone, dotted; the fitted synthetic control, blue) against the
     market's counts (black): the distance between them is what the factor term
-    corrects. Where the estimator is not the augmented one only the fitted line
-    is drawn; where it fell back on simplex SC (too short a pre period, or one
-    outcome) the two lines coincide.
+    corrects. Where the estimator is not the augmented one (at a site, one with a
+    single outcome) only the fitted line is drawn; where it fitted no factors
+    (fewer than 24 pre periods) the two lines coincide. The y-axis says
+    "incidents per period"; callers that know the period set their own label.
     """
     fig, ax = new_axes(ax)
     data = results.path_data(outcome)
