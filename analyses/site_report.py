@@ -353,13 +353,13 @@ if "sc" in results:
     ax.set_ylabel(per_period(primary, unit, primary_label))
     if sc_diag.get("estimator_weights") == "augmented" and n_factors > 0:
         correction = (
-            f"the weighted sum of its comparison areas alone (dotted) and the synthetic control "
+            f", the weighted sum of its comparison areas alone (dotted) and the synthetic control "
             f"after its factor term (blue: {n_factors} city-wide factors, with loadings fitted to "
             "the market's pre-period counts of every outcome; see the methods appendix)."
         )
     else:
         correction = (
-            "and its synthetic control (blue), the weighted sum of its comparison areas: no "
+            " and its synthetic control (blue), the weighted sum of its comparison areas: no "
             "factor term was fitted here (see the diagnostics table above and the methods "
             "appendix)."
         )
@@ -368,7 +368,7 @@ if "sc" in results:
             fig,
             f"sc_correction_{primary}",
             "what the synthetic control fits",
-            f"the market's {primary_label} per {unit} (black), {correction}",
+            f"the market's {primary_label} per {unit} (black){correction}",
         )
     )
     loo = sc.leave_one_out
