@@ -611,6 +611,17 @@ class NoiseStandardisedTest:
         low, high = (0.0 if abs(end) < 1e-12 else end for end in (low, high))
         return low, high
 
+    def critical_value(self, alpha: float = 0.05) -> float:
+        """The market's statistic must lie below this for ``p_lower < alpha``.
+
+        The :attr:`reference` value :func:`~dmi_eval.power.rank_critical_value` gives,
+        or ``-inf`` where ``n`` placebos cannot reach ``alpha`` at all (``p`` is never
+        below ``1 / (n + 1)``, mirrored reference or not).
+        """
+        if self.n_placebos == 0 or min_rank_p(self.n_placebos) >= alpha:
+            return -math.inf
+        return rank_critical_value(self.reference, alpha)
+
     def mde(self, alpha: float = 0.05, power: float = 0.8) -> float:
         """Smallest reduction (positive fraction) the one-sided test detects with ``power``.
 
@@ -627,12 +638,13 @@ class NoiseStandardisedTest:
         when the test can never reach ``p < alpha`` (``1 / (n + 1) >= alpha``:
         too few placebos) or no drop short of a complete one is detected.
         """
-        if self.n_placebos == 0 or min_rank_p(self.n_placebos) >= alpha:
+        c = self.critical_value(alpha)
+        if not math.isfinite(c):
             return float("inf")
         s0 = float(self.sd[0])
         ref = self.reference
         fixed = mde_from_placebos(ref, s0, alpha=alpha, power=power)  # s(u) = s_0
-        c, q = rank_critical_value(ref, alpha), float(np.quantile(ref, power))
+        q = float(np.quantile(ref, power))
         if not (math.isfinite(self.market_count) and math.isfinite(fixed) and q > c):
             return fixed
 

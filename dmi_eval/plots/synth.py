@@ -17,7 +17,6 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from dmi_eval.plots.common import new_axes
-from dmi_eval.power import rank_critical_value
 
 __all__ = [
     "plot_synth_gaps",
@@ -111,8 +110,7 @@ def plot_placebo_statistics(
     bins = min(40, max(8, ref.size // 6))
     ax.hist(ref, bins=bins, color="0.75", label=f"{test.n_placebos} placebo areas, mirrored")
     ax.axvline(z1, color="tab:red", lw=1.8, label=f"the market (z = {z1:.2f})")
-    # below 1 / (n + 1) no p can go, mirrored reference or not
-    cut = rank_critical_value(ref, alpha) if 1.0 / (test.n_placebos + 1) < alpha else -np.inf
+    cut = test.critical_value(alpha)
     if np.isfinite(cut):
         ax.axvline(cut, color="0.3", ls="--", lw=1, label=f"one-sided {alpha:g} cut-off")
     p_lower = test.p_values()[0]
